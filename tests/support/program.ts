@@ -1,0 +1,81 @@
+/**
+ * Runs the real program (index.ts) in-process under Pulumi mocks and records what it declares:
+ * each resource's type, name, inputs and resource options, and the stack outputs.
+ */
+import type * as pulumiType from "@pulumi/pulumi";
+
+export interface DeclaredResource {
+    type: string;
+    name: string;
+    /** Inputs as the engine receives them; secrets are still wrapped (see `isRpcSecret`). */
+    inputs: Record<string, any>;
+    options: pulumiType.CustomResourceOptions;
+}
+
+export interface ProgramRun {
+    resources: DeclaredResource[];
+    /** The program's named exports, as the stack outputs are made from them. */
+    outputs: Record<string, unknown>;
+    /** The SDK instance the program ran against, for `isRpcSecret` and `isSecret`. */
+    pulumi: typeof pulumiType;
+}
+
+/** Creates a resource and returns its state; the default echoes the inputs back. */
+export type ResourceHandler = (args: pulumiType.runtime.MockResourceArgs) => Promise<{ id: string; state: Record<string, any> }>;
+
+const echo: ResourceHandler = async (args) => ({ id: `${args.name}-id`, state: args.inputs });
+
+/**
+ * Runs index.ts once, in a fresh module registry so that it declares its resources anew.
+ *
+ * @param config stack config as `pulumi.runtime.setAllConfig` takes it (`pullthrough:<key>` → string)
+ * @param secretKeys config keys set with `--secret`
+ * @param createResource what "creating" a resource means; a test stand-in may make it real
+ */
+export async function runProgram(
+    config: Record<string, string>,
+    { secretKeys = [], createResource = echo }: { secretKeys?: string[]; createResource?: ResourceHandler } = {},
+): Promise<ProgramRun> {
+    let run: ProgramRun | undefined;
+    await jest.isolateModulesAsync(async () => {
+        const pulumi: typeof pulumiType = require("@pulumi/pulumi");
+        const resources: DeclaredResource[] = [];
+        const options = new Map<string, pulumiType.CustomResourceOptions>();
+        const key = (type: string, name: string) => `${type}::${name}`;
+        await pulumi.runtime.setMocks(
+            {
+                newResource: async (args) => {
+                    const created = await createResource(args);
+                    resources.push({ type: args.type, name: args.name, inputs: args.inputs, options: options.get(key(args.type, args.name)) ?? {} });
+                    return created;
+                },
+                call: async (args) => args.inputs,
+            },
+            "pullthrough",
+            "dev",
+            false,
+        );
+        pulumi.runtime.setAllConfig(config, secretKeys);
+        let outputs: Record<string, unknown> = {};
+        let programError: unknown;
+        await pulumi.runtime.runInPulumiStack(async () => {
+            // Mocks never see resource options; a stack transformation does.
+            pulumi.runtime.registerStackTransformation((args) => {
+                options.set(key(args.type, args.name), args.opts as pulumiType.CustomResourceOptions);
+                return undefined;
+            });
+            // Caught here: a throw escaping the stack's init becomes an unhandled rejection.
+            try {
+                outputs = { ...require("../../index") };
+            } catch (error) {
+                programError = error;
+            }
+            return outputs;
+        });
+        // Registrations still in flight finish before the run counts as done.
+        await pulumi.runtime.disconnect();
+        if (programError) throw programError;
+        run = { resources, outputs, pulumi };
+    });
+    return run!;
+}
