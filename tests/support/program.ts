@@ -42,10 +42,15 @@ export async function runProgram(
         const resources: DeclaredResource[] = [];
         const options = new Map<string, pulumiType.CustomResourceOptions>();
         const key = (type: string, name: string) => `${type}::${name}`;
+        const failures: unknown[] = [];
         await pulumi.runtime.setMocks(
             {
                 newResource: async (args) => {
-                    const created = await createResource(args);
+                    // Components (the stack) have nothing to create.
+                    const created = await (args.custom ? createResource(args) : echo(args)).catch((error: unknown) => {
+                        failures.push(error);
+                        throw error;
+                    });
                     resources.push({ type: args.type, name: args.name, inputs: args.inputs, options: options.get(key(args.type, args.name)) ?? {} });
                     return created;
                 },
@@ -75,6 +80,7 @@ export async function runProgram(
         // Registrations still in flight finish before the run counts as done.
         await pulumi.runtime.disconnect();
         if (programError) throw programError;
+        if (failures.length > 0) throw failures[0];
         run = { resources, outputs, pulumi };
     });
     return run!;
