@@ -1,21 +1,28 @@
 /**
- * Pullthrough: one pull-through registry cache per upstream, on this host's Docker engine.
- * All decisions live in ./mirrors; this file only turns the plan into resources and outputs.
+ * Pullthrough: one pull-through registry cache per upstream on this host's Docker engine, and,
+ * when asked, a Talos cluster that pulls through them. All decisions live in ./mirrors; this
+ * file only turns the plan into resources and outputs.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
+import * as command from "@pulumi/command";
 import * as plan from "./mirrors";
+import { detectTalosctlVersion } from "./talosctl";
 
-const settings = loadSettings();
-const caches = plan.planCaches(settings, { project: pulumi.getProject(), stack: pulumi.getStack() });
+const { settings, caches, clusterPlan } = loadPlan();
 
-for (const cache of caches) {
+const cacheContainers = caches.map((cache) => {
     // The cache's storage; kept on destroy when keepCache is set, so the next up starts warm.
     const volume = new docker.Volume(cache.name, plan.cacheVolume(cache), plan.volumeOptions(settings));
     // The registry in proxy mode; `wait` holds `pulumi up` until its healthcheck passes.
     const { secretEnvs, ...container } = plan.cacheContainer(cache);
     const envs = secretEnvs.length > 0 ? pulumi.secret([...container.envs, ...secretEnvs]) : container.envs;
-    new docker.Container(cache.name, { ...container, envs }, { ...plan.containerOptions(), dependsOn: volume });
+    return new docker.Container(cache.name, { ...container, envs }, { ...plan.containerOptions(), dependsOn: volume });
+});
+
+if (settings.cluster.enabled) {
+    // The Talos cluster boots only once every cache is healthy.
+    new command.local.Command("talos-cluster", plan.clusterCommand(clusterPlan), { ...plan.clusterCommandOptions(), dependsOn: cacheContainers });
 }
 
 export const mirrors = plan.mirrorsByRegistry(caches);
@@ -23,13 +30,19 @@ export const registryMirrorFlags = plan.registryMirrorFlags(caches);
 export const talosConfigPatch = plan.talosConfigPatch(caches);
 export const talosMirrorDocuments = plan.talosMirrorDocuments(caches);
 export const containerdHosts = plan.containerdHosts(caches);
+export const talosctlCreate = clusterPlan.create;
+// null, not undefined: an undefined export draws a warning on every `pulumi up`.
+export const cluster = settings.cluster.enabled ? clusterPlan.output : null;
 
-/** Reads and validates the stack config; an invalid config stops the program before any resource. */
-function loadSettings(): plan.Settings {
+/** Validates config and plans everything; a bad setting stops the program before any resource. */
+function loadPlan() {
     try {
-        return plan.parseSettings(pulumi.runtime.allConfig());
+        const settings = plan.parseSettings(pulumi.runtime.allConfig());
+        const caches = plan.planCaches(settings, { project: pulumi.getProject(), stack: pulumi.getStack() });
+        const clusterPlan = plan.planCluster(settings, caches, detectTalosctlVersion(settings.cluster));
+        return { settings, caches, clusterPlan };
     } catch (error) {
         // RunError prints the message alone, without a stack trace.
-        throw error instanceof plan.ConfigError ? new pulumi.RunError(error.message) : error;
+        throw new pulumi.RunError(error instanceof Error ? error.message : String(error));
     }
 }

@@ -5,6 +5,15 @@
  */
 import { z } from "zod";
 import { stringify as toYaml } from "yaml";
+import {
+    ClusterSettings,
+    TalosctlVersion,
+    clusterCreateArgv,
+    clusterDestroyArgv,
+    formatVersion,
+    shellQuote,
+    unsupportedSettings,
+} from "./talosctl";
 
 /** Pulumi project name, and so the namespace of every config key (`pullthrough:<key>`). */
 export const configNamespace = "pullthrough";
@@ -60,6 +69,10 @@ const imagePattern =
 const namePrefixPattern = /^(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*)?$/;
 
 const isIPv4 = (value: string) => ipv4Pattern.test(value);
+const isIPv4Cidr = (value: string) => {
+    const [address, prefix, ...rest] = value.split("/");
+    return rest.length === 0 && isIPv4(address) && /^(?:[0-9]|[12][0-9]|3[0-2])$/.test(prefix ?? "");
+};
 /** A host name or IPv4 address; an all-numeric name must be a real IPv4 address. */
 const isHost = (value: string) => (/^[0-9.]+$/.test(value) ? isIPv4(value) : hostNamePattern.test(value));
 
@@ -96,6 +109,13 @@ const expected = {
     namePrefix: 'letters, digits, "_", "." or "-", starting with a letter or digit (e.g. "registry-"), or empty',
     credentials: 'an object mapping a configured registry to {username, password} (e.g. {"docker.io": {"username": "me", "password": "…"}})',
     nonEmpty: "a non-empty string",
+    cluster: "an object of cluster settings (see README: enabled, provisioner, name, cidr, …)",
+    provisioner: '"docker" or "qemu"',
+    clusterName: 'lower-case letters, digits and "-" (e.g. "talos-default")',
+    cidr: 'an IPv4 network in CIDR form (e.g. "10.5.0.0/24")',
+    controlplanes: "an integer of at least 1",
+    workers: "an integer of at least 0",
+    argList: 'a list of strings (e.g. ["--memory", "4096"])',
 } as const;
 
 const duration = z.string(expected.duration).regex(goDurationPattern, expected.duration);
@@ -119,8 +139,24 @@ const credentialSchema = z.strictObject(
     expected.credentials,
 );
 
-const settingsSchema = z
-    .strictObject({
+const clusterSchema = z.strictObject(
+    {
+        enabled: z.boolean(expected.boolean).default(false),
+        provisioner: z.enum(["docker", "qemu"], expected.provisioner).default("docker"),
+        name: z.string(expected.clusterName).regex(/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/, expected.clusterName).default("talos-default"),
+        cidr: z.string(expected.cidr).refine(isIPv4Cidr, expected.cidr).default("10.5.0.0/24"),
+        controlplanes: z.number(expected.controlplanes).int(expected.controlplanes).min(1, expected.controlplanes).default(1),
+        workers: z.number(expected.workers).int(expected.workers).min(0, expected.workers).default(1),
+        talosVersion: z.string(expected.nonEmpty).min(1, expected.nonEmpty).optional(),
+        kubernetesVersion: z.string(expected.nonEmpty).min(1, expected.nonEmpty).optional(),
+        state: z.string(expected.nonEmpty).min(1, expected.nonEmpty).optional(),
+        talosctl: z.string(expected.nonEmpty).min(1, expected.nonEmpty).default("talosctl"),
+        extraArgs: z.array(z.string(expected.argList), expected.argList).default([]),
+    },
+    expected.cluster,
+);
+
+const settingsObject = z.strictObject({
         upstreams: z
             .array(upstreamSchema, expected.upstreams)
             .min(1, expected.upstreams)
@@ -128,15 +164,50 @@ const settingsSchema = z
             .superRefine(requireDistinctRegistriesAndPorts),
         image: z.string(expected.image).regex(imagePattern, expected.image).default("registry:3"),
         bindAddress: z.string(expected.ipv4).refine(isIPv4, expected.ipv4).default("0.0.0.0"),
-        mirrorHost: z.string(expected.host).refine(isHost, expected.host).default("172.17.0.1"),
+        // Derived from the cluster when unset: see defaultMirrorHost.
+        mirrorHost: z.string(expected.host).refine(isHost, expected.host).optional(),
         ttl: duration.default("0"),
         keepCache: z.boolean(expected.boolean).default(true),
         namePrefix: z.string(expected.namePrefix).regex(namePrefixPattern, expected.namePrefix).default("registry-"),
         credentials: z.record(z.string(), credentialSchema, expected.credentials).default({}),
-    })
-    .superRefine(requireCredentialsForConfiguredRegistries);
+        cluster: clusterSchema.default(() => clusterSchema.parse({})),
+    });
+
+const settingsSchema = settingsObject
+    .superRefine(requireCredentialsForConfiguredRegistries)
+    .superRefine(requireRoomForClusterNodes)
+    .transform((settings) => ({ ...settings, mirrorHost: settings.mirrorHost ?? defaultMirrorHost(settings.cluster) }));
 
 export type Settings = z.output<typeof settingsSchema>;
+
+/**
+ * Where nodes find the host: QEMU nodes at their network's gateway (a host bridge address),
+ * Docker nodes at the docker0 bridge, as the Talos guide has it.
+ */
+export function defaultMirrorHost(cluster: Pick<ClusterSettings, "provisioner" | "cidr">): string {
+    return cluster.provisioner === "qemu" ? cidrAddress(cluster.cidr, 1) : "172.17.0.1";
+}
+
+/** The address at `offset` in an IPv4 network: 1 is Talos's gateway, 2 its first node. */
+export function cidrAddress(cidr: string, offset: number): string {
+    const [address, prefix] = cidr.split("/");
+    const base = address.split(".").reduce((value, octet) => value * 256 + Number(octet), 0);
+    const network = Number(prefix) === 0 ? 0 : base - (base % 2 ** (32 - Number(prefix)));
+    const value = network + offset;
+    return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join(".");
+}
+
+function requireRoomForClusterNodes(settings: { cluster: ClusterSettings }, ctx: z.RefinementCtx) {
+    const { cidr, controlplanes, workers } = settings.cluster;
+    if (!isIPv4Cidr(cidr)) return; // reported by the field's own check
+    const size = 2 ** (32 - Number(cidr.split("/")[1]));
+    const nodes = controlplanes + workers;
+    // Talos puts the gateway at offset 1 and nodes from offset 2; the last address is broadcast.
+    if (nodes + 3 > size) {
+        const widest = 32 - Math.ceil(Math.log2(nodes + 3));
+        ctx.addIssue({ code: "custom", path: ["cluster", "cidr"], input: cidr, message: `a network with room for a gateway and ${nodes} nodes (/${widest} or wider)` });
+    }
+}
 
 function requireDistinctRegistriesAndPorts(upstreams: Upstream[], ctx: z.RefinementCtx) {
     for (const field of ["registry", "port"] as const) {
@@ -172,7 +243,7 @@ function requireCredentialsForConfiguredRegistries(settings: { upstreams: Upstre
 }
 
 /** Keys whose config value is JSON (structured or boolean); the others are plain strings. */
-const jsonKeys: ReadonlySet<string> = new Set(["upstreams", "credentials", "keepCache"]);
+const jsonKeys: ReadonlySet<string> = new Set(["upstreams", "credentials", "keepCache", "cluster"]);
 
 /** Thrown for invalid config; lists every problem found, one per line, each naming its key. */
 export class ConfigError extends Error {
@@ -213,13 +284,14 @@ export function parseSettings(allConfig: Readonly<Record<string, string>>): Sett
 }
 
 function expectedFor(key: string): string {
-    return key === "keepCache" ? expected.boolean : key === "credentials" ? expected.credentials : expected.upstreams;
+    return ({ keepCache: expected.boolean, credentials: expected.credentials, cluster: expected.cluster } as Record<string, string>)[key] ?? expected.upstreams;
 }
 
 /** Known keys of the object at `path`, for "did you mean" hints. */
 function knownKeysAt(path: readonly PropertyKey[]): string[] {
-    if (path.length === 0) return Object.keys(settingsSchema.shape);
+    if (path.length === 0) return Object.keys(settingsObject.shape);
     if (path[0] === "upstreams") return Object.keys(upstreamSchema.shape);
+    if (path[0] === "cluster") return Object.keys(clusterSchema.shape);
     return Object.keys(credentialSchema.shape);
 }
 
@@ -438,4 +510,63 @@ export function containerdHosts(caches: readonly Cache[]): Record<string, string
             `server = ${JSON.stringify(cache.remote)}\n\n[host.${JSON.stringify(cache.endpoint)}]\n  capabilities = ["pull", "resolve"]\n`,
         ]),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Talos cluster
+// ---------------------------------------------------------------------------------------------
+
+export interface ClusterPlan {
+    /** Shell command that creates the cluster with these mirrors (`talosctlCreate` output). */
+    create: string;
+    /** Shell command that destroys it; complete in itself, since delete runs the stored copy. */
+    delete: string;
+    createArgv: string[];
+    /** Stack output `cluster`. */
+    output: { name: string; provisioner: string; talosctlVersion: string; endpointHost: string };
+}
+
+/**
+ * The talosctl commands for this cluster and these caches. Without a detected talosctl the
+ * commands take the v1.12+ form.
+ *
+ * @throws ConfigError for settings the detected talosctl cannot express
+ */
+export function planCluster(settings: Settings, caches: readonly Cache[], version: TalosctlVersion = { major: 1, minor: 12, patch: 0 }): ClusterPlan {
+    const { cluster } = settings;
+    const problems = unsupportedSettings(cluster, version).map(
+        ([key, value, what]) => `${formatKey(key.split("."))}: got ${formatValue([], value)}; expected ${what}`,
+    );
+    if (problems.length > 0) throw new ConfigError(problems);
+    const createArgv = clusterCreateArgv(cluster, version, registryMirrorFlags(caches));
+    return {
+        create: shellQuote(createArgv),
+        delete: shellQuote(clusterDestroyArgv(cluster, version)),
+        createArgv,
+        output: {
+            name: cluster.name,
+            provisioner: cluster.provisioner,
+            talosctlVersion: formatVersion(version),
+            // Docker nodes publish their APIs on the host; QEMU nodes answer on the bridge.
+            endpointHost: cluster.provisioner === "docker" ? "127.0.0.1" : cidrAddress(cluster.cidr, 2),
+        },
+    };
+}
+
+/**
+ * The `command.local.Command` inputs: any change to the command (mirrors, settings, version
+ * family) replaces the cluster, and the output streams to the user.
+ */
+export function clusterCommand(plan: ClusterPlan) {
+    return {
+        create: plan.create,
+        delete: plan.delete,
+        triggers: [plan.create],
+        logging: "stdoutAndStderr" as const,
+    };
+}
+
+/** The old cluster goes before the new one: both would have the same name. */
+export function clusterCommandOptions() {
+    return { deleteBeforeReplace: true, customTimeouts: { create: "30m", delete: "10m" } };
 }

@@ -3,6 +3,7 @@ import { parse as parseToml } from "smol-toml";
 import {
     ConfigError,
     cacheContainer,
+    cidrAddress,
     containerdHosts,
     defaultUpstreams,
     mirrorsByRegistry,
@@ -66,7 +67,24 @@ describe("defaults", () => {
             keepCache: true,
             namePrefix: "registry-",
             credentials: {},
+            cluster: {
+                enabled: false,
+                provisioner: "docker",
+                name: "talos-default",
+                cidr: "10.5.0.0/24",
+                controlplanes: 1,
+                workers: 1,
+                talosctl: "talosctl",
+                extraArgs: [],
+            },
         });
+    });
+
+    test("mirrorHost follows the provisioner unless set: docker0 for docker, the cluster gateway for qemu", () => {
+        expect(parseSettings(config({ cluster: { provisioner: "qemu" } })).mirrorHost).toBe("10.5.0.1");
+        expect(parseSettings(config({ cluster: { provisioner: "qemu", cidr: "192.168.77.0/26" } })).mirrorHost).toBe("192.168.77.1");
+        expect(parseSettings(config({ cluster: { provisioner: "docker", cidr: "10.9.0.0/24" } })).mirrorHost).toBe("172.17.0.1");
+        expect(parseSettings(config({ mirrorHost: "cache.lan", cluster: { provisioner: "qemu" } })).mirrorHost).toBe("cache.lan");
     });
 
     test("config of other namespaces is none of our business", () => {
@@ -119,6 +137,15 @@ describe("validation", () => {
         ["namePrefix with a slash", { namePrefix: "cache/" }, ['pullthrough:namePrefix: got "cache/"']],
         ["credentials for an unconfigured registry", { credentials: { "quay.io": { username: "u", password: "p" } }, upstreams: [upstream("docker.io", 5000)] }, ['pullthrough:credentials["quay.io"]: got [secret]', "credentials only for configured registries (docker.io)"]],
         ["credentials missing a password", { credentials: { "docker.io": { username: "u" } } }, ['pullthrough:credentials["docker.io"].password: got nothing', "non-empty string"]],
+        ["cluster not an object", { cluster: "yes" }, ['pullthrough:cluster: got "yes"', "which is not JSON", "cluster settings"]],
+        ["misspelt cluster key", { cluster: { enable: true } }, ["pullthrough:cluster.enable: unknown key", 'did you mean "enabled"']],
+        ["unknown provisioner", { cluster: { provisioner: "kvm" } }, ['pullthrough:cluster.provisioner: got "kvm"', '"docker" or "qemu"']],
+        ["a /33", { cluster: { cidr: "10.5.0.0/33" } }, ['pullthrough:cluster.cidr: got "10.5.0.0/33"', "CIDR"]],
+        ["a network too small for the nodes", { cluster: { cidr: "10.5.0.0/30", workers: 2 } }, ['pullthrough:cluster.cidr: got "10.5.0.0/30"', "room for a gateway and 3 nodes (/29 or wider)"]],
+        ["zero control planes", { cluster: { controlplanes: 0 } }, ["pullthrough:cluster.controlplanes: got 0", "at least 1"]],
+        ["negative workers", { cluster: { workers: -1 } }, ["pullthrough:cluster.workers: got -1"]],
+        ["cluster name with capitals", { cluster: { name: "Talos" } }, ['pullthrough:cluster.name: got "Talos"']],
+        ["extraArgs a string", { cluster: { extraArgs: "--memory 4096" } }, ['pullthrough:cluster.extraArgs: got "--memory 4096"', "list of strings"]],
         ["credentials with a misspelt key", { credentials: { "docker.io": { username: "u", passwd: "p", password: "p" } } }, ['pullthrough:credentials["docker.io"].passwd: unknown key', 'did you mean "password"']],
     ])("%s", (_name, values, fragments) => {
         const problems = problemsOf(config(values));
@@ -153,6 +180,16 @@ describe("validation", () => {
         ["pullthrough-test/registry:2.8-debian"],
     ])("image %s is accepted", (image) => {
         expect(parseSettings(config({ image })).image).toBe(image);
+    });
+
+    test.each([
+        ["10.5.0.0/24", 1, "10.5.0.1"],
+        ["10.5.0.0/24", 2, "10.5.0.2"],
+        ["10.5.0.77/24", 1, "10.5.0.1"],
+        ["172.20.16.0/20", 1, "172.20.16.1"],
+        ["10.255.255.0/23", 257, "10.255.255.1"],
+    ])("address %s + %d is %s", (cidr, offset, address) => {
+        expect(cidrAddress(cidr, offset)).toBe(address);
     });
 
     test.each([["0"], ["168h"], ["1h30m"], ["1.5s"], ["500ms"]])("ttl %s is a Go duration", (ttl) => {

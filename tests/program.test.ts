@@ -75,7 +75,16 @@ describe("with no config", () => {
 
     test("outputs tell clients where every cache is", async () => {
         const { outputs } = await run;
-        expect(Object.keys(outputs).sort()).toEqual(["containerdHosts", "mirrors", "registryMirrorFlags", "talosConfigPatch", "talosMirrorDocuments"]);
+        expect(Object.keys(outputs).sort()).toEqual([
+            "cluster",
+            "containerdHosts",
+            "mirrors",
+            "registryMirrorFlags",
+            "talosConfigPatch",
+            "talosMirrorDocuments",
+            "talosctlCreate",
+        ]);
+        expect(outputs.cluster).toBeNull();
         expect((outputs.mirrors as any)["quay.io"]).toEqual({
             remote: "https://quay.io",
             port: 5002,
