@@ -1,5 +1,6 @@
 /** The real index.ts under Pulumi mocks: what it declares, with which inputs and options. */
 import { DeclaredResource, ProgramRun, runProgram } from "./support/program";
+import { talosctlStandIn } from "./support/talosctl";
 
 const volumeType = "docker:index/volume:Volume";
 const containerType = "docker:index/container:Container";
@@ -183,5 +184,59 @@ describe("with invalid config", () => {
         );
         await expect(run).rejects.toThrow(/pullthrough:upstreams\[0\]\.port: got 99999; expected an integer port from 1 to 65535/);
         expect(declared.filter((type) => type !== "pulumi:pulumi:Stack")).toEqual([]);
+    });
+});
+
+describe("with the cluster enabled", () => {
+    const talosctl = talosctlStandIn("v1.12.1");
+    const commandType = "command:local:Command";
+    let run: Promise<ProgramRun>;
+    beforeAll(() => {
+        run = runProgram({
+            "pullthrough:cluster": JSON.stringify({ enabled: true, provisioner: "qemu", name: "lab", state: "/srv/talos", talosctl, workers: 2 }),
+        });
+    });
+
+    test("one Command creates the cluster with every cache as a mirror, after every cache container", async () => {
+        const { resources } = await run;
+        const [command] = ofType(resources, commandType);
+        expect(ofType(resources, commandType)).toHaveLength(1);
+        const mirrors = ["docker.io", "registry.k8s.io", "quay.io", "gcr.io", "ghcr.io", "factory.talos.dev"].map(
+            (registry, i) => `--registry-mirror ${registry}=http://10.5.0.1:${[5000, 5001, 5002, 5003, 5004, 5006][i]}`,
+        );
+        expect(command.inputs.create).toBe(
+            `${talosctl} cluster create qemu --name lab --state /srv/talos --cidr 10.5.0.0/24 --controlplanes 1 --workers 2 ${mirrors.join(" ")}`,
+        );
+        expect(command.inputs.delete).toBe(`${talosctl} cluster destroy --name lab --state /srv/talos`);
+        expect(command.inputs.triggers).toEqual([command.inputs.create]);
+        expect(command.inputs.logging).toBe("stdoutAndStderr");
+        expect(command.options.deleteBeforeReplace).toBe(true);
+        const dependsOn = [command.options.dependsOn].flat() as { __name?: string; __pulumiType?: string }[];
+        expect(dependsOn.map((resource) => [resource.__pulumiType, resource.__name]).sort()).toEqual(
+            ofType(resources, containerType).map((container) => [containerType, container.name]).sort(),
+        );
+    });
+
+    test("the cluster and the caches agree on host and ports; outputs describe the cluster", async () => {
+        const { outputs } = await run;
+        const mirrors = outputs.mirrors as Record<string, { endpoint: string }>;
+        for (const [registry, { endpoint }] of Object.entries(mirrors)) {
+            expect(outputs.talosctlCreate as string).toContain(`--registry-mirror ${registry}=${endpoint}`);
+            expect(endpoint).toMatch(/^http:\/\/10\.5\.0\.1:/);
+        }
+        expect(outputs.cluster).toEqual({ name: "lab", provisioner: "qemu", talosctlVersion: "v1.12.1", endpointHost: "10.5.0.2" });
+    });
+});
+
+describe("cluster settings the detected talosctl lacks", () => {
+    test("stop the program before anything is declared", async () => {
+        const talosctl = talosctlStandIn("v1.12.0");
+        const run = runProgram({ "pullthrough:cluster": JSON.stringify({ enabled: true, controlplanes: 3, talosctl }) });
+        await expect(run).rejects.toThrow(/pullthrough:cluster\.controlplanes: got 3; expected 1: talosctl v1\.12\.0 "cluster create docker" always makes one control plane/);
+    });
+
+    test("a missing talosctl is a clear error", async () => {
+        const run = runProgram({ "pullthrough:cluster": JSON.stringify({ enabled: true, talosctl: "/nonexistent/talosctl" }) });
+        await expect(run).rejects.toThrow("talosctl (/nonexistent/talosctl) not found: install talosctl or set pullthrough:cluster.talosctl to its path");
     });
 });

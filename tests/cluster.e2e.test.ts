@@ -1,0 +1,149 @@
+/**
+ * The whole local environment in one `pulumi up`: caches on the real engine, then a Talos
+ * cluster whose nodes pull through them. The cluster is the talosctl stand-in claiming v1.12.1:
+ * it accepts only that version's flags and, like a node, turns the mirrors into containerd
+ * hosts.toml files and pulls a Talos-like image set with ctr.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { CommandProviderStandIn } from "./support/command-provider-stand-in";
+import { Containerd } from "./support/containerd";
+import { DockerProviderStandIn } from "./support/docker-provider-stand-in";
+import { docker, fixtureRegistryImage, freePort, prepareTestHost } from "./support/engine";
+import { image, layer } from "./support/oci";
+import { ProgramRun, ResourceHandler, runProgram } from "./support/program";
+import { talosctlStandIn } from "./support/talosctl";
+import { FixtureImage, FixtureUpstreams, byTag } from "./support/upstreams";
+
+jest.setTimeout(240_000);
+
+const suiteId = `pt-cluster-${process.pid}`;
+const clusterName = `${suiteId}-talos`;
+const registries = ["registry.k8s.io", "ghcr.io"];
+
+/** Named like `talosctl image k8s-bundle` prints them for Talos 1.12; small generated layers. */
+function talosLikeImages(): FixtureImage[] {
+    const base = layer("talos-base", 48 << 10);
+    const named = (registry: string, repository: string, tag: string): FixtureImage => ({
+        registry,
+        repository,
+        tag,
+        artifact: image([base, layer(`${repository}-${tag}`, 32 << 10)]),
+    });
+    return [
+        named("ghcr.io", "siderolabs/flannel", "v0.26.7"),
+        named("registry.k8s.io", "coredns/coredns", "v1.12.1"),
+        named("registry.k8s.io", "etcd", "3.5.21-0"),
+        named("registry.k8s.io", "kube-apiserver", "v1.34.1"),
+        named("registry.k8s.io", "kube-controller-manager", "v1.34.1"),
+        named("registry.k8s.io", "kube-scheduler", "v1.34.1"),
+        named("registry.k8s.io", "kube-proxy", "v1.34.1"),
+        named("ghcr.io", "siderolabs/kubelet", "v1.34.1"),
+        named("registry.k8s.io", "pause", "3.10"),
+    ];
+}
+
+const images = talosLikeImages();
+let upstreams: FixtureUpstreams;
+let docker_: DockerProviderStandIn;
+let commands: CommandProviderStandIn;
+let containerd: Containerd;
+let state: string;
+let ports: Record<string, number>;
+let run: ProgramRun;
+
+const createResource: ResourceHandler = (args) =>
+    args.type.startsWith("command:") ? commands.createResource(args) : docker_.createResource(args);
+
+async function up(talosctl: string): Promise<ProgramRun> {
+    return runProgram(
+        {
+            "pullthrough:image": fixtureRegistryImage,
+            "pullthrough:bindAddress": "127.0.0.1",
+            "pullthrough:mirrorHost": "127.0.0.1",
+            "pullthrough:namePrefix": `${suiteId}-`,
+            "pullthrough:upstreams": JSON.stringify(registries.map((registry) => ({ registry, remote: upstreams.get(registry).remote, port: ports[registry] }))),
+            "pullthrough:cluster": JSON.stringify({ enabled: true, provisioner: "docker", name: clusterName, state, talosctl }),
+        },
+        { createResource },
+    );
+}
+
+async function destroy(program: ProgramRun) {
+    // The engine deletes dependents first: the cluster, then the caches.
+    await commands.destroy(program.resources);
+    await docker_.destroy(program.resources);
+}
+
+const calls = () =>
+    readFileSync(path.join(state, "calls.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as { command: string; args: string[]; version: string });
+
+const cacheManifestRequests = (registry: string) =>
+    docker("logs", `${suiteId}-${registry}`)
+        .split("\n")
+        .filter((line) => /"(GET|HEAD) \/v2\/\S+\/manifests\/\S+ HTTP/.test(line)).length;
+
+beforeAll(async () => {
+    prepareTestHost();
+    upstreams = await FixtureUpstreams.start(suiteId, registries);
+    await upstreams.seed(images);
+    docker_ = new DockerProviderStandIn(suiteId);
+    commands = new CommandProviderStandIn();
+    containerd = await Containerd.start();
+    state = mkdtempSync(path.join(tmpdir(), "pt-talos-state-"));
+    ports = Object.fromEntries(await Promise.all(registries.map(async (registry) => [registry, await freePort()])));
+    const started = Date.now();
+    run = await up(talosctlStandIn("v1.12.1", { containerd: containerd.address, images: images.map(byTag) }));
+    console.log(`cluster up (caches healthy, then the stand-in cluster's pulls): ${Date.now() - started} ms`);
+});
+
+afterAll(async () => {
+    await docker_?.removeEverything();
+    await upstreams?.remove();
+    await containerd?.stop();
+    if (state) rmSync(state, { recursive: true, force: true });
+});
+
+test("one up boots the cluster entirely through the caches", async () => {
+    const created = JSON.parse(readFileSync(path.join(state, clusterName, "cluster.json"), "utf8"));
+    expect(created.shape).toBe("create docker");
+    expect(created.mirrors).toEqual({
+        "registry.k8s.io": [`http://127.0.0.1:${ports["registry.k8s.io"]}`],
+        "ghcr.io": [`http://127.0.0.1:${ports["ghcr.io"]}`],
+    });
+    expect(created.pulled).toEqual(images.map(byTag));
+    const listed = await containerd.ctr(clusterName, "images", "ls", "--quiet");
+    expect(listed.trim().split("\n").sort()).toEqual(images.map(byTag).sort());
+    // Every image was resolved at a cache, and the caches fetched its blobs from the upstream.
+    for (const registry of registries) {
+        const count = images.filter((image) => image.registry === registry).length;
+        expect(cacheManifestRequests(registry)).toBeGreaterThanOrEqual(count);
+        expect(upstreams.blobRequests(registry)).toBeGreaterThanOrEqual(count + 1);
+    }
+    expect(run.outputs.cluster).toEqual({ name: clusterName, provisioner: "docker", talosctlVersion: "v1.12.1", endpointHost: "127.0.0.1" });
+});
+
+test("destroy runs talosctl cluster destroy with the create's name and state, and removes what create made", async () => {
+    await destroy(run);
+    const destroyCall = calls().find((call) => call.command === "cluster destroy");
+    expect(destroyCall?.args).toEqual(["--name", clusterName, "--state", state]);
+    expect(existsSync(path.join(state, clusterName))).toBe(false);
+    expect((await containerd.ctr(clusterName, "images", "ls", "--quiet")).trim()).toBe("");
+});
+
+test("the next boot, from a fresh node content store, fetches nothing from upstream", async () => {
+    const freshNode = await Containerd.start();
+    try {
+        const before = upstreams.blobRequestsByRegistry();
+        run = await up(talosctlStandIn("v1.12.1", { containerd: freshNode.address, images: images.map(byTag) }));
+        expect((await freshNode.ctr(clusterName, "images", "ls", "--quiet")).trim().split("\n")).toHaveLength(images.length);
+        expect(upstreams.blobRequestsByRegistry()).toEqual(before);
+        await destroy(run);
+    } finally {
+        await freshNode.stop();
+    }
+});
