@@ -2,21 +2,13 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { parseSettings } from "../mirrors";
 import { ClusterSettings, clusterCreateArgv, clusterDestroyArgv, parseTalosctlVersion, shellQuote, unsupportedSettings } from "../talosctl";
 
 const standIn = path.join(__dirname, "fixtures/talosctl-stand-in.js");
 const mirrors = ["--registry-mirror", "docker.io=http://10.5.0.1:5000", "--registry-mirror", "ghcr.io=http://10.5.0.1:5004"];
-const cluster = (overrides: Partial<ClusterSettings> = {}): ClusterSettings => ({
-    enabled: true,
-    provisioner: "docker",
-    name: "talos-default",
-    cidr: "10.5.0.0/24",
-    controlplanes: 1,
-    workers: 1,
-    talosctl: "talosctl",
-    extraArgs: [],
-    ...overrides,
-});
+/** The default cluster settings, enabled, with overrides. */
+const cluster = (overrides: Partial<ClusterSettings> = {}): ClusterSettings => ({ ...parseSettings({}).cluster, enabled: true, ...overrides });
 
 describe("version", () => {
     test.each([

@@ -3,13 +3,12 @@
  * claims one version. Settings travel in the wrapper itself, not in this process's environment,
  * which jest keeps from child processes.
  */
-import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 
 export function talosctlStandIn(version: string, settings: { containerd?: string; images?: string[] } = {}): string {
-    const dir = mkdtempSync(path.join(tmpdir(), "pt-talosctl-bin-"));
-    const executable = path.join(dir, "talosctl");
     const env = {
         TALOSCTL_STAND_IN_VERSION: version,
         TALOSCTL_STAND_IN_CONTAINERD: settings.containerd ?? "",
@@ -17,7 +16,12 @@ export function talosctlStandIn(version: string, settings: { containerd?: string
     };
     const exports = Object.entries(env).map(([key, value]) => `export ${key}='${value}'`);
     const script = path.join(__dirname, "../fixtures/talosctl-stand-in.js");
-    writeFileSync(executable, ["#!/bin/sh", ...exports, `exec node '${script}' "$@"`, ""].join("\n"));
+    const content = ["#!/bin/sh", ...exports, `exec node '${script}' "$@"`, ""].join("\n");
+    // One folder per distinct wrapper, reused across runs, so nothing piles up in /tmp.
+    const dir = path.join(tmpdir(), "pullthrough-talosctl", createHash("sha256").update(content).digest("hex").slice(0, 16));
+    mkdirSync(dir, { recursive: true });
+    const executable = path.join(dir, "talosctl");
+    writeFileSync(executable, content);
     chmodSync(executable, 0o755);
     return executable;
 }
