@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { Containerd, writeHostsDir } from "./support/containerd";
 import { DockerProviderStandIn } from "./support/docker-provider-stand-in";
-import { docker, engine, fixtureRegistryImage, freePort, prepareTestHost, waitFor } from "./support/engine";
+import { countLogLines, engine, fixtureRegistryImage, freePort, prepareTestHost, waitFor } from "./support/engine";
 import { ProgramRun, runProgram } from "./support/program";
 import { FixtureImage, FixtureUpstreams, byDigest, byTag, fixtureImages } from "./support/upstreams";
 
@@ -82,10 +82,7 @@ function expectUpstreamDigests(digests: Map<string, string>) {
     expect(Object.fromEntries(digests)).toEqual(Object.fromEntries(expected));
 }
 
-const cacheBlobResponses = (registry: string) =>
-    docker("logs", cacheName(registry))
-        .split("\n")
-        .filter((line) => /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64}\S* HTTP\/1.1" 200/.test(line)).length;
+const cacheBlobResponses = (registry: string) => countLogLines(cacheName(registry), /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64}\S* HTTP\/1.1" 200/);
 
 async function expectAllHealthy() {
     for (const registry of registries) {

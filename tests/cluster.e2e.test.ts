@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { CommandProviderStandIn } from "./support/command-provider-stand-in";
 import { Containerd } from "./support/containerd";
 import { DockerProviderStandIn } from "./support/docker-provider-stand-in";
-import { docker, fixtureRegistryImage, freePort, prepareTestHost } from "./support/engine";
+import { countLogLines, fixtureRegistryImage, freePort, prepareTestHost } from "./support/engine";
 import { image, layer } from "./support/oci";
 import { ProgramRun, ResourceHandler, runProgram } from "./support/program";
 import { talosctlStandIn } from "./support/talosctl";
@@ -82,10 +82,7 @@ const calls = () =>
         .split("\n")
         .map((line) => JSON.parse(line) as { command: string; args: string[]; version: string });
 
-const cacheManifestRequests = (registry: string) =>
-    docker("logs", `${suiteId}-${registry}`)
-        .split("\n")
-        .filter((line) => /"(GET|HEAD) \/v2\/\S+\/manifests\/\S+ HTTP/.test(line)).length;
+const cacheManifestRequests = (registry: string) => countLogLines(`${suiteId}-${registry}`, /"(GET|HEAD) \/v2\/\S+\/manifests\/\S+ HTTP/);
 
 beforeAll(async () => {
     prepareTestHost();

@@ -17,6 +17,13 @@ export function docker(...args: string[]): string {
     return execFileSync("docker", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
 }
 
+/** How many lines of a container's log (its registry access log) match `pattern`. */
+export function countLogLines(container: string, pattern: RegExp): number {
+    return docker("logs", container)
+        .split("\n")
+        .filter((line) => pattern.test(line)).length;
+}
+
 const engineIsUp = () => {
     try {
         docker("info", "--format", "{{.ServerVersion}}");

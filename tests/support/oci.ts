@@ -21,13 +21,6 @@ export interface Blob {
     bytes: Buffer;
 }
 
-export interface Descriptor {
-    mediaType: string;
-    digest: string;
-    size: number;
-    platform?: { architecture: string; os: string };
-}
-
 /** A manifest or index with every blob it needs, ready to push under a repository and tag. */
 export interface ImageArtifact {
     mediaType: string;

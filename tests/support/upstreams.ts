@@ -3,7 +3,7 @@
  * seeded with generated images, standing in for docker.io, registry.k8s.io, ghcr.io and the rest.
  * Their access logs tell how many blobs each one served.
  */
-import { docker, engine, fixtureRegistryImage, waitFor } from "./engine";
+import { countLogLines, docker, engine, fixtureRegistryImage, waitFor } from "./engine";
 import { ImageArtifact, image, index, layer, push } from "./oci";
 
 export interface FixtureImage {
@@ -82,14 +82,7 @@ export class FixtureUpstreams {
 
     /** Blob downloads (GET …/blobs/sha256:…) the upstream has answered so far. */
     blobRequests(registry: string): number {
-        const log = docker("logs", this.get(registry).container);
-        return log.split("\n").filter((line) => /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64} HTTP/.test(line)).length;
-    }
-
-    /** Every request line (method and path) the upstream has logged, for "nothing was asked" checks. */
-    requests(registry: string): string[] {
-        const log = docker("logs", this.get(registry).container);
-        return log.split("\n").flatMap((line) => /"((?:GET|HEAD|POST|PUT|PATCH|DELETE) \S+) HTTP/.exec(line)?.[1] ?? []);
+        return countLogLines(this.get(registry).container, /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64} HTTP/);
     }
 
     blobRequestsByRegistry(): Record<string, number> {
