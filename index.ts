@@ -7,9 +7,9 @@ import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
 import * as plan from "./mirrors";
-import { detectTalosctlVersion } from "./talosctl";
+import { detectTalosctlVersion, readTalosImageSet } from "./talosctl";
 
-const { settings, caches, clusterPlan } = loadPlan();
+const { settings, caches, prewarmImages, clusterPlan } = loadPlan();
 
 const cacheContainers = caches.map((cache) => {
     // The cache's storage; kept on destroy when keepCache is set, so the next up starts warm.
@@ -20,9 +20,15 @@ const cacheContainers = caches.map((cache) => {
     return new docker.Container(cache.name, { ...container, envs }, { ...plan.containerOptions(), dependsOn: volume });
 });
 
+// Warms the caches before any node pulls, so even a first boot pulls from warm caches.
+const prewarm =
+    prewarmImages.length > 0
+        ? [new command.local.Command("prewarm-caches", plan.prewarmCommand(prewarmImages, caches, __dirname), { dependsOn: cacheContainers })]
+        : [];
+
 if (settings.cluster.enabled) {
-    // The Talos cluster boots only once every cache is healthy.
-    new command.local.Command("talos-cluster", plan.clusterCommand(clusterPlan), { ...plan.clusterCommandOptions(), dependsOn: cacheContainers });
+    // The Talos cluster boots only once every cache is healthy (and warm, with prewarm).
+    new command.local.Command("talos-cluster", plan.clusterCommand(clusterPlan), { ...plan.clusterCommandOptions(), dependsOn: [...cacheContainers, ...prewarm] });
 }
 
 export const mirrors = plan.mirrorsByRegistry(caches);
@@ -30,6 +36,7 @@ export const registryMirrorFlags = plan.registryMirrorFlags(caches);
 export const talosConfigPatch = plan.talosConfigPatch(caches);
 export const talosMirrorDocuments = plan.talosMirrorDocuments(caches);
 export const containerdHosts = plan.containerdHosts(caches);
+export { prewarmImages };
 export const talosctlCreate = clusterPlan.create;
 // null, not undefined: an undefined export draws a warning on every `pulumi up`.
 export const cluster = settings.cluster.enabled ? clusterPlan.output : null;
@@ -39,8 +46,9 @@ function loadPlan() {
     try {
         const settings = plan.parseSettings(pulumi.runtime.allConfig());
         const caches = plan.planCaches(settings, { project: pulumi.getProject(), stack: pulumi.getStack() });
+        const prewarmImages = plan.planPrewarm(settings, caches, () => readTalosImageSet(settings.cluster));
         const clusterPlan = plan.planCluster(settings, caches, detectTalosctlVersion(settings.cluster));
-        return { settings, caches, clusterPlan };
+        return { settings, caches, prewarmImages, clusterPlan };
     } catch (error) {
         // RunError prints the message alone, without a stack trace.
         throw new pulumi.RunError(error instanceof Error ? error.message : String(error));

@@ -3,8 +3,11 @@
  * every client-side rendering of that plan. Nothing here talks to Pulumi or Docker, so each rule
  * is testable as a plain function and `index.ts` only maps the plan onto resources.
  */
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { z } from "zod";
 import { stringify as toYaml } from "yaml";
+import { parseImageReference } from "./images";
 import {
     ClusterSettings,
     TalosctlVersion,
@@ -12,6 +15,7 @@ import {
     clusterDestroyArgv,
     formatVersion,
     shellQuote,
+    TalosImageSet,
     unsupportedSettings,
 } from "./talosctl";
 
@@ -49,6 +53,9 @@ export const defaultUpstreams: readonly Upstream[] = [
     { registry: "ghcr.io", remote: "https://ghcr.io", port: 5004 },
     { registry: "factory.talos.dev", remote: "https://factory.talos.dev", port: 5006 },
 ];
+
+/** The `prewarm` entry that stands for the configured Talos cluster's image set. */
+export const talosImageSet = "talos";
 
 // ---------------------------------------------------------------------------------------------
 // Config contract
@@ -116,6 +123,9 @@ const expected = {
     controlplanes: "an integer of at least 1",
     workers: "an integer of at least 0",
     argList: 'a list of strings (e.g. ["--memory", "4096"])',
+    mode: '"auto", "proxy" or "offline"',
+    prewarm: 'a list of image references and/or "talos" (e.g. ["talos", "docker.io/library/nginx:1.27"])',
+    prewarmImage: 'an image reference such as "docker.io/library/nginx:1.27", or "talos"',
 } as const;
 
 const duration = z.string(expected.duration).regex(goDurationPattern, expected.duration);
@@ -171,14 +181,22 @@ const settingsObject = z.strictObject({
         namePrefix: z.string(expected.namePrefix).regex(namePrefixPattern, expected.namePrefix).default("registry-"),
         credentials: z.record(z.string(), credentialSchema, expected.credentials).default({}),
         cluster: clusterSchema.default(() => clusterSchema.parse({})),
+        mode: z.enum(["auto", "proxy", "offline"], expected.mode).default("auto"),
+        prewarm: z
+            .array(z.string(expected.prewarmImage).refine((ref) => ref === talosImageSet || parseImageReference(ref) !== undefined, expected.prewarmImage), expected.prewarm)
+            .default([]),
     });
 
 const settingsSchema = settingsObject
     .superRefine(requireCredentialsForConfiguredRegistries)
+    .superRefine(requireCachesForPrewarmImages)
     .superRefine(requireRoomForClusterNodes)
     .transform((settings) => ({ ...settings, mirrorHost: settings.mirrorHost ?? defaultMirrorHost(settings.cluster) }));
 
 export type Settings = z.output<typeof settingsSchema>;
+
+/** How a cache treats its upstream; see cache-supervisor.sh. */
+export type CacheMode = Settings["mode"];
 
 /**
  * Where nodes find the host: QEMU nodes at their network's gateway (a host bridge address),
@@ -242,8 +260,20 @@ function requireCredentialsForConfiguredRegistries(settings: { upstreams: Upstre
     }
 }
 
+function requireCachesForPrewarmImages(settings: { upstreams: Upstream[]; prewarm: string[] }, ctx: z.RefinementCtx) {
+    const registries = settings.upstreams.map((upstream) => upstream.registry);
+    settings.prewarm.forEach((ref, index) => {
+        const image = ref === talosImageSet ? undefined : parseImageReference(ref);
+        if (image && !registries.includes(image.registry)) {
+            ctx.addIssue({ code: "custom", path: ["prewarm", index], input: ref, message: noCacheFor(image.registry, registries) });
+        }
+    });
+}
+
+const noCacheFor = (registry: string, registries: readonly string[]) => `an image from a registry with a cache (${registry} has none; caches: ${registries.join(", ")})`;
+
 /** Keys whose config value is JSON (structured or boolean); the others are plain strings. */
-const jsonKeys: ReadonlySet<string> = new Set(["upstreams", "credentials", "keepCache", "cluster"]);
+const jsonKeys: ReadonlySet<string> = new Set(["upstreams", "credentials", "keepCache", "cluster", "prewarm"]);
 
 /** Thrown for invalid config; lists every problem found, one per line, each naming its key. */
 export class ConfigError extends Error {
@@ -284,7 +314,7 @@ export function parseSettings(allConfig: Readonly<Record<string, string>>): Sett
 }
 
 function expectedFor(key: string): string {
-    return ({ keepCache: expected.boolean, credentials: expected.credentials, cluster: expected.cluster } as Record<string, string>)[key] ?? expected.upstreams;
+    return ({ keepCache: expected.boolean, credentials: expected.credentials, cluster: expected.cluster, prewarm: expected.prewarm } as Record<string, string>)[key] ?? expected.upstreams;
 }
 
 /** Known keys of the object at `path`, for "did you mean" hints. */
@@ -360,6 +390,7 @@ export interface Cache {
     /** Host port the cache is published on. */
     port: number;
     ttl: string;
+    mode: CacheMode;
     /** Name of both the container and its volume. */
     name: string;
     image: string;
@@ -388,6 +419,7 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
             remote,
             port: upstream.port,
             ttl: upstream.ttl ?? settings.ttl,
+            mode: settings.mode,
             // Docker names cannot hold ":", which a registry with a port has.
             name: settings.namePrefix + upstream.registry.replace(":", "_"),
             image: settings.image,
@@ -399,6 +431,7 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
                 "pullthrough.stack": identity.stack,
                 "pullthrough.registry": upstream.registry,
                 "pullthrough.remote": remote,
+                "pullthrough.mode": settings.mode,
             },
             credential: settings.credentials[upstream.registry],
         };
@@ -415,15 +448,29 @@ export function cacheVolume(cache: Cache) {
     return { name: cache.name, labels: toLabelList(cache.labels) };
 }
 
+/** The entry command of `auto` and `offline` caches: runs the image's registry under its own sh. */
+export const cacheSupervisorScript = readFileSync(path.join(__dirname, "cache-supervisor.sh"), "utf8");
+
+const registryAnswers = `wget -q -O /dev/null http://127.0.0.1:${registryContainerPort}/v2/`;
+
 /**
  * The registry container for one cache. `envs` is plain; `secretEnvs` carries the upstream
  * login and must be wrapped as a Pulumi secret before it reaches a resource.
+ *
+ * `proxy` runs the image as it ships. `auto` and `offline` run cache-supervisor.sh as the entry
+ * command, which starts the same registry binary as a proxy or read-only, and whose healthcheck
+ * prints what the cache serves now (`docker inspect` shows it under State.Health).
  */
 export function cacheContainer(cache: Cache) {
+    const supervised = cache.mode !== "proxy";
+    const common = [`REGISTRY_PROXY_TTL=${cache.ttl}`, "REGISTRY_LOG_LEVEL=info"];
     return {
         name: cache.name,
         image: cache.image,
-        envs: [`REGISTRY_PROXY_REMOTEURL=${cache.remote}`, `REGISTRY_PROXY_TTL=${cache.ttl}`, "REGISTRY_LOG_LEVEL=info"],
+        ...(supervised ? { entrypoints: ["/bin/sh", "-c", cacheSupervisorScript] } : {}),
+        envs: supervised
+            ? [`PULLTHROUGH_MODE=${cache.mode}`, `PULLTHROUGH_REMOTE=${cache.remote}`, ...common]
+            : [`REGISTRY_PROXY_REMOTEURL=${cache.remote}`, ...common],
         secretEnvs: cache.credential
             ? [`REGISTRY_PROXY_USERNAME=${cache.credential.username}`, `REGISTRY_PROXY_PASSWORD=${cache.credential.password}`]
             : [],
@@ -432,7 +479,7 @@ export function cacheContainer(cache: Cache) {
         restart: "always",
         // busybox wget is in both the registry:2 and registry:3 images; 127.0.0.1 needs no DNS.
         healthcheck: {
-            tests: ["CMD", "wget", "-q", "-O", "/dev/null", `http://127.0.0.1:${registryContainerPort}/v2/`],
+            tests: supervised ? ["CMD-SHELL", `${registryAnswers} && cat /tmp/pullthrough-serving`] : ["CMD", ...registryAnswers.split(" ")],
             interval: "3s",
             timeout: "3s",
             retries: 3,
@@ -465,6 +512,7 @@ export function mirrorsByRegistry(caches: readonly Cache[]) {
             {
                 remote: cache.remote,
                 port: cache.port,
+                mode: cache.mode,
                 endpoint: cache.endpoint,
                 hostEndpoint: cache.hostEndpoint,
                 container: cache.name,
@@ -510,6 +558,53 @@ export function containerdHosts(caches: readonly Cache[]): Record<string, string
             `server = ${JSON.stringify(cache.remote)}\n\n[host.${JSON.stringify(cache.endpoint)}]\n  capabilities = ["pull", "resolve"]\n`,
         ]),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prewarm
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The images `pullthrough:prewarm` names, fully qualified, in config order and each once (the
+ * `prewarmImages` output). `talos` expands to the cluster's image set, read only when listed.
+ *
+ * @throws ConfigError when an image of the `talos` set comes from a registry without a cache
+ */
+export function planPrewarm(settings: Settings, caches: readonly Cache[], readTalosImages: () => TalosImageSet): string[] {
+    const registries = caches.map((cache) => cache.registry);
+    const images = new Set<string>();
+    const problems: string[] = [];
+    settings.prewarm.forEach((entry, index) => {
+        const talos = entry === talosImageSet ? readTalosImages() : undefined;
+        for (const ref of talos?.images ?? [entry]) {
+            const image = parseImageReference(ref);
+            if (!image) {
+                problems.push(`${formatKey(["prewarm", index])}: ${talos!.source} lists ${JSON.stringify(ref)}, which is not an image reference`);
+            } else if (!registries.includes(image.registry)) {
+                problems.push(`${formatKey(["prewarm", index])}: got "talos", whose ${image.canonical} needs a cache for ${image.registry}; add it to pullthrough:upstreams (caches: ${registries.join(", ")})`);
+            } else {
+                images.add(image.canonical);
+            }
+        }
+    });
+    if (problems.length > 0) throw new ConfigError(problems);
+    return [...images];
+}
+
+/**
+ * The `command.local.Command` that runs `npm run prewarm` once the caches are healthy. It reads
+ * the same document `pulumi stack output --json` gives CI jobs, on stdin, so the tool has one
+ * input format; a change of images or endpoints runs it again.
+ */
+export function prewarmCommand(images: readonly string[], caches: readonly Cache[], projectDir: string) {
+    const outputs = JSON.stringify({ mirrors: mirrorsByRegistry(caches), prewarmImages: images });
+    return {
+        create: "npm run --silent prewarm -- --outputs -",
+        stdin: outputs,
+        dir: projectDir,
+        triggers: [outputs],
+        logging: "stdoutAndStderr" as const,
+    };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
  * control-plane count for docker), so every argv is built for one version family.
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
 
 export interface TalosctlVersion {
     major: number;
@@ -117,4 +119,42 @@ export function detectTalosctlVersion(cluster: Pick<ClusterSettings, "enabled" |
         if (cluster.enabled) throw error;
         return undefined;
     }
+}
+
+/** The image set of a Talos cluster, and where the list came from. */
+export interface TalosImageSet {
+    images: string[];
+    source: string;
+}
+
+/**
+ * What a cluster of these settings pulls: `talosctl image default` when the binary is there,
+ * else the list kept in `talos-images.json`; then retagged for a configured Kubernetes or
+ * Talos version.
+ */
+export function readTalosImageSet(cluster: Pick<ClusterSettings, "talosctl" | "kubernetesVersion" | "talosVersion">): TalosImageSet {
+    let listed: TalosImageSet;
+    try {
+        const version = formatVersion(readTalosctlVersion(cluster.talosctl));
+        const output = execFileSync(cluster.talosctl, ["image", "default"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 });
+        listed = { images: output.split("\n").map((line) => line.trim()).filter(Boolean), source: `talosctl ${version} image default` };
+    } catch {
+        const kept = JSON.parse(readFileSync(path.join(__dirname, "talos-images.json"), "utf8")) as { talosVersion: string; images: string[] };
+        listed = { images: kept.images, source: `talos-images.json (Talos ${kept.talosVersion}; talosctl not found)` };
+    }
+    return { ...listed, images: retagTalosImages(listed.images, cluster) };
+}
+
+const kubernetesVersionedImages = /\/(?:kube-apiserver|kube-controller-manager|kube-scheduler|kube-proxy|kubelet):/;
+const talosVersionedImages = /\/installer:/;
+
+/** Puts the configured Kubernetes version on the Kubernetes images and the Talos version on the installer. */
+export function retagTalosImages(images: readonly string[], versions: Pick<ClusterSettings, "kubernetesVersion" | "talosVersion">): string[] {
+    const withV = (version: string) => (version.startsWith("v") ? version : `v${version}`);
+    return images.map((image) => {
+        const retag = (version: string | undefined) => (version ? image.replace(/:[^:/@]+$/, `:${withV(version)}`) : image);
+        if (kubernetesVersionedImages.test(image)) return retag(versions.kubernetesVersion);
+        if (talosVersionedImages.test(image)) return retag(versions.talosVersion);
+        return image;
+    });
 }

@@ -3,6 +3,7 @@ import { parse as parseToml } from "smol-toml";
 import {
     ConfigError,
     cacheContainer,
+    cacheSupervisorScript,
     cidrAddress,
     containerdHosts,
     defaultUpstreams,
@@ -10,6 +11,8 @@ import {
     nearestKey,
     parseSettings,
     planCaches,
+    planPrewarm,
+    prewarmCommand,
     registryMirrorFlags,
     talosConfigPatch,
     talosMirrorDocuments,
@@ -67,6 +70,8 @@ describe("defaults", () => {
             keepCache: true,
             namePrefix: "registry-",
             credentials: {},
+            mode: "auto",
+            prewarm: [],
             cluster: {
                 enabled: false,
                 provisioner: "docker",
@@ -146,6 +151,10 @@ describe("validation", () => {
         ["negative workers", { cluster: { workers: -1 } }, ["pullthrough:cluster.workers: got -1"]],
         ["cluster name with capitals", { cluster: { name: "Talos" } }, ['pullthrough:cluster.name: got "Talos"']],
         ["extraArgs a string", { cluster: { extraArgs: "--memory 4096" } }, ['pullthrough:cluster.extraArgs: got "--memory 4096"', "list of strings"]],
+        ["unknown mode", { mode: "online" }, ['pullthrough:mode: got "online"', '"auto", "proxy" or "offline"']],
+        ["prewarm not a list", { prewarm: "talos" }, ['pullthrough:prewarm: got "talos"', "which is not JSON", 'image references and/or "talos"']],
+        ["prewarm a bad reference", { prewarm: ["talos", "Nginx:latest"] }, ['pullthrough:prewarm[1]: got "Nginx:latest"', "an image reference"]],
+        ["prewarm an image without a cache", { prewarm: ["quay.io/cilium/cilium:v1.16.0"], upstreams: [upstream("docker.io", 5000)] }, ['pullthrough:prewarm[0]: got "quay.io/cilium/cilium:v1.16.0"', "quay.io has none; caches: docker.io"]],
         ["credentials with a misspelt key", { credentials: { "docker.io": { username: "u", passwd: "p", password: "p" } } }, ['pullthrough:credentials["docker.io"].passwd: unknown key', 'did you mean "password"']],
     ])("%s", (_name, values, fragments) => {
         const problems = problemsOf(config(values));
@@ -247,20 +256,30 @@ describe("plan", () => {
         expect(dockerHub.remote).toBe("https://registry-1.docker.io");
     });
 
-    test("the container runs the registry in proxy mode on its own volume, published where the plan says", () => {
+    test("the container runs the registry on its own volume, published where the plan says", () => {
         const container = cacheContainer(dockerHub);
-        expect(container.envs).toEqual([
-            "REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io",
-            "REGISTRY_PROXY_TTL=168h",
-            "REGISTRY_LOG_LEVEL=info",
-        ]);
         expect(container.secretEnvs).toEqual(["REGISTRY_PROXY_USERNAME=alice", "REGISTRY_PROXY_PASSWORD=s3cret"]);
         expect(container.volumes).toEqual([{ volumeName: "ci-docker.io", containerPath: "/var/lib/registry" }]);
         expect(container.ports).toEqual([{ internal: 5000, external: 6000, ip: "127.0.0.1", protocol: "tcp" }]);
         expect(container.restart).toBe("always");
         expect(container.wait).toBe(true);
-        expect(container.healthcheck.tests).toEqual(["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:5000/v2/"]);
         expect(cacheContainer(local).secretEnvs).toEqual([]);
+    });
+
+    test("proxy mode runs the image as it ships, with the upstream as its proxy remote", () => {
+        const container = cacheContainer({ ...dockerHub, mode: "proxy" });
+        expect(container).not.toHaveProperty("entrypoints");
+        expect(container.envs).toEqual(["REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io", "REGISTRY_PROXY_TTL=168h", "REGISTRY_LOG_LEVEL=info"]);
+        expect(container.healthcheck.tests).toEqual(["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:5000/v2/"]);
+    });
+
+    test.each(["auto", "offline"] as const)("%s mode runs the supervisor, which alone decides whether to proxy", (mode) => {
+        const container = cacheContainer(planCaches(parseSettings(config({ mode })), identity)[0]);
+        expect(container.entrypoints).toEqual(["/bin/sh", "-c", cacheSupervisorScript]);
+        expect(cacheSupervisorScript).toMatch(/^# Pullthrough's cache entry command/);
+        expect(container.envs).toEqual([`PULLTHROUGH_MODE=${mode}`, "PULLTHROUGH_REMOTE=https://registry-1.docker.io", "REGISTRY_PROXY_TTL=0", "REGISTRY_LOG_LEVEL=info"]);
+        expect(container.healthcheck.tests).toEqual(["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:5000/v2/ && cat /tmp/pullthrough-serving"]);
+        expect(container.labels).toContainEqual({ label: "pullthrough.mode", value: mode });
     });
 
     test("keepCache decides whether destroy keeps the volumes", () => {
@@ -281,6 +300,7 @@ describe("renderings", () => {
             port: 5010,
             endpoint: "http://172.17.0.1:5010",
             hostEndpoint: "http://127.0.0.1:5010",
+            mode: "auto",
             container: "registry-registry.local_5443",
             volume: "registry-registry.local_5443",
         });
@@ -323,5 +343,41 @@ describe("renderings", () => {
             server: "https://registry-1.docker.io",
             host: { "http://172.17.0.1:5000": { capabilities: ["pull", "resolve"] } },
         });
+    });
+});
+
+describe("prewarm", () => {
+    const talosSet = { images: ["registry.k8s.io/pause:3.10", "ghcr.io/siderolabs/kubelet:v1.34.0"], source: "a test list" };
+    const plan = (values: Record<string, unknown>, talos = talosSet) => {
+        const settings = parseSettings(config(values));
+        return planPrewarm(settings, planCaches(settings, identity), () => talos);
+    };
+
+    test("images are fully qualified, in config order, each once; talos expands to its image set", () => {
+        expect(plan({ prewarm: ["nginx:1.27", "talos", "docker.io/library/nginx:1.27", "registry.k8s.io/pause:3.10"] })).toEqual([
+            "docker.io/library/nginx:1.27",
+            "registry.k8s.io/pause:3.10",
+            "ghcr.io/siderolabs/kubelet:v1.34.0",
+        ]);
+    });
+
+    test("the Talos image set is read only when talos is listed", () => {
+        const settings = parseSettings(config({ prewarm: ["nginx"] }));
+        expect(planPrewarm(settings, planCaches(settings, identity), () => { throw new Error("read"); })).toEqual(["docker.io/library/nginx:latest"]);
+    });
+
+    test("a Talos image from a registry without a cache is a config error naming it", () => {
+        const values = { prewarm: ["talos"], upstreams: [upstream("registry.k8s.io", 5001)] };
+        expect(() => plan(values)).toThrow(ConfigError);
+        expect(() => plan(values)).toThrow(/pullthrough:prewarm\[0\]: got "talos", whose ghcr.io\/siderolabs\/kubelet:v1.34.0 needs a cache for ghcr.io/);
+    });
+
+    test("pulumi up runs npm run prewarm with the stack outputs on stdin", () => {
+        const caches = planCaches(parseSettings({}), identity);
+        const command = prewarmCommand(["docker.io/library/nginx:1.27"], caches, "/project");
+        expect(command.create).toBe("npm run --silent prewarm -- --outputs -");
+        expect(command.dir).toBe("/project");
+        expect(JSON.parse(command.stdin)).toEqual({ mirrors: mirrorsByRegistry(caches), prewarmImages: ["docker.io/library/nginx:1.27"] });
+        expect(command.triggers).toEqual([command.stdin]);
     });
 });

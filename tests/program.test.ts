@@ -1,9 +1,13 @@
 /** The real index.ts under Pulumi mocks: what it declares, with which inputs and options. */
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { DeclaredResource, ProgramRun, runProgram } from "./support/program";
 import { talosctlStandIn } from "./support/talosctl";
 
 const volumeType = "docker:index/volume:Volume";
 const containerType = "docker:index/container:Container";
+
+const cacheSupervisorScript = readFileSync(path.join(__dirname, "..", "cache-supervisor.sh"), "utf8");
 
 const ofType = (resources: DeclaredResource[], type: string) => resources.filter((resource) => resource.type === type);
 const byName = (resources: DeclaredResource[], type: string, name: string) => {
@@ -33,12 +37,13 @@ describe("with no config", () => {
         expect(container.inputs).toEqual({
             name: "registry-docker.io",
             image: "registry:3",
-            envs: ["REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io", "REGISTRY_PROXY_TTL=0", "REGISTRY_LOG_LEVEL=info"],
+            entrypoints: ["/bin/sh", "-c", cacheSupervisorScript],
+            envs: ["PULLTHROUGH_MODE=auto", "PULLTHROUGH_REMOTE=https://registry-1.docker.io", "REGISTRY_PROXY_TTL=0", "REGISTRY_LOG_LEVEL=info"],
             volumes: [{ volumeName: "registry-docker.io", containerPath: "/var/lib/registry" }],
             ports: [{ internal: 5000, external: 5000, ip: "0.0.0.0", protocol: "tcp" }],
             restart: "always",
             healthcheck: {
-                tests: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:5000/v2/"],
+                tests: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:5000/v2/ && cat /tmp/pullthrough-serving"],
                 interval: "3s",
                 timeout: "3s",
                 retries: 3,
@@ -51,6 +56,7 @@ describe("with no config", () => {
                 { label: "pullthrough.stack", value: "dev" },
                 { label: "pullthrough.registry", value: "docker.io" },
                 { label: "pullthrough.remote", value: "https://registry-1.docker.io" },
+                { label: "pullthrough.mode", value: "auto" },
             ],
         });
     });
@@ -65,6 +71,7 @@ describe("with no config", () => {
                 { label: "pullthrough.stack", value: "dev" },
                 { label: "pullthrough.registry", value: "ghcr.io" },
                 { label: "pullthrough.remote", value: "https://ghcr.io" },
+                { label: "pullthrough.mode", value: "auto" },
             ],
         });
         expect(volume.options.retainOnDelete).toBe(true);
@@ -80,6 +87,7 @@ describe("with no config", () => {
             "cluster",
             "containerdHosts",
             "mirrors",
+            "prewarmImages",
             "registryMirrorFlags",
             "talosConfigPatch",
             "talosMirrorDocuments",
@@ -89,6 +97,7 @@ describe("with no config", () => {
         expect((outputs.mirrors as any)["quay.io"]).toEqual({
             remote: "https://quay.io",
             port: 5002,
+            mode: "auto",
             endpoint: "http://172.17.0.1:5002",
             hostEndpoint: "http://127.0.0.1:5002",
             container: "registry-quay.io",
@@ -148,7 +157,8 @@ describe("with a custom config", () => {
             if (container.name === "ci-registry3.example.org") {
                 expect(secret).toBe(true);
                 expect(envs).toEqual([
-                    "REGISTRY_PROXY_REMOTEURL=https://upstream3.example.org",
+                    "PULLTHROUGH_MODE=auto",
+                    "PULLTHROUGH_REMOTE=https://upstream3.example.org",
                     "REGISTRY_PROXY_TTL=72h",
                     "REGISTRY_LOG_LEVEL=info",
                     "REGISTRY_PROXY_USERNAME=alice",

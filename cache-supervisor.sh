@@ -1,0 +1,107 @@
+# Pullthrough's cache entry command (PID 1 of the cache container, run by the image's own sh).
+#
+# A registry in proxy mode exits at start when its upstream is unreachable (distribution #4038),
+# so a cache restarted offline would serve nothing although its volume holds every image. This
+# runs the image's registry as a proxy while the upstream answers and as a read-only registry over
+# the same storage while it does not. Only busybox sh, wget, timeout and cat are used, which the
+# official registry:2 and registry:3 images both have.
+#
+#   PULLTHROUGH_MODE=auto     follow the upstream: proxy when it answers, read-only when not
+#   PULLTHROUGH_MODE=offline  never contact the upstream; serve the cache read-only
+#   PULLTHROUGH_REMOTE        the upstream URL (REGISTRY_PROXY_REMOTEURL of proxy mode)
+set -u
+
+config=/etc/docker/registry/config.yml
+[ -f /etc/distribution/config.yml ] && config=/etc/distribution/config.yml
+# Read by the healthcheck, so `docker inspect` shows what the cache serves right now.
+serving_file=/tmp/pullthrough-serving
+probe_interval=10
+# Consecutive failed probes before a proxy gives way: one lost probe is not an outage.
+failures_before_offline=2
+
+log() { echo "pullthrough: $*"; }
+describe() {
+    if [ "$1" = proxy ]; then echo "proxying $PULLTHROUGH_REMOTE"; else echo "serving the cache read-only ($PULLTHROUGH_REMOTE does not answer)"; fi
+}
+
+read_only='{"enabled":true}'
+
+if [ "$PULLTHROUGH_MODE" = offline ]; then
+    log "offline mode: serving the cache read-only; $PULLTHROUGH_REMOTE is never contacted"
+    echo offline >"$serving_file"
+    export REGISTRY_STORAGE_MAINTENANCE_READONLY="$read_only"
+    exec registry serve "$config"
+fi
+
+# Any HTTP answer counts: registries that want a token answer /v2/ with 401.
+upstream_answers() {
+    answer=$(timeout 5 wget -q -O /dev/null "$PULLTHROUGH_REMOTE/v2/" 2>&1) && return 0
+    case "$answer" in *"server returned error"*) return 0 ;; esac
+    return 1
+}
+
+registry_pid=
+serving=
+
+start() {
+    if [ "$1" = proxy ]; then
+        REGISTRY_PROXY_REMOTEURL="$PULLTHROUGH_REMOTE" registry serve "$config" &
+    else
+        REGISTRY_STORAGE_MAINTENANCE_READONLY="$read_only" registry serve "$config" &
+    fi
+    registry_pid=$!
+    serving=$1
+    echo "$1" >"$serving_file"
+}
+
+stop() {
+    [ -n "$registry_pid" ] || return 0
+    kill "$registry_pid" 2>/dev/null
+    wait "$registry_pid" 2>/dev/null
+    registry_pid=
+}
+
+# A child that exited stays a zombie until waited for, and kill -0 still succeeds on it.
+running() {
+    [ -n "$registry_pid" ] && read -r _ _ process_state _ <"/proc/$registry_pid/stat" 2>/dev/null && [ "$process_state" != Z ]
+}
+
+# Sets $wanted from a fresh probe; a running proxy gives way only after repeated failures.
+decide() {
+    if upstream_answers; then
+        failures=0
+        wanted=proxy
+        return
+    fi
+    failures=$((failures + 1))
+    if [ "$serving" = proxy ] && [ "$failures" -lt "$failures_before_offline" ]; then wanted=proxy; else wanted=offline; fi
+}
+
+trap 'stop; exit 0' TERM INT
+
+failures=0
+decide
+log "auto mode: $(describe "$wanted")"
+start "$wanted"
+seconds=0
+while :; do
+    # A background sleep keeps the TERM trap immediate.
+    sleep 1 &
+    wait $!
+    seconds=$((seconds + 1))
+    if ! running; then
+        wait "$registry_pid" 2>/dev/null
+        registry_pid=
+        serving=
+        decide
+        log "registry exited; restarting, $(describe "$wanted")"
+        start "$wanted"
+    elif [ $((seconds % probe_interval)) -eq 0 ]; then
+        decide
+        if [ "$wanted" != "$serving" ]; then
+            log "switching to $wanted mode: $(describe "$wanted")"
+            stop
+            start "$wanted"
+        fi
+    fi
+done

@@ -1,0 +1,68 @@
+/**
+ * A read-only look at what a cache's volume holds. A proxy answers for content it lacks by asking
+ * its upstream, so its own API cannot tell "cached" from "available upstream". Instead this runs
+ * a second container of the cache's own image (never pulled: the running cache's image id) in
+ * `offline` mode over the volume mounted read-only, on a loopback port: it answers only from
+ * storage, exactly as the cache would with no network.
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { cacheSupervisorScript, registryContainerPort, registryStoragePath } from "../mirrors";
+import { CacheEndpoint, UsageError } from "./warm";
+import { RegistryClient } from "./registry-client";
+
+const run = promisify(execFile);
+
+async function docker(...args: string[]): Promise<string> {
+    try {
+        return (await run("docker", args, { maxBuffer: 16 << 20 })).stdout.trim();
+    } catch (error) {
+        const { code, stderr } = error as { code?: string; stderr?: string };
+        if (code === "ENOENT") throw new UsageError("verify needs the docker CLI (it reads the caches' volumes); none found on PATH");
+        throw new Error(`docker ${args[0]}: ${(stderr ?? String(error)).trim()}`);
+    }
+}
+
+export interface CacheView {
+    endpoint: string;
+    close(): Promise<void>;
+}
+
+/** Starts the read-only view of `cache`; `close` removes it. */
+export async function openCacheView(cache: CacheEndpoint): Promise<CacheView> {
+    const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
+        throw new UsageError(`the cache container ${cache.container} (for ${cache.registry}) does not exist; run pulumi up first`);
+    });
+    const id = await docker(
+        "run", "--detach", "--rm",
+        "--label", `pullthrough.view-of=${cache.container}`,
+        "--env", "PULLTHROUGH_MODE=offline",
+        "--env", `PULLTHROUGH_REMOTE=${cache.remote}`,
+        "--volume", `${cache.volume}:${registryStoragePath}:ro`,
+        "--publish", `127.0.0.1::${registryContainerPort}`,
+        "--entrypoint", "/bin/sh",
+        image, "-c", cacheSupervisorScript,
+    );
+    const close = async () => void (await docker("rm", "--force", id).catch(() => ""));
+    try {
+        const published = await docker("port", id, `${registryContainerPort}/tcp`);
+        const endpoint = `http://${published.split("\n")[0]}`;
+        await waitUntilServing(new RegistryClient(endpoint, cache.registry));
+        return { endpoint, close };
+    } catch (error) {
+        await close();
+        throw error;
+    }
+}
+
+async function waitUntilServing(client: RegistryClient): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+        try {
+            return await client.ping();
+        } catch (error) {
+            if (Date.now() > deadline) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+    }
+}

@@ -1,0 +1,209 @@
+/**
+ * `npm run prewarm` and `npm run verify`. Both take the caches and the image list from the stack:
+ * `--outputs FILE` (or `-` for stdin) reads `pulumi stack output --json`; otherwise the stack's
+ * config file is planned with the same code `pulumi up` runs, so there is one source of truth.
+ *
+ * Exit codes: 0 all good; 1 an image failed to warm or is missing; 2 the tool could not run
+ * (bad arguments or config, a cache unreachable, an image without a cache).
+ */
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { parse as parseYaml } from "yaml";
+import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../images";
+import { ConfigError, configNamespace, mirrorsByRegistry, parseSettings, planCaches, planPrewarm } from "../mirrors";
+import { readTalosImageSet } from "../talosctl";
+import { openCacheView } from "./cache-view";
+import { RegistryClient, RegistryError } from "./registry-client";
+import { CacheEndpoint, PrewarmEvent, PrewarmResult, UsageError, VerifyResult, prewarm, routeImages, verify } from "./warm";
+
+const projectDir = path.resolve(__dirname, "..");
+
+const usage = `Usage: npm run <prewarm|verify> -- [options]
+
+  --outputs FILE     read caches and images from \`pulumi stack output --json\` saved in FILE ("-": stdin)
+  --stack NAME       otherwise plan them from Pulumi.NAME.yaml (default: dev)
+  --platform LIST    platforms to warm or check, e.g. linux/amd64,linux/arm64 (default: ${formatPlatform(hostPlatform())})
+  --concurrency N    requests in flight at once (default: 4)
+  --json             print the result as JSON (for CI)`;
+
+/** The caches and images a run works on, as the stack outputs carry them. */
+export interface StackView {
+    caches: CacheEndpoint[];
+    images: string[];
+}
+
+/** Reads the `mirrors` and `prewarmImages` stack outputs. */
+export function fromOutputs(document: string): StackView {
+    let outputs: { mirrors?: Record<string, Omit<CacheEndpoint, "registry">>; prewarmImages?: string[] };
+    try {
+        outputs = JSON.parse(document);
+    } catch {
+        throw new UsageError("--outputs: not JSON; expected the output of `pulumi stack output --json`");
+    }
+    if (!outputs.mirrors || typeof outputs.mirrors !== "object") throw new UsageError("--outputs: no `mirrors` output; expected the output of `pulumi stack output --json`");
+    return {
+        caches: Object.entries(outputs.mirrors).map(([registry, mirror]) => ({ ...mirror, registry })),
+        images: outputs.prewarmImages ?? [],
+    };
+}
+
+/**
+ * Plans the stack from its config file as `pulumi up` would. Secure values (credentials) are
+ * skipped: the caches hold the credentials, the tools never need them.
+ */
+export function fromStackConfig(configFile: string, stack: string): StackView {
+    let text: string;
+    try {
+        text = readFileSync(configFile, "utf8");
+    } catch {
+        throw new UsageError(`no stack config at ${configFile}; pass --stack NAME, or --outputs FILE with \`pulumi stack output --json\``);
+    }
+    const document = (parseYaml(text) ?? {}) as { config?: Record<string, unknown> };
+    const allConfig: Record<string, string> = {};
+    for (const [key, value] of Object.entries(document.config ?? {})) {
+        if (typeof value === "object" && value !== null && "secure" in value) continue;
+        allConfig[key.includes(":") ? key : `${configNamespace}:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
+    }
+    const settings = parseSettings(allConfig);
+    const caches = planCaches(settings, { project: configNamespace, stack });
+    const images = planPrewarm(settings, caches, () => readTalosImageSet(settings.cluster));
+    return { caches: Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({ ...mirror, registry })), images };
+}
+
+export function formatBytes(bytes: number): string {
+    const units = ["B", "kB", "MB", "GB"];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1000 && unit < units.length - 1) {
+        value /= 1000;
+        unit++;
+    }
+    return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Fixed-width columns, first row the header. */
+function table(rows: string[][]): string {
+    const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+    return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd()).join("\n");
+}
+
+export function formatVerifyReport(results: readonly VerifyResult[]): string {
+    const rows = results.map((result) => [
+        result.image,
+        result.present ? "present" : "missing",
+        result.present ? `${result.blobs} blobs, ${formatBytes(result.bytes)}` : result.reason ?? "",
+    ]);
+    const missing = results.filter((result) => !result.present).length;
+    const summary = missing === 0 ? `All ${results.length} images are in the caches.` : `${missing} of ${results.length} images are missing.`;
+    return `${table([["IMAGE", "STATUS", "DETAIL"], ...rows])}\n\n${summary}`;
+}
+
+export function formatPrewarmSummary(results: readonly PrewarmResult[], seconds: number): string {
+    const warmed = results.filter((result) => result.ok);
+    const bytes = warmed.reduce((sum, result) => sum + result.bytes, 0);
+    const transferred = results.reduce((sum, result) => sum + result.transferred, 0);
+    const failed = results.filter((result) => !result.ok).map((result) => `  ${result.image}: ${result.error}`);
+    return [
+        `Warmed ${warmed.length} of ${results.length} images (${formatBytes(bytes)}); read ${formatBytes(transferred)} through the caches in ${seconds.toFixed(1)} s (${formatBytes(transferred / Math.max(seconds, 0.001))}/s).`,
+        ...(failed.length > 0 ? ["Failed:", ...failed] : []),
+    ].join("\n");
+}
+
+/** Progress on a terminal: one line per finished image above a live total line. Plain lines otherwise. */
+function progressReporter(total: number, stream: NodeJS.WriteStream): (event: PrewarmEvent) => void {
+    let bytes = 0;
+    let finished = 0;
+    const started = Date.now();
+    const status = () => `[${finished}/${total} images] ${formatBytes(bytes)} read, ${formatBytes(bytes / Math.max((Date.now() - started) / 1000, 0.001))}/s`;
+    return (event) => {
+        if (event.kind === "bytes") bytes += event.bytes;
+        if (event.kind === "started" || (event.kind === "bytes" && !stream.isTTY)) return;
+        let line = "";
+        if (event.kind === "finished") {
+            finished++;
+            const { result } = event;
+            line = result.ok
+                ? `ok      ${result.image}  ${result.blobs} blobs, ${formatBytes(result.bytes)}, ${formatBytes(result.transferred)} read, ${result.seconds.toFixed(1)} s\n`
+                : `FAILED  ${result.image}: ${result.error}\n`;
+        }
+        stream.write(stream.isTTY ? `\r\x1b[K${line}${status()}` : line);
+        if (stream.isTTY && finished === total) stream.write("\n");
+    };
+}
+
+async function main(argv: string[]): Promise<number> {
+    const [command, ...rest] = argv;
+    if (command !== "prewarm" && command !== "verify") throw new UsageError(usage);
+    const { values } = parseArgs({
+        args: rest,
+        options: {
+            outputs: { type: "string" },
+            stack: { type: "string", default: "dev" },
+            platform: { type: "string" },
+            concurrency: { type: "string", default: "4" },
+            json: { type: "boolean", default: false },
+        },
+    });
+    const platforms: Platform[] = values.platform
+        ? values.platform.split(",").map((text) => parsePlatform(text) ?? fail(`--platform: ${JSON.stringify(text)} is not os/arch[/variant]`))
+        : [hostPlatform()];
+    const concurrency = Number(values.concurrency);
+    if (!Number.isInteger(concurrency) || concurrency < 1) fail(`--concurrency: ${values.concurrency} is not a positive integer`);
+
+    const stack = values.outputs
+        ? fromOutputs(readFileSync(values.outputs === "-" ? 0 : values.outputs, "utf8"))
+        : fromStackConfig(path.join(projectDir, `Pulumi.${values.stack}.yaml`), values.stack!);
+    if (stack.images.length === 0) {
+        console.log("No images to work on: set pullthrough:prewarm (see README).");
+        return 0;
+    }
+    const routed = routeImages(stack.images, stack.caches);
+    const caches = [...new Map(routed.map(({ cache }) => [cache.registry, cache])).values()];
+    // Fail fast, naming the cache, rather than once per image.
+    await Promise.all(
+        caches.map((cache) =>
+            new RegistryClient(cache.hostEndpoint, cache.registry).ping().catch((error: Error) => {
+                throw new UsageError(`the ${cache.registry} cache: ${error.message}; is the stack up (npm run up)?`);
+            }),
+        ),
+    );
+
+    const started = Date.now();
+    if (command === "prewarm") {
+        const onEvent = values.json ? undefined : progressReporter(routed.length, process.stdout);
+        const results = await prewarm(routed, { platforms, concurrency, onEvent });
+        const seconds = (Date.now() - started) / 1000;
+        console.log(values.json ? JSON.stringify({ ok: results.every((r) => r.ok), seconds, images: results }, null, 2) : `\n${formatPrewarmSummary(results, seconds)}`);
+        return results.every((result) => result.ok) ? 0 : 1;
+    }
+
+    const opened = await Promise.allSettled(caches.map(openCacheView));
+    const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
+    try {
+        const failure = opened.find((view) => view.status === "rejected");
+        if (failure) throw failure.reason;
+        const endpoints = new Map(caches.map((cache, index) => [cache.registry, views[index].endpoint]));
+        const results = await verify(routed, endpoints, platforms, concurrency);
+        const ok = results.every((result) => result.present);
+        console.log(values.json ? JSON.stringify({ ok, platforms: platforms.map(formatPlatform), images: results }, null, 2) : formatVerifyReport(results));
+        return ok ? 0 : 1;
+    } finally {
+        await Promise.all(views.map((view) => view.close()));
+    }
+}
+
+function fail(message: string): never {
+    throw new UsageError(message);
+}
+
+if (require.main === module) {
+    main(process.argv.slice(2)).then(
+        (code) => process.exit(code),
+        (error: unknown) => {
+            const known = error instanceof UsageError || error instanceof ConfigError || error instanceof RegistryError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+            console.error(known ? `error: ${(error as Error).message}` : error);
+            process.exit(2);
+        },
+    );
+}

@@ -1,0 +1,179 @@
+/**
+ * Prewarm and verify: pull a list of images through the caches that serve their registries, and
+ * check that the caches hold them in full. The CLI (tools/cli.ts) and `pulumi up` drive these.
+ */
+import { ImageReference, Platform, parseImageReference } from "../images";
+import { Descriptor, RegistryClient, RegistryError, readImage } from "./registry-client";
+
+/** One cache as the stack outputs describe it (`mirrors.<registry>`). */
+export interface CacheEndpoint {
+    registry: string;
+    remote: string;
+    mode: string;
+    /** URL this host reaches the cache at. */
+    hostEndpoint: string;
+    container: string;
+    volume: string;
+}
+
+export interface RoutedImage {
+    image: ImageReference;
+    cache: CacheEndpoint;
+}
+
+/** Thrown for input the tools cannot work with: an unknown image, a registry without a cache. */
+export class UsageError extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "UsageError";
+    }
+}
+
+/** Pairs each image with the cache of its registry. */
+export function routeImages(refs: readonly string[], caches: readonly CacheEndpoint[]): RoutedImage[] {
+    return refs.map((ref) => {
+        const image = parseImageReference(ref);
+        if (!image) throw new UsageError(`${JSON.stringify(ref)} is not an image reference`);
+        const cache = caches.find((candidate) => candidate.registry === image.registry);
+        if (!cache) throw new UsageError(`no cache serves ${image.registry} (for ${ref}); caches: ${caches.map((c) => c.registry).join(", ")}`);
+        return { image, cache };
+    });
+}
+
+/** Runs at most `concurrency` tasks at once. */
+export function limiter(concurrency: number) {
+    let running = 0;
+    const waiting: (() => void)[] = [];
+    return async <T>(task: () => Promise<T>): Promise<T> => {
+        if (running >= concurrency) await new Promise<void>((resolve) => waiting.push(resolve));
+        running++;
+        try {
+            return await task();
+        } finally {
+            running--;
+            waiting.shift()?.();
+        }
+    };
+}
+
+export type PrewarmEvent =
+    | { kind: "started"; image: string; blobs: number; bytes: number }
+    | { kind: "bytes"; image: string; bytes: number }
+    | { kind: "finished"; result: PrewarmResult };
+
+export interface PrewarmResult {
+    image: string;
+    registry: string;
+    ok: boolean;
+    error?: string;
+    blobs: number;
+    /** The image's size on the selected platforms (config and layers). */
+    bytes: number;
+    /** Bytes this run read from the cache for it; a blob shared with another image counts once. */
+    transferred: number;
+    seconds: number;
+}
+
+export interface PrewarmOptions {
+    platforms: readonly Platform[];
+    concurrency: number;
+    onEvent?: (event: PrewarmEvent) => void;
+}
+
+/** Attempts per request: a cache that is switching mode or restarting is back within seconds. */
+const attempts = 3;
+const retryDelayMs = 1500;
+
+async function withRetries<T>(task: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+        try {
+            return await task();
+        } catch (error) {
+            // A 4xx is an answer (not found, refused), not a hiccup.
+            const answered = error instanceof RegistryError && !error.unreachable && (error.status === undefined || error.status < 500);
+            if (answered || attempt >= attempts) throw error;
+            await new Promise((resolve) => setTimeout(resolve, retryDelayMs * attempt));
+        }
+    }
+}
+
+/**
+ * Pulls every image through its cache: manifests (index and the platform manifests asked for)
+ * and every blob, at most `concurrency` requests at once. A blob shared between images of one
+ * cache is fetched once. Failures are reported per image; the run goes on.
+ */
+export async function prewarm(routed: readonly RoutedImage[], options: PrewarmOptions): Promise<PrewarmResult[]> {
+    const run = limiter(options.concurrency);
+    const emit = options.onEvent ?? (() => {});
+    const blobFetches = new Map<string, Promise<number>>();
+
+    return Promise.all(
+        routed.map(async ({ image, cache }): Promise<PrewarmResult> => {
+            const started = Date.now();
+            const client = new RegistryClient(cache.hostEndpoint, cache.registry);
+            const result = { image: image.canonical, registry: image.registry, blobs: 0, bytes: 0, transferred: 0 };
+            try {
+                const content = await run(() => withRetries(() => readImage(client, image, options.platforms)));
+                result.blobs = content.blobs.length;
+                result.bytes = content.blobs.reduce((sum, blob) => sum + blob.size, 0);
+                emit({ kind: "started", image: image.canonical, blobs: result.blobs, bytes: result.bytes });
+                const fetchOnce = (blob: Descriptor) => {
+                    const key = `${cache.registry}@${blob.digest}`;
+                    const first = !blobFetches.has(key);
+                    if (first) {
+                        const onBytes = (bytes: number) => emit({ kind: "bytes", image: image.canonical, bytes });
+                        blobFetches.set(key, run(() => withRetries(() => client.fetchBlob(image.repository, blob.digest, onBytes))));
+                    }
+                    return blobFetches.get(key)!.then((bytes) => (first ? bytes : 0));
+                };
+                const transferred = await Promise.all(content.blobs.map(fetchOnce));
+                const done = { ...result, ok: true, transferred: transferred.reduce((a, b) => a + b, 0), seconds: (Date.now() - started) / 1000 };
+                emit({ kind: "finished", result: done });
+                return done;
+            } catch (error) {
+                const failed = { ...result, ok: false, error: (error as Error).message, seconds: (Date.now() - started) / 1000 };
+                emit({ kind: "finished", result: failed });
+                return failed;
+            }
+        }),
+    );
+}
+
+export interface VerifyResult {
+    image: string;
+    registry: string;
+    present: boolean;
+    /** Why the image is not fully present. */
+    reason?: string;
+    blobs: number;
+    bytes: number;
+}
+
+/**
+ * Checks each image against a registry that serves only what the cache's storage holds (see
+ * cache-view.ts): a proxy would answer for missing content by asking its upstream.
+ *
+ * @param views the read-only endpoint of each cache, by registry
+ */
+export async function verify(routed: readonly RoutedImage[], views: ReadonlyMap<string, string>, platforms: readonly Platform[], concurrency: number): Promise<VerifyResult[]> {
+    const run = limiter(concurrency);
+    return Promise.all(
+        routed.map(async ({ image }): Promise<VerifyResult> => {
+            const client = new RegistryClient(views.get(image.registry)!, image.registry);
+            const base = { image: image.canonical, registry: image.registry };
+            let blobs: Descriptor[];
+            try {
+                blobs = (await run(() => readImage(client, image, platforms))).blobs;
+            } catch (error) {
+                if (!(error instanceof RegistryError) || error.unreachable) throw error;
+                return { ...base, present: false, reason: error.message.replace(/: not found$/, ": not in the cache"), blobs: 0, bytes: 0 };
+            }
+            const held = await Promise.all(blobs.map((blob) => run(() => client.hasBlob(image.repository, blob.digest))));
+            const missing = blobs.filter((_, index) => !held[index]);
+            const bytes = blobs.reduce((sum, blob) => sum + blob.size, 0);
+            if (missing.length === 0) return { ...base, present: true, blobs: blobs.length, bytes };
+            const first = missing[0].digest.slice(0, 19);
+            return { ...base, present: false, reason: `${missing.length} of ${blobs.length} blobs not in the cache (${first}…)`, blobs: blobs.length, bytes };
+        }),
+    );
+}
