@@ -11,38 +11,15 @@ import { CommandProviderStandIn } from "./support/command-provider-stand-in";
 import { Containerd } from "./support/containerd";
 import { DockerProviderStandIn } from "./support/docker-provider-stand-in";
 import { countLogLines, fixtureRegistryImage, freePort, prepareTestHost } from "./support/engine";
-import { image, layer } from "./support/oci";
 import { ProgramRun, ResourceHandler, runProgram } from "./support/program";
 import { talosctlStandIn } from "./support/talosctl";
-import { FixtureImage, FixtureUpstreams, byTag } from "./support/upstreams";
+import { FixtureUpstreams, byTag, talosLikeImages } from "./support/upstreams";
 
 jest.setTimeout(240_000);
 
 const suiteId = `pt-cluster-${process.pid}`;
 const clusterName = `${suiteId}-talos`;
 const registries = ["registry.k8s.io", "ghcr.io"];
-
-/** Named like `talosctl image k8s-bundle` prints them for Talos 1.12; small generated layers. */
-function talosLikeImages(): FixtureImage[] {
-    const base = layer("talos-base", 48 << 10);
-    const named = (registry: string, repository: string, tag: string): FixtureImage => ({
-        registry,
-        repository,
-        tag,
-        artifact: image([base, layer(`${repository}-${tag}`, 32 << 10)]),
-    });
-    return [
-        named("ghcr.io", "siderolabs/flannel", "v0.26.7"),
-        named("registry.k8s.io", "coredns/coredns", "v1.12.1"),
-        named("registry.k8s.io", "etcd", "3.5.21-0"),
-        named("registry.k8s.io", "kube-apiserver", "v1.34.1"),
-        named("registry.k8s.io", "kube-controller-manager", "v1.34.1"),
-        named("registry.k8s.io", "kube-scheduler", "v1.34.1"),
-        named("registry.k8s.io", "kube-proxy", "v1.34.1"),
-        named("ghcr.io", "siderolabs/kubelet", "v1.34.1"),
-        named("registry.k8s.io", "pause", "3.10"),
-    ];
-}
 
 const images = talosLikeImages();
 let upstreams: FixtureUpstreams;

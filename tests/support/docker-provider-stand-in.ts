@@ -16,7 +16,7 @@ const containerType = "docker:index/container:Container";
 
 const implemented: Record<string, readonly string[]> = {
     volume: ["name", "labels"],
-    container: ["name", "image", "envs", "volumes", "ports", "restart", "healthcheck", "wait", "waitTimeout", "labels"],
+    container: ["name", "image", "entrypoints", "envs", "volumes", "ports", "restart", "healthcheck", "wait", "waitTimeout", "labels"],
     "container.volumes": ["volumeName", "containerPath"],
     "container.ports": ["internal", "external", "ip", "protocol"],
     "container.healthcheck": ["tests", "interval", "timeout", "retries", "startPeriod"],
@@ -83,6 +83,8 @@ export class DockerProviderStandIn {
         const portKey = (port: Record<string, any>) => `${port.internal}/${port.protocol ?? "tcp"}`;
         const { Id: id } = await engine("POST", `/containers/create?name=${encodeURIComponent(inputs.name)}`, {
             Image: inputs.image,
+            // As with the provider: an entrypoint given drops the image's CMD (Engine API merge rule).
+            Entrypoint: inputs.entrypoints,
             Env: inputs.envs ?? [],
             Labels: labelMap(inputs.labels),
             ExposedPorts: Object.fromEntries(ports.map((port) => [portKey(port), {}])),

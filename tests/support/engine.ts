@@ -14,12 +14,12 @@ export const fixtureRegistryImage = "pullthrough-test/registry:2.8-debian";
 
 /** Runs the docker CLI and returns its trimmed stdout; throws with stderr on failure. */
 export function docker(...args: string[]): string {
-    return execFileSync("docker", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+    return execFileSync("docker", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 256 << 20 }).trim();
 }
 
-/** How many lines of a container's log (its registry access log) match `pattern`. */
-export function countLogLines(container: string, pattern: RegExp): number {
-    return docker("logs", container)
+/** How many lines of a container's log (its registry access log) match `pattern`, optionally only since a moment. */
+export function countLogLines(container: string, pattern: RegExp, since?: Date): number {
+    return docker("logs", ...(since ? ["--since", since.toISOString()] : []), container)
         .split("\n")
         .filter((line) => pattern.test(line)).length;
 }

@@ -41,6 +41,28 @@ export function fixtureImages(): FixtureImage[] {
     ];
 }
 
+/** Named like `talosctl image k8s-bundle` prints them for Talos 1.12; small generated layers. */
+export function talosLikeImages(): FixtureImage[] {
+    const base = layer("talos-base", 48 << 10);
+    const named = (registry: string, repository: string, tag: string): FixtureImage => ({
+        registry,
+        repository,
+        tag,
+        artifact: image([base, layer(`${repository}-${tag}`, 32 << 10)]),
+    });
+    return [
+        named("ghcr.io", "siderolabs/flannel", "v0.26.7"),
+        named("registry.k8s.io", "coredns/coredns", "v1.12.1"),
+        named("registry.k8s.io", "etcd", "3.5.21-0"),
+        named("registry.k8s.io", "kube-apiserver", "v1.34.1"),
+        named("registry.k8s.io", "kube-controller-manager", "v1.34.1"),
+        named("registry.k8s.io", "kube-scheduler", "v1.34.1"),
+        named("registry.k8s.io", "kube-proxy", "v1.34.1"),
+        named("ghcr.io", "siderolabs/kubelet", "v1.34.1"),
+        named("registry.k8s.io", "pause", "3.10"),
+    ];
+}
+
 interface Upstream {
     container: string;
     /** URL caches use on the test network. */
@@ -80,13 +102,18 @@ export class FixtureUpstreams {
         for (const image of images) await push(this.get(image.registry).hostUrl, image.repository, image.tag, image.artifact);
     }
 
-    /** Blob downloads (GET …/blobs/sha256:…) the upstream has answered so far. */
-    blobRequests(registry: string): number {
-        return countLogLines(this.get(registry).container, /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64} HTTP/);
+    /** Blob downloads (GET …/blobs/sha256:…) the upstream has answered so far, or since a moment. */
+    blobRequests(registry: string, since?: Date): number {
+        return countLogLines(this.get(registry).container, /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64} HTTP/, since);
     }
 
-    blobRequestsByRegistry(): Record<string, number> {
-        return Object.fromEntries([...this.upstreams.keys()].map((registry) => [registry, this.blobRequests(registry)]));
+    blobRequestsByRegistry(since?: Date): Record<string, number> {
+        return Object.fromEntries([...this.upstreams.keys()].map((registry) => [registry, this.blobRequests(registry, since)]));
+    }
+
+    /** Every request the upstream has answered: its access log lines. */
+    requests(registry: string): number {
+        return countLogLines(this.get(registry).container, /"(?:GET|HEAD|POST|PUT|PATCH|DELETE) \//);
     }
 
     stop(registry: string): void {
