@@ -250,3 +250,39 @@ describe("cluster settings the detected talosctl lacks", () => {
         await expect(run).rejects.toThrow("talosctl (/nonexistent/talosctl) not found: install talosctl or set pullthrough:cluster.talosctl to its path");
     });
 });
+
+describe("with prewarm and the cluster enabled", () => {
+    const commandType = "command:local:Command";
+    const talosImages = ["registry.k8s.io/kube-apiserver:v1.34.1", "ghcr.io/siderolabs/kubelet:v1.34.1"];
+    const talosctl = talosctlStandIn("v1.12.1", { images: talosImages });
+    let run: Promise<ProgramRun>;
+    beforeAll(() => {
+        run = runProgram({
+            "pullthrough:prewarm": JSON.stringify(["nginx:1.27", "talos"]),
+            "pullthrough:cluster": JSON.stringify({ enabled: true, talosctl, kubernetesVersion: "1.34.2" }),
+        });
+    });
+
+    test("the Talos set comes from `talosctl image default`, retagged for the configured Kubernetes version", async () => {
+        const { outputs } = await run;
+        expect(outputs.prewarmImages).toEqual(["docker.io/library/nginx:1.27", "registry.k8s.io/kube-apiserver:v1.34.2", "ghcr.io/siderolabs/kubelet:v1.34.2"]);
+    });
+
+    test("caches, then prewarm, then the cluster: the prewarm Command waits for every container, the cluster for the prewarm", async () => {
+        const { resources } = await run;
+        const prewarm = byName(resources, commandType, "prewarm-caches");
+        const cluster = byName(resources, commandType, "talos-cluster");
+        const names = (options: DeclaredResource["options"]) => ([options.dependsOn].flat() as { __name?: string }[]).map((resource) => resource.__name).sort();
+        const containers = ofType(resources, containerType).map((container) => container.name);
+        expect(names(prewarm.options)).toEqual([...containers].sort());
+        expect(names(cluster.options)).toEqual([...containers, "prewarm-caches"].sort());
+        expect(prewarm.inputs.create).toBe("npm run --silent prewarm -- --outputs -");
+        expect(JSON.parse(prewarm.inputs.stdin).prewarmImages).toEqual((await run).outputs.prewarmImages);
+    });
+});
+
+test("without prewarm, no prewarm Command is declared", async () => {
+    const { resources, outputs } = await runProgram({});
+    expect(resources.filter((resource) => resource.name === "prewarm-caches")).toEqual([]);
+    expect(outputs.prewarmImages).toEqual([]);
+});

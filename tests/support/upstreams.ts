@@ -36,7 +36,7 @@ export function fixtureImages(): FixtureImage[] {
                 arm64: image([layer("multi-arm64", 160 << 10)], { oci: true, architecture: "arm64" }),
             }),
         },
-        { registry: "registry.k8s.io", repository: "pause", tag: "3.10", artifact: image([layer("pause", 64 << 10)]) },
+        { registry: "registry.k8s.io", repository: "pause", tag: "3.9", artifact: image([layer("pause", 64 << 10)]) },
         { registry: "ghcr.io", repository: "pullthrough/oci", tag: "v1", artifact: image([layer("oci-a", 96 << 10), layer("oci-b", 96 << 10)], { oci: true }) },
     ];
 }
@@ -62,6 +62,8 @@ export function talosLikeImages(): FixtureImage[] {
         named("registry.k8s.io", "pause", "3.10"),
     ];
 }
+
+const blobGet = /"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP/;
 
 interface Upstream {
     container: string;
@@ -104,7 +106,13 @@ export class FixtureUpstreams {
 
     /** Blob downloads (GET …/blobs/sha256:…) the upstream has answered so far, or since a moment. */
     blobRequests(registry: string, since?: Date): number {
-        return countLogLines(this.get(registry).container, /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64} HTTP/, since);
+        return countLogLines(this.get(registry).container, blobGet, since);
+    }
+
+    /** The distinct blobs the upstream has served so far. */
+    blobsServed(registry: string): Set<string> {
+        const log = docker("logs", this.get(registry).container);
+        return new Set([...log.matchAll(new RegExp(blobGet.source, "g"))].map((match) => match[1]));
     }
 
     blobRequestsByRegistry(since?: Date): Record<string, number> {
