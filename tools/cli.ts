@@ -15,7 +15,7 @@ import { ConfigError, configNamespace, mirrorsByRegistry, parseSettings, planCac
 import { readTalosImageSet } from "../talosctl";
 import { openCacheView } from "./cache-view";
 import { RegistryClient, RegistryError } from "./registry-client";
-import { CacheEndpoint, PrewarmEvent, PrewarmResult, UsageError, VerifyResult, prewarm, routeImages, verify } from "./warm";
+import { CacheEndpoint, PrewarmEvent, PrewarmResult, UsageError, VerifyResult, prewarmUntilStored, routeImages, storeRounds, verify } from "./warm";
 
 const projectDir = path.resolve(__dirname, "..");
 
@@ -169,25 +169,30 @@ async function main(argv: string[]): Promise<number> {
         ),
     );
 
-    const started = Date.now();
-    if (command === "prewarm") {
-        const onEvent = values.json ? undefined : progressReporter(routed.length, process.stdout);
-        const results = await prewarm(routed, { platforms, concurrency, onEvent });
-        const seconds = (Date.now() - started) / 1000;
-        console.log(values.json ? JSON.stringify({ ok: results.every((r) => r.ok), seconds, images: results }, null, 2) : `\n${formatPrewarmSummary(results, seconds)}`);
-        return results.every((result) => result.ok) ? 0 : 1;
+    if (command === "verify") {
+        const results = await withCacheViews(caches, (views) => verify(routed, views, platforms, concurrency));
+        const ok = results.every((result) => result.present);
+        console.log(values.json ? JSON.stringify({ ok, platforms: platforms.map(formatPlatform), images: results }, null, 2) : formatVerifyReport(results));
+        return ok ? 0 : 1;
     }
 
+    const started = Date.now();
+    const onEvent = values.json ? undefined : progressReporter(routed.length, process.stdout);
+    const onRetry = (images: number, round: number) => console.error(`${images} image(s) served but not yet stored by their cache; pulling again (round ${round} of ${storeRounds})`);
+    const results = await withCacheViews(caches, (views) => prewarmUntilStored(routed, { platforms, concurrency, onEvent, onRetry }, views));
+    const seconds = (Date.now() - started) / 1000;
+    console.log(values.json ? JSON.stringify({ ok: results.every((r) => r.ok), seconds, images: results }, null, 2) : `\n${formatPrewarmSummary(results, seconds)}`);
+    return results.every((result) => result.ok) ? 0 : 1;
+}
+
+/** Runs `work` with a read-only view of each cache (see cache-view.ts), removed afterwards. */
+async function withCacheViews<T>(caches: readonly CacheEndpoint[], work: (views: Map<string, string>) => Promise<T>): Promise<T> {
     const opened = await Promise.allSettled(caches.map(openCacheView));
     const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
     try {
         const failure = opened.find((view) => view.status === "rejected");
         if (failure) throw failure.reason;
-        const endpoints = new Map(caches.map((cache, index) => [cache.registry, views[index].endpoint]));
-        const results = await verify(routed, endpoints, platforms, concurrency);
-        const ok = results.every((result) => result.present);
-        console.log(values.json ? JSON.stringify({ ok, platforms: platforms.map(formatPlatform), images: results }, null, 2) : formatVerifyReport(results));
-        return ok ? 0 : 1;
+        return await work(new Map(caches.map((cache, index) => [cache.registry, views[index].endpoint])));
     } finally {
         await Promise.all(views.map((view) => view.close()));
     }

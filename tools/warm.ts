@@ -100,12 +100,13 @@ async function withRetries<T>(task: () => Promise<T>): Promise<T> {
 /**
  * Pulls every image through its cache: manifests (index and the platform manifests asked for)
  * and every blob, at most `concurrency` requests at once. A blob shared between images of one
- * cache is fetched once. Failures are reported per image; the run goes on.
+ * repository is fetched once. Failures are reported per image; the run goes on.
  */
 export async function prewarm(routed: readonly RoutedImage[], options: PrewarmOptions): Promise<PrewarmResult[]> {
     const run = limiter(options.concurrency);
     const emit = options.onEvent ?? (() => {});
     const blobFetches = new Map<string, Promise<number>>();
+    const digestQueues = new Map<string, Promise<number>>();
 
     return Promise.all(
         routed.map(async ({ image, cache }): Promise<PrewarmResult> => {
@@ -117,12 +118,20 @@ export async function prewarm(routed: readonly RoutedImage[], options: PrewarmOp
                 result.blobs = content.blobs.length;
                 result.bytes = content.blobs.reduce((sum, blob) => sum + blob.size, 0);
                 emit({ kind: "started", image: image.canonical, blobs: result.blobs, bytes: result.bytes });
+                // A registry links blobs per repository, so each repository fetches its own. One
+                // digest is fetched by one repository at a time: a proxy does not store a blob it
+                // is already fetching for another request.
                 const fetchOnce = (blob: Descriptor) => {
-                    const key = `${cache.registry}@${blob.digest}`;
+                    const key = `${cache.registry}/${image.repository}@${blob.digest}`;
                     const first = !blobFetches.has(key);
                     if (first) {
                         const onBytes = (bytes: number) => emit({ kind: "bytes", image: image.canonical, bytes });
-                        blobFetches.set(key, run(() => withRetries(() => client.fetchBlob(image.repository, blob.digest, onBytes))));
+                        const digestKey = `${cache.registry}@${blob.digest}`;
+                        const fetch = (digestQueues.get(digestKey) ?? Promise.resolve())
+                            .catch(() => 0)
+                            .then(() => run(() => withRetries(() => client.fetchBlob(image.repository, blob.digest, onBytes))));
+                        digestQueues.set(digestKey, fetch);
+                        blobFetches.set(key, fetch);
                     }
                     return blobFetches.get(key)!.then((bytes) => (first ? bytes : 0));
                 };
@@ -176,4 +185,53 @@ export async function verify(routed: readonly RoutedImage[], views: ReadonlyMap<
             return { ...base, present: false, reason: `${missing.length} of ${blobs.length} blobs not in the cache (${first}…)`, blobs: blobs.length, bytes };
         }),
     );
+}
+
+/** Pull rounds before prewarm gives up on an image the cache serves but does not store. */
+export const storeRounds = 5;
+/** How long a round waits for the caches to commit what they served. */
+const storeWaitMs = 5_000;
+
+/**
+ * Prewarm that counts an image as warm only once the cache's storage holds it (checked through
+ * `views`, as verify does). A distribution 2.x proxy stores a blob with a second upstream fetch
+ * tied to the client's request, which is cancelled when the response ends first (fixed in 3.0 by
+ * distribution PR #3569), so what it served may be missing: such images are pulled again, up to
+ * `storeRounds` times.
+ */
+export async function prewarmUntilStored(
+    routed: readonly RoutedImage[],
+    options: PrewarmOptions & { onRetry?: (images: number, round: number) => void },
+    views: ReadonlyMap<string, string>,
+): Promise<PrewarmResult[]> {
+    const results = new Map<string, PrewarmResult>();
+    let pending = [...routed];
+    for (let round = 1; pending.length > 0; round++) {
+        const pulled = await prewarm(pending, round === 1 ? options : { ...options, onEvent: undefined });
+        for (const result of pulled) {
+            const earlier = results.get(result.image);
+            results.set(result.image, earlier ? { ...result, transferred: earlier.transferred + result.transferred, seconds: earlier.seconds + result.seconds } : result);
+        }
+        const served = pending.filter((_, index) => pulled[index].ok);
+        const unstored = await waitUntilStored(served, views, options);
+        pending = served.filter(({ image }) => unstored.has(image.canonical));
+        if (pending.length > 0 && round === storeRounds) {
+            for (const { image } of pending) {
+                results.set(image.canonical, { ...results.get(image.canonical)!, ok: false, error: `served but not stored after ${storeRounds} pulls: ${unstored.get(image.canonical)}` });
+            }
+            break;
+        }
+        if (pending.length > 0) options.onRetry?.(pending.length, round + 1);
+    }
+    return routed.map(({ image }) => results.get(image.canonical)!);
+}
+
+/** Images not (yet) fully in storage after up to `storeWaitMs`, with the reason. */
+async function waitUntilStored(routed: readonly RoutedImage[], views: ReadonlyMap<string, string>, options: PrewarmOptions): Promise<Map<string, string>> {
+    const deadline = Date.now() + storeWaitMs;
+    for (;;) {
+        const absent = (await verify(routed, views, options.platforms, options.concurrency)).filter((result) => !result.present);
+        if (absent.length === 0 || Date.now() > deadline) return new Map(absent.map((result) => [result.image, result.reason ?? ""]));
+        await new Promise((resolve) => setTimeout(resolve, 250));
+    }
 }

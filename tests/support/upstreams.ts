@@ -94,6 +94,11 @@ export class FixtureUpstreams {
         return fixtures;
     }
 
+    /** The test network's gateway: a host address its containers can reach. */
+    gateway(): string {
+        return docker("network", "inspect", this.network, "--format", "{{(index .IPAM.Config 0).Gateway}}");
+    }
+
     get(registry: string): Upstream {
         const upstream = this.upstreams.get(registry);
         if (!upstream) throw new Error(`no fixture upstream for ${registry}`);
