@@ -22,7 +22,7 @@ const projectDir = path.resolve(__dirname, "..");
 const usage = `Usage: npm run <prewarm|verify> -- [options]
 
   --outputs FILE     read caches and images from \`pulumi stack output --json\` saved in FILE ("-": stdin)
-  --stack NAME       otherwise plan them from Pulumi.NAME.yaml (default: dev)
+  --stack NAME       otherwise plan them from Pulumi.NAME.yaml, as pulumi up does (default: dev)
   --platform LIST    platforms to warm or check, e.g. linux/amd64,linux/arm64 (default: ${formatPlatform(hostPlatform())})
   --concurrency N    requests in flight at once (default: 4)
   --json             print the result as JSON (for CI)`;
