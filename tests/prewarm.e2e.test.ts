@@ -173,9 +173,10 @@ test("a cache killed mid-prewarm: the re-run completes and verify passes", async
     const bigRef = byTag(big);
     const { RestartCount: restartsBefore } = await engine("GET", `/containers/${cache}/json`);
     const manifestServed = () => countLogLines(cache, /"GET \/v2\/library\/big\/manifests\/v1\S* HTTP\/1.1" 200/);
-    const link = await SimulatedWan.start({ listenHost: "127.0.0.1", targetHost: "127.0.0.1", targetPort: ports["docker.io"], bitsPerSecond: 200e6, roundTripMs: 2 });
+    const link = new SimulatedWan({ bitsPerSecond: 200e6, roundTripMs: 2 });
+    const linkPort = await link.route("127.0.0.1", "127.0.0.1", ports["docker.io"]);
     let finished = false;
-    const interrupted = withHostEndpoint("docker.io", `http://127.0.0.1:${link.port}`, () => cli("prewarm", [bigRef])).finally(() => (finished = true));
+    const interrupted = withHostEndpoint("docker.io", `http://127.0.0.1:${linkPort}`, () => cli("prewarm", [bigRef])).finally(() => (finished = true));
     try {
         // The manifest has been served, so the blobs are on their way: crash the cache now.
         await waitFor("prewarm to reach the big image's blobs", 60_000, async () => (manifestServed() > 0 ? true : undefined));

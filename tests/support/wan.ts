@@ -11,10 +11,6 @@
 import { AddressInfo, Server, Socket, connect, createServer } from "node:net";
 
 export interface WanOptions {
-    /** Where the proxy listens: an address containers can reach, e.g. a Docker network's gateway. */
-    listenHost: string;
-    targetHost: string;
-    targetPort: number;
     /** Link rate in bits per second, each direction. */
     bitsPerSecond: number;
     roundTripMs: number;
@@ -41,33 +37,35 @@ const highWater = 1 << 20;
 /** Largest piece put on the link at once, so connections interleave. */
 const segment = 16 << 10;
 
+/** One link, any number of routes across it: every route shares the bandwidth. */
 export class SimulatedWan {
+    private readonly servers: Server[] = [];
     private readonly sockets = new Set<Socket>();
+    /** Toward the targets (requests). */
+    readonly up: Link;
+    /** From the targets (responses): what a download pays for. */
+    readonly down: Link;
+    private readonly oneWayMs: number;
 
-    private constructor(
-        private readonly server: Server,
-        /** Toward the target (requests). */
-        readonly up: Link,
-        /** From the target (responses): what a download pays for. */
-        readonly down: Link,
-        private readonly oneWayMs: number,
-    ) {}
-
-    static async start(options: WanOptions): Promise<SimulatedWan> {
-        const up = new Link(options.bitsPerSecond);
-        const down = new Link(options.bitsPerSecond);
-        let wan: SimulatedWan | undefined;
-        const server = createServer((client) => wan!.carry(client, connect(options.targetPort, options.targetHost)));
-        wan = new SimulatedWan(server, up, down, options.roundTripMs / 2);
-        await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, options.listenHost, resolve));
-        return wan;
+    constructor(options: WanOptions) {
+        this.up = new Link(options.bitsPerSecond);
+        this.down = new Link(options.bitsPerSecond);
+        this.oneWayMs = options.roundTripMs / 2;
     }
 
-    get port(): number {
-        return (this.server.address() as AddressInfo).port;
+    /**
+     * Listens on `listenHost` (an address the clients reach, e.g. a Docker network's gateway) and
+     * carries each connection across the link to `targetHost:targetPort`.
+     * @returns the port it listens on
+     */
+    async route(listenHost: string, targetHost: string, targetPort: number): Promise<number> {
+        const server = createServer((client) => this.carry(client, connect(targetPort, targetHost)));
+        this.servers.push(server);
+        await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, listenHost, resolve));
+        return (server.address() as AddressInfo).port;
     }
 
-    /** Bytes carried from the target so far. */
+    /** Bytes carried from the targets so far. */
     get bytesDown(): number {
         return this.down.bytes;
     }
@@ -87,32 +85,44 @@ export class SimulatedWan {
         this.pipe(target, client, this.down, connected);
     }
 
+    /** Carries `from` → `to` in order: one queue per direction, drained by one timer. */
     private pipe(from: Socket, to: Socket, link: Link, notBefore: number) {
-        let queued = 0;
+        const queue: { piece: Buffer | null; at: number }[] = [];
+        let queuedBytes = 0;
         let lastArrival = notBefore;
-        let ended = false;
-        const deliver = (action: () => void, at: number) => setTimeout(action, Math.max(0, at - performance.now()));
+        let timer: NodeJS.Timeout | undefined;
+        const drain = () => {
+            timer = undefined;
+            while (queue.length > 0 && queue[0].at <= performance.now()) {
+                const { piece } = queue.shift()!;
+                if (piece === null) to.end();
+                else {
+                    queuedBytes -= piece.length;
+                    if (!to.destroyed) to.write(piece);
+                }
+            }
+            if (queuedBytes < highWater / 2 && from.isPaused()) from.resume();
+            if (queue.length > 0) timer = setTimeout(drain, Math.max(0, queue[0].at - performance.now()));
+        };
+        const enqueue = (piece: Buffer | null, at: number) => {
+            queue.push({ piece, at });
+            if (!timer) timer = setTimeout(drain, Math.max(0, queue[0].at - performance.now()));
+        };
         from.on("data", (chunk: Buffer) => {
             for (let offset = 0; offset < chunk.length; offset += segment) {
                 const piece = chunk.subarray(offset, offset + segment);
-                queued += piece.length;
+                queuedBytes += piece.length;
                 lastArrival = Math.max(lastArrival, link.schedule(piece.length) + this.oneWayMs);
-                deliver(() => {
-                    queued -= piece.length;
-                    if (!to.destroyed) to.write(piece);
-                    if (queued < highWater / 2 && from.isPaused()) from.resume();
-                }, lastArrival);
+                enqueue(piece, lastArrival);
             }
-            if (queued > highWater) from.pause();
+            if (queuedBytes > highWater) from.pause();
         });
-        from.on("end", () => {
-            if (!ended) deliver(() => to.end(), lastArrival);
-            ended = true;
-        });
+        from.on("end", () => enqueue(null, lastArrival));
+        to.on("close", () => clearTimeout(timer));
     }
 
     async close(): Promise<void> {
         for (const socket of this.sockets) socket.destroy();
-        await new Promise((resolve) => this.server.close(resolve));
+        await Promise.all(this.servers.map((server) => new Promise((resolve) => server.close(resolve))));
     }
 }

@@ -1,0 +1,278 @@
+/**
+ * `npm run bench`: how fast a cluster's images arrive through Pullthrough, against pulling
+ * direct and against the local-copy floor, over a simulated WAN. See BENCHMARKS.md.
+ *
+ * Everything is local: fixture upstream registries seeded with a generated Talos-shaped image set
+ * (bench/image-set.ts), a user-space WAN link in front of them (tests/support/wan.ts), caches
+ * run from the program's own container definition, and N private containerd daemons ("nodes")
+ * that pull the set one image after another, as kubelet does, through `hosts.toml`.
+ */
+import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { hostPlatform } from "../images";
+import { Cache, cacheContainer, containerdHosts, mirrorsByRegistry, parseSettings, planCaches, registryStoragePath } from "../mirrors";
+import { openCacheView } from "../tools/cache-view";
+import { CacheEndpoint, prewarmUntilStored, routeImages } from "../tools/warm";
+import { Containerd, writeHostsDir } from "../tests/support/containerd";
+import { docker, fixtureRegistryImage, freePort, prepareTestHost, waitFor } from "../tests/support/engine";
+import { allBlobs } from "../tests/support/oci";
+import { FixtureUpstreams, byTag } from "../tests/support/upstreams";
+import { SimulatedWan } from "../tests/support/wan";
+import { benchImages } from "./image-set";
+
+const { values: flags } = parseArgs({
+    options: {
+        scale: { type: "string", default: "1" },
+        mbit: { type: "string", default: "100" },
+        rtt: { type: "string", default: "40" },
+        nodes: { type: "string", default: "3" },
+        repeat: { type: "string", default: "3" },
+        out: { type: "string", default: "bench/results.json" },
+    },
+});
+const scale = Number(flags.scale);
+const mbit = Number(flags.mbit);
+const rttMs = Number(flags.rtt);
+const nodes = Number(flags.nodes);
+const repeat = Number(flags.repeat);
+
+const benchId = "pt-bench";
+const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
+const closedLoopbackServer = "http://127.0.0.1:1";
+const blobGet = /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64}\S* HTTP\/1\.1" 200 (\d+)/g;
+
+interface Sample {
+    seconds: number;
+    /** Blob bytes the upstreams served (their access logs). */
+    upstreamBytes: number;
+    /** Everything that crossed the WAN toward this side: blobs, manifests, pings. */
+    wanBytes: number;
+    /** Blob bytes the caches (or, direct, the upstreams) served to the nodes. */
+    servedBytes: number;
+    /** Time spent prewarming before the boot (prewarmed scenario only). */
+    prewarmSeconds?: number;
+}
+
+const logBytes = (container: string, since: Date) =>
+    [...docker("logs", "--since", since.toISOString(), container).matchAll(blobGet)].reduce((sum, match) => sum + Number(match[1]), 0);
+
+async function main() {
+    prepareTestHost();
+    const images = benchImages(scale);
+    const refs = images.map(byTag);
+    const imageBytes = new Set(images.flatMap((fixture) => allBlobs(fixture.artifact).map((blob) => `${blob.digest} ${blob.bytes.length}`)));
+    const setBytes = [...imageBytes].reduce((sum, entry) => sum + Number(entry.split(" ")[1]), 0);
+    console.log(`Image set: ${images.length} images, ${(setBytes / 1e6).toFixed(1)} MB of distinct blobs (scale ${scale}); WAN ${mbit} Mbit/s, ${rttMs} ms RTT; ${nodes} nodes; ${repeat} runs each.`);
+
+    cleanUp();
+    const upstreams = await FixtureUpstreams.start(benchId, registries);
+    const wan = new SimulatedWan({ bitsPerSecond: mbit * 1e6, roundTripMs: rttMs });
+    const workDir = await mkdtemp(path.join(tmpdir(), "pt-bench-"));
+    try {
+        await upstreams.seed(images);
+        const gateway = upstreams.gateway();
+        const remotes: Record<string, string> = {};
+        for (const registry of registries) {
+            const upstream = new URL(upstreams.get(registry).hostUrl);
+            remotes[registry] = `http://${gateway}:${await wan.route(gateway, upstream.hostname, Number(upstream.port))}`;
+        }
+        const ports = Object.fromEntries(await Promise.all(registries.map(async (registry) => [registry, await freePort()])));
+        const settings = parseSettings({
+            "pullthrough:image": fixtureRegistryImage,
+            "pullthrough:bindAddress": "127.0.0.1",
+            "pullthrough:mirrorHost": "127.0.0.1",
+            "pullthrough:namePrefix": `${benchId}-`,
+            "pullthrough:upstreams": JSON.stringify(registries.map((registry) => ({ registry, remote: remotes[registry], port: ports[registry] }))),
+        });
+        const caches = planCaches(settings, { project: "pullthrough", stack: "bench" });
+        const endpoints: CacheEndpoint[] = Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({ ...mirror, registry }));
+
+        const viaCaches = writeHostsDir(path.join(workDir, "via-caches"), Object.fromEntries(
+            Object.entries(containerdHosts(caches)).map(([registry, toml]) => [registry, toml.replace(/^server = .*$/m, `server = "${closedLoopbackServer}"`)]),
+        ));
+        // The upstream as a host, not as `server`: the fallback stays a closed loopback port.
+        const direct = writeHostsDir(path.join(workDir, "direct"), Object.fromEntries(
+            registries.map((registry) => [registry, `server = "${closedLoopbackServer}"\n\n[host."${remotes[registry]}"]\n  capabilities = ["pull", "resolve"]\n`]),
+        ));
+
+        /** N fresh nodes pull every image, one after another each, all nodes at once. */
+        async function boot(hostsDir: string): Promise<number> {
+            const daemons = await Promise.all(Array.from({ length: nodes }, () => Containerd.start()));
+            try {
+                const started = performance.now();
+                await Promise.all(daemons.map(async (daemon) => {
+                    for (const ref of refs) await daemon.ctr("default", "images", "pull", "--hosts-dir", hostsDir, ref);
+                }));
+                return (performance.now() - started) / 1000;
+            } finally {
+                await Promise.all(daemons.map((daemon) => daemon.stop()));
+            }
+        }
+
+        async function measure(work: () => Promise<number>, throughCaches: boolean): Promise<Sample> {
+            const since = new Date();
+            const wanBefore = wan.bytesDown;
+            const seconds = await work();
+            const upstreamBytes = registries.reduce((sum, registry) => sum + logBytes(upstreams.get(registry).container, since), 0);
+            const servedBytes = throughCaches ? caches.reduce((sum, cache) => sum + logBytes(cache.name, since), 0) : upstreamBytes;
+            return { seconds, upstreamBytes, wanBytes: wan.bytesDown - wanBefore, servedBytes };
+        }
+
+        const routed = routeImages(refs, endpoints);
+        async function prewarm(): Promise<number> {
+            const views = await Promise.all(endpoints.map(openCacheView));
+            try {
+                const started = performance.now();
+                const results = await prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, new Map(endpoints.map((cache, i) => [cache.registry, views[i].endpoint])));
+                const failed = results.filter((result) => !result.ok);
+                if (failed.length > 0) throw new Error(`prewarm failed: ${failed.map((result) => `${result.image}: ${result.error}`).join("; ")}`);
+                return (performance.now() - started) / 1000;
+            } finally {
+                await Promise.all(views.map((view) => view.close()));
+            }
+        }
+
+        /** The floor: every node's copy of the set's blobs, read from a cache volume, no registry. */
+        async function localCopy(): Promise<number> {
+            const files = images.flatMap((fixture) => {
+                const cache = caches.find((candidate) => candidate.registry === fixture.registry)!;
+                const root = path.join(docker("volume", "inspect", "--format", "{{.Mountpoint}}", cache.name), "docker/registry/v2/blobs/sha256");
+                return allBlobs(fixture.artifact).map((blob) => path.join(root, blob.digest.slice(7, 9), blob.digest.slice(7), "data"));
+            });
+            const targets = await Promise.all(Array.from({ length: nodes }, async (_, node) => {
+                const dir = path.join(workDir, `copy-${node}`);
+                await mkdir(dir, { recursive: true });
+                return dir;
+            }));
+            const started = performance.now();
+            await Promise.all(targets.map(async (dir) => {
+                for (const [index, file] of files.entries()) await copyFile(file, path.join(dir, String(index)));
+            }));
+            const seconds = (performance.now() - started) / 1000;
+            await Promise.all(targets.map((dir) => rm(dir, { recursive: true, force: true })));
+            return seconds;
+        }
+
+        const samples: Record<string, Sample[]> = { direct: [], cold: [], warm: [], prewarmed: [], limit: [] };
+        for (let run = 1; run <= repeat; run++) {
+            console.log(`run ${run} of ${repeat}`);
+            samples.direct.push(await measure(() => boot(direct), false));
+            console.log(`  direct      ${samples.direct.at(-1)!.seconds.toFixed(1)} s`);
+
+            await startCaches(caches, upstreams.network);
+            samples.cold.push(await measure(() => boot(viaCaches), true));
+            console.log(`  cold        ${samples.cold.at(-1)!.seconds.toFixed(1)} s`);
+            // Warm means the caches hold everything: a 2.x proxy may have dropped some of what it served.
+            await prewarm();
+            samples.warm.push(await measure(() => boot(viaCaches), true));
+            console.log(`  warm        ${samples.warm.at(-1)!.seconds.toFixed(1)} s`);
+
+            await startCaches(caches, upstreams.network);
+            const prewarmSince = new Date();
+            const prewarmSeconds = await prewarm();
+            const prewarmUpstream = registries.reduce((sum, registry) => sum + logBytes(upstreams.get(registry).container, prewarmSince), 0);
+            const prewarmed = await measure(() => boot(viaCaches), true);
+            samples.prewarmed.push({ ...prewarmed, prewarmSeconds });
+            console.log(`  prewarmed   ${prewarmed.seconds.toFixed(1)} s boot after ${prewarmSeconds.toFixed(1)} s prewarm (${(prewarmUpstream / 1e6).toFixed(1)} MB upstream)`);
+
+            samples.limit.push({ seconds: await localCopy(), upstreamBytes: 0, wanBytes: 0, servedBytes: 0 });
+            console.log(`  limit       ${samples.limit.at(-1)!.seconds.toFixed(2)} s`);
+        }
+
+        const report = summarise(samples, setBytes);
+        const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, registry ${fixtureRegistryImage}`;
+        const command = `npm run bench -- --scale ${scale} --mbit ${mbit} --rtt ${rttMs} --nodes ${nodes} --repeat ${repeat}`;
+        writeFileSync(flags.out!, JSON.stringify({ date: new Date().toISOString(), machine, command, setBytes, images: refs, samples, ...report }, null, 2) + "\n");
+        console.log(`\n${report.markdown}\n\nMachine: ${machine}\nCommand: ${command}\nJSON: ${flags.out}`);
+    } finally {
+        await wan.close();
+        cleanUp();
+        await upstreams.remove();
+        await rm(workDir, { recursive: true, force: true });
+    }
+}
+
+/** Fresh caches with empty volumes, from the program's own container definition. */
+async function startCaches(caches: readonly Cache[], network: string): Promise<void> {
+    for (const cache of caches) {
+        docker("rm", "--force", "--volumes", cache.name);
+        docker("volume", "rm", "--force", cache.name);
+        const container = cacheContainer(cache);
+        const [entrypoint, ...args] = container.entrypoints ?? [];
+        const port = container.ports[0];
+        docker(
+            "run", "--detach", "--name", cache.name, "--network", network, "--restart", container.restart,
+            "--publish", `${port.ip}:${port.external}:${port.internal}`,
+            "--volume", `${cache.name}:${registryStoragePath}`,
+            ...container.envs.flatMap((env) => ["--env", env]),
+            ...container.labels.flatMap(({ label, value }) => ["--label", `${label}=${value}`]),
+            ...(entrypoint ? ["--entrypoint", entrypoint] : []),
+            container.image, ...args,
+        );
+    }
+    await Promise.all(caches.map((cache) => waitFor(`${cache.name} to serve`, 30_000, async () => ((await fetch(`${cache.hostEndpoint}/v2/`).catch(() => undefined))?.ok ? true : undefined))));
+}
+
+function cleanUp() {
+    const leftovers = docker("ps", "--all", "--quiet", "--filter", "label=pullthrough.stack=bench").split("\n").filter(Boolean);
+    if (leftovers.length > 0) docker("rm", "--force", ...leftovers);
+    const volumes = docker("volume", "ls", "--quiet", "--filter", "label=pullthrough.stack=bench").split("\n").filter(Boolean);
+    if (volumes.length > 0) docker("volume", "rm", "--force", ...volumes);
+}
+
+const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const middle = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
+
+function summarise(samples: Record<string, Sample[]>, setBytes: number) {
+    const stat = (scenario: string, field: keyof Sample) => samples[scenario].map((sample) => sample[field] ?? 0);
+    const seconds = (scenario: string) => median(stat(scenario, "seconds"));
+    const spread = (scenario: string) => `${Math.min(...stat(scenario, "seconds")).toFixed(2)}–${Math.max(...stat(scenario, "seconds")).toFixed(2)}`;
+    const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+    const rows = [
+        ["direct", "every node pulls from the upstream over the WAN"],
+        ["cold", "through empty caches"],
+        ["warm", "through caches that hold everything"],
+        ["prewarmed", "first boot after `prewarm` (prewarm time in the note column)"],
+        ["limit", "the blobs copied from a cache volume, no registry"],
+    ].map(([scenario, what]) => [
+        scenario,
+        what,
+        seconds(scenario).toFixed(2),
+        spread(scenario),
+        mb(median(stat(scenario, "upstreamBytes"))),
+        mb(median(stat(scenario, "wanBytes"))),
+        mb(median(stat(scenario, "servedBytes"))),
+        scenario === "prewarmed" ? `prewarm ${median(stat(scenario, "prewarmSeconds")).toFixed(1)} s` : "",
+    ]);
+    const ratios = {
+        directOverWarm: seconds("direct") / seconds("warm"),
+        coldOverWarm: seconds("cold") / seconds("warm"),
+        warmOverLimit: seconds("warm") / seconds("limit"),
+        coldUpstreamOverImageBytes: median(stat("cold", "upstreamBytes")) / setBytes,
+    };
+    const markdown = [
+        "| scenario | what | wall s (median) | spread s | upstream blob MB | WAN MB | served to nodes MB | note |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+        ...rows.map((row) => `| ${row.join(" | ")} |`),
+        "",
+        "| ratio | value | target |",
+        "|---|---:|---|",
+        `| direct / warm | ${ratios.directOverWarm.toFixed(1)}× | ≥ 10× |`,
+        `| cold / warm | ${ratios.coldOverWarm.toFixed(1)}× | |`,
+        `| warm / limit | ${ratios.warmOverLimit.toFixed(1)}× | ≤ 3× |`,
+        `| cold upstream bytes / image bytes | ${ratios.coldUpstreamOverImageBytes.toFixed(2)} | ≤ 1.05 |`,
+        `| warm, prewarmed upstream blob bytes | ${mb(median(stat("warm", "upstreamBytes")))} MB, ${mb(median(stat("prewarmed", "upstreamBytes")))} MB | 0 |`,
+    ].join("\n");
+    return { ratios, markdown };
+}
+
+main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+});
