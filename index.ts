@@ -14,7 +14,7 @@ const { settings, caches, prewarmImages, clusterPlan } = loadPlan();
 const cacheContainers = caches.map((cache) => {
     // The cache's storage; kept on destroy when keepCache is set, so the next up starts warm.
     const volume = new docker.Volume(cache.name, plan.cacheVolume(cache), plan.volumeOptions(settings));
-    // The registry in proxy mode; `wait` holds `pulumi up` until its healthcheck passes.
+    // The registry, run per `mode` (see cache-supervisor.sh); `wait` holds `pulumi up` until it is healthy.
     const { secretEnvs, ...container } = plan.cacheContainer(cache);
     const envs = secretEnvs.length > 0 ? pulumi.secret([...container.envs, ...secretEnvs]) : container.envs;
     return new docker.Container(cache.name, { ...container, envs }, { ...plan.containerOptions(), dependsOn: volume });

@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { hostPlatform } from "../images";
 import { Cache, cacheContainer, containerdHosts, mirrorsByRegistry, parseSettings, planCaches, registryStoragePath } from "../mirrors";
-import { openCacheView } from "../tools/cache-view";
+import { withCacheViews } from "../tools/cache-view";
 import { CacheEndpoint, prewarmUntilStored, routeImages } from "../tools/warm";
 import { Containerd, writeHostsDir } from "../tests/support/containerd";
 import { docker, fixtureRegistryImage, freePort, prepareTestHost, waitFor } from "../tests/support/engine";
@@ -98,13 +98,16 @@ async function main() {
             registries.map((registry) => [registry, `server = "${closedLoopbackServer}"\n\n[host."${remotes[registry]}"]\n  capabilities = ["pull", "resolve"]\n`]),
         ));
 
-        /** N fresh nodes pull every image, one after another each, all nodes at once. */
-        async function boot(hostsDir: string): Promise<number> {
+        /**
+         * N fresh nodes pull every image, one after another each, all nodes at once. `images pull`
+         * unpacks each layer as a node does; `content fetch` only downloads (a diagnostic).
+         */
+        async function boot(hostsDir: string, how: "images pull" | "content fetch" = "images pull"): Promise<number> {
             const daemons = await Promise.all(Array.from({ length: nodes }, () => Containerd.start()));
             try {
                 const started = performance.now();
                 await Promise.all(daemons.map(async (daemon) => {
-                    for (const ref of refs) await daemon.ctr("default", "images", "pull", "--hosts-dir", hostsDir, ref);
+                    for (const ref of refs) await daemon.ctr("default", ...how.split(" "), "--hosts-dir", hostsDir, ref);
                 }));
                 return (performance.now() - started) / 1000;
             } finally {
@@ -123,16 +126,11 @@ async function main() {
 
         const routed = routeImages(refs, endpoints);
         async function prewarm(): Promise<number> {
-            const views = await Promise.all(endpoints.map(openCacheView));
-            try {
-                const started = performance.now();
-                const results = await prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, new Map(endpoints.map((cache, i) => [cache.registry, views[i].endpoint])));
-                const failed = results.filter((result) => !result.ok);
-                if (failed.length > 0) throw new Error(`prewarm failed: ${failed.map((result) => `${result.image}: ${result.error}`).join("; ")}`);
-                return (performance.now() - started) / 1000;
-            } finally {
-                await Promise.all(views.map((view) => view.close()));
-            }
+            const started = performance.now();
+            const results = await withCacheViews(endpoints, (views) => prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, views));
+            const failed = results.filter((result) => !result.ok);
+            if (failed.length > 0) throw new Error(`prewarm failed: ${failed.map((result) => `${result.image}: ${result.error}`).join("; ")}`);
+            return (performance.now() - started) / 1000;
         }
 
         /** The floor: every node's copy of the set's blobs, read from a cache volume, no registry. */
@@ -156,7 +154,7 @@ async function main() {
             return seconds;
         }
 
-        const samples: Record<string, Sample[]> = { direct: [], cold: [], warm: [], prewarmed: [], limit: [] };
+        const samples: Record<string, Sample[]> = { direct: [], cold: [], warm: [], warmFetchOnly: [], prewarmed: [], limit: [] };
         for (let run = 1; run <= repeat; run++) {
             console.log(`run ${run} of ${repeat}`);
             samples.direct.push(await measure(() => boot(direct), false));
@@ -169,6 +167,8 @@ async function main() {
             await prewarm();
             samples.warm.push(await measure(() => boot(viaCaches), true));
             console.log(`  warm        ${samples.warm.at(-1)!.seconds.toFixed(1)} s`);
+            samples.warmFetchOnly.push(await measure(() => boot(viaCaches, "content fetch"), true));
+            console.log(`  warm, fetch ${samples.warmFetchOnly.at(-1)!.seconds.toFixed(1)} s (no unpack)`);
 
             await startCaches(caches, upstreams.network);
             const prewarmSince = new Date();
@@ -216,11 +216,16 @@ async function startCaches(caches: readonly Cache[], network: string): Promise<v
     await Promise.all(caches.map((cache) => waitFor(`${cache.name} to serve`, 30_000, async () => ((await fetch(`${cache.hostEndpoint}/v2/`).catch(() => undefined))?.ok ? true : undefined))));
 }
 
+/** Removes what an interrupted run may have left: caches, volumes, fixture upstreams, network. */
 function cleanUp() {
-    const leftovers = docker("ps", "--all", "--quiet", "--filter", "label=pullthrough.stack=bench").split("\n").filter(Boolean);
+    const leftovers = [
+        ...docker("ps", "--all", "--quiet", "--filter", "label=pullthrough.stack=bench").split("\n"),
+        ...docker("ps", "--all", "--quiet", "--filter", `name=^${benchId}-up-`).split("\n"),
+    ].filter(Boolean);
     if (leftovers.length > 0) docker("rm", "--force", ...leftovers);
     const volumes = docker("volume", "ls", "--quiet", "--filter", "label=pullthrough.stack=bench").split("\n").filter(Boolean);
     if (volumes.length > 0) docker("volume", "rm", "--force", ...volumes);
+    if (docker("network", "ls", "--quiet", "--filter", `name=^${benchId}$`)) docker("network", "rm", benchId);
 }
 
 const median = (values: number[]) => {
@@ -238,6 +243,7 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         ["direct", "every node pulls from the upstream over the WAN"],
         ["cold", "through empty caches"],
         ["warm", "through caches that hold everything"],
+        ["warmFetchOnly", "warm, but `ctr content fetch`: download without unpacking (diagnostic)"],
         ["prewarmed", "first boot after `prewarm` (prewarm time in the note column)"],
         ["limit", "the blobs copied from a cache volume, no registry"],
     ].map(([scenario, what]) => [
@@ -254,6 +260,7 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         directOverWarm: seconds("direct") / seconds("warm"),
         coldOverWarm: seconds("cold") / seconds("warm"),
         warmOverLimit: seconds("warm") / seconds("limit"),
+        warmFetchOnlyOverLimit: seconds("warmFetchOnly") / seconds("limit"),
         coldUpstreamOverImageBytes: median(stat("cold", "upstreamBytes")) / setBytes,
     };
     const markdown = [
@@ -266,6 +273,7 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         `| direct / warm | ${ratios.directOverWarm.toFixed(1)}× | ≥ 10× |`,
         `| cold / warm | ${ratios.coldOverWarm.toFixed(1)}× | |`,
         `| warm / limit | ${ratios.warmOverLimit.toFixed(1)}× | ≤ 3× |`,
+        `| warm fetch only / limit | ${ratios.warmFetchOnlyOverLimit.toFixed(1)}× | (diagnostic) |`,
         `| cold upstream bytes / image bytes | ${ratios.coldUpstreamOverImageBytes.toFixed(2)} | ≤ 1.05 |`,
         `| warm, prewarmed upstream blob bytes | ${mb(median(stat("warm", "upstreamBytes")))} MB, ${mb(median(stat("prewarmed", "upstreamBytes")))} MB | 0 |`,
     ].join("\n");

@@ -5,6 +5,8 @@
  * a plane: the upstream does not answer at all.
  */
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseImageReference } from "../images";
@@ -32,7 +34,7 @@ let hostsDir: string;
 let port: number;
 let current: ProgramRun | undefined;
 
-async function up(mode: string): Promise<ProgramRun> {
+async function up(mode: string, remote = upstreams.get(registry).remote): Promise<ProgramRun> {
     current = await runProgram(
         {
             "pullthrough:image": fixtureRegistryImage,
@@ -40,7 +42,7 @@ async function up(mode: string): Promise<ProgramRun> {
             "pullthrough:mirrorHost": "127.0.0.1",
             "pullthrough:namePrefix": `${suiteId}-`,
             "pullthrough:mode": mode,
-            "pullthrough:upstreams": JSON.stringify([{ registry, remote: upstreams.get(registry).remote, port }]),
+            "pullthrough:upstreams": JSON.stringify([{ registry, remote, port }]),
         },
         { createResource: standIn.createResource },
     );
@@ -208,5 +210,20 @@ test("proxy mode is the registry as it ships: restarted with no upstream, it nev
         expect((await fetch(`${hostEndpoint()}/v2/`).catch(() => undefined))?.ok).not.toBe(true);
     } finally {
         await upstreams.start(registry);
+    }
+});
+
+test("auto counts an upstream that answers 401 (it wants a token, as Docker Hub does) as reachable", async () => {
+    await standIn.destroy(current!.resources);
+    const tokenWall = createServer((_request, response) => response.writeHead(401, { "WWW-Authenticate": 'Bearer realm="https://auth.example/token"' }).end());
+    await new Promise<void>((resolve) => tokenWall.listen(0, upstreams.gateway(), resolve));
+    try {
+        const remote = `http://${upstreams.gateway()}:${(tokenWall.address() as AddressInfo).port}`;
+        await up("auto", remote);
+        expect(docker("logs", cache)).toContain(`pullthrough: auto mode: proxying ${remote}`);
+        expect(await serving()).toBe("proxy");
+    } finally {
+        await standIn.destroy(current!.resources);
+        tokenWall.close();
     }
 });

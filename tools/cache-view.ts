@@ -66,3 +66,16 @@ async function waitUntilServing(client: RegistryClient): Promise<void> {
         }
     }
 }
+
+/** Runs `work` with a read-only view of each cache, by registry; removes them afterwards. */
+export async function withCacheViews<T>(caches: readonly CacheEndpoint[], work: (views: Map<string, string>) => Promise<T>): Promise<T> {
+    const opened = await Promise.allSettled(caches.map(openCacheView));
+    const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
+    try {
+        const failure = opened.find((view) => view.status === "rejected");
+        if (failure) throw failure.reason;
+        return await work(new Map(caches.map((cache, index) => [cache.registry, views[index].endpoint])));
+    } finally {
+        await Promise.all(views.map((view) => view.close()));
+    }
+}

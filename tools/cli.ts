@@ -13,7 +13,7 @@ import { parse as parseYaml } from "yaml";
 import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../images";
 import { ConfigError, configNamespace, mirrorsByRegistry, parseSettings, planCaches, planPrewarm } from "../mirrors";
 import { readTalosImageSet } from "../talosctl";
-import { openCacheView } from "./cache-view";
+import { withCacheViews } from "./cache-view";
 import { RegistryClient, RegistryError } from "./registry-client";
 import { CacheEndpoint, PrewarmEvent, PrewarmResult, UsageError, VerifyResult, prewarmUntilStored, routeImages, storeRounds, verify } from "./warm";
 
@@ -183,19 +183,6 @@ async function main(argv: string[]): Promise<number> {
     const seconds = (Date.now() - started) / 1000;
     console.log(values.json ? JSON.stringify({ ok: results.every((r) => r.ok), seconds, images: results }, null, 2) : `\n${formatPrewarmSummary(results, seconds)}`);
     return results.every((result) => result.ok) ? 0 : 1;
-}
-
-/** Runs `work` with a read-only view of each cache (see cache-view.ts), removed afterwards. */
-async function withCacheViews<T>(caches: readonly CacheEndpoint[], work: (views: Map<string, string>) => Promise<T>): Promise<T> {
-    const opened = await Promise.allSettled(caches.map(openCacheView));
-    const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
-    try {
-        const failure = opened.find((view) => view.status === "rejected");
-        if (failure) throw failure.reason;
-        return await work(new Map(caches.map((cache, index) => [cache.registry, views[index].endpoint])));
-    } finally {
-        await Promise.all(views.map((view) => view.close()));
-    }
 }
 
 function fail(message: string): never {

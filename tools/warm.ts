@@ -127,11 +127,11 @@ export async function prewarm(routed: readonly RoutedImage[], options: PrewarmOp
                     if (first) {
                         const onBytes = (bytes: number) => emit({ kind: "bytes", image: image.canonical, bytes });
                         const digestKey = `${cache.registry}@${blob.digest}`;
-                        const fetch = (digestQueues.get(digestKey) ?? Promise.resolve())
+                        const fetched = (digestQueues.get(digestKey) ?? Promise.resolve())
                             .catch(() => 0)
                             .then(() => run(() => withRetries(() => client.fetchBlob(image.repository, blob.digest, onBytes))));
-                        digestQueues.set(digestKey, fetch);
-                        blobFetches.set(key, fetch);
+                        digestQueues.set(digestKey, fetched);
+                        blobFetches.set(key, fetched);
                     }
                     return blobFetches.get(key)!.then((bytes) => (first ? bytes : 0));
                 };
@@ -195,9 +195,9 @@ const storeWaitMs = 5_000;
 /**
  * Prewarm that counts an image as warm only once the cache's storage holds it (checked through
  * `views`, as verify does). A distribution 2.x proxy stores a blob with a second upstream fetch
- * tied to the client's request, which is cancelled when the response ends first (fixed in 3.0 by
- * distribution PR #3569), so what it served may be missing: such images are pulled again, up to
- * `storeRounds` times.
+ * that runs in the background (registry/proxy/proxyblobstore.go), so a blob it has served may not
+ * be stored yet, or at all if that fetch fails; version 3 stores what it serves (PR #3569). Images
+ * still missing after a short wait are pulled again, up to `storeRounds` times.
  */
 export async function prewarmUntilStored(
     routed: readonly RoutedImage[],
