@@ -4,7 +4,7 @@
  * of half the round-trip time.
  *
  * What it models: serialisation at the link rate (FIFO across connections, so parallel downloads
- * share the bandwidth) and propagation delay on every segment, connection set-up included. What
+ * share the bandwidth), propagation delay on every segment, and the handshake's round trip. What
  * it does not: loss, jitter, TCP slow start on the far side (each side's TCP sees a fast local
  * peer; the proxy paces delivery and pauses a sender whose queue is full).
  */
@@ -79,10 +79,11 @@ export class SimulatedWan {
                 target.destroy();
             });
         }
-        // The connection's set-up crosses the link too: the first byte waits a round trip.
-        const connected = performance.now() + 2 * this.oneWayMs;
-        this.pipe(client, target, this.up, connected);
-        this.pipe(target, client, this.down, connected);
+        // TCP's handshake costs a round trip before the client may send; its first bytes then
+        // take one more way across, and nothing comes back sooner than two round trips.
+        const now = performance.now();
+        this.pipe(client, target, this.up, now + 3 * this.oneWayMs);
+        this.pipe(target, client, this.down, now + 4 * this.oneWayMs);
     }
 
     /** Carries `from` → `to` in order: one queue per direction, drained by one timer. */
