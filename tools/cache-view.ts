@@ -23,13 +23,13 @@ async function docker(...args: string[]): Promise<string> {
     }
 }
 
-export interface CacheView {
+interface CacheView {
     endpoint: string;
     close(): Promise<void>;
 }
 
 /** Starts the read-only view of `cache`; `close` removes it. */
-export async function openCacheView(cache: CacheEndpoint): Promise<CacheView> {
+async function openCacheView(cache: CacheEndpoint): Promise<CacheView> {
     const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
         throw new UsageError(`the cache container ${cache.container} (for ${cache.registry}) does not exist; run pulumi up first`);
     });
