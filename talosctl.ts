@@ -138,9 +138,10 @@ export function readTalosImageSet(cluster: Pick<ClusterSettings, "talosctl" | "k
         const version = formatVersion(readTalosctlVersion(cluster.talosctl));
         const output = execFileSync(cluster.talosctl, ["image", "default"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 });
         listed = { images: output.split("\n").map((line) => line.trim()).filter(Boolean), source: `talosctl ${version} image default` };
-    } catch {
+    } catch (error) {
+        const why = (error as NodeJS.ErrnoException).code === "ENOENT" || /not found/.test(String(error)) ? "talosctl not found" : "talosctl image default failed";
         const kept = JSON.parse(readFileSync(path.join(__dirname, "talos-images.json"), "utf8")) as { talosVersion: string; images: string[] };
-        listed = { images: kept.images, source: `talos-images.json (Talos ${kept.talosVersion}; talosctl not found)` };
+        listed = { images: kept.images, source: `talos-images.json (Talos ${kept.talosVersion}; ${why})` };
     }
     return { ...listed, images: retagTalosImages(listed.images, cluster) };
 }
