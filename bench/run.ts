@@ -16,7 +16,7 @@ import { hostPlatform } from "../images";
 import { Cache, cacheContainer, containerdHosts, mirrorsByRegistry, parseSettings, planCaches, registryStoragePath } from "../mirrors";
 import { withCacheViews } from "../tools/cache-view";
 import { CacheEndpoint, prewarmUntilStored, routeImages } from "../tools/warm";
-import { Containerd, writeHostsDir } from "../tests/support/containerd";
+import { Containerd, closedLoopbackServer, withClosedFallback, writeHostsDir } from "../tests/support/containerd";
 import { docker, fixtureRegistryImage, freePort, prepareTestHost, waitFor } from "../tests/support/engine";
 import { allBlobs } from "../tests/support/oci";
 import { FixtureUpstreams, byTag } from "../tests/support/upstreams";
@@ -41,7 +41,6 @@ const repeat = Number(flags.repeat);
 
 const benchId = "pt-bench";
 const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
-const closedLoopbackServer = "http://127.0.0.1:1";
 const blobGet = /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64}\S* HTTP\/1\.1" 200 (\d+)/g;
 
 interface Sample {
@@ -90,9 +89,7 @@ async function main() {
         const caches = planCaches(settings, { project: "pullthrough", stack: "bench" });
         const endpoints: CacheEndpoint[] = Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({ ...mirror, registry }));
 
-        const viaCaches = writeHostsDir(path.join(workDir, "via-caches"), Object.fromEntries(
-            Object.entries(containerdHosts(caches)).map(([registry, toml]) => [registry, toml.replace(/^server = .*$/m, `server = "${closedLoopbackServer}"`)]),
-        ));
+        const viaCaches = writeHostsDir(path.join(workDir, "via-caches"), withClosedFallback(containerdHosts(caches)));
         // The upstream as a host, not as `server`: the fallback stays a closed loopback port.
         const direct = writeHostsDir(path.join(workDir, "direct"), Object.fromEntries(
             registries.map((registry) => [registry, `server = "${closedLoopbackServer}"\n\n[host."${remotes[registry]}"]\n  capabilities = ["pull", "resolve"]\n`]),

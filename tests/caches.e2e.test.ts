@@ -8,17 +8,16 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { Containerd, writeHostsDir } from "./support/containerd";
+import { Containerd, withClosedFallback, writeHostsDir } from "./support/containerd";
 import { DockerProviderStandIn } from "./support/docker-provider-stand-in";
-import { countLogLines, engine, fixtureRegistryImage, freePort, prepareTestHost, waitFor } from "./support/engine";
+import { countLogLines, engine, freePort, prepareTestHost, waitFor } from "./support/engine";
 import { ProgramRun, runProgram } from "./support/program";
-import { FixtureImage, FixtureUpstreams, byDigest, byTag, fixtureImages } from "./support/upstreams";
+import { FixtureImage, FixtureUpstreams, byDigest, byTag, fixtureImages, localStackConfig } from "./support/upstreams";
 
 jest.setTimeout(240_000);
 
 const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
 const suiteId = `pt-e2e-${process.pid}`;
-const closedLoopbackServer = "http://127.0.0.1:1";
 const images = fixtureImages();
 const timings: Record<string, number> = {};
 
@@ -28,28 +27,13 @@ let hostsDir: string;
 let ports: Record<string, number>;
 let current: ProgramRun | undefined;
 
-function stackConfig(keepCache: boolean): Record<string, string> {
-    return {
-        "pullthrough:image": fixtureRegistryImage,
-        "pullthrough:bindAddress": "127.0.0.1",
-        "pullthrough:mirrorHost": "127.0.0.1",
-        "pullthrough:namePrefix": `${suiteId}-`,
-        "pullthrough:keepCache": String(keepCache),
-        "pullthrough:upstreams": JSON.stringify(registries.map((registry) => ({ registry, remote: upstreams.get(registry).remote, port: ports[registry] }))),
-    };
-}
-
 async function up(keepCache = true): Promise<ProgramRun> {
     const started = Date.now();
-    current = await runProgram(stackConfig(keepCache), { createResource: standIn.createResource });
+    current = await runProgram(localStackConfig(`${suiteId}-`, upstreams.upstreamsOn(ports), { keepCache }), { createResource: standIn.createResource });
     timings.lastUpToHealthyMs = Date.now() - started;
     // Nodes read hosts.toml as the program renders it; only the fallback is closed off.
-    const hosts = current.outputs.containerdHosts as Record<string, string>;
-    const withClosedFallback = Object.fromEntries(
-        Object.entries(hosts).map(([registry, toml]) => [registry, toml.replace(/^server = .*$/m, `server = "${closedLoopbackServer}"`)]),
-    );
     rmSync(hostsDir, { recursive: true, force: true });
-    writeHostsDir(hostsDir, withClosedFallback);
+    writeHostsDir(hostsDir, withClosedFallback(current.outputs.containerdHosts as Record<string, string>));
     return current;
 }
 
@@ -60,21 +44,11 @@ async function destroy(): Promise<void> {
 
 const cacheName = (registry: string) => `${suiteId}-${registry}`;
 
-/**
- * Pulls every fixture by tag and by digest with a new containerd, like a freshly booted node:
- * containerd shares content between namespaces, so only a new content store fetches everything.
- */
+/** Pulls every fixture by tag and by digest as a freshly booted node; resolves to ref → digest. */
 async function pullAll(): Promise<Map<string, string>> {
-    const containerd = await Containerd.start();
-    try {
-        const digests = new Map<string, string>();
-        for (const image of images) {
-            for (const ref of [byTag(image), byDigest(image)]) digests.set(ref, (await containerd.pull("default", ref, hostsDir)).digest);
-        }
-        return digests;
-    } finally {
-        await containerd.stop();
-    }
+    const refs = images.flatMap((image) => [byTag(image), byDigest(image)]);
+    const digests = await Containerd.pullOnNewNode(refs, hostsDir);
+    return new Map(refs.map((ref, index) => [ref, digests[index]]));
 }
 
 function expectUpstreamDigests(digests: Map<string, string>) {

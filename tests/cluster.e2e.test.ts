@@ -10,10 +10,10 @@ import * as path from "node:path";
 import { CommandProviderStandIn } from "./support/command-provider-stand-in";
 import { Containerd } from "./support/containerd";
 import { DockerProviderStandIn } from "./support/docker-provider-stand-in";
-import { countLogLines, fixtureRegistryImage, freePort, prepareTestHost } from "./support/engine";
+import { countLogLines, freePort, prepareTestHost } from "./support/engine";
 import { ProgramRun, ResourceHandler, runProgram } from "./support/program";
 import { talosctlStandIn } from "./support/talosctl";
-import { FixtureUpstreams, byTag, talosLikeImages } from "./support/upstreams";
+import { FixtureUpstreams, byTag, localStackConfig, talosLikeImages } from "./support/upstreams";
 
 jest.setTimeout(240_000);
 
@@ -34,17 +34,8 @@ const createResource: ResourceHandler = (args) =>
     args.type.startsWith("command:") ? commands.createResource(args) : docker_.createResource(args);
 
 async function up(talosctl: string): Promise<ProgramRun> {
-    return runProgram(
-        {
-            "pullthrough:image": fixtureRegistryImage,
-            "pullthrough:bindAddress": "127.0.0.1",
-            "pullthrough:mirrorHost": "127.0.0.1",
-            "pullthrough:namePrefix": `${suiteId}-`,
-            "pullthrough:upstreams": JSON.stringify(registries.map((registry) => ({ registry, remote: upstreams.get(registry).remote, port: ports[registry] }))),
-            "pullthrough:cluster": JSON.stringify({ enabled: true, provisioner: "docker", name: clusterName, state, talosctl }),
-        },
-        { createResource },
-    );
+    const cluster = { enabled: true, provisioner: "docker", name: clusterName, state, talosctl };
+    return runProgram(localStackConfig(`${suiteId}-`, upstreams.upstreamsOn(ports), { cluster }), { createResource });
 }
 
 async function destroy(program: ProgramRun) {

@@ -11,12 +11,12 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseImageReference } from "../images";
 import { RegistryClient, readImage } from "../tools/registry-client";
-import { Containerd, writeHostsDir } from "./support/containerd";
+import { Containerd, withClosedFallback, writeHostsDir } from "./support/containerd";
 import { DockerProviderStandIn } from "./support/docker-provider-stand-in";
-import { docker, engine, fixtureRegistryImage, freePort, prepareTestHost, sleep, waitFor } from "./support/engine";
+import { docker, engine, freePort, prepareTestHost, sleep, waitFor } from "./support/engine";
 import { image, layer } from "./support/oci";
 import { ProgramRun, runProgram } from "./support/program";
-import { FixtureImage, FixtureUpstreams, byDigest, byTag, fixtureImages } from "./support/upstreams";
+import { FixtureImage, FixtureUpstreams, byDigest, byTag, fixtureImages, localStackConfig } from "./support/upstreams";
 
 jest.setTimeout(300_000);
 
@@ -35,35 +35,15 @@ let port: number;
 let current: ProgramRun | undefined;
 
 async function up(mode: string, remote = upstreams.get(registry).remote): Promise<ProgramRun> {
-    current = await runProgram(
-        {
-            "pullthrough:image": fixtureRegistryImage,
-            "pullthrough:bindAddress": "127.0.0.1",
-            "pullthrough:mirrorHost": "127.0.0.1",
-            "pullthrough:namePrefix": `${suiteId}-`,
-            "pullthrough:mode": mode,
-            "pullthrough:upstreams": JSON.stringify([{ registry, remote, port }]),
-        },
-        { createResource: standIn.createResource },
-    );
-    const hosts = current.outputs.containerdHosts as Record<string, string>;
-    writeHostsDir(hostsDir, { [registry]: hosts[registry].replace(/^server = .*$/m, 'server = "http://127.0.0.1:1"') });
+    current = await runProgram(localStackConfig(`${suiteId}-`, [{ registry, remote, port }], { mode }), { createResource: standIn.createResource });
+    writeHostsDir(hostsDir, withClosedFallback(current.outputs.containerdHosts as Record<string, string>));
     return current;
 }
 
 const hostEndpoint = () => `http://127.0.0.1:${port}`;
 
-/** Pulls refs with a new containerd (a freshly booted node); resolves to the digests, or rejects. */
-async function nodePull(refs: string[]): Promise<string[]> {
-    const containerd = await Containerd.start();
-    try {
-        const digests: string[] = [];
-        for (const ref of refs) digests.push((await containerd.pull("default", ref, hostsDir)).digest);
-        return digests;
-    } finally {
-        await containerd.stop();
-    }
-}
+/** Pulls refs as a freshly booted node; resolves to the digests, or rejects. */
+const nodePull = (refs: string[]) => Containerd.pullOnNewNode(refs, hostsDir);
 
 const cachedRefs = cached.flatMap((fixture) => [byTag(fixture), byDigest(fixture)]);
 const cachedDigests = cached.flatMap((fixture) => [fixture.artifact.manifest.digest, fixture.artifact.manifest.digest]);

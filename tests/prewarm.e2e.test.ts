@@ -10,12 +10,12 @@ import { hostPlatform, parseImageReference } from "../images";
 import { CommandProviderStandIn } from "./support/command-provider-stand-in";
 import { Containerd } from "./support/containerd";
 import { DockerProviderStandIn } from "./support/docker-provider-stand-in";
-import { countLogLines, engine, fixtureRegistryImage, freePort, prepareTestHost, waitFor } from "./support/engine";
+import { countLogLines, engine, freePort, prepareTestHost, waitFor } from "./support/engine";
 import { ImageArtifact, image, layer } from "./support/oci";
 import { ProgramRun, ResourceHandler, runProgram } from "./support/program";
 import { talosctlStandIn } from "./support/talosctl";
 import { SimulatedWan } from "./support/wan";
-import { FixtureImage, FixtureUpstreams, byDigest, byTag, fixtureImages, talosLikeImages } from "./support/upstreams";
+import { FixtureImage, FixtureUpstreams, byDigest, byTag, fixtureImages, localStackConfig, talosLikeImages } from "./support/upstreams";
 
 jest.setTimeout(300_000);
 
@@ -39,15 +39,7 @@ let current: ProgramRun;
 const createResource: ResourceHandler = (args) => (args.type.startsWith("command:") ? commands.createResource(args) : dockerStandIn.createResource(args));
 
 async function up(extra: Record<string, unknown> = {}): Promise<ProgramRun> {
-    const config: Record<string, string> = {
-        "pullthrough:image": fixtureRegistryImage,
-        "pullthrough:bindAddress": "127.0.0.1",
-        "pullthrough:mirrorHost": "127.0.0.1",
-        "pullthrough:namePrefix": `${suiteId}-`,
-        "pullthrough:upstreams": JSON.stringify(registries.map((registry) => ({ registry, remote: upstreams.get(registry).remote, port: ports[registry] }))),
-    };
-    for (const [key, value] of Object.entries(extra)) config[`pullthrough:${key}`] = JSON.stringify(value);
-    current = await runProgram(config, { createResource });
+    current = await runProgram(localStackConfig(`${suiteId}-`, upstreams.upstreamsOn(ports), extra), { createResource });
     return current;
 }
 

@@ -71,6 +71,22 @@ export class Containerd {
         return { ref, digest: row[2] };
     }
 
+    /**
+     * Pulls `refs` in order with a new containerd, like a freshly booted node (containerd shares
+     * content between namespaces, so only a new content store fetches everything).
+     * @returns the digest each reference resolved to
+     */
+    static async pullOnNewNode(refs: readonly string[], hostsDir: string): Promise<string[]> {
+        const containerd = await Containerd.start();
+        try {
+            const digests: string[] = [];
+            for (const ref of refs) digests.push((await containerd.pull("default", ref, hostsDir)).digest);
+            return digests;
+        } finally {
+            await containerd.stop();
+        }
+    }
+
     async stop(): Promise<void> {
         this.daemon.kill("SIGTERM");
         await waitFor("containerd to exit", 10_000, async () => (this.daemon.exitCode !== null || this.daemon.signalCode ? true : undefined)).catch(() =>
@@ -87,4 +103,12 @@ export function writeHostsDir(dir: string, hosts: Record<string, string>): strin
         writeFileSync(path.join(dir, registry, "hosts.toml"), toml);
     }
     return dir;
+}
+
+/** A closed loopback port: as `server`, a broken mirror fails instead of reaching a real registry. */
+export const closedLoopbackServer = "http://127.0.0.1:1";
+
+/** The program's `containerdHosts` output with the `server` fallback closed off. */
+export function withClosedFallback(hosts: Record<string, string>): Record<string, string> {
+    return Object.fromEntries(Object.entries(hosts).map(([registry, toml]) => [registry, toml.replace(/^server = .*$/m, `server = "${closedLoopbackServer}"`)]));
 }

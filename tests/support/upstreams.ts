@@ -63,6 +63,27 @@ export function talosLikeImages(): FixtureImage[] {
     ];
 }
 
+/**
+ * Stack config for test caches: the fixture registry image, published on loopback under
+ * `namePrefix`, one cache per upstream. `extra` keys go in as `pullthrough:<key>`, strings as
+ * they are and everything else as JSON, the way the Pulumi CLI hands config to the program.
+ */
+export function localStackConfig(
+    namePrefix: string,
+    upstreams: readonly { registry: string; remote: string; port: number }[],
+    extra: Record<string, unknown> = {},
+): Record<string, string> {
+    const config: Record<string, string> = {
+        "pullthrough:image": fixtureRegistryImage,
+        "pullthrough:bindAddress": "127.0.0.1",
+        "pullthrough:mirrorHost": "127.0.0.1",
+        "pullthrough:namePrefix": namePrefix,
+        "pullthrough:upstreams": JSON.stringify(upstreams),
+    };
+    for (const [key, value] of Object.entries(extra)) config[`pullthrough:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
+    return config;
+}
+
 const blobGet = /"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP/;
 
 interface Upstream {
@@ -97,6 +118,11 @@ export class FixtureUpstreams {
     /** The test network's gateway: a host address its containers can reach. */
     gateway(): string {
         return docker("network", "inspect", this.network, "--format", "{{(index .IPAM.Config 0).Gateway}}");
+    }
+
+    /** `{registry, remote, port}` per registry, for `localStackConfig`. */
+    upstreamsOn(ports: Record<string, number>): { registry: string; remote: string; port: number }[] {
+        return [...this.upstreams.keys()].map((registry) => ({ registry, remote: this.get(registry).remote, port: ports[registry] }));
     }
 
     get(registry: string): Upstream {
