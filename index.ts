@@ -1,41 +1,67 @@
 /**
  * Pullthrough: one pull-through registry cache per upstream on this host's Docker engine, and,
- * when asked, a Talos cluster that pulls through them. All decisions live in ./mirrors; this
- * file only turns the plan into resources and outputs.
+ * when asked, a Talos cluster that pulls through them. Every decision lives in mirrors.ts (the
+ * config contract) and core/ (the plan and its renderings); this file only turns the plan into
+ * resources and outputs.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
-import * as plan from "./mirrors";
-import { detectTalosctlVersion, readTalosImageSet } from "./talosctl";
+import { parseSettings } from "./mirrors";
+import { planCluster, clusterCommand, clusterCommandOptions } from "./core/cluster";
+import {
+    cacheContainer,
+    cacheVolume,
+    containerOptions,
+    planCaches,
+    volumeOptions,
+} from "./core/plan";
+import { planPrewarm, prewarmCommand } from "./core/prewarm";
+import * as render from "./core/render";
+import { readCacheSupervisor } from "./host/assets";
+import { detectTalosctlVersion, readTalosImageSet } from "./host/talosctl";
 
 const { settings, caches, prewarmImages, clusterPlan } = loadPlan();
+const supervisor = readCacheSupervisor();
 
 const cacheContainers = caches.map((cache) => {
     // The cache's storage; kept on destroy when keepCache is set, so the next up starts warm.
-    const volume = new docker.Volume(cache.name, plan.cacheVolume(cache), plan.volumeOptions(settings));
-    // The registry, run per `mode` (see cache-supervisor.sh); `wait` holds `pulumi up` until it is healthy.
-    const { secretEnvs, ...container } = plan.cacheContainer(cache);
-    const envs = secretEnvs.length > 0 ? pulumi.secret([...container.envs, ...secretEnvs]) : container.envs;
-    return new docker.Container(cache.name, { ...container, envs }, { ...plan.containerOptions(), dependsOn: volume });
+    const volume = new docker.Volume(cache.name, cacheVolume(cache), volumeOptions(settings));
+    // The registry, run per `mode` (see container/cache-supervisor.sh); `wait` holds `up` until healthy.
+    const { args, secretEnvs } = cacheContainer(cache, supervisor);
+    const envs = secretEnvs.length > 0 ? pulumi.secret([...args.envs, ...secretEnvs]) : args.envs;
+    return new docker.Container(
+        cache.name,
+        { ...args, envs },
+        { ...containerOptions(), dependsOn: volume },
+    );
 });
 
 // Warms the caches before any node pulls, so even a first boot pulls from warm caches.
 const prewarm =
     prewarmImages.length > 0
-        ? [new command.local.Command("prewarm-caches", plan.prewarmCommand(prewarmImages, caches, __dirname), { dependsOn: cacheContainers })]
+        ? [
+              new command.local.Command(
+                  "prewarm-caches",
+                  prewarmCommand(prewarmImages, caches, __dirname),
+                  { dependsOn: cacheContainers },
+              ),
+          ]
         : [];
 
 if (settings.cluster.enabled) {
     // The Talos cluster boots only once every cache is healthy (and warm, with prewarm).
-    new command.local.Command("talos-cluster", plan.clusterCommand(clusterPlan), { ...plan.clusterCommandOptions(), dependsOn: [...cacheContainers, ...prewarm] });
+    new command.local.Command("talos-cluster", clusterCommand(clusterPlan), {
+        ...clusterCommandOptions(),
+        dependsOn: [...cacheContainers, ...prewarm],
+    });
 }
 
-export const mirrors = plan.mirrorsByRegistry(caches);
-export const registryMirrorFlags = plan.registryMirrorFlags(caches);
-export const talosConfigPatch = plan.talosConfigPatch(caches);
-export const talosMirrorDocuments = plan.talosMirrorDocuments(caches);
-export const containerdHosts = plan.containerdHosts(caches);
+export const mirrors = render.mirrorsByRegistry(caches);
+export const registryMirrorFlags = render.registryMirrorFlags(caches);
+export const talosConfigPatch = render.talosConfigPatch(caches);
+export const talosMirrorDocuments = render.talosMirrorDocuments(caches);
+export const containerdHosts = render.containerdHosts(caches);
 export { prewarmImages };
 export const talosctlCreate = clusterPlan.create;
 // null, not undefined: an undefined export draws a warning on every `pulumi up`.
@@ -44,10 +70,14 @@ export const cluster = settings.cluster.enabled ? clusterPlan.output : null;
 /** Validates config and plans everything; a bad setting stops the program before any resource. */
 function loadPlan() {
     try {
-        const settings = plan.parseSettings(pulumi.runtime.allConfig());
-        const caches = plan.planCaches(settings, { project: pulumi.getProject(), stack: pulumi.getStack() });
-        const prewarmImages = plan.planPrewarm(settings, caches, () => readTalosImageSet(settings.cluster));
-        const clusterPlan = plan.planCluster(settings, caches, detectTalosctlVersion(settings.cluster));
+        const settings = parseSettings(pulumi.runtime.allConfig());
+        const identity = { project: pulumi.getProject(), stack: pulumi.getStack() };
+        const caches = planCaches(settings, identity);
+        const prewarmImages = planPrewarm(settings, caches, () =>
+            readTalosImageSet(settings.cluster),
+        );
+        const talosctl = detectTalosctlVersion(settings.cluster);
+        const clusterPlan = planCluster(settings, caches, talosctl);
         return { settings, caches, prewarmImages, clusterPlan };
     } catch (error) {
         // RunError prints the message alone, without a stack trace.

@@ -12,15 +12,30 @@ import { writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { hostPlatform } from "../images";
-import { Cache, cacheContainer, containerdHosts, mirrorsByRegistry, parseSettings, planCaches, registryStoragePath } from "../mirrors";
+import { hostPlatform } from "../core/images";
+import { Cache, planCaches } from "../core/plan";
+import { containerdHosts, mirrorsByRegistry } from "../core/render";
+import {
+    Containerd,
+    closedLoopbackServer,
+    withClosedFallback,
+    writeHostsDir,
+} from "../harness/containerd";
+import { DockerProviderStandIn } from "../harness/docker-provider-stand-in";
+import {
+    blobBytesServed as logBytes,
+    docker,
+    fixtureRegistryImage,
+    freePort,
+    prepareTestHost,
+} from "../harness/engine";
+import { allBlobs } from "../harness/oci";
+import { localStackConfig } from "../harness/stack";
+import { FixtureUpstreams, byTag } from "../harness/upstreams";
+import { SimulatedWan } from "../harness/wan";
+import { parseSettings } from "../mirrors";
 import { withCacheViews } from "../tools/cache-view";
 import { CacheEndpoint, prewarmUntilStored, routeImages } from "../tools/warm";
-import { Containerd, closedLoopbackServer, withClosedFallback, writeHostsDir } from "../tests/support/containerd";
-import { docker, fixtureRegistryImage, freePort, prepareTestHost, waitFor } from "../tests/support/engine";
-import { allBlobs } from "../tests/support/oci";
-import { FixtureUpstreams, byTag } from "../tests/support/upstreams";
-import { SimulatedWan } from "../tests/support/wan";
 import { benchImages } from "./image-set";
 
 const { values: flags } = parseArgs({
@@ -41,7 +56,6 @@ const repeat = Number(flags.repeat);
 
 const benchId = "pt-bench";
 const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
-const blobGet = /"GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64}\S* HTTP\/1\.1" 200 (\d+)/g;
 
 interface Sample {
     seconds: number;
@@ -55,16 +69,19 @@ interface Sample {
     prewarmSeconds?: number;
 }
 
-const logBytes = (container: string, since: Date) =>
-    [...docker("logs", "--since", since.toISOString(), container).matchAll(blobGet)].reduce((sum, match) => sum + Number(match[1]), 0);
-
 async function main() {
     prepareTestHost();
     const images = benchImages(scale);
     const refs = images.map(byTag);
-    const imageBytes = new Set(images.flatMap((fixture) => allBlobs(fixture.artifact).map((blob) => `${blob.digest} ${blob.bytes.length}`)));
+    const imageBytes = new Set(
+        images.flatMap((fixture) =>
+            allBlobs(fixture.artifact).map((blob) => `${blob.digest} ${blob.bytes.length}`),
+        ),
+    );
     const setBytes = [...imageBytes].reduce((sum, entry) => sum + Number(entry.split(" ")[1]), 0);
-    console.log(`Image set: ${images.length} images, ${(setBytes / 1e6).toFixed(1)} MB of distinct blobs (scale ${scale}); WAN ${mbit} Mbit/s, ${rttMs} ms RTT; ${nodes} nodes; ${repeat} runs each.`);
+    console.log(
+        `Image set: ${images.length} images, ${(setBytes / 1e6).toFixed(1)} MB of distinct blobs (scale ${scale}); WAN ${mbit} Mbit/s, ${rttMs} ms RTT; ${nodes} nodes; ${repeat} runs each.`,
+    );
 
     cleanUp();
     const upstreams = await FixtureUpstreams.start(benchId, registries);
@@ -76,57 +93,101 @@ async function main() {
         const remotes: Record<string, string> = {};
         for (const registry of registries) {
             const upstream = new URL(upstreams.get(registry).hostUrl);
-            remotes[registry] = `http://${gateway}:${await wan.route(gateway, upstream.hostname, Number(upstream.port))}`;
+            remotes[registry] =
+                `http://${gateway}:${await wan.route(gateway, upstream.hostname, Number(upstream.port))}`;
         }
-        const ports = Object.fromEntries(await Promise.all(registries.map(async (registry) => [registry, await freePort()])));
-        const settings = parseSettings({
-            "pullthrough:image": fixtureRegistryImage,
-            "pullthrough:bindAddress": "127.0.0.1",
-            "pullthrough:mirrorHost": "127.0.0.1",
-            "pullthrough:namePrefix": `${benchId}-`,
-            "pullthrough:upstreams": JSON.stringify(registries.map((registry) => ({ registry, remote: remotes[registry], port: ports[registry] }))),
-        });
+        const ports = Object.fromEntries(
+            await Promise.all(registries.map(async (registry) => [registry, await freePort()])),
+        );
+        const settings = parseSettings(
+            localStackConfig(
+                `${benchId}-`,
+                registries.map((registry) => ({
+                    registry,
+                    remote: remotes[registry],
+                    port: ports[registry],
+                })),
+            ),
+        );
         const caches = planCaches(settings, { project: "pullthrough", stack: "bench" });
-        const endpoints: CacheEndpoint[] = Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({ ...mirror, registry }));
+        const endpoints: CacheEndpoint[] = Object.entries(mirrorsByRegistry(caches)).map(
+            ([registry, mirror]) => ({ ...mirror, registry }),
+        );
 
-        const viaCaches = writeHostsDir(path.join(workDir, "via-caches"), withClosedFallback(containerdHosts(caches)));
+        const viaCaches = writeHostsDir(
+            path.join(workDir, "via-caches"),
+            withClosedFallback(containerdHosts(caches)),
+        );
         // The upstream as a host, not as `server`: the fallback stays a closed loopback port.
-        const direct = writeHostsDir(path.join(workDir, "direct"), Object.fromEntries(
-            registries.map((registry) => [registry, `server = "${closedLoopbackServer}"\n\n[host."${remotes[registry]}"]\n  capabilities = ["pull", "resolve"]\n`]),
-        ));
+        const direct = writeHostsDir(
+            path.join(workDir, "direct"),
+            Object.fromEntries(
+                registries.map((registry) => [
+                    registry,
+                    `server = "${closedLoopbackServer}"\n\n[host."${remotes[registry]}"]\n  capabilities = ["pull", "resolve"]\n`,
+                ]),
+            ),
+        );
 
         /**
          * N fresh nodes pull every image, one after another each, all nodes at once. `images pull`
          * unpacks each layer as a node does; `content fetch` only downloads (a diagnostic).
          */
-        async function boot(hostsDir: string, how: "images pull" | "content fetch" = "images pull"): Promise<number> {
-            const daemons = await Promise.all(Array.from({ length: nodes }, () => Containerd.start()));
+        async function boot(
+            hostsDir: string,
+            how: "images pull" | "content fetch" = "images pull",
+        ): Promise<number> {
+            const daemons = await Promise.all(
+                Array.from({ length: nodes }, () => Containerd.start()),
+            );
             try {
                 const started = performance.now();
-                await Promise.all(daemons.map(async (daemon) => {
-                    for (const ref of refs) await daemon.ctr("default", ...how.split(" "), "--hosts-dir", hostsDir, ref);
-                }));
+                await Promise.all(
+                    daemons.map(async (daemon) => {
+                        for (const ref of refs)
+                            await daemon.ctr(
+                                "default",
+                                ...how.split(" "),
+                                "--hosts-dir",
+                                hostsDir,
+                                ref,
+                            );
+                    }),
+                );
                 return (performance.now() - started) / 1000;
             } finally {
                 await Promise.all(daemons.map((daemon) => daemon.stop()));
             }
         }
 
-        async function measure(work: () => Promise<number>, throughCaches: boolean): Promise<Sample> {
+        async function measure(
+            work: () => Promise<number>,
+            throughCaches: boolean,
+        ): Promise<Sample> {
             const since = new Date();
             const wanBefore = wan.bytesDown;
             const seconds = await work();
-            const upstreamBytes = registries.reduce((sum, registry) => sum + logBytes(upstreams.get(registry).container, since), 0);
-            const servedBytes = throughCaches ? caches.reduce((sum, cache) => sum + logBytes(cache.name, since), 0) : upstreamBytes;
+            const upstreamBytes = registries.reduce(
+                (sum, registry) => sum + logBytes(upstreams.get(registry).container, since),
+                0,
+            );
+            const servedBytes = throughCaches
+                ? caches.reduce((sum, cache) => sum + logBytes(cache.name, since), 0)
+                : upstreamBytes;
             return { seconds, upstreamBytes, wanBytes: wan.bytesDown - wanBefore, servedBytes };
         }
 
         const routed = routeImages(refs, endpoints);
         async function prewarm(): Promise<number> {
             const started = performance.now();
-            const results = await withCacheViews(endpoints, (views) => prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, views));
+            const results = await withCacheViews(endpoints, (views) =>
+                prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, views),
+            );
             const failed = results.filter((result) => !result.ok);
-            if (failed.length > 0) throw new Error(`prewarm failed: ${failed.map((result) => `${result.image}: ${result.error}`).join("; ")}`);
+            if (failed.length > 0)
+                throw new Error(
+                    `prewarm failed: ${failed.map((result) => `${result.image}: ${result.error}`).join("; ")}`,
+                );
             return (performance.now() - started) / 1000;
         }
 
@@ -134,24 +195,41 @@ async function main() {
         async function localCopy(): Promise<number> {
             const files = images.flatMap((fixture) => {
                 const cache = caches.find((candidate) => candidate.registry === fixture.registry)!;
-                const root = path.join(docker("volume", "inspect", "--format", "{{.Mountpoint}}", cache.name), "docker/registry/v2/blobs/sha256");
-                return allBlobs(fixture.artifact).map((blob) => path.join(root, blob.digest.slice(7, 9), blob.digest.slice(7), "data"));
+                const root = path.join(
+                    docker("volume", "inspect", "--format", "{{.Mountpoint}}", cache.name),
+                    "docker/registry/v2/blobs/sha256",
+                );
+                return allBlobs(fixture.artifact).map((blob) =>
+                    path.join(root, blob.digest.slice(7, 9), blob.digest.slice(7), "data"),
+                );
             });
-            const targets = await Promise.all(Array.from({ length: nodes }, async (_, node) => {
-                const dir = path.join(workDir, `copy-${node}`);
-                await mkdir(dir, { recursive: true });
-                return dir;
-            }));
+            const targets = await Promise.all(
+                Array.from({ length: nodes }, async (_, node) => {
+                    const dir = path.join(workDir, `copy-${node}`);
+                    await mkdir(dir, { recursive: true });
+                    return dir;
+                }),
+            );
             const started = performance.now();
-            await Promise.all(targets.map(async (dir) => {
-                for (const [index, file] of files.entries()) await copyFile(file, path.join(dir, String(index)));
-            }));
+            await Promise.all(
+                targets.map(async (dir) => {
+                    for (const [index, file] of files.entries())
+                        await copyFile(file, path.join(dir, String(index)));
+                }),
+            );
             const seconds = (performance.now() - started) / 1000;
             await Promise.all(targets.map((dir) => rm(dir, { recursive: true, force: true })));
             return seconds;
         }
 
-        const samples: Record<string, Sample[]> = { direct: [], cold: [], warm: [], warmFetchOnly: [], prewarmed: [], limit: [] };
+        const samples: Record<string, Sample[]> = {
+            direct: [],
+            cold: [],
+            warm: [],
+            warmFetchOnly: [],
+            prewarmed: [],
+            limit: [],
+        };
         for (let run = 1; run <= repeat; run++) {
             console.log(`run ${run} of ${repeat}`);
             samples.direct.push(await measure(() => boot(direct), false));
@@ -165,25 +243,54 @@ async function main() {
             samples.warm.push(await measure(() => boot(viaCaches), true));
             console.log(`  warm        ${samples.warm.at(-1)!.seconds.toFixed(1)} s`);
             samples.warmFetchOnly.push(await measure(() => boot(viaCaches, "content fetch"), true));
-            console.log(`  warm, fetch ${samples.warmFetchOnly.at(-1)!.seconds.toFixed(1)} s (no unpack)`);
+            console.log(
+                `  warm, fetch ${samples.warmFetchOnly.at(-1)!.seconds.toFixed(1)} s (no unpack)`,
+            );
 
             await startCaches(caches, upstreams.network);
             const prewarmSince = new Date();
             const prewarmSeconds = await prewarm();
-            const prewarmUpstream = registries.reduce((sum, registry) => sum + logBytes(upstreams.get(registry).container, prewarmSince), 0);
+            const prewarmUpstream = registries.reduce(
+                (sum, registry) => sum + logBytes(upstreams.get(registry).container, prewarmSince),
+                0,
+            );
             const prewarmed = await measure(() => boot(viaCaches), true);
             samples.prewarmed.push({ ...prewarmed, prewarmSeconds });
-            console.log(`  prewarmed   ${prewarmed.seconds.toFixed(1)} s boot after ${prewarmSeconds.toFixed(1)} s prewarm (${(prewarmUpstream / 1e6).toFixed(1)} MB upstream)`);
+            console.log(
+                `  prewarmed   ${prewarmed.seconds.toFixed(1)} s boot after ${prewarmSeconds.toFixed(1)} s prewarm (${(prewarmUpstream / 1e6).toFixed(1)} MB upstream)`,
+            );
 
-            samples.limit.push({ seconds: await localCopy(), upstreamBytes: 0, wanBytes: 0, servedBytes: 0 });
+            samples.limit.push({
+                seconds: await localCopy(),
+                upstreamBytes: 0,
+                wanBytes: 0,
+                servedBytes: 0,
+            });
             console.log(`  limit       ${samples.limit.at(-1)!.seconds.toFixed(2)} s`);
         }
 
         const report = summarise(samples, setBytes);
         const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, registry ${fixtureRegistryImage}`;
         const command = `npm run bench -- --scale ${scale} --mbit ${mbit} --rtt ${rttMs} --nodes ${nodes} --repeat ${repeat}`;
-        writeFileSync(flags.out!, JSON.stringify({ date: new Date().toISOString(), machine, command, setBytes, images: refs, samples, ...report }, null, 2) + "\n");
-        console.log(`\n${report.markdown}\n\nMachine: ${machine}\nCommand: ${command}\nJSON: ${flags.out}`);
+        writeFileSync(
+            flags.out!,
+            JSON.stringify(
+                {
+                    date: new Date().toISOString(),
+                    machine,
+                    command,
+                    setBytes,
+                    images: refs,
+                    samples,
+                    ...report,
+                },
+                null,
+                2,
+            ) + "\n",
+        );
+        console.log(
+            `\n${report.markdown}\n\nMachine: ${machine}\nCommand: ${command}\nJSON: ${flags.out}`,
+        );
     } finally {
         await wan.close();
         cleanUp();
@@ -192,37 +299,30 @@ async function main() {
     }
 }
 
-/** Fresh caches with empty volumes, from the program's own container definition. */
+/** Fresh caches with empty volumes, declared as `pulumi up` declares them (the provider stand-in). */
 async function startCaches(caches: readonly Cache[], network: string): Promise<void> {
     for (const cache of caches) {
         docker("rm", "--force", "--volumes", cache.name);
         docker("volume", "rm", "--force", cache.name);
-        const container = cacheContainer(cache);
-        const [entrypoint, ...args] = container.entrypoints ?? [];
-        const port = container.ports[0];
-        docker(
-            "run", "--detach", "--name", cache.name, "--network", network, "--restart", container.restart,
-            "--publish", `${port.ip}:${port.external}:${port.internal}`,
-            "--volume", `${cache.name}:${registryStoragePath}`,
-            ...container.envs.flatMap((env) => ["--env", env]),
-            ...container.labels.flatMap(({ label, value }) => ["--label", `${label}=${value}`]),
-            ...(entrypoint ? ["--entrypoint", entrypoint] : []),
-            container.image, ...args,
-        );
     }
-    await Promise.all(caches.map((cache) => waitFor(`${cache.name} to serve`, 30_000, async () => ((await fetch(`${cache.hostEndpoint}/v2/`).catch(() => undefined))?.ok ? true : undefined))));
+    await new DockerProviderStandIn(network).createCaches(caches);
 }
 
 /** Removes what an interrupted run may have left: caches, volumes, fixture upstreams, network. */
 function cleanUp() {
     const leftovers = [
-        ...docker("ps", "--all", "--quiet", "--filter", "label=pullthrough.stack=bench").split("\n"),
+        ...docker("ps", "--all", "--quiet", "--filter", "label=pullthrough.stack=bench").split(
+            "\n",
+        ),
         ...docker("ps", "--all", "--quiet", "--filter", `name=^${benchId}-up-`).split("\n"),
     ].filter(Boolean);
     if (leftovers.length > 0) docker("rm", "--force", ...leftovers);
-    const volumes = docker("volume", "ls", "--quiet", "--filter", "label=pullthrough.stack=bench").split("\n").filter(Boolean);
+    const volumes = docker("volume", "ls", "--quiet", "--filter", "label=pullthrough.stack=bench")
+        .split("\n")
+        .filter(Boolean);
     if (volumes.length > 0) docker("volume", "rm", "--force", ...volumes);
-    if (docker("network", "ls", "--quiet", "--filter", `name=^${benchId}$`)) docker("network", "rm", benchId);
+    if (docker("network", "ls", "--quiet", "--filter", `name=^${benchId}$`))
+        docker("network", "rm", benchId);
 }
 
 const median = (values: number[]) => {
@@ -232,9 +332,11 @@ const median = (values: number[]) => {
 };
 
 function summarise(samples: Record<string, Sample[]>, setBytes: number) {
-    const stat = (scenario: string, field: keyof Sample) => samples[scenario].map((sample) => sample[field] ?? 0);
+    const stat = (scenario: string, field: keyof Sample) =>
+        samples[scenario].map((sample) => sample[field] ?? 0);
     const seconds = (scenario: string) => median(stat(scenario, "seconds"));
-    const spread = (scenario: string) => `${Math.min(...stat(scenario, "seconds")).toFixed(2)}–${Math.max(...stat(scenario, "seconds")).toFixed(2)}`;
+    const spread = (scenario: string) =>
+        `${Math.min(...stat(scenario, "seconds")).toFixed(2)}–${Math.max(...stat(scenario, "seconds")).toFixed(2)}`;
     const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
     const rows = [
         ["direct", "every node pulls from the upstream over the WAN"],
@@ -251,7 +353,9 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         mb(median(stat(scenario, "upstreamBytes"))),
         mb(median(stat(scenario, "wanBytes"))),
         mb(median(stat(scenario, "servedBytes"))),
-        scenario === "prewarmed" ? `prewarm ${median(stat(scenario, "prewarmSeconds")).toFixed(1)} s` : "",
+        scenario === "prewarmed"
+            ? `prewarm ${median(stat(scenario, "prewarmSeconds")).toFixed(1)} s`
+            : "",
     ]);
     const ratios = {
         directOverWarm: seconds("direct") / seconds("warm"),

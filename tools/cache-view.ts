@@ -7,7 +7,8 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { cacheSupervisorScript, registryContainerPort, registryStoragePath } from "../mirrors";
+import { cacheViewContainer, registryContainerPort } from "../core/plan";
+import { readCacheSupervisor } from "../host/assets";
 import { CacheEndpoint, UsageError } from "./warm";
 import { RegistryClient } from "./registry-client";
 
@@ -18,9 +19,33 @@ async function docker(...args: string[]): Promise<string> {
         return (await run("docker", args, { maxBuffer: 16 << 20 })).stdout.trim();
     } catch (error) {
         const { code, stderr } = error as { code?: string; stderr?: string };
-        if (code === "ENOENT") throw new UsageError("verify needs the docker CLI (it reads the caches' volumes); none found on PATH");
-        throw new Error(`docker ${args[0]}: ${(stderr ?? String(error)).trim()}`);
+        if (code === "ENOENT")
+            throw new UsageError(
+                "verify needs the docker CLI (it reads the caches' volumes); none found on PATH",
+            );
+        throw new Error(`docker ${args[0]}: ${(stderr ?? String(error)).trim()}`, { cause: error });
     }
+}
+
+/** `docker run` flags for a view container: what the Docker provider makes of the same inputs. */
+export function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
+    const [entrypoint, ...args] = view.entrypoints ?? [];
+    return [
+        "--detach",
+        ...view.labels.flatMap(({ label, value }) => ["--label", `${label}=${value}`]),
+        ...view.envs.flatMap((env) => ["--env", env]),
+        ...view.volumes.flatMap((volume) => [
+            "--volume",
+            `${volume.volumeName}:${volume.containerPath}:ro`,
+        ]),
+        ...view.ports.flatMap((port) => [
+            "--publish",
+            `${port.ip}::${port.internal}/${port.protocol}`,
+        ]),
+        ...(entrypoint ? ["--entrypoint", entrypoint] : []),
+        view.image,
+        ...args,
+    ];
 }
 
 interface CacheView {
@@ -31,17 +56,14 @@ interface CacheView {
 /** Starts the read-only view of `cache`; `close` removes it. */
 async function openCacheView(cache: CacheEndpoint): Promise<CacheView> {
     const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
-        throw new UsageError(`the cache container ${cache.container} (for ${cache.registry}) does not exist; run pulumi up first`);
+        throw new UsageError(
+            `the cache container ${cache.container} (for ${cache.registry}) does not exist; run pulumi up first`,
+        );
     });
     const id = await docker(
-        "run", "--detach", "--rm",
-        "--label", `pullthrough.view-of=${cache.container}`,
-        "--env", "PULLTHROUGH_MODE=offline",
-        "--env", `PULLTHROUGH_REMOTE=${cache.remote}`,
-        "--volume", `${cache.volume}:${registryStoragePath}:ro`,
-        "--publish", `127.0.0.1::${registryContainerPort}`,
-        "--entrypoint", "/bin/sh",
-        image, "-c", cacheSupervisorScript,
+        "run",
+        "--rm",
+        ...dockerRunArgs(cacheViewContainer(cache, readCacheSupervisor(), image)),
     );
     const close = async () => void (await docker("rm", "--force", id).catch(() => ""));
     try {
@@ -68,13 +90,18 @@ async function waitUntilServing(client: RegistryClient): Promise<void> {
 }
 
 /** Runs `work` with a read-only view of each cache, by registry; removes them afterwards. */
-export async function withCacheViews<T>(caches: readonly CacheEndpoint[], work: (views: Map<string, string>) => Promise<T>): Promise<T> {
+export async function withCacheViews<T>(
+    caches: readonly CacheEndpoint[],
+    work: (views: Map<string, string>) => Promise<T>,
+): Promise<T> {
     const opened = await Promise.allSettled(caches.map(openCacheView));
     const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
     try {
         const failure = opened.find((view) => view.status === "rejected");
         if (failure) throw failure.reason;
-        return await work(new Map(caches.map((cache, index) => [cache.registry, views[index].endpoint])));
+        return await work(
+            new Map(caches.map((cache, index) => [cache.registry, views[index].endpoint])),
+        );
     } finally {
         await Promise.all(views.map((view) => view.close()));
     }

@@ -10,12 +10,25 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
-import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../images";
-import { ConfigError, configNamespace, mirrorsByRegistry, parseSettings, planCaches, planPrewarm } from "../mirrors";
-import { readTalosImageSet } from "../talosctl";
+import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../core/images";
+import { planCaches } from "../core/plan";
+import { planPrewarm } from "../core/prewarm";
+import { mirrorsByRegistry } from "../core/render";
+import { readTalosImageSet } from "../host/talosctl";
+import { ConfigError, configNamespace, encodeConfig, parseSettings } from "../mirrors";
 import { withCacheViews } from "./cache-view";
 import { RegistryClient, RegistryError } from "./registry-client";
-import { CacheEndpoint, PrewarmEvent, PrewarmResult, UsageError, VerifyResult, prewarmUntilStored, routeImages, storeRounds, verify } from "./warm";
+import {
+    CacheEndpoint,
+    PrewarmEvent,
+    PrewarmResult,
+    UsageError,
+    VerifyResult,
+    prewarmUntilStored,
+    routeImages,
+    storeRounds,
+    verify,
+} from "./warm";
 
 const projectDir = path.resolve(__dirname, "..");
 
@@ -35,15 +48,26 @@ export interface StackView {
 
 /** Reads the `mirrors` and `prewarmImages` stack outputs. */
 export function fromOutputs(document: string): StackView {
-    let outputs: { mirrors?: Record<string, Omit<CacheEndpoint, "registry">>; prewarmImages?: string[] };
+    let outputs: {
+        mirrors?: Record<string, Omit<CacheEndpoint, "registry">>;
+        prewarmImages?: string[];
+    };
     try {
         outputs = JSON.parse(document);
     } catch {
-        throw new UsageError("--outputs: not JSON; expected the output of `pulumi stack output --json`");
+        throw new UsageError(
+            "--outputs: not JSON; expected the output of `pulumi stack output --json`",
+        );
     }
-    if (!outputs.mirrors || typeof outputs.mirrors !== "object") throw new UsageError("--outputs: no `mirrors` output; expected the output of `pulumi stack output --json`");
+    if (!outputs.mirrors || typeof outputs.mirrors !== "object")
+        throw new UsageError(
+            "--outputs: no `mirrors` output; expected the output of `pulumi stack output --json`",
+        );
     return {
-        caches: Object.entries(outputs.mirrors).map(([registry, mirror]) => ({ ...mirror, registry })),
+        caches: Object.entries(outputs.mirrors).map(([registry, mirror]) => ({
+            ...mirror,
+            registry,
+        })),
         images: outputs.prewarmImages ?? [],
     };
 }
@@ -57,18 +81,24 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
     try {
         text = readFileSync(configFile, "utf8");
     } catch {
-        throw new UsageError(`no stack config at ${configFile}; pass --stack NAME, or --outputs FILE with \`pulumi stack output --json\``);
+        throw new UsageError(
+            `no stack config at ${configFile}; pass --stack NAME, or --outputs FILE with \`pulumi stack output --json\``,
+        );
     }
     const document = (parseYaml(text) ?? {}) as { config?: Record<string, unknown> };
-    const allConfig: Record<string, string> = {};
-    for (const [key, value] of Object.entries(document.config ?? {})) {
-        if (typeof value === "object" && value !== null && "secure" in value) continue;
-        allConfig[key.includes(":") ? key : `${configNamespace}:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
-    }
-    const settings = parseSettings(allConfig);
+    const plain = Object.entries(document.config ?? {}).filter(
+        ([, value]) => !(typeof value === "object" && value !== null && "secure" in value),
+    );
+    const settings = parseSettings(encodeConfig(Object.fromEntries(plain)));
     const caches = planCaches(settings, { project: configNamespace, stack });
     const images = planPrewarm(settings, caches, () => readTalosImageSet(settings.cluster));
-    return { caches: Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({ ...mirror, registry })), images };
+    return {
+        caches: Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({
+            ...mirror,
+            registry,
+        })),
+        images,
+    };
 }
 
 export function formatBytes(bytes: number): string {
@@ -85,17 +115,29 @@ export function formatBytes(bytes: number): string {
 /** Fixed-width columns, first row the header. */
 function table(rows: string[][]): string {
     const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-    return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd()).join("\n");
+    return rows
+        .map((row) =>
+            row
+                .map((cell, column) => cell.padEnd(widths[column]))
+                .join("  ")
+                .trimEnd(),
+        )
+        .join("\n");
 }
 
 export function formatVerifyReport(results: readonly VerifyResult[]): string {
     const rows = results.map((result) => [
         result.image,
         result.present ? "present" : "missing",
-        result.present ? `${result.blobs} blobs, ${formatBytes(result.bytes)}` : result.reason ?? "",
+        result.present
+            ? `${result.blobs} blobs, ${formatBytes(result.bytes)}`
+            : (result.reason ?? ""),
     ]);
     const missing = results.filter((result) => !result.present).length;
-    const summary = missing === 0 ? `All ${results.length} images are in the caches.` : `${missing} of ${results.length} images are missing.`;
+    const summary =
+        missing === 0
+            ? `All ${results.length} images are in the caches.`
+            : `${missing} of ${results.length} images are missing.`;
     return `${table([["IMAGE", "STATUS", "DETAIL"], ...rows])}\n\n${summary}`;
 }
 
@@ -103,7 +145,9 @@ export function formatPrewarmSummary(results: readonly PrewarmResult[], seconds:
     const warmed = results.filter((result) => result.ok);
     const bytes = warmed.reduce((sum, result) => sum + result.bytes, 0);
     const transferred = results.reduce((sum, result) => sum + result.transferred, 0);
-    const failed = results.filter((result) => !result.ok).map((result) => `  ${result.image}: ${result.error}`);
+    const failed = results
+        .filter((result) => !result.ok)
+        .map((result) => `  ${result.image}: ${result.error}`);
     return [
         `Warmed ${warmed.length} of ${results.length} images (${formatBytes(bytes)}); read ${formatBytes(transferred)} through the caches in ${seconds.toFixed(1)} s (${formatBytes(transferred / Math.max(seconds, 0.001))}/s).`,
         ...(failed.length > 0 ? ["Failed:", ...failed] : []),
@@ -111,11 +155,15 @@ export function formatPrewarmSummary(results: readonly PrewarmResult[], seconds:
 }
 
 /** Progress on a terminal: one line per finished image above a live total line. Plain lines otherwise. */
-function progressReporter(total: number, stream: NodeJS.WriteStream): (event: PrewarmEvent) => void {
+function progressReporter(
+    total: number,
+    stream: NodeJS.WriteStream,
+): (event: PrewarmEvent) => void {
     let bytes = 0;
     let finished = 0;
     const started = Date.now();
-    const status = () => `[${finished}/${total} images] ${formatBytes(bytes)} read, ${formatBytes(bytes / Math.max((Date.now() - started) / 1000, 0.001))}/s`;
+    const status = () =>
+        `[${finished}/${total} images] ${formatBytes(bytes)} read, ${formatBytes(bytes / Math.max((Date.now() - started) / 1000, 0.001))}/s`;
     return (event) => {
         if (event.kind === "bytes") bytes += event.bytes;
         if (event.kind === "started" || (event.kind === "bytes" && !stream.isTTY)) return;
@@ -146,10 +194,17 @@ async function main(argv: string[]): Promise<number> {
         },
     });
     const platforms: Platform[] = values.platform
-        ? values.platform.split(",").map((text) => parsePlatform(text) ?? fail(`--platform: ${JSON.stringify(text)} is not os/arch[/variant]`))
+        ? values.platform
+              .split(",")
+              .map(
+                  (text) =>
+                      parsePlatform(text) ??
+                      fail(`--platform: ${JSON.stringify(text)} is not os/arch[/variant]`),
+              )
         : [hostPlatform()];
     const concurrency = Number(values.concurrency);
-    if (!Number.isInteger(concurrency) || concurrency < 1) fail(`--concurrency: ${values.concurrency} is not a positive integer`);
+    if (!Number.isInteger(concurrency) || concurrency < 1)
+        fail(`--concurrency: ${values.concurrency} is not a positive integer`);
 
     const stack = values.outputs
         ? fromOutputs(readFileSync(values.outputs === "-" ? 0 : values.outputs, "utf8"))
@@ -164,24 +219,45 @@ async function main(argv: string[]): Promise<number> {
     await Promise.all(
         caches.map((cache) =>
             new RegistryClient(cache.hostEndpoint, cache.registry).ping().catch((error: Error) => {
-                throw new UsageError(`the ${cache.registry} cache: ${error.message}; is the stack up (npm run up)?`);
+                throw new UsageError(
+                    `the ${cache.registry} cache: ${error.message}; is the stack up (npm run up)?`,
+                );
             }),
         ),
     );
 
     if (command === "verify") {
-        const results = await withCacheViews(caches, (views) => verify(routed, views, platforms, concurrency));
+        const results = await withCacheViews(caches, (views) =>
+            verify(routed, views, platforms, concurrency),
+        );
         const ok = results.every((result) => result.present);
-        console.log(values.json ? JSON.stringify({ ok, platforms: platforms.map(formatPlatform), images: results }, null, 2) : formatVerifyReport(results));
+        console.log(
+            values.json
+                ? JSON.stringify(
+                      { ok, platforms: platforms.map(formatPlatform), images: results },
+                      null,
+                      2,
+                  )
+                : formatVerifyReport(results),
+        );
         return ok ? 0 : 1;
     }
 
     const started = Date.now();
     const onEvent = values.json ? undefined : progressReporter(routed.length, process.stdout);
-    const onRetry = (images: number, round: number) => console.error(`${images} image(s) served but not yet stored by their cache; pulling again (round ${round} of ${storeRounds})`);
-    const results = await withCacheViews(caches, (views) => prewarmUntilStored(routed, { platforms, concurrency, onEvent, onRetry }, views));
+    const onRetry = (images: number, round: number) =>
+        console.error(
+            `${images} image(s) served but not yet stored by their cache; pulling again (round ${round} of ${storeRounds})`,
+        );
+    const results = await withCacheViews(caches, (views) =>
+        prewarmUntilStored(routed, { platforms, concurrency, onEvent, onRetry }, views),
+    );
     const seconds = (Date.now() - started) / 1000;
-    console.log(values.json ? JSON.stringify({ ok: results.every((r) => r.ok), seconds, images: results }, null, 2) : `\n${formatPrewarmSummary(results, seconds)}`);
+    console.log(
+        values.json
+            ? JSON.stringify({ ok: results.every((r) => r.ok), seconds, images: results }, null, 2)
+            : `\n${formatPrewarmSummary(results, seconds)}`,
+    );
     return results.every((result) => result.ok) ? 0 : 1;
 }
 
@@ -193,7 +269,11 @@ if (require.main === module) {
     main(process.argv.slice(2)).then(
         (code) => process.exit(code),
         (error: unknown) => {
-            const known = error instanceof UsageError || error instanceof ConfigError || error instanceof RegistryError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+            const known =
+                error instanceof UsageError ||
+                error instanceof ConfigError ||
+                error instanceof RegistryError ||
+                (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
             console.error(known ? `error: ${(error as Error).message}` : error);
             process.exit(2);
         },

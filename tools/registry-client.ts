@@ -4,7 +4,7 @@
  * what a registry holds. Every manifest and blob read is checked against its digest.
  */
 import { createHash } from "node:crypto";
-import { ImageReference, Platform, formatPlatform } from "../images";
+import { ImageReference, Platform, formatPlatform } from "../core/images";
 
 export const mediaTypes = {
     ociIndex: "application/vnd.oci.image.index.v1+json",
@@ -49,7 +49,8 @@ export class RegistryError extends Error {
     }
 }
 
-const sha256 = (data: Buffer | string) => `sha256:${createHash("sha256").update(data).digest("hex")}`;
+const sha256 = (data: Buffer | string) =>
+    `sha256:${createHash("sha256").update(data).digest("hex")}`;
 
 export class RegistryClient {
     /**
@@ -63,21 +64,52 @@ export class RegistryClient {
 
     /** GETs a manifest or index by tag or digest and checks it against its digest. */
     async manifest(repository: string, reference: string): Promise<Manifest> {
-        const response = await this.request("GET", `/v2/${repository}/manifests/${reference}`, { Accept: manifestAccept });
+        const response = await this.request("GET", `/v2/${repository}/manifests/${reference}`, {
+            Accept: manifestAccept,
+        });
         const body = Buffer.from(await response.arrayBuffer());
         const digest = sha256(body);
-        const expected = reference.startsWith("sha256:") ? reference : response.headers.get("docker-content-digest");
-        if (expected && expected !== digest) throw new RegistryError(`manifest ${repository}@${expected} arrived with digest ${digest}`);
-        const json = JSON.parse(body.toString("utf8")) as { mediaType?: string; manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[] };
-        const mediaType = json.mediaType ?? response.headers.get("content-type") ?? mediaTypes.ociManifest;
+        const expected = reference.startsWith("sha256:")
+            ? reference
+            : response.headers.get("docker-content-digest");
+        if (expected && expected !== digest)
+            throw new RegistryError(
+                `manifest ${repository}@${expected} arrived with digest ${digest}`,
+            );
+        const json = JSON.parse(body.toString("utf8")) as {
+            mediaType?: string;
+            manifests?: Descriptor[];
+            config?: Descriptor;
+            layers?: Descriptor[];
+        };
+        const mediaType =
+            json.mediaType ?? response.headers.get("content-type") ?? mediaTypes.ociManifest;
         const isIndex = indexTypes.includes(mediaType);
         return isIndex
-            ? { digest, mediaType, size: body.length, isIndex, manifests: json.manifests ?? [], blobs: [] }
-            : { digest, mediaType, size: body.length, isIndex, manifests: [], blobs: [...(json.config ? [json.config] : []), ...(json.layers ?? [])] };
+            ? {
+                  digest,
+                  mediaType,
+                  size: body.length,
+                  isIndex,
+                  manifests: json.manifests ?? [],
+                  blobs: [],
+              }
+            : {
+                  digest,
+                  mediaType,
+                  size: body.length,
+                  isIndex,
+                  manifests: [],
+                  blobs: [...(json.config ? [json.config] : []), ...(json.layers ?? [])],
+              };
     }
 
     /** Streams a blob to nowhere, reporting bytes as they arrive; the digest is checked at the end. */
-    async fetchBlob(repository: string, digest: string, onBytes: (bytes: number) => void = () => {}): Promise<number> {
+    async fetchBlob(
+        repository: string,
+        digest: string,
+        onBytes: (bytes: number) => void = () => {},
+    ): Promise<number> {
         const response = await this.request("GET", `/v2/${repository}/blobs/${digest}`);
         const hash = createHash("sha256");
         let total = 0;
@@ -87,7 +119,10 @@ export class RegistryClient {
             onBytes(chunk.length);
         }
         const actual = `sha256:${hash.digest("hex")}`;
-        if (actual !== digest) throw new RegistryError(`blob ${digest} of ${repository} arrived with digest ${actual}`);
+        if (actual !== digest)
+            throw new RegistryError(
+                `blob ${digest} of ${repository} arrived with digest ${actual}`,
+            );
         return total;
     }
 
@@ -111,18 +146,35 @@ export class RegistryClient {
         }
     }
 
-    private async request(method: string, apiPath: string, headers: Record<string, string> = {}): Promise<Response> {
+    private async request(
+        method: string,
+        apiPath: string,
+        headers: Record<string, string> = {},
+    ): Promise<Response> {
         const url = `${this.endpoint}${apiPath}?ns=${encodeURIComponent(this.namespace)}`;
         let response: Response;
         try {
             response = await fetch(url, { method, headers, redirect: "follow" });
         } catch (error) {
             const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-            throw new RegistryError(`${this.endpoint} is unreachable (${cause?.code ?? cause?.message ?? String(error)})`, undefined, true);
+            throw new RegistryError(
+                `${this.endpoint} is unreachable (${cause?.code ?? cause?.message ?? String(error)})`,
+                undefined,
+                true,
+            );
         }
         if (!response.ok) {
-            const detail = method === "HEAD" ? "" : await response.text().then((text) => text.trim().slice(0, 200), () => "");
-            throw new RegistryError(`${method} ${apiPath} answered ${response.status}${detail ? `: ${detail}` : ""}`, response.status);
+            const detail =
+                method === "HEAD"
+                    ? ""
+                    : await response.text().then(
+                          (text) => text.trim().slice(0, 200),
+                          () => "",
+                      );
+            throw new RegistryError(
+                `${method} ${apiPath} answered ${response.status}${detail ? `: ${detail}` : ""}`,
+                response.status,
+            );
         }
         return response;
     }
@@ -140,10 +192,16 @@ export function matchesPlatform(entry: Platform | undefined, wanted: Platform): 
 
 /** The manifests of `index` for `platforms`, or an error naming what the index does offer. */
 export function selectPlatforms(index: Manifest, platforms: readonly Platform[]): Descriptor[] {
-    const selected = index.manifests.filter((entry) => platforms.some((wanted) => matchesPlatform(entry.platform, wanted)));
+    const selected = index.manifests.filter((entry) =>
+        platforms.some((wanted) => matchesPlatform(entry.platform, wanted)),
+    );
     if (selected.length === 0) {
-        const offered = index.manifests.map((entry) => (entry.platform ? formatPlatform(entry.platform) : entry.digest)).join(", ");
-        throw new RegistryError(`no manifest for ${platforms.map(formatPlatform).join(", ")} in the index (it has ${offered || "none"})`);
+        const offered = index.manifests
+            .map((entry) => (entry.platform ? formatPlatform(entry.platform) : entry.digest))
+            .join(", ");
+        throw new RegistryError(
+            `no manifest for ${platforms.map(formatPlatform).join(", ")} in the index (it has ${offered || "none"})`,
+        );
     }
     return selected;
 }
@@ -159,15 +217,21 @@ export interface ImageContent {
  * Reads an image's manifests (index first) through `client`; blobs are listed, not fetched.
  * Errors say which manifest failed: the tag, the digest, or a platform's manifest.
  */
-export async function readImage(client: RegistryClient, image: ImageReference, platforms: readonly Platform[]): Promise<ImageContent> {
-    const top = await describing(image.tag && !image.digest ? `tag ${image.tag}` : `manifest ${image.reference}`, () =>
-        client.manifest(image.repository, image.reference),
+export async function readImage(
+    client: RegistryClient,
+    image: ImageReference,
+    platforms: readonly Platform[],
+): Promise<ImageContent> {
+    const top = await describing(
+        image.tag && !image.digest ? `tag ${image.tag}` : `manifest ${image.reference}`,
+        () => client.manifest(image.repository, image.reference),
     );
     if (!top.isIndex) return { manifests: [top], blobs: top.blobs };
     const children = await Promise.all(
         selectPlatforms(top, platforms).map((entry) =>
-            describing(`${entry.platform ? formatPlatform(entry.platform) : ""} manifest ${entry.digest.slice(0, 19)}…`, () =>
-                client.manifest(image.repository, entry.digest),
+            describing(
+                `${entry.platform ? formatPlatform(entry.platform) : ""} manifest ${entry.digest.slice(0, 19)}…`,
+                () => client.manifest(image.repository, entry.digest),
             ),
         ),
     );

@@ -2,7 +2,7 @@
  * Prewarm and verify: pull a list of images through the caches that serve their registries, and
  * check that the caches hold them in full. The CLI (tools/cli.ts) and `pulumi up` drive these.
  */
-import { ImageReference, Platform, parseImageReference } from "../images";
+import { ImageReference, Platform, parseImageReference } from "../core/images";
 import { Descriptor, RegistryClient, RegistryError, readImage } from "./registry-client";
 
 /** One cache as the stack outputs describe it (`mirrors.<registry>`). */
@@ -30,12 +30,18 @@ export class UsageError extends Error {
 }
 
 /** Pairs each image with the cache of its registry. */
-export function routeImages(refs: readonly string[], caches: readonly CacheEndpoint[]): RoutedImage[] {
+export function routeImages(
+    refs: readonly string[],
+    caches: readonly CacheEndpoint[],
+): RoutedImage[] {
     return refs.map((ref) => {
         const image = parseImageReference(ref);
         if (!image) throw new UsageError(`${JSON.stringify(ref)} is not an image reference`);
         const cache = caches.find((candidate) => candidate.registry === image.registry);
-        if (!cache) throw new UsageError(`no cache serves ${image.registry} (for ${ref}); caches: ${caches.map((c) => c.registry).join(", ")}`);
+        if (!cache)
+            throw new UsageError(
+                `no cache serves ${image.registry} (for ${ref}); caches: ${caches.map((c) => c.registry).join(", ")}`,
+            );
         return { image, cache };
     });
 }
@@ -90,7 +96,10 @@ async function withRetries<T>(task: () => Promise<T>): Promise<T> {
             return await task();
         } catch (error) {
             // A 4xx is an answer (not found, refused), not a hiccup.
-            const answered = error instanceof RegistryError && !error.unreachable && (error.status === undefined || error.status < 500);
+            const answered =
+                error instanceof RegistryError &&
+                !error.unreachable &&
+                (error.status === undefined || error.status < 500);
             if (answered || attempt >= attempts) throw error;
             await new Promise((resolve) => setTimeout(resolve, retryDelayMs * attempt));
         }
@@ -102,7 +111,10 @@ async function withRetries<T>(task: () => Promise<T>): Promise<T> {
  * and every blob, at most `concurrency` requests at once. A blob shared between images of one
  * repository is fetched once. Failures are reported per image; the run goes on.
  */
-export async function prewarm(routed: readonly RoutedImage[], options: PrewarmOptions): Promise<PrewarmResult[]> {
+export async function prewarm(
+    routed: readonly RoutedImage[],
+    options: PrewarmOptions,
+): Promise<PrewarmResult[]> {
     const run = limiter(options.concurrency);
     const emit = options.onEvent ?? (() => {});
     const blobFetches = new Map<string, Promise<number>>();
@@ -112,12 +124,25 @@ export async function prewarm(routed: readonly RoutedImage[], options: PrewarmOp
         routed.map(async ({ image, cache }): Promise<PrewarmResult> => {
             const started = Date.now();
             const client = new RegistryClient(cache.hostEndpoint, cache.registry);
-            const result = { image: image.canonical, registry: image.registry, blobs: 0, bytes: 0, transferred: 0 };
+            const result = {
+                image: image.canonical,
+                registry: image.registry,
+                blobs: 0,
+                bytes: 0,
+                transferred: 0,
+            };
             try {
-                const content = await run(() => withRetries(() => readImage(client, image, options.platforms)));
+                const content = await run(() =>
+                    withRetries(() => readImage(client, image, options.platforms)),
+                );
                 result.blobs = content.blobs.length;
                 result.bytes = content.blobs.reduce((sum, blob) => sum + blob.size, 0);
-                emit({ kind: "started", image: image.canonical, blobs: result.blobs, bytes: result.bytes });
+                emit({
+                    kind: "started",
+                    image: image.canonical,
+                    blobs: result.blobs,
+                    bytes: result.bytes,
+                });
                 // A registry links blobs per repository, so each repository fetches its own. One
                 // digest is fetched by one repository at a time: a proxy does not store a blob it
                 // is already fetching for another request.
@@ -125,22 +150,39 @@ export async function prewarm(routed: readonly RoutedImage[], options: PrewarmOp
                     const key = `${cache.registry}/${image.repository}@${blob.digest}`;
                     const first = !blobFetches.has(key);
                     if (first) {
-                        const onBytes = (bytes: number) => emit({ kind: "bytes", image: image.canonical, bytes });
+                        const onBytes = (bytes: number) =>
+                            emit({ kind: "bytes", image: image.canonical, bytes });
                         const digestKey = `${cache.registry}@${blob.digest}`;
                         const fetched = (digestQueues.get(digestKey) ?? Promise.resolve())
                             .catch(() => 0)
-                            .then(() => run(() => withRetries(() => client.fetchBlob(image.repository, blob.digest, onBytes))));
+                            .then(() =>
+                                run(() =>
+                                    withRetries(() =>
+                                        client.fetchBlob(image.repository, blob.digest, onBytes),
+                                    ),
+                                ),
+                            );
                         digestQueues.set(digestKey, fetched);
                         blobFetches.set(key, fetched);
                     }
                     return blobFetches.get(key)!.then((bytes) => (first ? bytes : 0));
                 };
                 const transferred = await Promise.all(content.blobs.map(fetchOnce));
-                const done = { ...result, ok: true, transferred: transferred.reduce((a, b) => a + b, 0), seconds: (Date.now() - started) / 1000 };
+                const done = {
+                    ...result,
+                    ok: true,
+                    transferred: transferred.reduce((a, b) => a + b, 0),
+                    seconds: (Date.now() - started) / 1000,
+                };
                 emit({ kind: "finished", result: done });
                 return done;
             } catch (error) {
-                const failed = { ...result, ok: false, error: (error as Error).message, seconds: (Date.now() - started) / 1000 };
+                const failed = {
+                    ...result,
+                    ok: false,
+                    error: (error as Error).message,
+                    seconds: (Date.now() - started) / 1000,
+                };
                 emit({ kind: "finished", result: failed });
                 return failed;
             }
@@ -164,7 +206,12 @@ export interface VerifyResult {
  *
  * @param views the read-only endpoint of each cache, by registry
  */
-export async function verify(routed: readonly RoutedImage[], views: ReadonlyMap<string, string>, platforms: readonly Platform[], concurrency: number): Promise<VerifyResult[]> {
+export async function verify(
+    routed: readonly RoutedImage[],
+    views: ReadonlyMap<string, string>,
+    platforms: readonly Platform[],
+    concurrency: number,
+): Promise<VerifyResult[]> {
     const run = limiter(concurrency);
     return Promise.all(
         routed.map(async ({ image }): Promise<VerifyResult> => {
@@ -175,14 +222,28 @@ export async function verify(routed: readonly RoutedImage[], views: ReadonlyMap<
                 blobs = (await run(() => readImage(client, image, platforms))).blobs;
             } catch (error) {
                 if (!(error instanceof RegistryError) || error.unreachable) throw error;
-                return { ...base, present: false, reason: error.message.replace(/: not found$/, ": not in the cache"), blobs: 0, bytes: 0 };
+                return {
+                    ...base,
+                    present: false,
+                    reason: error.message.replace(/: not found$/, ": not in the cache"),
+                    blobs: 0,
+                    bytes: 0,
+                };
             }
-            const held = await Promise.all(blobs.map((blob) => run(() => client.hasBlob(image.repository, blob.digest))));
+            const held = await Promise.all(
+                blobs.map((blob) => run(() => client.hasBlob(image.repository, blob.digest))),
+            );
             const missing = blobs.filter((_, index) => !held[index]);
             const bytes = blobs.reduce((sum, blob) => sum + blob.size, 0);
             if (missing.length === 0) return { ...base, present: true, blobs: blobs.length, bytes };
             const first = missing[0].digest.slice(0, 19);
-            return { ...base, present: false, reason: `${missing.length} of ${blobs.length} blobs not in the cache (${first}…)`, blobs: blobs.length, bytes };
+            return {
+                ...base,
+                present: false,
+                reason: `${missing.length} of ${blobs.length} blobs not in the cache (${first}…)`,
+                blobs: blobs.length,
+                bytes,
+            };
         }),
     );
 }
@@ -207,17 +268,33 @@ export async function prewarmUntilStored(
     const results = new Map<string, PrewarmResult>();
     let pending = [...routed];
     for (let round = 1; pending.length > 0; round++) {
-        const pulled = await prewarm(pending, round === 1 ? options : { ...options, onEvent: undefined });
+        const pulled = await prewarm(
+            pending,
+            round === 1 ? options : { ...options, onEvent: undefined },
+        );
         for (const result of pulled) {
             const earlier = results.get(result.image);
-            results.set(result.image, earlier ? { ...result, transferred: earlier.transferred + result.transferred, seconds: earlier.seconds + result.seconds } : result);
+            results.set(
+                result.image,
+                earlier
+                    ? {
+                          ...result,
+                          transferred: earlier.transferred + result.transferred,
+                          seconds: earlier.seconds + result.seconds,
+                      }
+                    : result,
+            );
         }
         const served = pending.filter((_, index) => pulled[index].ok);
         const unstored = await waitUntilStored(served, views, options);
         pending = served.filter(({ image }) => unstored.has(image.canonical));
         if (pending.length > 0 && round === storeRounds) {
             for (const { image } of pending) {
-                results.set(image.canonical, { ...results.get(image.canonical)!, ok: false, error: `served but not stored after ${storeRounds} pulls: ${unstored.get(image.canonical)}` });
+                results.set(image.canonical, {
+                    ...results.get(image.canonical)!,
+                    ok: false,
+                    error: `served but not stored after ${storeRounds} pulls: ${unstored.get(image.canonical)}`,
+                });
             }
             break;
         }
@@ -227,11 +304,18 @@ export async function prewarmUntilStored(
 }
 
 /** Images not (yet) fully in storage after up to `storeWaitMs`, with the reason. */
-async function waitUntilStored(routed: readonly RoutedImage[], views: ReadonlyMap<string, string>, options: PrewarmOptions): Promise<Map<string, string>> {
+async function waitUntilStored(
+    routed: readonly RoutedImage[],
+    views: ReadonlyMap<string, string>,
+    options: PrewarmOptions,
+): Promise<Map<string, string>> {
     const deadline = Date.now() + storeWaitMs;
     for (;;) {
-        const absent = (await verify(routed, views, options.platforms, options.concurrency)).filter((result) => !result.present);
-        if (absent.length === 0 || Date.now() > deadline) return new Map(absent.map((result) => [result.image, result.reason ?? ""]));
+        const absent = (await verify(routed, views, options.platforms, options.concurrency)).filter(
+            (result) => !result.present,
+        );
+        if (absent.length === 0 || Date.now() > deadline)
+            return new Map(absent.map((result) => [result.image, result.reason ?? ""]));
         await new Promise((resolve) => setTimeout(resolve, 250));
     }
 }

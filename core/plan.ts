@@ -1,0 +1,176 @@
+/**
+ * The cache plan: one cache per upstream, derived from validated settings, and the Docker
+ * resources that run it as plain data. Pure: index.ts wraps secrets and wires dependencies, and
+ * the verify view and the bench build their containers from the same definitions.
+ */
+import type * as docker from "@pulumi/docker";
+import type * as pulumi from "@pulumi/pulumi";
+import { CacheMode, Credential, Settings } from "../mirrors";
+
+/** Where the registry image keeps its data; each cache volume is mounted here. */
+export const registryStoragePath = "/var/lib/registry";
+
+/** The port the registry listens on inside its container (both `registry:2` and `registry:3`). */
+export const registryContainerPort = 5000;
+
+/** Everything about one cache that names, ports and client renderings must agree on. */
+export interface Cache {
+    registry: string;
+    remote: string;
+    /** Host port the cache is published on. */
+    port: number;
+    ttl: string;
+    mode: CacheMode;
+    /** Name of both the container and its volume. */
+    name: string;
+    image: string;
+    bindAddress: string;
+    /** URL cluster nodes pull through: `http://<mirrorHost>:<port>`. */
+    endpoint: string;
+    /** URL this host pulls through (prewarm, verify, local tools). */
+    hostEndpoint: string;
+    /** Docker labels that tie the container and volume to their stack and upstream. */
+    labels: Record<string, string>;
+    credential?: Credential;
+}
+
+export interface StackIdentity {
+    project: string;
+    stack: string;
+}
+
+/** Derives one cache per upstream from validated settings. */
+export function planCaches(settings: Settings, identity: StackIdentity): Cache[] {
+    const hostAddress = settings.bindAddress === "0.0.0.0" ? "127.0.0.1" : settings.bindAddress;
+    return settings.upstreams.map((upstream) => {
+        const remote = new URL(upstream.remote).origin;
+        return {
+            registry: upstream.registry,
+            remote,
+            port: upstream.port,
+            ttl: upstream.ttl ?? settings.ttl,
+            mode: settings.mode,
+            // Docker names cannot hold ":", which a registry with a port has.
+            name: settings.namePrefix + upstream.registry.replace(":", "_"),
+            image: settings.image,
+            bindAddress: settings.bindAddress,
+            endpoint: `http://${settings.mirrorHost}:${upstream.port}`,
+            hostEndpoint: `http://${hostAddress}:${upstream.port}`,
+            labels: {
+                "pullthrough.project": identity.project,
+                "pullthrough.stack": identity.stack,
+                "pullthrough.registry": upstream.registry,
+                "pullthrough.remote": remote,
+                "pullthrough.mode": settings.mode,
+            },
+            credential: settings.credentials[upstream.registry],
+        };
+    });
+}
+
+const toLabelList = (labels: Record<string, string>) =>
+    Object.entries(labels).map(([label, value]) => ({ label, value }));
+
+export function cacheVolume(cache: Cache) {
+    return { name: cache.name, labels: toLabelList(cache.labels) } satisfies docker.VolumeArgs;
+}
+
+const registryAnswers = `wget -q -O /dev/null http://127.0.0.1:${registryContainerPort}/v2/`;
+
+/**
+ * How the registry process of a cache runs: `proxy` runs the image as it ships; `auto` and
+ * `offline` run `supervisor` (the text of container/cache-supervisor.sh) as the entry command,
+ * which starts the same registry binary as a proxy or read-only.
+ */
+function registryProcess(cache: Pick<Cache, "mode" | "remote" | "ttl">, supervisor: string) {
+    const common = [`REGISTRY_PROXY_TTL=${cache.ttl}`, "REGISTRY_LOG_LEVEL=info"];
+    return cache.mode === "proxy"
+        ? { envs: [`REGISTRY_PROXY_REMOTEURL=${cache.remote}`, ...common] }
+        : {
+              entrypoints: ["/bin/sh", "-c", supervisor],
+              envs: [
+                  `PULLTHROUGH_MODE=${cache.mode}`,
+                  `PULLTHROUGH_REMOTE=${cache.remote}`,
+                  ...common,
+              ],
+          };
+}
+
+/**
+ * The registry container of one cache, in the Docker provider's own input types. `args.envs` is
+ * plain; `secretEnvs` carries the upstream login and must be wrapped as a Pulumi secret before it
+ * reaches a resource. A supervised cache's healthcheck prints what it serves now (`docker
+ * inspect` shows it under State.Health).
+ */
+export function cacheContainer(cache: Cache, supervisor: string) {
+    const supervised = cache.mode !== "proxy";
+    const args = {
+        name: cache.name,
+        image: cache.image,
+        ...registryProcess(cache, supervisor),
+        volumes: [{ volumeName: cache.name, containerPath: registryStoragePath }],
+        ports: [
+            {
+                internal: registryContainerPort,
+                external: cache.port,
+                ip: cache.bindAddress,
+                protocol: "tcp",
+            },
+        ],
+        restart: "always",
+        // busybox wget is in both the registry:2 and registry:3 images; 127.0.0.1 needs no DNS.
+        healthcheck: {
+            tests: supervised
+                ? ["CMD-SHELL", `${registryAnswers} && cat /tmp/pullthrough-serving`]
+                : ["CMD", ...registryAnswers.split(" ")],
+            interval: "3s",
+            timeout: "3s",
+            retries: 3,
+            startPeriod: "5s",
+        },
+        wait: true,
+        waitTimeout: 90,
+        labels: toLabelList(cache.labels),
+    } satisfies docker.ContainerArgs;
+    const secretEnvs = cache.credential
+        ? [
+              `REGISTRY_PROXY_USERNAME=${cache.credential.username}`,
+              `REGISTRY_PROXY_PASSWORD=${cache.credential.password}`,
+          ]
+        : [];
+    return { args, secretEnvs };
+}
+
+/** A cache as the stack outputs describe it: enough to look inside its volume. */
+export interface CacheRef {
+    registry: string;
+    remote: string;
+    container: string;
+    volume: string;
+}
+
+/**
+ * A read-only look at a cache: its registry in `offline` mode over the cache's volume mounted
+ * read-only, published on an ephemeral loopback port, never restarted. It answers only from
+ * storage, exactly as the cache would with no network. `image` is the running cache's image id,
+ * so nothing is pulled.
+ */
+export function cacheViewContainer(cache: CacheRef, supervisor: string, image: string) {
+    return {
+        image,
+        ...registryProcess({ mode: "offline", remote: cache.remote, ttl: "0" }, supervisor),
+        volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly: true }],
+        ports: [{ internal: registryContainerPort, ip: "127.0.0.1", protocol: "tcp" }],
+        labels: [{ label: "pullthrough.view-of", value: cache.container }],
+    } satisfies docker.ContainerArgs;
+}
+
+/** With `keepCache`, destroy leaves the volumes (and their images) for the next `pulumi up`. */
+export function volumeOptions(settings: Pick<Settings, "keepCache">) {
+    return { retainOnDelete: settings.keepCache } satisfies pulumi.CustomResourceOptions;
+}
+
+/** A cache's name and port are fixed, so a replacement must remove the old container first. */
+export function containerOptions() {
+    return { deleteBeforeReplace: true } satisfies pulumi.CustomResourceOptions;
+}

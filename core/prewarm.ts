@@ -1,0 +1,89 @@
+/**
+ * The prewarm plan: which images `pulumi up` pulls through the caches before any node boots, and
+ * the Command that does it. Pure; the Talos image set is read by the caller (host/talosctl.ts).
+ */
+import type * as command from "@pulumi/command";
+import { ConfigError, ClusterSettings, Settings, formatKey, talosImageSet } from "../mirrors";
+import { parseImageReference } from "./images";
+import { Cache } from "./plan";
+import { mirrorsByRegistry } from "./render";
+
+/** The image set of a Talos cluster, and where the list came from. */
+export interface TalosImageSet {
+    images: string[];
+    source: string;
+}
+
+const kubernetesVersionedImages =
+    /\/(?:kube-apiserver|kube-controller-manager|kube-scheduler|kube-proxy|kubelet):/;
+const talosVersionedImages = /\/installer:/;
+
+/** Puts the configured Kubernetes version on the Kubernetes images and the Talos version on the installer. */
+export function retagTalosImages(
+    images: readonly string[],
+    versions: Pick<ClusterSettings, "kubernetesVersion" | "talosVersion">,
+): string[] {
+    const withV = (version: string) => (version.startsWith("v") ? version : `v${version}`);
+    return images.map((image) => {
+        const retag = (version: string | undefined) =>
+            version ? image.replace(/:[^:/@]+$/, `:${withV(version)}`) : image;
+        if (kubernetesVersionedImages.test(image)) return retag(versions.kubernetesVersion);
+        if (talosVersionedImages.test(image)) return retag(versions.talosVersion);
+        return image;
+    });
+}
+
+/**
+ * The images `pullthrough:prewarm` names, fully qualified, in config order and each once (the
+ * `prewarmImages` output). `talos` expands to the cluster's image set, read only when listed.
+ *
+ * @throws ConfigError when an image of the `talos` set comes from a registry without a cache
+ */
+export function planPrewarm(
+    settings: Settings,
+    caches: readonly Cache[],
+    readTalosImages: () => TalosImageSet,
+): string[] {
+    const registries = caches.map((cache) => cache.registry);
+    const images = new Set<string>();
+    const problems: string[] = [];
+    settings.prewarm.forEach((entry, index) => {
+        const talos = entry === talosImageSet ? readTalosImages() : undefined;
+        for (const ref of talos?.images ?? [entry]) {
+            const image = parseImageReference(ref);
+            if (!image) {
+                problems.push(
+                    `${formatKey(["prewarm", index])}: ${talos!.source} lists ${JSON.stringify(ref)}, which is not an image reference`,
+                );
+            } else if (!registries.includes(image.registry)) {
+                problems.push(
+                    `${formatKey(["prewarm", index])}: got "talos", whose ${image.canonical} needs a cache for ${image.registry}; add it to pullthrough:upstreams (caches: ${registries.join(", ")})`,
+                );
+            } else {
+                images.add(image.canonical);
+            }
+        }
+    });
+    if (problems.length > 0) throw new ConfigError(problems);
+    return [...images];
+}
+
+/**
+ * The `command.local.Command` that runs `npm run prewarm` once the caches are healthy. It reads
+ * the same document `pulumi stack output --json` gives CI jobs, on stdin, so the tool has one
+ * input format; a change of images or endpoints runs it again.
+ */
+export function prewarmCommand(
+    images: readonly string[],
+    caches: readonly Cache[],
+    projectDir: string,
+) {
+    const outputs = JSON.stringify({ mirrors: mirrorsByRegistry(caches), prewarmImages: images });
+    return {
+        create: "npm run --silent prewarm -- --outputs -",
+        stdin: outputs,
+        dir: projectDir,
+        triggers: [outputs],
+        logging: "stdoutAndStderr",
+    } satisfies command.local.CommandArgs;
+}

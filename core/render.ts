@@ -1,0 +1,63 @@
+/**
+ * Client renderings of the cache plan: the stack outputs in the forms Talos, containerd and
+ * `talosctl` take. Pure; every function maps caches to text or plain data.
+ */
+import { stringify as toYaml } from "yaml";
+import { Cache } from "./plan";
+
+export function mirrorsByRegistry(caches: readonly Cache[]) {
+    return Object.fromEntries(
+        caches.map((cache) => [
+            cache.registry,
+            {
+                remote: cache.remote,
+                port: cache.port,
+                mode: cache.mode,
+                endpoint: cache.endpoint,
+                hostEndpoint: cache.hostEndpoint,
+                container: cache.name,
+                volume: cache.name,
+            },
+        ]),
+    );
+}
+
+/** `talosctl cluster create` flags: the flag is a string slice, so one pair per registry. */
+export function registryMirrorFlags(caches: readonly Cache[]): string[] {
+    return caches.flatMap((cache) => ["--registry-mirror", `${cache.registry}=${cache.endpoint}`]);
+}
+
+/** Legacy `machine.registries.mirrors` patch: understood by every Talos version. */
+export function talosConfigPatch(caches: readonly Cache[]): string {
+    const mirrors = Object.fromEntries(
+        caches.map((cache) => [cache.registry, { endpoints: [cache.endpoint] }]),
+    );
+    return toYaml({ machine: { registries: { mirrors } } });
+}
+
+/** One `RegistryMirrorConfig` document per registry (Talos 1.12+). */
+export function talosMirrorDocuments(caches: readonly Cache[]): string {
+    return caches
+        .map((cache) =>
+            toYaml({
+                apiVersion: "v1alpha1",
+                kind: "RegistryMirrorConfig",
+                name: cache.registry,
+                endpoints: [{ url: cache.endpoint }],
+            }),
+        )
+        .join("---\n");
+}
+
+/**
+ * containerd `hosts.toml` per registry (`<config_path>/<registry>/hosts.toml`): the cache first,
+ * the real registry as `server` so a node still pulls when the cache is down.
+ */
+export function containerdHosts(caches: readonly Cache[]): Record<string, string> {
+    return Object.fromEntries(
+        caches.map((cache) => [
+            cache.registry,
+            `server = ${JSON.stringify(cache.remote)}\n\n[host.${JSON.stringify(cache.endpoint)}]\n  capabilities = ["pull", "resolve"]\n`,
+        ]),
+    );
+}

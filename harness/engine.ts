@@ -1,0 +1,147 @@
+/**
+ * The local Docker engine for the real-engine tests: making sure it runs, its Engine API over the
+ * unix socket, and the `docker` CLI for the odd command. Everything here stays on this machine.
+ */
+import { execFileSync } from "node:child_process";
+import { request } from "node:http";
+import * as path from "node:path";
+
+const socketPath = process.env.DOCKER_SOCKET ?? "/var/run/docker.sock";
+const repoRoot = path.resolve(__dirname, "..");
+
+/** Tag of the test-only registry image (Debian's distribution 2.8), built locally, never pulled. */
+export const fixtureRegistryImage = "pullthrough-test/registry:2.8-debian";
+
+/** Runs the docker CLI and returns its trimmed stdout; throws with stderr on failure. */
+export function docker(...args: string[]): string {
+    return execFileSync("docker", args, {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+        maxBuffer: 256 << 20,
+    }).trim();
+}
+
+/** A blob download in a registry's access log; group 1 is the digest, 2 the status, 3 the bytes. */
+export const blobGet = /"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64})\S* HTTP\/1\.1" (\d{3}) (\d+)/;
+
+/** Bytes of the blobs a registry sent in full (HTTP 200), by its access log, since a moment. */
+export function blobBytesServed(container: string, since: Date): number {
+    const log = docker("logs", "--since", since.toISOString(), container);
+    return [...log.matchAll(new RegExp(blobGet.source, "g"))]
+        .filter((match) => match[2] === "200")
+        .reduce((sum, match) => sum + Number(match[3]), 0);
+}
+
+/** How many lines of a container's log (its registry access log) match `pattern`, optionally only since a moment. */
+export function countLogLines(container: string, pattern: RegExp, since?: Date): number {
+    return docker("logs", ...(since ? ["--since", since.toISOString()] : []), container)
+        .split("\n")
+        .filter((line) => pattern.test(line)).length;
+}
+
+const engineIsUp = () => {
+    try {
+        docker("info", "--format", "{{.ServerVersion}}");
+        return true;
+    } catch {
+        return false;
+    }
+};
+
+/**
+ * Starts what the real-engine tests need (Debian packages, dockerd) when it is missing, and builds
+ * the fixture registry image. Fails, never skips, when the engine cannot be had.
+ */
+export function prepareTestHost(): void {
+    if (!engineIsUp()) {
+        if (process.getuid?.() !== 0)
+            throw new Error(
+                "Docker is not running and only root can start it: run scripts/test-host.sh as root",
+            );
+        execFileSync("bash", [path.join(repoRoot, "scripts/test-host.sh")], { stdio: "inherit" });
+    }
+    execFileSync("bash", [path.join(repoRoot, "harness/registry-image.sh"), fixtureRegistryImage], {
+        stdio: "inherit",
+    });
+}
+
+/**
+ * One Engine API call; resolves to the parsed JSON body (or undefined), rejects on HTTP >= 400.
+ * `archive` is sent as a tar body (for PUT …/archive) instead of a JSON `body`.
+ */
+export function engine<T = any>(
+    method: string,
+    apiPath: string,
+    body?: unknown,
+    archive?: Buffer,
+): Promise<T> {
+    const payload = archive ?? (body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
+    const contentType = archive ? "application/x-tar" : "application/json";
+    return new Promise<T>((resolve, reject) => {
+        const req = request(
+            {
+                socketPath,
+                method,
+                path: apiPath,
+                headers: payload
+                    ? { "content-type": contentType, "content-length": payload.length }
+                    : {},
+            },
+            (res) => {
+                const chunks: Buffer[] = [];
+                res.on("data", (chunk: Buffer) => chunks.push(chunk));
+                res.on("end", () => {
+                    const text = Buffer.concat(chunks).toString("utf8");
+                    if ((res.statusCode ?? 500) >= 400) {
+                        reject(
+                            new Error(
+                                `Docker ${method} ${apiPath}: HTTP ${res.statusCode} ${text.trim()}`,
+                            ),
+                        );
+                    } else {
+                        resolve((text ? JSON.parse(text) : undefined) as T);
+                    }
+                });
+            },
+        );
+        req.on("error", reject);
+        req.end(payload);
+    });
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+    what: string,
+    timeoutMs: number,
+    check: () => Promise<T | undefined>,
+): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+        try {
+            const value = await check();
+            if (value !== undefined) return value;
+        } catch (error) {
+            lastError = error;
+        }
+        await sleep(250);
+    }
+    throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`,
+    );
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export async function freePort(): Promise<number> {
+    const { createServer } = await import("node:net");
+    return new Promise((resolve, reject) => {
+        const server = createServer();
+        server.once("error", reject);
+        server.listen(0, "127.0.0.1", () => {
+            const { port } = server.address() as { port: number };
+            server.close(() => resolve(port));
+        });
+    });
+}

@@ -1,0 +1,121 @@
+/**
+ * One local stack for a real-engine suite or the bench: fixture upstreams on a Docker network of
+ * its own, the Pulumi engine stand-in with the Docker and Command provider stand-ins behind it,
+ * free loopback ports for the caches, and a containerd hosts directory kept in step with the
+ * stack's `containerdHosts` output (fallback closed off). Everything it makes is named after
+ * `id`, and `remove` takes it all away.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { encodeConfig } from "../mirrors";
+import { CommandProviderStandIn } from "./command-provider-stand-in";
+import { Containerd, withClosedFallback, writeHostsDir } from "./containerd";
+import { DockerProviderStandIn } from "./docker-provider-stand-in";
+import { blobGet, countLogLines, fixtureRegistryImage, freePort, prepareTestHost } from "./engine";
+import { ProgramRun } from "./program";
+import { PulumiEngineStandIn } from "./pulumi-engine";
+import { FixtureImage, FixtureUpstreams } from "./upstreams";
+
+export interface StackUpstream {
+    registry: string;
+    remote: string;
+    port: number;
+}
+
+/**
+ * Stack config for test caches: the fixture registry image, published on loopback under
+ * `namePrefix`, one cache per upstream; `extra` keys as the CLI would hand them over.
+ */
+export function localStackConfig(
+    namePrefix: string,
+    upstreams: readonly StackUpstream[],
+    extra: Record<string, unknown> = {},
+): Record<string, string> {
+    return encodeConfig({
+        image: fixtureRegistryImage,
+        bindAddress: "127.0.0.1",
+        mirrorHost: "127.0.0.1",
+        namePrefix,
+        upstreams,
+        ...extra,
+    });
+}
+
+export class TestStack {
+    readonly docker: DockerProviderStandIn;
+    readonly commands = new CommandProviderStandIn();
+    readonly engine: PulumiEngineStandIn;
+    /** The last `up`'s run: declared resources and outputs. */
+    run!: ProgramRun;
+
+    private constructor(
+        /** Prefix of every container, volume and network the stack makes. */
+        readonly id: string,
+        readonly upstreams: FixtureUpstreams,
+        /** Host port of each registry's cache. */
+        readonly ports: Record<string, number>,
+        /** containerd `hosts.toml` directory for the current outputs. */
+        readonly hostsDir: string,
+    ) {
+        this.docker = new DockerProviderStandIn(id);
+        this.engine = new PulumiEngineStandIn([this.docker, this.commands]);
+    }
+
+    /** Readies the host, starts a fixture upstream per registry and seeds it with `images`. */
+    static async start(
+        suite: string,
+        registries: string[],
+        images: FixtureImage[] = [],
+    ): Promise<TestStack> {
+        prepareTestHost();
+        const id = `pt-${suite}-${process.pid}`;
+        const upstreams = await FixtureUpstreams.start(id, registries);
+        await upstreams.seed(images);
+        const ports: Record<string, number> = {};
+        for (const registry of registries) ports[registry] = await freePort();
+        return new TestStack(id, upstreams, ports, mkdtempSync(path.join(tmpdir(), "pt-hosts-")));
+    }
+
+    /** `pulumi up` with the local caches' config plus `extra`; `upstreams` overrides the fixture list. */
+    async up(
+        extra: Record<string, unknown> = {},
+        upstreams = this.upstreams.upstreamsOn(this.ports),
+    ) {
+        this.run = await this.engine.up(localStackConfig(`${this.id}-`, upstreams, extra));
+        // Nodes read hosts.toml as the program renders it; only the fallback is closed off.
+        rmSync(this.hostsDir, { recursive: true, force: true });
+        writeHostsDir(
+            this.hostsDir,
+            withClosedFallback(this.run.outputs.containerdHosts as Record<string, string>),
+        );
+        return this.run;
+    }
+
+    /** `pulumi destroy`. */
+    async destroy(): Promise<void> {
+        await this.engine.destroy();
+    }
+
+    cacheName(registry: string): string {
+        return `${this.id}-${registry.replace(":", "_")}`;
+    }
+
+    /** Blob responses a cache has sent (its access log), optionally only since a moment. */
+    blobsServedBy(registry: string, since?: Date): number {
+        return countLogLines(this.cacheName(registry), blobGet, since);
+    }
+
+    /** Pulls `refs` as a freshly booted node through the current hosts.toml; resolves to their digests. */
+    pullOnNewNode(refs: string[]): Promise<string[]> {
+        return Containerd.pullOnNewNode(refs, this.hostsDir);
+    }
+
+    /** Removes everything the stack made, retained volumes included. */
+    async remove(): Promise<void> {
+        this.engine.forget();
+        await this.docker.removeEverything();
+        await this.upstreams.remove();
+        rmSync(this.hostsDir, { recursive: true, force: true });
+    }
+}

@@ -1,0 +1,175 @@
+#!/usr/bin/env node
+/*
+ * A test stand-in for talosctl. It claims the version in TALOSCTL_STAND_IN_VERSION and accepts
+ * exactly the `cluster create` / `cluster destroy` flags of that version family, rejecting any
+ * other. `cluster create` does what a Talos node does with mirrors: turns every
+ * `--registry-mirror` into a containerd hosts.toml (fallback closed off) and pulls the images in
+ * TALOSCTL_STAND_IN_IMAGES through them with ctr, against the containerd at
+ * TALOSCTL_STAND_IN_CONTAINERD; `image default` lists those images. Every call is appended to <state>/calls.jsonl.
+ */
+"use strict";
+const { execFileSync } = require("node:child_process");
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
+
+const claimed = process.env.TALOSCTL_STAND_IN_VERSION ?? "v1.12.0";
+const [, major, minor] = /^v(\d+)\.(\d+)\.\d+$/.exec(claimed) ?? [];
+const modern = Number(major) > 1 || Number(minor) >= 12;
+
+function fail(message) {
+    process.stderr.write(`talosctl stand-in ${claimed}: ${message}\n`);
+    process.exit(1);
+}
+
+/** Flags (all taking a value) per command shape of the claimed version. */
+const valueFlags = modern
+    ? {
+          "create docker": [
+              "name",
+              "state",
+              "subnet",
+              "workers",
+              "kubernetes-version",
+              "registry-mirror",
+              "image",
+          ],
+          "create qemu": [
+              "name",
+              "state",
+              "cidr",
+              "controlplanes",
+              "workers",
+              "talos-version",
+              "kubernetes-version",
+              "registry-mirror",
+          ],
+          destroy: ["name", "state", "provisioner"],
+      }
+    : {
+          create: [
+              "provisioner",
+              "name",
+              "state",
+              "cidr",
+              "controlplanes",
+              "workers",
+              "talos-version",
+              "kubernetes-version",
+              "registry-mirror",
+              "wait-timeout",
+          ],
+          destroy: ["provisioner", "name", "state"],
+      };
+
+function parseFlags(shape, args) {
+    const allowed = valueFlags[shape];
+    if (!allowed) fail(`unknown command "cluster ${shape}"`);
+    const flags = {};
+    for (let i = 0; i < args.length; i += 2) {
+        const name = args[i].replace(/^--/, "");
+        if (!args[i].startsWith("--") || !allowed.includes(name))
+            fail(`unknown flag: ${args[i]} for "cluster ${shape}"`);
+        if (args[i + 1] === undefined) fail(`flag needs an argument: ${args[i]}`);
+        (flags[name] ??= []).push(args[i + 1]);
+    }
+    return flags;
+}
+
+const last = (flags, name, fallback) =>
+    flags[name] ? flags[name][flags[name].length - 1] : fallback;
+const clusterDir = (flags) =>
+    path.join(
+        last(flags, "state", path.join(os.homedir(), ".talos/clusters")),
+        last(flags, "name", "talos-default"),
+    );
+
+function record(flags, call) {
+    const state = last(flags, "state", path.join(os.homedir(), ".talos/clusters"));
+    fs.mkdirSync(state, { recursive: true });
+    fs.appendFileSync(
+        path.join(state, "calls.jsonl"),
+        JSON.stringify({ version: claimed, ...call }) + "\n",
+    );
+}
+
+function ctr(namespace, ...args) {
+    return execFileSync(
+        "ctr",
+        ["--address", process.env.TALOSCTL_STAND_IN_CONTAINERD, "--namespace", namespace, ...args],
+        { encoding: "utf8" },
+    );
+}
+
+function create(shape, args) {
+    const flags = parseFlags(shape, args);
+    const dir = clusterDir(flags);
+    if (fs.existsSync(dir)) fail(`cluster ${path.basename(dir)} already exists`);
+    const hostsDir = path.join(dir, "hosts");
+    const mirrors = {};
+    for (const value of flags["registry-mirror"] ?? []) {
+        if (value.includes(","))
+            fail(`--registry-mirror ${value}: a comma splits this string-slice flag`);
+        const [registry, endpoint] = [
+            value.slice(0, value.indexOf("=")),
+            value.slice(value.indexOf("=") + 1),
+        ];
+        if (!/^https?:\/\//.test(endpoint))
+            fail(`--registry-mirror ${value}: missing protocol scheme`);
+        // Before 1.12 a repeated host keeps only the last value; from 1.12 they add up.
+        mirrors[registry] = modern ? [...(mirrors[registry] ?? []), endpoint] : [endpoint];
+    }
+    for (const [registry, endpoints] of Object.entries(mirrors)) {
+        fs.mkdirSync(path.join(hostsDir, registry), { recursive: true });
+        const hosts = endpoints
+            .map((url) => `[host.${JSON.stringify(url)}]\n  capabilities = ["pull", "resolve"]\n`)
+            .join("\n");
+        fs.writeFileSync(
+            path.join(hostsDir, registry, "hosts.toml"),
+            `server = "http://127.0.0.1:1"\n\n${hosts}`,
+        );
+    }
+    const namespace = path.basename(dir);
+    const pulled = [];
+    for (const ref of (process.env.TALOSCTL_STAND_IN_IMAGES ?? "").split(/\s+/).filter(Boolean)) {
+        ctr(namespace, "images", "pull", "--hosts-dir", hostsDir, ref);
+        pulled.push(ref);
+        process.stdout.write(`pulled ${ref}\n`);
+    }
+    fs.writeFileSync(
+        path.join(dir, "cluster.json"),
+        JSON.stringify({ shape, flags, mirrors, pulled }, null, 2),
+    );
+    record(flags, { command: `cluster ${shape}`, args });
+}
+
+function destroy(args) {
+    const flags = parseFlags("destroy", args);
+    const dir = clusterDir(flags);
+    if (fs.existsSync(dir)) {
+        const { pulled } = JSON.parse(fs.readFileSync(path.join(dir, "cluster.json"), "utf8"));
+        if (pulled.length > 0) ctr(path.basename(dir), "images", "rm", ...pulled);
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+    record(flags, { command: "cluster destroy", args });
+}
+
+const argv = process.argv.slice(2);
+if (argv[0] === "version") {
+    process.stdout.write(`Client:\n\tTalos ${claimed}\n`);
+} else if (argv[0] === "image" && argv[1] === "default") {
+    // What a cluster of this version pulls: here, the images the stand-in's nodes pull.
+    for (const ref of (process.env.TALOSCTL_STAND_IN_IMAGES ?? "").split(/\s+/).filter(Boolean))
+        process.stdout.write(`${ref}\n`);
+} else if (argv[0] === "cluster" && argv[1] === "create") {
+    if (modern && !["docker", "qemu"].includes(argv[2]))
+        fail(
+            'bare "cluster create" builds a QEMU cluster from 1.12; use "cluster create docker|qemu"',
+        );
+    if (modern) create(`create ${argv[2]}`, argv.slice(3));
+    else create("create", argv.slice(2));
+} else if (argv[0] === "cluster" && argv[1] === "destroy") {
+    destroy(argv.slice(2));
+} else {
+    fail(`unknown command: ${argv.join(" ")}`);
+}

@@ -1,0 +1,11 @@
+/**
+ * The files the program ships into its containers, read from container/ beside this repo's code.
+ * Kept apart from core/ so the plan stays pure: callers read once and pass the text in.
+ */
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+
+/** The text of container/cache-supervisor.sh, the entry command of `auto` and `offline` caches. */
+export function readCacheSupervisor(): string {
+    return readFileSync(path.join(__dirname, "../container/cache-supervisor.sh"), "utf8");
+}

@@ -1,0 +1,86 @@
+/**
+ * The talosctl binary on this host: its version, and the image set it says a cluster pulls.
+ * Host I/O only; what to do with them is decided in core/cluster.ts and core/prewarm.ts.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { ClusterSettings } from "../mirrors";
+import { TalosctlVersion, formatVersion, parseTalosctlVersion } from "../core/cluster";
+import { TalosImageSet, retagTalosImages } from "../core/prewarm";
+
+/** Runs the binary for its client version; a missing binary is an error that says what to set. */
+export function readTalosctlVersion(talosctl: string): TalosctlVersion {
+    let output: string;
+    try {
+        output = execFileSync(talosctl, ["version", "--client", "--short"], {
+            encoding: "utf8",
+            stdio: ["ignore", "pipe", "pipe"],
+            timeout: 30_000,
+        });
+    } catch (error) {
+        const reason =
+            (error as NodeJS.ErrnoException).code === "ENOENT"
+                ? "not found"
+                : String((error as Error).message);
+        throw new Error(
+            `talosctl (${talosctl}) ${reason}: install talosctl or set pullthrough:cluster.talosctl to its path`,
+            { cause: error },
+        );
+    }
+    return parseTalosctlVersion(output);
+}
+
+/**
+ * The talosctl version to build commands for: required when the stack creates the cluster, and
+ * otherwise used when the binary happens to be there (for the `talosctlCreate` output).
+ */
+export function detectTalosctlVersion(
+    cluster: Pick<ClusterSettings, "enabled" | "talosctl">,
+): TalosctlVersion | undefined {
+    try {
+        return readTalosctlVersion(cluster.talosctl);
+    } catch (error) {
+        if (cluster.enabled) throw error;
+        return undefined;
+    }
+}
+
+/**
+ * What a cluster of these settings pulls: `talosctl image default` when the binary is there,
+ * else the list kept in `talos-images.json`; then retagged for a configured Kubernetes or
+ * Talos version.
+ */
+export function readTalosImageSet(
+    cluster: Pick<ClusterSettings, "talosctl" | "kubernetesVersion" | "talosVersion">,
+): TalosImageSet {
+    let listed: TalosImageSet;
+    try {
+        const version = formatVersion(readTalosctlVersion(cluster.talosctl));
+        const output = execFileSync(cluster.talosctl, ["image", "default"], {
+            encoding: "utf8",
+            stdio: ["ignore", "pipe", "pipe"],
+            timeout: 30_000,
+        });
+        listed = {
+            images: output
+                .split("\n")
+                .map((line) => line.trim())
+                .filter(Boolean),
+            source: `talosctl ${version} image default`,
+        };
+    } catch (error) {
+        const why =
+            (error as NodeJS.ErrnoException).code === "ENOENT" || /not found/.test(String(error))
+                ? "talosctl not found"
+                : "talosctl image default failed";
+        const kept = JSON.parse(
+            readFileSync(path.join(__dirname, "../data/talos-images.json"), "utf8"),
+        ) as { talosVersion: string; images: string[] };
+        listed = {
+            images: kept.images,
+            source: `talos-images.json (Talos ${kept.talosVersion}; ${why})`,
+        };
+    }
+    return { ...listed, images: retagTalosImages(listed.images, cluster) };
+}

@@ -1,0 +1,398 @@
+/** The real index.ts under Pulumi mocks: what it declares, with which inputs and options. */
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { DeclaredResource, ProgramRun, runProgram } from "../../harness/program";
+import { talosctlStandIn } from "../../harness/talosctl";
+
+const volumeType = "docker:index/volume:Volume";
+const containerType = "docker:index/container:Container";
+
+const cacheSupervisorScript = readFileSync(
+    path.join(__dirname, "../../container/cache-supervisor.sh"),
+    "utf8",
+);
+
+const ofType = (resources: DeclaredResource[], type: string) =>
+    resources.filter((resource) => resource.type === type);
+const byName = (resources: DeclaredResource[], type: string, name: string) => {
+    const found = resources.find((resource) => resource.type === type && resource.name === name);
+    if (!found) throw new Error(`no ${type} named ${name}`);
+    return found;
+};
+
+describe("with no config", () => {
+    let run: Promise<ProgramRun>;
+    beforeAll(() => {
+        run = runProgram({});
+    });
+
+    test("declares exactly one volume and one container per default upstream", async () => {
+        const { resources } = await run;
+        const names = [
+            "docker.io",
+            "registry.k8s.io",
+            "quay.io",
+            "gcr.io",
+            "ghcr.io",
+            "factory.talos.dev",
+        ].map((r) => `registry-${r}`);
+        expect(
+            ofType(resources, volumeType)
+                .map((r) => r.name)
+                .sort(),
+        ).toEqual([...names].sort());
+        expect(
+            ofType(resources, containerType)
+                .map((r) => r.name)
+                .sort(),
+        ).toEqual([...names].sort());
+        expect(
+            resources
+                .filter((r) => r.type !== volumeType && r.type !== containerType)
+                .map((r) => r.type),
+        ).toEqual(["pulumi:pulumi:Stack"]);
+    });
+
+    test("the docker.io container has the full cache definition", async () => {
+        const { resources, pulumi } = await run;
+        const container = byName(resources, containerType, "registry-docker.io");
+        expect(pulumi.runtime.isRpcSecret(container.inputs.envs)).toBe(false);
+        expect(container.inputs).toEqual({
+            name: "registry-docker.io",
+            image: "registry:3",
+            entrypoints: ["/bin/sh", "-c", cacheSupervisorScript],
+            envs: [
+                "PULLTHROUGH_MODE=auto",
+                "PULLTHROUGH_REMOTE=https://registry-1.docker.io",
+                "REGISTRY_PROXY_TTL=0",
+                "REGISTRY_LOG_LEVEL=info",
+            ],
+            volumes: [{ volumeName: "registry-docker.io", containerPath: "/var/lib/registry" }],
+            ports: [{ internal: 5000, external: 5000, ip: "0.0.0.0", protocol: "tcp" }],
+            restart: "always",
+            healthcheck: {
+                tests: [
+                    "CMD-SHELL",
+                    "wget -q -O /dev/null http://127.0.0.1:5000/v2/ && cat /tmp/pullthrough-serving",
+                ],
+                interval: "3s",
+                timeout: "3s",
+                retries: 3,
+                startPeriod: "5s",
+            },
+            wait: true,
+            waitTimeout: 90,
+            labels: [
+                { label: "pullthrough.project", value: "pullthrough" },
+                { label: "pullthrough.stack", value: "dev" },
+                { label: "pullthrough.registry", value: "docker.io" },
+                { label: "pullthrough.remote", value: "https://registry-1.docker.io" },
+                { label: "pullthrough.mode", value: "auto" },
+            ],
+        });
+    });
+
+    test("volumes are labelled, kept on destroy, and each container waits for its own volume", async () => {
+        const { resources } = await run;
+        const volume = byName(resources, volumeType, "registry-ghcr.io");
+        expect(volume.inputs).toEqual({
+            name: "registry-ghcr.io",
+            labels: [
+                { label: "pullthrough.project", value: "pullthrough" },
+                { label: "pullthrough.stack", value: "dev" },
+                { label: "pullthrough.registry", value: "ghcr.io" },
+                { label: "pullthrough.remote", value: "https://ghcr.io" },
+                { label: "pullthrough.mode", value: "auto" },
+            ],
+        });
+        expect(volume.options.retainOnDelete).toBe(true);
+        const container = byName(resources, containerType, "registry-ghcr.io");
+        expect(container.options.deleteBeforeReplace).toBe(true);
+        const dependsOn = [container.options.dependsOn].flat() as { __name?: string }[];
+        expect(dependsOn.map((resource) => resource.__name)).toEqual(["registry-ghcr.io"]);
+    });
+
+    test("outputs tell clients where every cache is", async () => {
+        const { outputs } = await run;
+        expect(Object.keys(outputs).sort()).toEqual([
+            "cluster",
+            "containerdHosts",
+            "mirrors",
+            "prewarmImages",
+            "registryMirrorFlags",
+            "talosConfigPatch",
+            "talosMirrorDocuments",
+            "talosctlCreate",
+        ]);
+        expect(outputs.cluster).toBeNull();
+        expect((outputs.mirrors as any)["quay.io"]).toEqual({
+            remote: "https://quay.io",
+            port: 5002,
+            mode: "auto",
+            endpoint: "http://172.17.0.1:5002",
+            hostEndpoint: "http://127.0.0.1:5002",
+            container: "registry-quay.io",
+            volume: "registry-quay.io",
+        });
+        expect((outputs.registryMirrorFlags as string[]).slice(0, 4)).toEqual([
+            "--registry-mirror",
+            "docker.io=http://172.17.0.1:5000",
+            "--registry-mirror",
+            "registry.k8s.io=http://172.17.0.1:5001",
+        ]);
+    });
+});
+
+describe("with a custom config", () => {
+    const upstreams = Array.from({ length: 7 }, (_, index) => ({
+        registry: `registry${index}.example.org`,
+        remote: `https://upstream${index}.example.org`,
+        port: 7000 + index * 2,
+    }));
+    let run: Promise<ProgramRun>;
+    beforeAll(() => {
+        run = runProgram(
+            {
+                "pullthrough:upstreams": JSON.stringify(upstreams),
+                "pullthrough:image": "registry:2",
+                "pullthrough:bindAddress": "127.0.0.1",
+                "pullthrough:mirrorHost": "10.5.0.1",
+                "pullthrough:ttl": "72h",
+                "pullthrough:keepCache": "false",
+                "pullthrough:namePrefix": "ci-",
+                "pullthrough:credentials": JSON.stringify({
+                    "registry3.example.org": { username: "alice", password: "s3cret-pw" },
+                }),
+            },
+            { secretKeys: ["pullthrough:credentials"] },
+        );
+    });
+
+    test("seven upstreams, seven volumes, seven containers, on the configured ports", async () => {
+        const { resources } = await run;
+        const containers = ofType(resources, containerType);
+        expect(ofType(resources, volumeType)).toHaveLength(7);
+        expect(containers.map((c) => [c.name, c.inputs.image, c.inputs.ports]).sort()).toEqual(
+            upstreams
+                .map((u) => [
+                    `ci-${u.registry}`,
+                    "registry:2",
+                    [{ internal: 5000, external: u.port, ip: "127.0.0.1", protocol: "tcp" }],
+                ])
+                .sort(),
+        );
+    });
+
+    test("keepCache false lets destroy remove the volumes", async () => {
+        const { resources } = await run;
+        expect(
+            ofType(resources, volumeType).map((volume) => volume.options.retainOnDelete),
+        ).toEqual(Array(7).fill(false));
+    });
+
+    test("credentials reach only their own container, and only as a secret", async () => {
+        const { resources, pulumi } = await run;
+        for (const container of ofType(resources, containerType)) {
+            const secret = pulumi.runtime.isRpcSecret(container.inputs.envs);
+            const envs: string[] = pulumi.runtime.unwrapRpcSecret(container.inputs.envs);
+            if (container.name === "ci-registry3.example.org") {
+                expect(secret).toBe(true);
+                expect(envs).toEqual([
+                    "PULLTHROUGH_MODE=auto",
+                    "PULLTHROUGH_REMOTE=https://upstream3.example.org",
+                    "REGISTRY_PROXY_TTL=72h",
+                    "REGISTRY_LOG_LEVEL=info",
+                    "REGISTRY_PROXY_USERNAME=alice",
+                    "REGISTRY_PROXY_PASSWORD=s3cret-pw",
+                ]);
+            } else {
+                expect(secret).toBe(false);
+                expect(envs.join(" ")).not.toContain("REGISTRY_PROXY_PASSWORD");
+            }
+        }
+    });
+
+    test("no output is secret or holds a credential, so CI can read them all", async () => {
+        const { outputs, pulumi } = await run;
+        for (const value of Object.values(outputs))
+            expect(await pulumi.isSecret(pulumi.output(value))).toBe(false);
+        expect(JSON.stringify(outputs)).not.toMatch(/alice|s3cret-pw/);
+        expect((outputs.mirrors as any)["registry3.example.org"].endpoint).toBe(
+            "http://10.5.0.1:7006",
+        );
+        expect((outputs.mirrors as any)["registry3.example.org"].hostEndpoint).toBe(
+            "http://127.0.0.1:7006",
+        );
+    });
+});
+
+describe("with invalid config", () => {
+    test("the program stops with the key, value and what is valid, and declares nothing", async () => {
+        const declared: string[] = [];
+        const run = runProgram(
+            {
+                "pullthrough:upstreams": JSON.stringify([
+                    { registry: "docker.io", remote: "https://registry-1.docker.io", port: 99999 },
+                ]),
+            },
+            {
+                createResource: async (args) => {
+                    declared.push(args.type);
+                    return { id: "x", state: args.inputs };
+                },
+            },
+        );
+        await expect(run).rejects.toThrow(
+            /pullthrough:upstreams\[0\]\.port: got 99999; expected an integer port from 1 to 65535/,
+        );
+        expect(declared.filter((type) => type !== "pulumi:pulumi:Stack")).toEqual([]);
+    });
+});
+
+describe("with the cluster enabled", () => {
+    const talosctl = talosctlStandIn("v1.12.1");
+    const commandType = "command:local:Command";
+    let run: Promise<ProgramRun>;
+    beforeAll(() => {
+        run = runProgram({
+            "pullthrough:cluster": JSON.stringify({
+                enabled: true,
+                provisioner: "qemu",
+                name: "lab",
+                state: "/srv/talos",
+                talosctl,
+                workers: 2,
+            }),
+        });
+    });
+
+    test("one Command creates the cluster with every cache as a mirror, after every cache container", async () => {
+        const { resources } = await run;
+        const [command] = ofType(resources, commandType);
+        expect(ofType(resources, commandType)).toHaveLength(1);
+        const mirrors = [
+            "docker.io",
+            "registry.k8s.io",
+            "quay.io",
+            "gcr.io",
+            "ghcr.io",
+            "factory.talos.dev",
+        ].map(
+            (registry, i) =>
+                `--registry-mirror ${registry}=http://10.5.0.1:${[5000, 5001, 5002, 5003, 5004, 5006][i]}`,
+        );
+        expect(command.inputs.create).toBe(
+            `${talosctl} cluster create qemu --name lab --state /srv/talos --cidr 10.5.0.0/24 --controlplanes 1 --workers 2 ${mirrors.join(" ")}`,
+        );
+        expect(command.inputs.delete).toBe(
+            `${talosctl} cluster destroy --name lab --state /srv/talos`,
+        );
+        expect(command.inputs.triggers).toEqual([command.inputs.create]);
+        expect(command.inputs.logging).toBe("stdoutAndStderr");
+        expect(command.options.deleteBeforeReplace).toBe(true);
+        const dependsOn = [command.options.dependsOn].flat() as {
+            __name?: string;
+            __pulumiType?: string;
+        }[];
+        expect(
+            dependsOn.map((resource) => [resource.__pulumiType, resource.__name]).sort(),
+        ).toEqual(
+            ofType(resources, containerType)
+                .map((container) => [containerType, container.name])
+                .sort(),
+        );
+    });
+
+    test("the cluster and the caches agree on host and ports; outputs describe the cluster", async () => {
+        const { outputs } = await run;
+        const mirrors = outputs.mirrors as Record<string, { endpoint: string }>;
+        for (const [registry, { endpoint }] of Object.entries(mirrors)) {
+            expect(outputs.talosctlCreate as string).toContain(
+                `--registry-mirror ${registry}=${endpoint}`,
+            );
+            expect(endpoint).toMatch(/^http:\/\/10\.5\.0\.1:/);
+        }
+        expect(outputs.cluster).toEqual({
+            name: "lab",
+            provisioner: "qemu",
+            talosctlVersion: "v1.12.1",
+            endpointHost: "10.5.0.2",
+        });
+    });
+});
+
+describe("cluster settings the detected talosctl lacks", () => {
+    test("stop the program before anything is declared", async () => {
+        const talosctl = talosctlStandIn("v1.12.0");
+        const run = runProgram({
+            "pullthrough:cluster": JSON.stringify({ enabled: true, controlplanes: 3, talosctl }),
+        });
+        await expect(run).rejects.toThrow(
+            /pullthrough:cluster\.controlplanes: got 3; expected 1: talosctl v1\.12\.0 "cluster create docker" always makes one control plane/,
+        );
+    });
+
+    test("a missing talosctl is a clear error", async () => {
+        const run = runProgram({
+            "pullthrough:cluster": JSON.stringify({
+                enabled: true,
+                talosctl: "/nonexistent/talosctl",
+            }),
+        });
+        await expect(run).rejects.toThrow(
+            "talosctl (/nonexistent/talosctl) not found: install talosctl or set pullthrough:cluster.talosctl to its path",
+        );
+    });
+});
+
+describe("with prewarm and the cluster enabled", () => {
+    const commandType = "command:local:Command";
+    const talosImages = [
+        "registry.k8s.io/kube-apiserver:v1.34.1",
+        "ghcr.io/siderolabs/kubelet:v1.34.1",
+    ];
+    const talosctl = talosctlStandIn("v1.12.1", { images: talosImages });
+    let run: Promise<ProgramRun>;
+    beforeAll(() => {
+        run = runProgram({
+            "pullthrough:prewarm": JSON.stringify(["nginx:1.27", "talos"]),
+            "pullthrough:cluster": JSON.stringify({
+                enabled: true,
+                talosctl,
+                kubernetesVersion: "1.34.2",
+            }),
+        });
+    });
+
+    test("the Talos set comes from `talosctl image default`, retagged for the configured Kubernetes version", async () => {
+        const { outputs } = await run;
+        expect(outputs.prewarmImages).toEqual([
+            "docker.io/library/nginx:1.27",
+            "registry.k8s.io/kube-apiserver:v1.34.2",
+            "ghcr.io/siderolabs/kubelet:v1.34.2",
+        ]);
+    });
+
+    test("caches, then prewarm, then the cluster: the prewarm Command waits for every container, the cluster for the prewarm", async () => {
+        const { resources } = await run;
+        const prewarm = byName(resources, commandType, "prewarm-caches");
+        const cluster = byName(resources, commandType, "talos-cluster");
+        const names = (options: DeclaredResource["options"]) =>
+            ([options.dependsOn].flat() as { __name?: string }[])
+                .map((resource) => resource.__name)
+                .sort();
+        const containers = ofType(resources, containerType).map((container) => container.name);
+        expect(names(prewarm.options)).toEqual([...containers].sort());
+        expect(names(cluster.options)).toEqual([...containers, "prewarm-caches"].sort());
+        expect(prewarm.inputs.create).toBe("npm run --silent prewarm -- --outputs -");
+        expect(JSON.parse(prewarm.inputs.stdin).prewarmImages).toEqual(
+            (await run).outputs.prewarmImages,
+        );
+    });
+});
+
+test("without prewarm, no prewarm Command is declared", async () => {
+    const { resources, outputs } = await runProgram({});
+    expect(resources.filter((resource) => resource.name === "prewarm-caches")).toEqual([]);
+    expect(outputs.prewarmImages).toEqual([]);
+});

@@ -1,0 +1,347 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { ClusterSettings, parseSettings } from "../../mirrors";
+import {
+    clusterCreateArgv,
+    clusterDestroyArgv,
+    parseTalosctlVersion,
+    shellQuote,
+    unsupportedSettings,
+} from "../../core/cluster";
+
+const standIn = path.join(__dirname, "../../harness/talosctl-stand-in.js");
+const mirrors = [
+    "--registry-mirror",
+    "docker.io=http://10.5.0.1:5000",
+    "--registry-mirror",
+    "ghcr.io=http://10.5.0.1:5004",
+];
+/** The default cluster settings, enabled, with overrides. */
+const cluster = (overrides: Partial<ClusterSettings> = {}): ClusterSettings => ({
+    ...parseSettings({}).cluster,
+    enabled: true,
+    ...overrides,
+});
+
+describe("version", () => {
+    test.each([
+        ["Client:\n\tTalos v1.12.1\n", { major: 1, minor: 12, patch: 1 }],
+        ["Talos v1.9.5", { major: 1, minor: 9, patch: 5 }],
+        ["Client:\n\tTalos v1.11.0-alpha.1-12-gabcdef\n", { major: 1, minor: 11, patch: 0 }],
+    ])("reads %j", (output, version) => {
+        expect(parseTalosctlVersion(output)).toEqual(version);
+    });
+
+    test("output without a version is an error that shows it", () => {
+        expect(() => parseTalosctlVersion("command not found")).toThrow(
+            /cannot read a version.*command not found/,
+        );
+    });
+});
+
+const v = (text: string) => parseTalosctlVersion(text);
+
+describe("create argv per version family", () => {
+    const full = {
+        controlplanes: 1,
+        workers: 2,
+        kubernetesVersion: "1.32.0",
+        state: "/tmp/talos state",
+    };
+    test.each<[string, ClusterSettings["provisioner"], Partial<ClusterSettings>, string[]]>([
+        [
+            "v1.9.5",
+            "docker",
+            full,
+            [
+                "cluster",
+                "create",
+                "--provisioner",
+                "docker",
+                "--name",
+                "talos-default",
+                "--state",
+                "/tmp/talos state",
+                "--cidr",
+                "10.5.0.0/24",
+                "--controlplanes",
+                "1",
+                "--workers",
+                "2",
+                "--kubernetes-version",
+                "1.32.0",
+            ],
+        ],
+        [
+            "v1.9.5",
+            "qemu",
+            { ...full, controlplanes: 3, talosVersion: "v1.9" },
+            [
+                "cluster",
+                "create",
+                "--provisioner",
+                "qemu",
+                "--name",
+                "talos-default",
+                "--state",
+                "/tmp/talos state",
+                "--cidr",
+                "10.5.0.0/24",
+                "--controlplanes",
+                "3",
+                "--workers",
+                "2",
+                "--talos-version",
+                "v1.9",
+                "--kubernetes-version",
+                "1.32.0",
+            ],
+        ],
+        [
+            "v1.11.2",
+            "docker",
+            {},
+            [
+                "cluster",
+                "create",
+                "--provisioner",
+                "docker",
+                "--name",
+                "talos-default",
+                "--cidr",
+                "10.5.0.0/24",
+                "--controlplanes",
+                "1",
+                "--workers",
+                "1",
+            ],
+        ],
+        [
+            "v1.11.2",
+            "qemu",
+            {},
+            [
+                "cluster",
+                "create",
+                "--provisioner",
+                "qemu",
+                "--name",
+                "talos-default",
+                "--cidr",
+                "10.5.0.0/24",
+                "--controlplanes",
+                "1",
+                "--workers",
+                "1",
+            ],
+        ],
+        [
+            "v1.12.0",
+            "docker",
+            full,
+            [
+                "cluster",
+                "create",
+                "docker",
+                "--name",
+                "talos-default",
+                "--state",
+                "/tmp/talos state",
+                "--subnet",
+                "10.5.0.0/24",
+                "--workers",
+                "2",
+                "--kubernetes-version",
+                "1.32.0",
+            ],
+        ],
+        [
+            "v1.12.0",
+            "qemu",
+            full,
+            [
+                "cluster",
+                "create",
+                "qemu",
+                "--name",
+                "talos-default",
+                "--state",
+                "/tmp/talos state",
+                "--cidr",
+                "10.5.0.0/24",
+                "--controlplanes",
+                "1",
+                "--workers",
+                "2",
+                "--kubernetes-version",
+                "1.32.0",
+            ],
+        ],
+        [
+            "v1.13.1",
+            "docker",
+            { extraArgs: ["--image", "ghcr.io/siderolabs/talos:v1.13.1"] },
+            [
+                "cluster",
+                "create",
+                "docker",
+                "--name",
+                "talos-default",
+                "--subnet",
+                "10.5.0.0/24",
+                "--workers",
+                "1",
+                "--image",
+                "ghcr.io/siderolabs/talos:v1.13.1",
+            ],
+        ],
+        [
+            "v1.13.1",
+            "qemu",
+            { talosVersion: "v1.13.1" },
+            [
+                "cluster",
+                "create",
+                "qemu",
+                "--name",
+                "talos-default",
+                "--cidr",
+                "10.5.0.0/24",
+                "--controlplanes",
+                "1",
+                "--workers",
+                "1",
+                "--talos-version",
+                "v1.13.1",
+            ],
+        ],
+    ])("talosctl %s, %s", (version, provisioner, overrides, expected) => {
+        const settings = cluster({ provisioner, ...overrides });
+        const argv = clusterCreateArgv(settings, v(version), mirrors);
+        const { extraArgs } = settings;
+        expect(argv).toEqual([
+            "talosctl",
+            ...expected.slice(0, expected.length - extraArgs.length),
+            ...mirrors,
+            ...extraArgs,
+        ]);
+    });
+
+    test.each([
+        ["v1.9.5", false],
+        ["v1.11.2", false],
+        ["v1.12.0", true],
+        ["v1.13.1", true],
+    ])(
+        "talosctl %s: the stand-in, holding that version's flag set, accepts create and destroy",
+        (version, subcommands) => {
+            for (const provisioner of ["docker", "qemu"] as const) {
+                const state = mkdtempSync(path.join(tmpdir(), "pt-talosctl-"));
+                try {
+                    const settings = cluster({
+                        provisioner,
+                        talosctl: standIn,
+                        state,
+                        kubernetesVersion: "1.32.0",
+                    });
+                    const env = {
+                        ...process.env,
+                        TALOSCTL_STAND_IN_VERSION: version,
+                        TALOSCTL_STAND_IN_IMAGES: "",
+                    };
+                    execFileSync(
+                        "/bin/sh",
+                        ["-c", shellQuote(clusterCreateArgv(settings, v(version), mirrors))],
+                        { env, stdio: "pipe" },
+                    );
+                    execFileSync(
+                        "/bin/sh",
+                        ["-c", shellQuote(clusterDestroyArgv(settings, v(version)))],
+                        { env, stdio: "pipe" },
+                    );
+                    const calls = readFileSync(path.join(state, "calls.jsonl"), "utf8")
+                        .trim()
+                        .split("\n")
+                        .map((line) => JSON.parse(line).command);
+                    expect(calls).toEqual([
+                        subcommands ? `cluster create ${provisioner}` : "cluster create",
+                        "cluster destroy",
+                    ]);
+                } finally {
+                    rmSync(state, { recursive: true, force: true });
+                }
+            }
+        },
+    );
+
+    test("the stand-in rejects what the real talosctl would: bare create on 1.12, --controlplanes for docker", () => {
+        const env = { ...process.env, TALOSCTL_STAND_IN_VERSION: "v1.12.0" };
+        expect(() =>
+            execFileSync(standIn, ["cluster", "create", "--provisioner", "docker"], {
+                env,
+                stdio: "pipe",
+            }),
+        ).toThrow(/bare "cluster create"/);
+        expect(() =>
+            execFileSync(standIn, ["cluster", "create", "docker", "--controlplanes", "3"], {
+                env,
+                stdio: "pipe",
+            }),
+        ).toThrow(/unknown flag: --controlplanes/);
+    });
+});
+
+describe("destroy argv", () => {
+    test("before 1.12 it names the provisioner; from 1.12 the state file does", () => {
+        const qemu = cluster({ provisioner: "qemu", name: "lab", state: "/var/lib/talos" });
+        expect(clusterDestroyArgv(qemu, v("v1.11.0"))).toEqual([
+            "talosctl",
+            "cluster",
+            "destroy",
+            "--provisioner",
+            "qemu",
+            "--name",
+            "lab",
+            "--state",
+            "/var/lib/talos",
+        ]);
+        expect(clusterDestroyArgv(qemu, v("v1.12.0"))).toEqual([
+            "talosctl",
+            "cluster",
+            "destroy",
+            "--name",
+            "lab",
+            "--state",
+            "/var/lib/talos",
+        ]);
+    });
+});
+
+describe("settings the version cannot express", () => {
+    test("1.12+ docker makes exactly one control plane and takes no --talos-version", () => {
+        const settings = cluster({ controlplanes: 3, talosVersion: "v1.12.0" });
+        expect(unsupportedSettings(settings, v("v1.12.0")).map(([key]) => key)).toEqual([
+            "cluster.controlplanes",
+            "cluster.talosVersion",
+        ]);
+        expect(unsupportedSettings(settings, v("v1.11.0"))).toEqual([]);
+        expect(unsupportedSettings({ ...settings, provisioner: "qemu" }, v("v1.12.0"))).toEqual([]);
+    });
+
+    test("talosctl older than 1.7 is refused", () => {
+        expect(unsupportedSettings(cluster(), v("v1.6.7"))).toEqual([
+            ["cluster.talosctl", "talosctl", "talosctl v1.7.0 or newer (found v1.6.7)"],
+        ]);
+    });
+});
+
+describe("shellQuote", () => {
+    test("runs the exact argv under /bin/sh, spaces, quotes and all", () => {
+        const argv = ["printf", "%s\\n", "plain", "with space", "it's", "$HOME", "a=b,c"];
+        expect(execFileSync("/bin/sh", ["-c", shellQuote(argv)], { encoding: "utf8" })).toBe(
+            "plain\nwith space\nit's\n$HOME\na=b,c\n",
+        );
+    });
+});

@@ -1,0 +1,461 @@
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import {
+    ConfigError,
+    cidrAddress,
+    configKeys,
+    defaultUpstreams,
+    nearestKey,
+    parseSettings,
+    plainStringKeys,
+} from "../../mirrors";
+import { config, upstream } from "./settings";
+
+function problemsOf(values: Record<string, string>): string[] {
+    try {
+        parseSettings(values);
+    } catch (error) {
+        if (error instanceof ConfigError) return [...error.problems];
+        throw error;
+    }
+    throw new Error("config was accepted");
+}
+
+describe("defaults", () => {
+    const settings = parseSettings({});
+
+    test("with no config the stack reproduces the Talos guide's six caches", () => {
+        expect(settings.upstreams.map((u) => [u.registry, u.port, u.remote])).toEqual([
+            ["docker.io", 5000, "https://registry-1.docker.io"],
+            ["registry.k8s.io", 5001, "https://registry.k8s.io"],
+            ["quay.io", 5002, "https://quay.io"],
+            ["gcr.io", 5003, "https://gcr.io"],
+            ["ghcr.io", 5004, "https://ghcr.io"],
+            ["factory.talos.dev", 5006, "https://factory.talos.dev"],
+        ]);
+    });
+
+    test("every other key has its documented default", () => {
+        const { upstreams, ...rest } = settings;
+        expect(upstreams).toHaveLength(defaultUpstreams.length);
+        expect(rest).toEqual({
+            image: "registry:3",
+            bindAddress: "0.0.0.0",
+            mirrorHost: "172.17.0.1",
+            ttl: "0",
+            keepCache: true,
+            namePrefix: "registry-",
+            credentials: {},
+            mode: "auto",
+            prewarm: [],
+            cluster: {
+                enabled: false,
+                provisioner: "docker",
+                name: "talos-default",
+                cidr: "10.5.0.0/24",
+                controlplanes: 1,
+                workers: 1,
+                talosctl: "talosctl",
+                extraArgs: [],
+            },
+        });
+    });
+
+    test("mirrorHost follows the provisioner unless set: docker0 for docker, the cluster gateway for qemu", () => {
+        expect(parseSettings(config({ cluster: { provisioner: "qemu" } })).mirrorHost).toBe(
+            "10.5.0.1",
+        );
+        expect(
+            parseSettings(config({ cluster: { provisioner: "qemu", cidr: "192.168.77.0/26" } }))
+                .mirrorHost,
+        ).toBe("192.168.77.1");
+        expect(
+            parseSettings(config({ cluster: { provisioner: "docker", cidr: "10.9.0.0/24" } }))
+                .mirrorHost,
+        ).toBe("172.17.0.1");
+        expect(
+            parseSettings(config({ mirrorHost: "cache.lan", cluster: { provisioner: "qemu" } }))
+                .mirrorHost,
+        ).toBe("cache.lan");
+    });
+
+    test("config of other namespaces is none of our business", () => {
+        expect(parseSettings({ "docker:host": "unix:///var/run/docker.sock" }).image).toBe(
+            "registry:3",
+        );
+    });
+
+    test("values arrive as the CLI stores them: strings, with JSON for booleans and structures", () => {
+        const parsed = parseSettings(
+            config({ keepCache: "false", ttl: "0", upstreams: [upstream("docker.io", 6000)] }),
+        );
+        expect(parsed.keepCache).toBe(false);
+        expect(parsed.ttl).toBe("0");
+        expect(parsed.upstreams).toEqual([upstream("docker.io", 6000)]);
+    });
+});
+
+describe("validation", () => {
+    // Each row: the config, then fragments the single error line must contain: the key, the value, what is valid.
+    test.each<[string, Record<string, unknown>, string[]]>([
+        [
+            "misspelt top-level key",
+            { upstream: [] },
+            ["pullthrough:upstream: unknown key", 'did you mean "upstreams"'],
+        ],
+        [
+            "wrong case",
+            { KeepCache: "true" },
+            ["pullthrough:KeepCache", 'did you mean "keepCache"'],
+        ],
+        [
+            "unknown key far from all",
+            { flavour: "x" },
+            ["pullthrough:flavour: unknown key; valid keys are upstreams, image"],
+        ],
+        [
+            "misspelt upstream key",
+            { upstreams: [{ ...upstream("docker.io", 5000), remoteUrl: "x" }] },
+            ["pullthrough:upstreams[0].remoteUrl", 'did you mean "remote"'],
+        ],
+        [
+            "upstreams not JSON",
+            { upstreams: "docker.io" },
+            [
+                "pullthrough:upstreams",
+                '"docker.io"',
+                ", which is not JSON",
+                "list of {registry, remote, port, ttl?}",
+            ],
+        ],
+        ["upstreams empty", { upstreams: [] }, ["pullthrough:upstreams: got []", "non-empty list"]],
+        [
+            "upstreams an object",
+            { upstreams: { registry: "docker.io" } },
+            ["pullthrough:upstreams: got {", "non-empty list"],
+        ],
+        [
+            "missing port",
+            { upstreams: [{ registry: "docker.io", remote: "https://x.io" }] },
+            ["pullthrough:upstreams[0].port: got nothing", "integer port from 1 to 65535"],
+        ],
+        [
+            "port too large",
+            {
+                upstreams: [
+                    upstream("a.io", 5000),
+                    upstream("b.io", 5001),
+                    upstream("c.io", 70000),
+                ],
+            },
+            ["pullthrough:upstreams[2].port: got 70000", "1 to 65535"],
+        ],
+        [
+            "port zero",
+            { upstreams: [upstream("a.io", 0)] },
+            ["pullthrough:upstreams[0].port: got 0"],
+        ],
+        [
+            "port fractional",
+            { upstreams: [upstream("a.io", 5000.5)] },
+            ["pullthrough:upstreams[0].port: got 5000.5"],
+        ],
+        [
+            "port as string",
+            { upstreams: [upstream("a.io", "5000")] },
+            ['pullthrough:upstreams[0].port: got "5000"'],
+        ],
+        [
+            "registry with a scheme",
+            { upstreams: [upstream("https://docker.io", 5000, { remote: "https://example.org" })] },
+            ['pullthrough:upstreams[0].registry: got "https://docker.io"', "registry host name"],
+        ],
+        [
+            "registry with a path",
+            { upstreams: [upstream("docker.io/library", 5000, { remote: "https://example.org" })] },
+            ['pullthrough:upstreams[0].registry: got "docker.io/library"'],
+        ],
+        [
+            "registry with a bad port",
+            { upstreams: [upstream("reg.local:99999", 5000, { remote: "https://example.org" })] },
+            ['pullthrough:upstreams[0].registry: got "reg.local:99999"'],
+        ],
+        [
+            "remote without scheme",
+            { upstreams: [{ ...upstream("docker.io", 5000), remote: "registry-1.docker.io" }] },
+            ['pullthrough:upstreams[0].remote: got "registry-1.docker.io"', "absolute http(s) URL"],
+        ],
+        [
+            "remote with a path",
+            {
+                upstreams: [
+                    { ...upstream("docker.io", 5000), remote: "https://registry-1.docker.io/v2" },
+                ],
+            },
+            ["pullthrough:upstreams[0].remote", "no path"],
+        ],
+        [
+            "remote of another scheme",
+            { upstreams: [{ ...upstream("docker.io", 5000), remote: "ftp://example.org" }] },
+            ['pullthrough:upstreams[0].remote: got "ftp://example.org"'],
+        ],
+        [
+            "remote with a login",
+            {
+                upstreams: [
+                    { ...upstream("docker.io", 5000), remote: "https://me:pw@example.org" },
+                ],
+            },
+            ["pullthrough:upstreams[0].remote", "credentials"],
+        ],
+        [
+            "duplicate registry",
+            { upstreams: [upstream("a.io", 5000), upstream("a.io", 5001)] },
+            ['pullthrough:upstreams[1].registry: got "a.io"', "upstreams[0] has it"],
+        ],
+        [
+            "duplicate port",
+            { upstreams: [upstream("a.io", 5000), upstream("b.io", 5001), upstream("c.io", 5001)] },
+            ["pullthrough:upstreams[2].port: got 5001", "upstreams[1] has it"],
+        ],
+        [
+            "bad per-upstream ttl",
+            { upstreams: [upstream("a.io", 5000, { ttl: "7d" })] },
+            ['pullthrough:upstreams[0].ttl: got "7d"', "Go duration"],
+        ],
+        ["bad ttl", { ttl: "1 week" }, ['pullthrough:ttl: got "1 week"', "Go duration"]],
+        ["negative ttl", { ttl: "-1h" }, ['pullthrough:ttl: got "-1h"']],
+        [
+            "image with spaces",
+            { image: "registry 3" },
+            ['pullthrough:image: got "registry 3"', "Docker image reference"],
+        ],
+        ["image in upper case", { image: "Registry:3" }, ['pullthrough:image: got "Registry:3"']],
+        [
+            "image with an upper-case namespace (the tools could not parse it)",
+            { image: "MyOrg/registry:3" },
+            ['pullthrough:image: got "MyOrg/registry:3"', "Docker image reference"],
+        ],
+        [
+            "bindAddress a host name",
+            { bindAddress: "localhost" },
+            ['pullthrough:bindAddress: got "localhost"', "IPv4 address"],
+        ],
+        [
+            "bindAddress out of range",
+            { bindAddress: "127.0.0.256" },
+            ['pullthrough:bindAddress: got "127.0.0.256"'],
+        ],
+        [
+            "mirrorHost with a scheme",
+            { mirrorHost: "http://10.5.0.1" },
+            ['pullthrough:mirrorHost: got "http://10.5.0.1"', "host name or IPv4"],
+        ],
+        [
+            "mirrorHost a broken address",
+            { mirrorHost: "10.5.0.300" },
+            ['pullthrough:mirrorHost: got "10.5.0.300"'],
+        ],
+        [
+            "keepCache a word",
+            { keepCache: "yes" },
+            ['pullthrough:keepCache: got "yes"', "true or false"],
+        ],
+        [
+            "keepCache a number",
+            { keepCache: "1" },
+            ["pullthrough:keepCache: got 1", "true or false"],
+        ],
+        [
+            "namePrefix with a slash",
+            { namePrefix: "cache/" },
+            ['pullthrough:namePrefix: got "cache/"'],
+        ],
+        [
+            "credentials for an unconfigured registry",
+            {
+                credentials: { "quay.io": { username: "u", password: "p" } },
+                upstreams: [upstream("docker.io", 5000)],
+            },
+            [
+                'pullthrough:credentials["quay.io"]: got [secret]',
+                "credentials only for configured registries (docker.io)",
+            ],
+        ],
+        [
+            "credentials missing a password",
+            { credentials: { "docker.io": { username: "u" } } },
+            ['pullthrough:credentials["docker.io"].password: got nothing', "non-empty string"],
+        ],
+        [
+            "cluster not an object",
+            { cluster: "yes" },
+            ['pullthrough:cluster: got "yes"', "which is not JSON", "cluster settings"],
+        ],
+        [
+            "misspelt cluster key",
+            { cluster: { enable: true } },
+            ["pullthrough:cluster.enable: unknown key", 'did you mean "enabled"'],
+        ],
+        [
+            "unknown provisioner",
+            { cluster: { provisioner: "kvm" } },
+            ['pullthrough:cluster.provisioner: got "kvm"', '"docker" or "qemu"'],
+        ],
+        [
+            "a /33",
+            { cluster: { cidr: "10.5.0.0/33" } },
+            ['pullthrough:cluster.cidr: got "10.5.0.0/33"', "CIDR"],
+        ],
+        [
+            "a network too small for the nodes",
+            { cluster: { cidr: "10.5.0.0/30", workers: 2 } },
+            [
+                'pullthrough:cluster.cidr: got "10.5.0.0/30"',
+                "room for a gateway and 3 nodes (/29 or wider)",
+            ],
+        ],
+        [
+            "zero control planes",
+            { cluster: { controlplanes: 0 } },
+            ["pullthrough:cluster.controlplanes: got 0", "at least 1"],
+        ],
+        ["negative workers", { cluster: { workers: -1 } }, ["pullthrough:cluster.workers: got -1"]],
+        [
+            "cluster name with capitals",
+            { cluster: { name: "Talos" } },
+            ['pullthrough:cluster.name: got "Talos"'],
+        ],
+        [
+            "extraArgs a string",
+            { cluster: { extraArgs: "--memory 4096" } },
+            ['pullthrough:cluster.extraArgs: got "--memory 4096"', "list of strings"],
+        ],
+        [
+            "unknown mode",
+            { mode: "online" },
+            ['pullthrough:mode: got "online"', '"auto", "proxy" or "offline"'],
+        ],
+        [
+            "prewarm not a list",
+            { prewarm: "talos" },
+            [
+                'pullthrough:prewarm: got "talos"',
+                "which is not JSON",
+                'image references and/or "talos"',
+            ],
+        ],
+        [
+            "prewarm a bad reference",
+            { prewarm: ["talos", "Nginx:latest"] },
+            ['pullthrough:prewarm[1]: got "Nginx:latest"', "an image reference"],
+        ],
+        [
+            "prewarm an image without a cache",
+            {
+                prewarm: ["quay.io/cilium/cilium:v1.16.0"],
+                upstreams: [upstream("docker.io", 5000)],
+            },
+            [
+                'pullthrough:prewarm[0]: got "quay.io/cilium/cilium:v1.16.0"',
+                "quay.io has none; caches: docker.io",
+            ],
+        ],
+        [
+            "credentials with a misspelt key",
+            { credentials: { "docker.io": { username: "u", passwd: "p", password: "p" } } },
+            ['pullthrough:credentials["docker.io"].passwd: unknown key', 'did you mean "password"'],
+        ],
+    ])("%s", (_name, values, fragments) => {
+        const problems = problemsOf(config(values));
+        expect(problems).toHaveLength(1);
+        for (const fragment of fragments) expect(problems[0]).toContain(fragment);
+    });
+
+    test("every problem is reported at once", () => {
+        const problems = problemsOf(
+            config({ ttl: "forever", bindAddress: "any", upstreams: [upstream("a.io", -1)] }),
+        );
+        expect(problems.map((problem) => problem.split(":").slice(0, 2).join(":")).sort()).toEqual(
+            ["pullthrough:bindAddress", "pullthrough:ttl", "pullthrough:upstreams[0].port"].sort(),
+        );
+    });
+
+    test("a credential value never appears in an error", () => {
+        const problems = problemsOf(
+            config({ credentials: { "docker.io": { username: "alice", password: 12345678 } } }),
+        );
+        expect(problems).toEqual([
+            expect.stringContaining('pullthrough:credentials["docker.io"].password: got [secret]'),
+        ]);
+        expect(problems.join("\n")).not.toContain("12345678");
+        const notJson = problemsOf({ "pullthrough:credentials": "hunter2" });
+        expect(notJson.join("\n")).not.toContain("hunter2");
+    });
+
+    test("the error message lists every problem under one heading", () => {
+        expect(() => parseSettings(config({ ttl: "soon" }))).toThrow(
+            /^Invalid pullthrough config:\n {2}- pullthrough:ttl: got "soon"/,
+        );
+    });
+
+    test.each([
+        ["registry:2"],
+        ["registry:3"],
+        ["ghcr.io/distribution/distribution:3.0.0"],
+        ["localhost:5000/mirror/registry@sha256:" + "a".repeat(64)],
+        ["pullthrough-test/registry:2.8-debian"],
+    ])("image %s is accepted", (image) => {
+        expect(parseSettings(config({ image })).image).toBe(image);
+    });
+
+    test.each([
+        ["10.5.0.0/24", 1, "10.5.0.1"],
+        ["10.5.0.0/24", 2, "10.5.0.2"],
+        ["10.5.0.77/24", 1, "10.5.0.1"],
+        ["172.20.16.0/20", 1, "172.20.16.1"],
+        ["10.255.255.0/23", 257, "10.255.255.1"],
+    ])("address %s + %d is %s", (cidr, offset, address) => {
+        expect(cidrAddress(cidr, offset)).toBe(address);
+    });
+
+    test.each([["0"], ["168h"], ["1h30m"], ["1.5s"], ["500ms"]])(
+        "ttl %s is a Go duration",
+        (ttl) => {
+            expect(parseSettings(config({ ttl })).ttl).toBe(ttl);
+        },
+    );
+
+    test.each([["localhost"], ["registry.local:5000"], ["k8s.gcr.io"], ["10.0.0.5:443"]])(
+        "registry %s is accepted",
+        (registry) => {
+            expect(
+                parseSettings(config({ upstreams: [upstream(registry, 5000)] })).upstreams[0]
+                    .registry,
+            ).toBe(registry);
+        },
+    );
+
+    test("nearestKey suggests only keys within typo distance", () => {
+        expect(nearestKey("bindAdress", ["bindAddress", "image"])).toBe("bindAddress");
+        expect(nearestKey("colour", ["bindAddress", "image"])).toBeUndefined();
+    });
+});
+
+describe("Pulumi.yaml", () => {
+    const declared = (
+        parseYaml(readFileSync(path.join(__dirname, "../../Pulumi.yaml"), "utf8")) as {
+            config: Record<string, { type: string; secret?: boolean }>;
+        }
+    ).config;
+
+    test("declares exactly the keys the schema takes, in the same order", () => {
+        expect(Object.keys(declared)).toEqual(configKeys);
+    });
+
+    test("declares a plain string type exactly where the program reads a plain string", () => {
+        const strings = Object.keys(declared).filter((key) => declared[key].type === "string");
+        expect(strings).toEqual(configKeys.filter((key) => plainStringKeys.has(key)));
+    });
+});

@@ -1,0 +1,115 @@
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { cacheContainer, planCaches, volumeOptions } from "../../core/plan";
+import { parseSettings } from "../../mirrors";
+import { config, identity, upstream } from "./settings";
+
+const supervisor = readFileSync(
+    path.join(__dirname, "../../container/cache-supervisor.sh"),
+    "utf8",
+);
+
+describe("plan", () => {
+    const custom = parseSettings(
+        config({
+            upstreams: [
+                upstream("docker.io", 6000, { remote: "https://registry-1.docker.io/" }),
+                upstream("registry.local:5443", 6001, { ttl: "24h" }),
+            ],
+            ttl: "168h",
+            bindAddress: "127.0.0.1",
+            mirrorHost: "10.5.0.1",
+            namePrefix: "ci-",
+            credentials: { "docker.io": { username: "alice", password: "s3cret" } },
+        }),
+    );
+    const [dockerHub, local] = planCaches(custom, identity);
+
+    test("names come from the prefix and registry; a port becomes a Docker-safe suffix", () => {
+        expect([dockerHub.name, local.name]).toEqual(["ci-docker.io", "ci-registry.local_5443"]);
+        expect(planCaches(parseSettings({}), identity).map((cache) => cache.name)).toEqual([
+            "registry-docker.io",
+            "registry-registry.k8s.io",
+            "registry-quay.io",
+            "registry-gcr.io",
+            "registry-ghcr.io",
+            "registry-factory.talos.dev",
+        ]);
+    });
+
+    test("nodes reach a cache at mirrorHost, this host at the bind address", () => {
+        expect(dockerHub.endpoint).toBe("http://10.5.0.1:6000");
+        expect(dockerHub.hostEndpoint).toBe("http://127.0.0.1:6000");
+        const anyAddress = planCaches(parseSettings({}), identity)[0];
+        expect(anyAddress.hostEndpoint).toBe("http://127.0.0.1:5000");
+        expect(anyAddress.endpoint).toBe("http://172.17.0.1:5000");
+    });
+
+    test("a per-upstream ttl overrides the stack's; the remote is normalised to its origin", () => {
+        expect([dockerHub.ttl, local.ttl]).toEqual(["168h", "24h"]);
+        expect(dockerHub.remote).toBe("https://registry-1.docker.io");
+    });
+
+    test("the container runs the registry on its own volume, published where the plan says", () => {
+        const { args: container, secretEnvs } = cacheContainer(dockerHub, supervisor);
+        expect(secretEnvs).toEqual([
+            "REGISTRY_PROXY_USERNAME=alice",
+            "REGISTRY_PROXY_PASSWORD=s3cret",
+        ]);
+        expect(container.volumes).toEqual([
+            { volumeName: "ci-docker.io", containerPath: "/var/lib/registry" },
+        ]);
+        expect(container.ports).toEqual([
+            { internal: 5000, external: 6000, ip: "127.0.0.1", protocol: "tcp" },
+        ]);
+        expect(container.restart).toBe("always");
+        expect(container.wait).toBe(true);
+        expect(cacheContainer(local, supervisor).secretEnvs).toEqual([]);
+    });
+
+    test("proxy mode runs the image as it ships, with the upstream as its proxy remote", () => {
+        const container = cacheContainer({ ...dockerHub, mode: "proxy" }, supervisor).args;
+        expect(container).not.toHaveProperty("entrypoints");
+        expect(container.envs).toEqual([
+            "REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io",
+            "REGISTRY_PROXY_TTL=168h",
+            "REGISTRY_LOG_LEVEL=info",
+        ]);
+        expect(container.healthcheck.tests).toEqual([
+            "CMD",
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            "http://127.0.0.1:5000/v2/",
+        ]);
+    });
+
+    test.each(["auto", "offline"] as const)(
+        "%s mode runs the supervisor, which alone decides whether to proxy",
+        (mode) => {
+            const container = cacheContainer(
+                planCaches(parseSettings(config({ mode })), identity)[0],
+                supervisor,
+            ).args;
+            expect(container.entrypoints).toEqual(["/bin/sh", "-c", supervisor]);
+            expect(supervisor).toMatch(/^# Pullthrough's cache entry command/);
+            expect(container.envs).toEqual([
+                `PULLTHROUGH_MODE=${mode}`,
+                "PULLTHROUGH_REMOTE=https://registry-1.docker.io",
+                "REGISTRY_PROXY_TTL=0",
+                "REGISTRY_LOG_LEVEL=info",
+            ]);
+            expect(container.healthcheck.tests).toEqual([
+                "CMD-SHELL",
+                "wget -q -O /dev/null http://127.0.0.1:5000/v2/ && cat /tmp/pullthrough-serving",
+            ]);
+            expect(container.labels).toContainEqual({ label: "pullthrough.mode", value: mode });
+        },
+    );
+
+    test("keepCache decides whether destroy keeps the volumes", () => {
+        expect(volumeOptions({ keepCache: true })).toEqual({ retainOnDelete: true });
+        expect(volumeOptions({ keepCache: false })).toEqual({ retainOnDelete: false });
+    });
+});

@@ -1,0 +1,14 @@
+/** Shared by the unit suites: stack config as the Pulumi CLI hands it over, and small builders. */
+import { encodeConfig } from "../../mirrors";
+
+export const identity = { project: "pullthrough", stack: "dev" };
+
+/** `pullthrough:<key>` → string, as the CLI stores it (JSON for anything not a string). */
+export const config = (values: Record<string, unknown>) => encodeConfig(values);
+
+export const upstream = (registry: string, port: unknown, extra: Record<string, unknown> = {}) => ({
+    registry,
+    remote: `https://${registry}`,
+    port,
+    ...extra,
+});

@@ -1,0 +1,256 @@
+/** The prewarm/verify tools' pure parts, and where the Talos image set comes from. */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { retagTalosImages } from "../../core/prewarm";
+import { readTalosImageSet } from "../../host/talosctl";
+import {
+    formatBytes,
+    formatPrewarmSummary,
+    formatVerifyReport,
+    fromOutputs,
+    fromStackConfig,
+} from "../../tools/cli";
+import { Manifest, RegistryError, selectPlatforms } from "../../tools/registry-client";
+import { UsageError, limiter, routeImages } from "../../tools/warm";
+import { talosctlStandIn } from "../../harness/talosctl";
+
+describe("where the tools find caches and images", () => {
+    let dir: string;
+    beforeAll(() => (dir = mkdtempSync(path.join(tmpdir(), "pt-tools-"))));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    test("a stack config file is planned like pulumi up plans it; secure values are skipped", () => {
+        const file = path.join(dir, "Pulumi.lab.yaml");
+        writeFileSync(
+            file,
+            [
+                "config:",
+                "  pullthrough:bindAddress: 127.0.0.1",
+                "  pullthrough:mode: offline",
+                "  pullthrough:upstreams:",
+                "    - {registry: docker.io, remote: 'https://registry-1.docker.io', port: 6000}",
+                "  pullthrough:prewarm: [nginx:1.27]",
+                "  pullthrough:credentials:",
+                "    secure: v1:abc",
+                "",
+            ].join("\n"),
+        );
+        expect(fromStackConfig(file, "lab")).toEqual({
+            caches: [
+                {
+                    registry: "docker.io",
+                    remote: "https://registry-1.docker.io",
+                    port: 6000,
+                    mode: "offline",
+                    endpoint: "http://172.17.0.1:6000",
+                    hostEndpoint: "http://127.0.0.1:6000",
+                    container: "registry-docker.io",
+                    volume: "registry-docker.io",
+                },
+            ],
+            images: ["docker.io/library/nginx:1.27"],
+        });
+    });
+
+    test("invalid stack config stops the tools with the same errors as pulumi up", () => {
+        const file = path.join(dir, "Pulumi.bad.yaml");
+        writeFileSync(file, "config:\n  pullthrough:mode: online\n");
+        expect(() => fromStackConfig(file, "bad")).toThrow(
+            /pullthrough:mode: got "online"; expected "auto", "proxy" or "offline"/,
+        );
+        expect(() => fromStackConfig(path.join(dir, "Pulumi.none.yaml"), "none")).toThrow(
+            UsageError,
+        );
+    });
+
+    test("stack outputs are read as `pulumi stack output --json` prints them", () => {
+        const mirror = {
+            remote: "https://ghcr.io",
+            mode: "auto",
+            hostEndpoint: "http://127.0.0.1:5004",
+            container: "registry-ghcr.io",
+            volume: "registry-ghcr.io",
+        };
+        expect(
+            fromOutputs(
+                JSON.stringify({
+                    mirrors: { "ghcr.io": mirror },
+                    prewarmImages: ["ghcr.io/a/b:1"],
+                    cluster: null,
+                }),
+            ),
+        ).toEqual({
+            caches: [{ registry: "ghcr.io", ...mirror }],
+            images: ["ghcr.io/a/b:1"],
+        });
+        expect(() => fromOutputs("{}")).toThrow(/no `mirrors` output/);
+        expect(() => fromOutputs("Current stack is dev")).toThrow(/not JSON/);
+    });
+
+    test("an image is routed to its registry's cache, or refused by name", () => {
+        const caches = fromOutputs(
+            JSON.stringify({ mirrors: { "docker.io": {}, "ghcr.io": {} } }),
+        ).caches;
+        expect(
+            routeImages(["nginx", "ghcr.io/a/b:1"], caches).map(({ image, cache }) => [
+                image.canonical,
+                cache.registry,
+            ]),
+        ).toEqual([
+            ["docker.io/library/nginx:latest", "docker.io"],
+            ["ghcr.io/a/b:1", "ghcr.io"],
+        ]);
+        expect(() => routeImages(["quay.io/x/y:1"], caches)).toThrow(
+            "no cache serves quay.io (for quay.io/x/y:1); caches: docker.io, ghcr.io",
+        );
+    });
+});
+
+describe("reports", () => {
+    test("verify prints one row per image, the reason for each missing one, and a count", () => {
+        const report = formatVerifyReport([
+            {
+                image: "docker.io/library/nginx:1.27",
+                registry: "docker.io",
+                present: true,
+                blobs: 7,
+                bytes: 72_500_000,
+            },
+            {
+                image: "ghcr.io/a/b:1",
+                registry: "ghcr.io",
+                present: false,
+                reason: "tag 1: not in the cache",
+                blobs: 0,
+                bytes: 0,
+            },
+        ]);
+        expect(report.split("\n")).toEqual([
+            "IMAGE                         STATUS   DETAIL",
+            "docker.io/library/nginx:1.27  present  7 blobs, 72.5 MB",
+            "ghcr.io/a/b:1                 missing  tag 1: not in the cache",
+            "",
+            "1 of 2 images are missing.",
+        ]);
+    });
+
+    test("the prewarm summary gives totals and throughput, and lists failures", () => {
+        const ok = {
+            image: "a",
+            registry: "docker.io",
+            ok: true,
+            blobs: 2,
+            bytes: 50_000_000,
+            transferred: 40_000_000,
+            seconds: 2,
+        };
+        const failed = {
+            image: "b",
+            registry: "docker.io",
+            ok: false,
+            error: "tag 1: not found",
+            blobs: 0,
+            bytes: 0,
+            transferred: 0,
+            seconds: 0,
+        };
+        expect(formatPrewarmSummary([ok, failed], 4)).toBe(
+            "Warmed 1 of 2 images (50.0 MB); read 40.0 MB through the caches in 4.0 s (10.0 MB/s).\nFailed:\n  b: tag 1: not found",
+        );
+    });
+
+    test.each([
+        [0, "0 B"],
+        [999, "999 B"],
+        [1_500, "1.5 kB"],
+        [2_340_000_000, "2.3 GB"],
+    ])("%d bytes is %s", (bytes, text) => expect(formatBytes(bytes)).toBe(text));
+});
+
+describe("platform selection", () => {
+    const entry = (architecture: string, variant?: string) => ({
+        mediaType: "m",
+        digest: `sha256:${architecture}${variant ?? ""}`,
+        size: 1,
+        platform: { os: "linux", architecture, ...(variant ? { variant } : {}) },
+    });
+    const index: Manifest = {
+        digest: "d",
+        mediaType: "i",
+        size: 1,
+        isIndex: true,
+        blobs: [],
+        manifests: [entry("amd64"), entry("arm64", "v8"), entry("arm", "v7")],
+    };
+
+    test("a platform without variant takes any variant; several platforms take several manifests", () => {
+        expect(
+            selectPlatforms(index, [{ os: "linux", architecture: "arm64" }]).map((m) => m.digest),
+        ).toEqual(["sha256:arm64v8"]);
+        expect(
+            selectPlatforms(index, [
+                { os: "linux", architecture: "amd64" },
+                { os: "linux", architecture: "arm", variant: "v7" },
+            ]).map((m) => m.digest),
+        ).toEqual(["sha256:amd64", "sha256:armv7"]);
+    });
+
+    test("an index without the platform is an error naming what it has", () => {
+        expect(() => selectPlatforms(index, [{ os: "linux", architecture: "s390x" }])).toThrow(
+            new RegistryError(
+                "no manifest for linux/s390x in the index (it has linux/amd64, linux/arm64/v8, linux/arm/v7)",
+            ),
+        );
+    });
+});
+
+test("the limiter never runs more than its concurrency at once", async () => {
+    const run = limiter(2);
+    let running = 0;
+    let most = 0;
+    await Promise.all(
+        Array.from({ length: 8 }, () =>
+            run(async () => {
+                most = Math.max(most, ++running);
+                await new Promise((resolve) => setTimeout(resolve, 5));
+                running--;
+            }),
+        ),
+    );
+    expect(most).toBe(2);
+});
+
+describe("the Talos image set", () => {
+    test("retagging puts the Kubernetes version on Kubernetes images and the Talos version on the installer", () => {
+        const images = [
+            "registry.k8s.io/kube-apiserver:v1.34.0",
+            "ghcr.io/siderolabs/kubelet:v1.34.0",
+            "ghcr.io/siderolabs/installer:v1.11.0",
+            "registry.k8s.io/pause:3.10",
+        ];
+        expect(
+            retagTalosImages(images, { kubernetesVersion: "1.33.4", talosVersion: "v1.11.5" }),
+        ).toEqual([
+            "registry.k8s.io/kube-apiserver:v1.33.4",
+            "ghcr.io/siderolabs/kubelet:v1.33.4",
+            "ghcr.io/siderolabs/installer:v1.11.5",
+            "registry.k8s.io/pause:3.10",
+        ]);
+        expect(retagTalosImages(images, {})).toEqual(images);
+    });
+
+    test("from the talosctl binary when it is there, else from the list kept in the repo", () => {
+        const fromBinary = readTalosImageSet({
+            talosctl: talosctlStandIn("v1.12.1", { images: ["registry.k8s.io/pause:3.10"] }),
+        });
+        expect(fromBinary).toEqual({
+            images: ["registry.k8s.io/pause:3.10"],
+            source: "talosctl v1.12.1 image default",
+        });
+        const kept = readTalosImageSet({ talosctl: "/nonexistent/talosctl" });
+        expect(kept.source).toMatch(/^talos-images\.json \(Talos v1\.11\.0; talosctl not found\)$/);
+        expect(kept.images).toContain("ghcr.io/siderolabs/kubelet:v1.34.0");
+        expect(kept.images).toHaveLength(10);
+    });
+});
