@@ -29,7 +29,10 @@ export interface Cache {
     endpoint: string;
     /** URL this host pulls through (prewarm, verify, local tools). */
     hostEndpoint: string;
-    /** Docker labels that tie the container and volume to their stack and upstream. */
+    /**
+     * Docker labels that tie the container and volume to their stack and registry: the cache's
+     * identity only, so no setting change touches the volume's inputs.
+     */
     labels: Record<string, string>;
     credential?: Credential;
 }
@@ -60,8 +63,6 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
                 "pullthrough.project": identity.project,
                 "pullthrough.stack": identity.stack,
                 "pullthrough.registry": upstream.registry,
-                "pullthrough.remote": remote,
-                "pullthrough.mode": settings.mode,
             },
             credential: settings.credentials[upstream.registry],
         };
@@ -71,6 +72,10 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
 const toLabelList = (labels: Record<string, string>) =>
     Object.entries(labels).map(([label, value]) => ({ label, value }));
 
+/**
+ * The cache's storage. Its inputs are the cache's name and identity labels alone: a volume input
+ * that changed would replace it, and a replaced fixed-name volume is the same volume, deleted.
+ */
 export function cacheVolume(cache: Cache) {
     return { name: cache.name, labels: toLabelList(cache.labels) } satisfies docker.VolumeArgs;
 }
@@ -130,7 +135,11 @@ export function cacheContainer(cache: Cache, supervisor: string) {
         },
         wait: true,
         waitTimeout: 90,
-        labels: toLabelList(cache.labels),
+        labels: toLabelList({
+            ...cache.labels,
+            "pullthrough.remote": cache.remote,
+            "pullthrough.mode": cache.mode,
+        }),
     } satisfies docker.ContainerArgs;
     const secretEnvs = cache.credential
         ? [
@@ -165,12 +174,27 @@ export function cacheViewContainer(cache: CacheRef, supervisor: string, image: s
     } satisfies docker.ContainerArgs;
 }
 
-/** With `keepCache`, destroy leaves the volumes (and their images) for the next `pulumi up`. */
+/**
+ * With `keepCache`, destroy leaves the volumes (and their images) for the next `pulumi up`.
+ * Labels are set once, at creation: the provider reads a volume's labels back from the engine,
+ * so a volume made by an earlier release (other labels) would otherwise be replaced, which for
+ * a fixed name means deleted.
+ */
 export function volumeOptions(settings: Pick<Settings, "keepCache">) {
-    return { retainOnDelete: settings.keepCache } satisfies pulumi.CustomResourceOptions;
+    return {
+        retainOnDelete: settings.keepCache,
+        ignoreChanges: ["labels"],
+    } satisfies pulumi.CustomResourceOptions;
 }
 
-/** A cache's name and port are fixed, so a replacement must remove the old container first. */
+/**
+ * A cache's name and port are fixed, so a replacement must remove the old container first. The
+ * provider records a healthcheck change without applying it (its Update applies restart and
+ * resources only), so a changed healthcheck replaces the container.
+ */
 export function containerOptions() {
-    return { deleteBeforeReplace: true } satisfies pulumi.CustomResourceOptions;
+    return {
+        deleteBeforeReplace: true,
+        replaceOnChanges: ["healthcheck"],
+    } satisfies pulumi.CustomResourceOptions;
 }

@@ -11,7 +11,8 @@
  *   waitTimeout, healthcheck, …); Update applies restart alone. Delete-before-replace by default
  *   (`resources.go`). Delete is a forced removal; "no such container" is ignored.
  * - Volume: every input forces replacement, create-before-delete; creating a volume whose name
- *   exists returns that volume. Delete is forced and retried while the volume is in use.
+ *   exists returns that volume, and the state records the labels read back from it. Delete is
+ *   forced and retried while the volume is in use.
  * - Network: every input forces replacement, create-before-delete; the engine refuses a second
  *   network of the same name.
  *
@@ -181,10 +182,12 @@ export class DockerProviderStandIn implements ProviderStandIn {
             Labels: labelMap(inputs.labels),
         });
         this.created.push([volumeType, inputs.name]);
-        return {
-            id: inputs.name,
-            state: { ...inputs, driver: volume.Driver, mountpoint: volume.Mountpoint },
-        };
+        // The provider reads the volume back, so its state holds the labels the engine has.
+        const labels = Object.entries(volume.Labels ?? {}).map(([label, value]) => ({
+            label,
+            value,
+        }));
+        return { id: inputs.name, state: { ...inputs, labels, mountpoint: volume.Mountpoint } };
     }
 
     private async createNetwork(inputs: Record<string, any>) {

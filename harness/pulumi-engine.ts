@@ -5,7 +5,9 @@
  * (pulumi/pulumi `pkg/resource/deploy/step_generator.go`):
  *
  * - not in state: create;
- * - inputs unchanged: nothing (`same`);
+ * - the new inputs match the state the provider recorded (inputs listed in the resource's
+ *   `ignoreChanges` aside): nothing (`same`). Like a bridged provider's Diff, this compares
+ *   against the recorded state, which holds what the provider read back from the engine;
  * - a changed input the provider marks replace-on-change, or one the resource lists in its
  *   `replaceOnChanges` option: replace, delete-before-create when the resource's
  *   `deleteBeforeReplace` option or the provider's default asks for it, else create-before-delete;
@@ -100,6 +102,13 @@ export class PulumiEngineStandIn {
         return this.steps.filter((step) => step.op !== "same");
     }
 
+    /** The state recorded for a resource, as `pulumi stack export` shows it; tests may edit it. */
+    recordedState(type: string, name: string): Record<string, any> {
+        const applied = this.applied.get(key(type, name));
+        if (!applied) throw new Error(`no ${type} named ${name} in state`);
+        return applied.state;
+    }
+
     /** Forgets the state without touching anything, as `pulumi stack rm --force` would. */
     forget(): void {
         this.applied.clear();
@@ -122,7 +131,7 @@ export class PulumiEngineStandIn {
             record("create");
             return created;
         }
-        const changed = changedKeys(old.inputs, inputs);
+        const changed = changedKeys(old.state, inputs, options.ignoreChanges ?? []);
         if (changed.length === 0) {
             old.options = options;
             record("same");
@@ -164,10 +173,17 @@ export class PulumiEngineStandIn {
 
 const key = (type: string, name: string) => `${type}::${name}`;
 
-/** Top-level inputs whose values differ, compared as data. */
-function changedKeys(olds: Record<string, any>, news: Record<string, any>): string[] {
-    const keys = [...new Set([...Object.keys(olds), ...Object.keys(news)])];
-    return keys.filter((input) => JSON.stringify(olds[input]) !== JSON.stringify(news[input]));
+/** Declared inputs whose values differ from the recorded state, compared as data. */
+function changedKeys(
+    state: Record<string, any>,
+    news: Record<string, any>,
+    ignored: readonly string[],
+): string[] {
+    return Object.keys(news).filter(
+        (input) =>
+            !ignored.includes(input) &&
+            JSON.stringify(state[input]) !== JSON.stringify(news[input]),
+    );
 }
 
 /** Providers receive secret inputs decrypted; the engine keeps them secret in state. */

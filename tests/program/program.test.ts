@@ -92,7 +92,7 @@ describe("with no config", () => {
         });
     });
 
-    test("volumes are labelled, kept on destroy, and each container waits for its own volume", async () => {
+    test("volumes carry only their identity, are kept on destroy, and each container waits for its own volume", async () => {
         const { resources } = await run;
         const volume = byName(resources, volumeType, "registry-ghcr.io");
         expect(volume.inputs).toEqual({
@@ -101,13 +101,14 @@ describe("with no config", () => {
                 { label: "pullthrough.project", value: "pullthrough" },
                 { label: "pullthrough.stack", value: "dev" },
                 { label: "pullthrough.registry", value: "ghcr.io" },
-                { label: "pullthrough.remote", value: "https://ghcr.io" },
-                { label: "pullthrough.mode", value: "auto" },
             ],
         });
         expect(volume.options.retainOnDelete).toBe(true);
+        expect(volume.options.ignoreChanges).toEqual(["labels"]);
         const container = byName(resources, containerType, "registry-ghcr.io");
         expect(container.options.deleteBeforeReplace).toBe(true);
+        // The provider only records a healthcheck change; a replacement applies it.
+        expect(container.options.replaceOnChanges).toEqual(["healthcheck"]);
         const dependsOn = [container.options.dependsOn].flat() as { __name?: string }[];
         expect(dependsOn.map((resource) => resource.__name)).toEqual(["registry-ghcr.io"]);
     });

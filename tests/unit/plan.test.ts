@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { cacheContainer, planCaches, volumeOptions } from "../../core/plan";
+import { cacheContainer, cacheVolume, planCaches, volumeOptions } from "../../core/plan";
 import { parseSettings } from "../../mirrors";
 import { config, identity, upstream } from "./settings";
 
@@ -109,7 +109,35 @@ describe("plan", () => {
     );
 
     test("keepCache decides whether destroy keeps the volumes", () => {
-        expect(volumeOptions({ keepCache: true })).toEqual({ retainOnDelete: true });
-        expect(volumeOptions({ keepCache: false })).toEqual({ retainOnDelete: false });
+        expect(volumeOptions({ keepCache: true }).retainOnDelete).toBe(true);
+        expect(volumeOptions({ keepCache: false }).retainOnDelete).toBe(false);
+    });
+
+    test("a volume's inputs depend on the cache's identity alone, never on a setting", () => {
+        const base = config({ upstreams: [upstream("docker.io", 6000)] });
+        const volumeOf = (values: Record<string, unknown>) =>
+            cacheVolume(planCaches(parseSettings({ ...base, ...config(values) }), identity)[0]);
+        const reference = volumeOf({});
+        for (const change of [
+            { mode: "offline" },
+            { mode: "proxy" },
+            { ttl: "1h" },
+            { image: "registry:2" },
+            { bindAddress: "127.0.0.1" },
+            { mirrorHost: "10.5.0.1" },
+            { keepCache: false },
+            { credentials: { "docker.io": { username: "u", password: "p" } } },
+            {
+                upstreams: [
+                    upstream("docker.io", 7000, {
+                        remote: "http://upstream-alias:5000",
+                        ttl: "2h",
+                    }),
+                ],
+            },
+        ]) {
+            expect({ change, volume: volumeOf(change) }).toEqual({ change, volume: reference });
+        }
+        expect(volumeOf({ namePrefix: "other-" }).name).toBe("other-docker.io");
     });
 });

@@ -1,0 +1,114 @@
+/**
+ * The second and later `pulumi up`s: which resources a setting change replaces, updates or leaves
+ * alone, stepped by the engine stand-in with the Docker and Command providers' own
+ * replace-on-change rules, and applied to an in-memory record instead of a Docker engine.
+ */
+import { CommandProviderStandIn } from "../../harness/command-provider-stand-in";
+import {
+    DockerProviderStandIn,
+    containerType,
+    volumeType,
+} from "../../harness/docker-provider-stand-in";
+import { ProviderStandIn, PulumiEngineStandIn, Step } from "../../harness/pulumi-engine";
+import { encodeConfig } from "../../mirrors";
+
+/** The Docker provider's rules, with resources kept in memory: what exists, by id. */
+class InMemoryDocker implements ProviderStandIn {
+    private readonly rules = new DockerProviderStandIn("unused");
+    readonly live = new Map<string, { type: string; inputs: Record<string, any> }>();
+    private next = 0;
+
+    handles = (type: string) => this.rules.handles(type);
+    replaceKeys = (type: string) => this.rules.replaceKeys(type);
+    deletesBeforeReplace = (type: string) => this.rules.deletesBeforeReplace(type);
+
+    async create(type: string, inputs: Record<string, any>) {
+        // Like Docker: a second container or network of the same name is refused; a volume is reused.
+        const existing = [...this.live].find(
+            ([, made]) => made.type === type && made.inputs.name === inputs.name,
+        );
+        if (existing && type === volumeType)
+            return { id: existing[0], state: { ...existing[1].inputs } };
+        if (existing) throw new Error(`${type} ${inputs.name} exists`);
+        const id = type === volumeType ? inputs.name : `id-${this.next++}`;
+        this.live.set(id, { type, inputs });
+        return { id, state: { ...inputs } };
+    }
+
+    async update() {}
+
+    async delete(_type: string, id: string) {
+        this.live.delete(id);
+    }
+}
+
+const upstreams = [{ registry: "docker.io", remote: "http://upstream:5000", port: 6000 }];
+const summary = (steps: Step[]) => steps.map((step) => `${step.op} ${step.name}`);
+
+let docker: InMemoryDocker;
+let engine: PulumiEngineStandIn;
+let settings: Record<string, unknown>;
+
+async function up(change: Record<string, unknown> = {}) {
+    settings = { ...settings, ...change };
+    await engine.up(encodeConfig({ upstreams, namePrefix: "t-", ...settings }));
+    return summary(engine.changes());
+}
+
+beforeEach(async () => {
+    docker = new InMemoryDocker();
+    engine = new PulumiEngineStandIn([docker, new CommandProviderStandIn()]);
+    settings = {};
+    expect(await up()).toEqual(["create t-docker.io", "create t-docker.io"]);
+});
+
+test("an unchanged config plans no change at all", async () => {
+    expect(await up()).toEqual([]);
+});
+
+test.each<[string, Record<string, unknown>]>([
+    ["mode", { mode: "offline" }],
+    ["mode back to proxy", { mode: "proxy" }],
+    ["ttl", { ttl: "1h" }],
+    ["image", { image: "registry:2" }],
+    ["bindAddress", { bindAddress: "127.0.0.1" }],
+    ["remote", { upstreams: [{ ...upstreams[0], remote: "http://other-upstream:5000" }] }],
+    ["port", { upstreams: [{ ...upstreams[0], port: 6001 }] }],
+])("changing %s replaces the container and leaves the volume alone", async (_key, change) => {
+    const volumeBefore = [...docker.live].find(([, made]) => made.type === volumeType);
+    expect(await up(change)).toEqual(["replace t-docker.io"]);
+    expect(engine.changes()[0].type).toBe(containerType);
+    expect([...docker.live].find(([, made]) => made.type === volumeType)).toEqual(volumeBefore);
+    expect(await up()).toEqual([]);
+});
+
+test.each<[string, Record<string, unknown>]>([
+    ["mirrorHost", { mirrorHost: "10.5.0.1" }],
+    ["keepCache", { keepCache: false }],
+])("changing %s keeps every cache running", async (_key, change) => {
+    expect(await up(change)).toEqual([]);
+});
+
+test("a changed healthcheck replaces the container, which the provider's update would not apply", async () => {
+    const container = [...docker.live.values()].find((made) => made.type === containerType)!;
+    // As if an earlier release had declared another healthcheck.
+    const state = engine.recordedState(containerType, "t-docker.io");
+    state.healthcheck = { ...container.inputs.healthcheck, interval: "9s" };
+    expect(await up()).toEqual(["replace t-docker.io"]);
+});
+
+test("a volume made by an earlier release, with other labels, is kept as it is", async () => {
+    engine.recordedState(volumeType, "t-docker.io").labels = [
+        { label: "pullthrough.mode", value: "auto" },
+    ];
+    expect(await up()).toEqual([]);
+});
+
+test("a new namePrefix is a new cache: new volume and container, the old ones go", async () => {
+    expect(await up({ namePrefix: "u-" })).toEqual([
+        "create u-docker.io",
+        "create u-docker.io",
+        "delete t-docker.io",
+        "delete t-docker.io",
+    ]);
+});
