@@ -1,14 +1,15 @@
 /**
- * Pullthrough: one pull-through registry cache per upstream on this host's Docker engine, and,
- * when asked, a Talos cluster that pulls through them. Every decision lives in mirrors.ts (the
- * config contract) and core/ (the plan and its renderings); this file only turns the plan into
- * resources and outputs.
+ * Pullthrough: one pull-through registry cache per upstream on this host's Docker engine, behind
+ * one coalescing front, and, when asked, a Talos cluster that pulls through them. Every decision
+ * lives in mirrors.ts (the config contract) and core/ (the plan and its renderings); this file
+ * only turns the plan into resources and outputs.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
 import { parseSettings } from "./mirrors";
 import { planCluster, clusterCommand, clusterCommandOptions } from "./core/cluster";
+import { frontContainer, networkOptions, planFront, stackNetwork } from "./core/front";
 import {
     cacheContainer,
     cacheVolume,
@@ -21,20 +22,29 @@ import * as render from "./core/render";
 import { readCacheSupervisor } from "./host/assets";
 import { detectTalosctlVersion, readTalosImageSet } from "./host/talosctl";
 
-const { settings, caches, prewarmImages, clusterPlan } = loadPlan();
+const { settings, caches, front, prewarmImages, clusterPlan } = loadPlan();
 const supervisor = readCacheSupervisor();
 
-const cacheContainers = caches.map((cache) => {
+// The stack's private network: the front reaches each registry on it by container name.
+const network = new docker.Network(front.network, stackNetwork(front), networkOptions());
+
+const registries = caches.map((cache) => {
     // The cache's storage; kept on destroy when keepCache is set, so the next up starts warm.
     const volume = new docker.Volume(cache.name, cacheVolume(cache), volumeOptions(settings));
-    // The registry, run per `mode` (see container/cache-supervisor.sh); `wait` holds `up` until healthy.
+    // The registry, run per `mode` (container/cache-supervisor.sh); `wait` holds `up` until healthy.
     const { args, secretEnvs } = cacheContainer(cache, supervisor);
     const envs = secretEnvs.length > 0 ? pulumi.secret([...args.envs, ...secretEnvs]) : args.envs;
     return new docker.Container(
         cache.name,
         { ...args, envs },
-        { ...containerOptions(), dependsOn: volume },
+        { ...containerOptions(), dependsOn: [volume, network] },
     );
+});
+
+// The coalescing front publishes every cache port: one upstream fetch per blob, however many ask.
+const coalescingFront = new docker.Container(front.name, frontContainer(front, caches), {
+    ...containerOptions(),
+    dependsOn: registries,
 });
 
 // Warms the caches before any node pulls, so even a first boot pulls from warm caches.
@@ -44,7 +54,7 @@ const prewarm =
               new command.local.Command(
                   "prewarm-caches",
                   prewarmCommand(prewarmImages, caches, __dirname),
-                  { dependsOn: cacheContainers },
+                  { dependsOn: coalescingFront },
               ),
           ]
         : [];
@@ -53,7 +63,7 @@ if (settings.cluster.enabled) {
     // The Talos cluster boots only once every cache is healthy (and warm, with prewarm).
     new command.local.Command("talos-cluster", clusterCommand(clusterPlan), {
         ...clusterCommandOptions(),
-        dependsOn: [...cacheContainers, ...prewarm],
+        dependsOn: [coalescingFront, ...prewarm],
     });
 }
 
@@ -73,12 +83,13 @@ function loadPlan() {
         const settings = parseSettings(pulumi.runtime.allConfig());
         const identity = { project: pulumi.getProject(), stack: pulumi.getStack() };
         const caches = planCaches(settings, identity);
+        const front = planFront(settings, identity);
         const prewarmImages = planPrewarm(settings, caches, () =>
             readTalosImageSet(settings.cluster),
         );
         const talosctl = detectTalosctlVersion(settings.cluster);
         const clusterPlan = planCluster(settings, caches, talosctl);
-        return { settings, caches, prewarmImages, clusterPlan };
+        return { settings, caches, front, prewarmImages, clusterPlan };
     } catch (error) {
         // RunError prints the message alone, without a stack trace.
         throw new pulumi.RunError(error instanceof Error ? error.message : String(error));

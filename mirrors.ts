@@ -174,6 +174,7 @@ const settingsObject = z.strictObject({
         .default(() => defaultUpstreams.map((upstream) => ({ ...upstream })))
         .superRefine(requireDistinctRegistriesAndPorts),
     image: imageReference(expected.image).default("registry:3"),
+    frontImage: imageReference(expected.image).default("nginx:1"),
     bindAddress: z.string(expected.ipv4).refine(isIPv4, expected.ipv4).default("0.0.0.0"),
     // Derived from the cluster when unset: see defaultMirrorHost.
     mirrorHost: z.string(expected.host).refine(isHost, expected.host).optional(),
@@ -325,6 +326,7 @@ export const plainStringKeys: ReadonlySet<string> = new Set(
 const expectedForKey = {
     upstreams: expected.upstreams,
     image: expected.image,
+    frontImage: expected.image,
     bindAddress: expected.ipv4,
     mirrorHost: expected.host,
     ttl: expected.duration,

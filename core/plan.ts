@@ -21,8 +21,10 @@ export interface Cache {
     port: number;
     ttl: string;
     mode: CacheMode;
-    /** Name of both the container and its volume. */
+    /** Name of both the registry container and its volume. */
     name: string;
+    /** The stack-private network the registry and the front share. */
+    network: string;
     image: string;
     bindAddress: string;
     /** URL cluster nodes pull through: `http://<mirrorHost>:<port>`. */
@@ -42,6 +44,10 @@ export interface StackIdentity {
     stack: string;
 }
 
+/** The stack-private network of the caches and their front. */
+export const stackNetworkName = (settings: Pick<Settings, "namePrefix">) =>
+    `${settings.namePrefix}net`;
+
 /** Derives one cache per upstream from validated settings. */
 export function planCaches(settings: Settings, identity: StackIdentity): Cache[] {
     const hostAddress = settings.bindAddress === "0.0.0.0" ? "127.0.0.1" : settings.bindAddress;
@@ -55,6 +61,7 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
             mode: settings.mode,
             // Docker names cannot hold ":", which a registry with a port has.
             name: settings.namePrefix + upstream.registry.replace(":", "_"),
+            network: stackNetworkName(settings),
             image: settings.image,
             bindAddress: settings.bindAddress,
             endpoint: `http://${settings.mirrorHost}:${upstream.port}`,
@@ -114,14 +121,8 @@ export function cacheContainer(cache: Cache, supervisor: string) {
         image: cache.image,
         ...registryProcess(cache, supervisor),
         volumes: [{ volumeName: cache.name, containerPath: registryStoragePath }],
-        ports: [
-            {
-                internal: registryContainerPort,
-                external: cache.port,
-                ip: cache.bindAddress,
-                protocol: "tcp",
-            },
-        ],
+        // No published port: clients reach the registry through the front (core/front.ts).
+        networksAdvanced: [{ name: cache.network }],
         restart: "always",
         // busybox wget is in both the registry:2 and registry:3 images; 127.0.0.1 needs no DNS.
         healthcheck: {

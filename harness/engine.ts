@@ -9,8 +9,12 @@ import * as path from "node:path";
 const socketPath = process.env.DOCKER_SOCKET ?? "/var/run/docker.sock";
 const repoRoot = path.resolve(__dirname, "..");
 
-/** Tag of the test-only registry image (Debian's distribution 2.8), built locally, never pulled. */
-export const fixtureRegistryImage = "pullthrough-test/registry:2.8-debian";
+/** The caches' registry: distribution 3.0.0 built from source, laid out like `registry:3`. */
+export const fixtureRegistryImage = "pullthrough-test/registry:3.0.0";
+/** Debian's distribution 2.8, for what is specific to `registry:2`, and the fixture upstreams. */
+export const fixtureRegistry2Image = "pullthrough-test/registry:2.8-debian";
+/** Debian's nginx laid out like the official `nginx` image: the front. */
+export const fixtureFrontImage = "pullthrough-test/nginx:1.22-debian";
 
 /** Runs the docker CLI and returns its trimmed stdout; throws with stderr on failure. */
 export function docker(...args: string[]): string {
@@ -49,8 +53,8 @@ const engineIsUp = () => {
 };
 
 /**
- * Starts what the real-engine tests need (Debian packages, dockerd) when it is missing, and builds
- * the fixture registry image. Fails, never skips, when the engine cannot be had.
+ * Starts what the real-engine tests need (Debian packages, dockerd) when it is missing, and makes
+ * the fixture images. Fails, never skips, when the engine cannot be had.
  */
 export function prepareTestHost(): void {
     if (!engineIsUp()) {
@@ -60,9 +64,7 @@ export function prepareTestHost(): void {
             );
         execFileSync("bash", [path.join(repoRoot, "scripts/test-host.sh")], { stdio: "inherit" });
     }
-    execFileSync("bash", [path.join(repoRoot, "harness/registry-image.sh"), fixtureRegistryImage], {
-        stdio: "inherit",
-    });
+    execFileSync("bash", [path.join(repoRoot, "harness/fixture-images.sh")], { stdio: "inherit" });
 }
 
 /**

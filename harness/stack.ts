@@ -12,7 +12,14 @@ import { encodeConfig } from "../mirrors";
 import { CommandProviderStandIn } from "./command-provider-stand-in";
 import { Containerd, withClosedFallback, writeHostsDir } from "./containerd";
 import { DockerProviderStandIn } from "./docker-provider-stand-in";
-import { blobGet, countLogLines, fixtureRegistryImage, freePort, prepareTestHost } from "./engine";
+import {
+    blobGet,
+    countLogLines,
+    fixtureFrontImage,
+    fixtureRegistryImage,
+    freePort,
+    prepareTestHost,
+} from "./engine";
 import { ProgramRun } from "./program";
 import { PulumiEngineStandIn } from "./pulumi-engine";
 import { FixtureImage, FixtureUpstreams } from "./upstreams";
@@ -34,6 +41,7 @@ export function localStackConfig(
 ): Record<string, string> {
     return encodeConfig({
         image: fixtureRegistryImage,
+        frontImage: fixtureFrontImage,
         bindAddress: "127.0.0.1",
         mirrorHost: "127.0.0.1",
         namePrefix,
@@ -101,9 +109,15 @@ export class TestStack {
         return `${this.id}-${registry.replace(":", "_")}`;
     }
 
-    /** Blob responses a cache has sent (its access log), optionally only since a moment. */
+    /** The front container, which publishes every cache port. */
+    get frontName(): string {
+        return `${this.id}-front`;
+    }
+
+    /** Blob responses the front sent for a cache (its access log), optionally only since a moment. */
     blobsServedBy(registry: string, since?: Date): number {
-        return countLogLines(this.cacheName(registry), blobGet, since);
+        const port = new RegExp(`${blobGet.source}.* port=${this.ports[registry]} `);
+        return countLogLines(this.frontName, port, since);
     }
 
     /** Pulls `refs` as a freshly booted node through the current hosts.toml; resolves to their digests. */

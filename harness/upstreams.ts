@@ -3,7 +3,7 @@
  * seeded with generated images, standing in for docker.io, registry.k8s.io, ghcr.io and the rest.
  * Their access logs tell how many blobs each one served.
  */
-import { blobGet, countLogLines, docker, engine, fixtureRegistryImage, waitFor } from "./engine";
+import { blobGet, countLogLines, docker, engine, fixtureRegistry2Image, waitFor } from "./engine";
 import { ImageArtifact, image, index, layer, push } from "./oci";
 
 export interface FixtureImage {
@@ -116,7 +116,7 @@ export class FixtureUpstreams {
                 network,
                 "-p",
                 "127.0.0.1::5000",
-                fixtureRegistryImage,
+                fixtureRegistry2Image,
             );
             const hostPort = docker("port", container, "5000/tcp").split("\n")[0].split(":").pop();
             upstreams.set(registry, {
@@ -175,8 +175,17 @@ export class FixtureUpstreams {
 
     /** The distinct blobs the upstream has served so far. */
     blobsServed(registry: string): Set<string> {
+        return new Set(this.timesServed(registry).keys());
+    }
+
+    /** How many times the upstream has sent each blob in full (HTTP 200), by digest. */
+    timesServed(registry: string): Map<string, number> {
         const log = docker("logs", this.get(registry).container);
-        return new Set([...log.matchAll(new RegExp(blobGet.source, "g"))].map((match) => match[1]));
+        const counts = new Map<string, number>();
+        for (const [, digest, status] of log.matchAll(new RegExp(blobGet.source, "g"))) {
+            if (status === "200") counts.set(digest, (counts.get(digest) ?? 0) + 1);
+        }
+        return counts;
     }
 
     blobRequestsByRegistry(since?: Date): Record<string, number> {
@@ -193,6 +202,14 @@ export class FixtureUpstreams {
         return countLogLines(
             this.get(registry).container,
             /"(?:GET|HEAD|POST|PUT|PATCH|DELETE) \//,
+        );
+    }
+
+    /** Requests for images (manifests, blobs, tags): all but `GET /v2/`, an `auto` cache's probe. */
+    contentRequests(registry: string): number {
+        return countLogLines(
+            this.get(registry).container,
+            /"(?:GET|HEAD|POST|PUT|PATCH|DELETE) \/v2\/[^ ]/,
         );
     }
 

@@ -127,6 +127,11 @@ export class SimulatedWan {
         to.on("close", () => clearTimeout(timer));
     }
 
+    /** Breaks every connection in flight, as a dropped link does; new connections still pass. */
+    cut(): void {
+        for (const socket of this.sockets) socket.destroy();
+    }
+
     async close(): Promise<void> {
         for (const socket of this.sockets) socket.destroy();
         await Promise.all(

@@ -3,7 +3,7 @@
 # Docker engine. Idempotent, and quick when everything is already there. Needs root.
 set -euo pipefail
 
-packages=(docker.io containerd docker-registry busybox)
+packages=(docker.io containerd docker-registry busybox nginx curl xz-utils)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -29,3 +29,4 @@ if ! docker info >/dev/null 2>&1; then
     fi
 fi
 echo "test-host: Docker $(docker version --format '{{.Server.Version}}') is up"
+bash "$(dirname "$0")/../harness/fixture-images.sh"

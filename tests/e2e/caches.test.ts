@@ -44,10 +44,10 @@ function expectUpstreamDigests(digests: Map<string, string>) {
 }
 
 async function expectAllHealthy() {
-    for (const registry of registries) {
-        const state = (await engine("GET", `/containers/${cacheName(registry)}/json`)).State;
-        expect({ registry, running: state.Running, health: state.Health?.Status }).toEqual({
-            registry,
+    for (const container of [...registries.map(cacheName), stack.frontName]) {
+        const state = (await engine("GET", `/containers/${container}/json`)).State;
+        expect({ container, running: state.Running, health: state.Health?.Status }).toEqual({
+            container,
             running: true,
             health: "healthy",
         });
@@ -67,7 +67,7 @@ afterAll(async () => {
     console.log(`real-engine timings (ms): ${JSON.stringify(timings)}`);
 });
 
-test("every cache runs healthy with its own volume at /var/lib/registry", async () => {
+test("every cache and the front run healthy; each cache has its own volume at /var/lib/registry", async () => {
     await expectAllHealthy();
     for (const registry of registries) {
         const mounts = (await engine("GET", `/containers/${cacheName(registry)}/json`)).Mounts;
@@ -81,18 +81,20 @@ test("every cache runs healthy with its own volume at /var/lib/registry", async 
     }
 });
 
-test("registryMirrorFlags and endpoints name the ports the containers publish", async () => {
+test("registryMirrorFlags and endpoints name the ports the front publishes; registries publish none", async () => {
     const flags = stack.run.outputs.registryMirrorFlags as string[];
     const mirrors = stack.run.outputs.mirrors as Record<
         string,
         { endpoint: string; hostEndpoint: string }
     >;
+    const published = (await engine("GET", `/containers/${stack.frontName}/json`)).NetworkSettings
+        .Ports;
     for (const registry of registries) {
-        const published = (await engine("GET", `/containers/${cacheName(registry)}/json`))
-            .NetworkSettings.Ports["5000/tcp"];
-        expect(published).toEqual([
-            { HostIp: "127.0.0.1", HostPort: String(stack.ports[registry]) },
-        ]);
+        const port = stack.ports[registry];
+        expect(published[`${port}/tcp`]).toEqual([{ HostIp: "127.0.0.1", HostPort: String(port) }]);
+        const bindings = (await engine("GET", `/containers/${cacheName(registry)}/json`)).HostConfig
+            .PortBindings;
+        expect(bindings).toEqual({});
         expect(flags[flags.indexOf(`${registry}=${mirrors[registry].endpoint}`) - 1]).toBe(
             "--registry-mirror",
         );

@@ -94,8 +94,8 @@ const totalBlobRequests = (since?: Date) =>
     Object.values(upstreams.blobRequestsByRegistry(since)).reduce((a, b) => a + b, 0);
 const blobsServedUpstream = () =>
     new Set(registries.flatMap((registry) => [...upstreams.blobsServed(registry)]));
-const totalRequests = () =>
-    registries.reduce((sum, registry) => sum + upstreams.requests(registry), 0);
+const totalContentRequests = () =>
+    registries.reduce((sum, registry) => sum + upstreams.contentRequests(registry), 0);
 
 /** Distinct blobs an image needs on `architecture` (config and layers of the matching manifest). */
 function blobsOn(artifact: ImageArtifact, architecture: string): string[] {
@@ -126,7 +126,7 @@ afterAll(async () => {
 test("verify on a half-warm cache names exactly the missing images, exits 1, and never asks the upstream", async () => {
     const [warm, cold] = [refs.slice(0, 2), refs.slice(2)];
     expect((await cli("prewarm", warm)).code).toBe(0);
-    const requestsBefore = totalRequests();
+    const requestsBefore = totalContentRequests();
     const result = await cli("verify", refs, "--json");
     expect(result.code).toBe(1);
     const report = json(result);
@@ -145,7 +145,7 @@ test("verify on a half-warm cache names exactly the missing images, exits 1, and
     );
     for (const entry of report.images.filter((item: { present: boolean }) => !item.present))
         expect(entry.reason).toMatch(/tag \S+: not in the cache/);
-    expect(totalRequests()).toBe(requestsBefore);
+    expect(totalContentRequests()).toBe(requestsBefore);
     // Its read-only views are gone.
     const views: { Labels: Record<string, string> }[] = await engine(
         "GET",

@@ -25,7 +25,7 @@ const digests = cached.flatMap((fixture) => [
 const renamedImage = `${fixtureRegistryImage.split(":")[0]}:renamed`;
 
 let stack: TestStack;
-let volume: string;
+let cache: string;
 let settings: Record<string, unknown>;
 let upstream: StackUpstream;
 const marker = randomUUID();
@@ -35,7 +35,7 @@ const marker = randomUUID();
  * `CreatedAt` for a local volume is its directory's modification time, which mounts change.)
  */
 async function volumeMarker(): Promise<string | undefined> {
-    const { Mountpoint: mountpoint } = await engine("GET", `/volumes/${volume}`);
+    const { Mountpoint: mountpoint } = await engine("GET", `/volumes/${cache}`);
     const file = path.join(mountpoint, "pullthrough-test-marker");
     return existsSync(file) ? readFileSync(file, "utf8") : undefined;
 }
@@ -47,9 +47,7 @@ async function up(
     settings = { ...settings, ...change };
     upstream = { ...upstream, ...upstreamChange };
     await stack.up(settings, [upstream]);
-    return stack.engine
-        .changes()
-        .map((step) => `${step.op} ${step.type === containerType ? "container" : step.type}`);
+    return stack.engine.changes().map((step) => `${step.op} ${step.name}`);
 }
 
 async function expectCachedImagesPullOffline() {
@@ -70,17 +68,22 @@ beforeAll(async () => {
     const { container } = stack.upstreams.get(registry);
     docker("network", "disconnect", stack.id, container);
     docker("network", "connect", "--alias", alias(), stack.id, container);
-    volume = stack.cacheName(registry);
+    cache = stack.cacheName(registry);
     settings = {};
     upstream = {
         registry,
         remote: stack.upstreams.get(registry).remote,
         port: stack.ports[registry],
     };
-    expect(await up()).toEqual(["create docker:index/volume:Volume", "create container"]);
+    expect(await up()).toEqual([
+        `create ${cache}`,
+        `create ${stack.id}-net`,
+        `create ${cache}`,
+        `create ${stack.frontName}`,
+    ]);
     // Warm: a node pulls everything once through the cache.
     expect(await stack.pullOnNewNode(refs)).toEqual(digests);
-    const { Mountpoint: mountpoint } = await engine("GET", `/volumes/${volume}`);
+    const { Mountpoint: mountpoint } = await engine("GET", `/volumes/${cache}`);
     writeFileSync(path.join(mountpoint, "pullthrough-test-marker"), marker);
 });
 
@@ -125,7 +128,8 @@ describe.each([
     test.each(changes)(
         "%s replaces only the container; the cache survives",
         async (_name, change, upstreamChange) => {
-            expect(await up(change(), upstreamChange())).toEqual(["replace container"]);
+            expect(await up(change(), upstreamChange())).toEqual([`replace ${cache}`]);
+            expect(stack.engine.changes()[0].type).toBe(containerType);
             await expectCachedImagesPullOffline();
             expect(await volumeMarker()).toBe(marker);
             expect(await up()).toEqual([]);
@@ -135,5 +139,5 @@ describe.each([
 
 test("only destroy removes the cache when keepCache is false", async () => {
     await stack.destroy();
-    await expect(engine("GET", `/volumes/${volume}`)).rejects.toThrow(/HTTP 404/);
+    await expect(engine("GET", `/volumes/${cache}`)).rejects.toThrow(/HTTP 404/);
 });

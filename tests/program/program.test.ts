@@ -6,6 +6,7 @@ import { talosctlStandIn } from "../../harness/talosctl";
 
 const volumeType = "docker:index/volume:Volume";
 const containerType = "docker:index/container:Container";
+const networkType = "docker:index/network:Network";
 
 const cacheSupervisorScript = readFileSync(
     path.join(__dirname, "../../container/cache-supervisor.sh"),
@@ -26,7 +27,7 @@ describe("with no config", () => {
         run = runProgram({});
     });
 
-    test("declares exactly one volume and one container per default upstream", async () => {
+    test("declares one volume and one registry container per default upstream, one front and one network", async () => {
         const { resources } = await run;
         const names = [
             "docker.io",
@@ -45,10 +46,11 @@ describe("with no config", () => {
             ofType(resources, containerType)
                 .map((r) => r.name)
                 .sort(),
-        ).toEqual([...names].sort());
+        ).toEqual([...names, "registry-front"].sort());
+        expect(ofType(resources, networkType).map((r) => r.name)).toEqual(["registry-net"]);
         expect(
             resources
-                .filter((r) => r.type !== volumeType && r.type !== containerType)
+                .filter((r) => ![volumeType, containerType, networkType].includes(r.type))
                 .map((r) => r.type),
         ).toEqual(["pulumi:pulumi:Stack"]);
     });
@@ -68,7 +70,7 @@ describe("with no config", () => {
                 "REGISTRY_LOG_LEVEL=info",
             ],
             volumes: [{ volumeName: "registry-docker.io", containerPath: "/var/lib/registry" }],
-            ports: [{ internal: 5000, external: 5000, ip: "0.0.0.0", protocol: "tcp" }],
+            networksAdvanced: [{ name: "registry-net" }],
             restart: "always",
             healthcheck: {
                 tests: [
@@ -110,7 +112,43 @@ describe("with no config", () => {
         // The provider only records a healthcheck change; a replacement applies it.
         expect(container.options.replaceOnChanges).toEqual(["healthcheck"]);
         const dependsOn = [container.options.dependsOn].flat() as { __name?: string }[];
-        expect(dependsOn.map((resource) => resource.__name)).toEqual(["registry-ghcr.io"]);
+        expect(dependsOn.map((resource) => resource.__name)).toEqual([
+            "registry-ghcr.io",
+            "registry-net",
+        ]);
+    });
+
+    test("the front publishes every cache port, waits for every registry, and is replaced, never updated", async () => {
+        const { resources } = await run;
+        const front = byName(resources, containerType, "registry-front");
+        expect(front.inputs.image).toBe("nginx:1");
+        expect(front.inputs.ports).toEqual(
+            [5000, 5001, 5002, 5003, 5004, 5006].map((port) => ({
+                internal: port,
+                external: port,
+                ip: "0.0.0.0",
+                protocol: "tcp",
+            })),
+        );
+        expect(front.inputs.networksAdvanced).toEqual([{ name: "registry-net" }]);
+        expect(front.inputs.uploads).toEqual([
+            {
+                file: "/etc/nginx/conf.d/default.conf",
+                content: expect.stringContaining("proxy_cache_lock on;"),
+            },
+        ]);
+        expect(front.options).toMatchObject({
+            deleteBeforeReplace: true,
+            replaceOnChanges: ["healthcheck"],
+        });
+        const dependsOn = [front.options.dependsOn].flat() as { __name?: string }[];
+        expect(dependsOn.map((resource) => resource.__name).sort()).toEqual(
+            ofType(resources, volumeType)
+                .map((volume) => volume.name)
+                .sort(),
+        );
+        const network = byName(resources, networkType, "registry-net");
+        expect(network.options.deleteBeforeReplace).toBe(true);
     });
 
     test("outputs tell clients where every cache is", async () => {
@@ -169,18 +207,20 @@ describe("with a custom config", () => {
         );
     });
 
-    test("seven upstreams, seven volumes, seven containers, on the configured ports", async () => {
+    test("seven upstreams, seven volumes, seven registries, the front on the configured ports", async () => {
         const { resources } = await run;
-        const containers = ofType(resources, containerType);
+        const registries = ofType(resources, containerType).filter((c) => c.name !== "ci-front");
         expect(ofType(resources, volumeType)).toHaveLength(7);
-        expect(containers.map((c) => [c.name, c.inputs.image, c.inputs.ports]).sort()).toEqual(
-            upstreams
-                .map((u) => [
-                    `ci-${u.registry}`,
-                    "registry:2",
-                    [{ internal: 5000, external: u.port, ip: "127.0.0.1", protocol: "tcp" }],
-                ])
-                .sort(),
+        expect(registries.map((c) => [c.name, c.inputs.image]).sort()).toEqual(
+            upstreams.map((u) => [`ci-${u.registry}`, "registry:2"]).sort(),
+        );
+        expect(byName(resources, containerType, "ci-front").inputs.ports).toEqual(
+            upstreams.map((u) => ({
+                internal: u.port,
+                external: u.port,
+                ip: "127.0.0.1",
+                protocol: "tcp",
+            })),
         );
     });
 
@@ -196,7 +236,9 @@ describe("with a custom config", () => {
         for (const container of ofType(resources, containerType)) {
             const secret = pulumi.runtime.isRpcSecret(container.inputs.envs);
             const envs: string[] = pulumi.runtime.unwrapRpcSecret(container.inputs.envs);
-            if (container.name === "ci-registry3.example.org") {
+            if (container.name === "ci-front") {
+                expect(container.inputs.envs).toBeUndefined();
+            } else if (container.name === "ci-registry3.example.org") {
                 expect(secret).toBe(true);
                 expect(envs).toEqual([
                     "PULLTHROUGH_MODE=auto",
@@ -267,7 +309,7 @@ describe("with the cluster enabled", () => {
         });
     });
 
-    test("one Command creates the cluster with every cache as a mirror, after every cache container", async () => {
+    test("one Command creates the cluster with every cache as a mirror, after the front", async () => {
         const { resources } = await run;
         const [command] = ofType(resources, commandType);
         expect(ofType(resources, commandType)).toHaveLength(1);
@@ -297,11 +339,7 @@ describe("with the cluster enabled", () => {
         }[];
         expect(
             dependsOn.map((resource) => [resource.__pulumiType, resource.__name]).sort(),
-        ).toEqual(
-            ofType(resources, containerType)
-                .map((container) => [containerType, container.name])
-                .sort(),
-        );
+        ).toEqual([[containerType, "registry-front"]]);
     });
 
     test("the cluster and the caches agree on host and ports; outputs describe the cluster", async () => {
@@ -382,9 +420,8 @@ describe("with prewarm and the cluster enabled", () => {
             ([options.dependsOn].flat() as { __name?: string }[])
                 .map((resource) => resource.__name)
                 .sort();
-        const containers = ofType(resources, containerType).map((container) => container.name);
-        expect(names(prewarm.options)).toEqual([...containers].sort());
-        expect(names(cluster.options)).toEqual([...containers, "prewarm-caches"].sort());
+        expect(names(prewarm.options)).toEqual(["registry-front"]);
+        expect(names(cluster.options)).toEqual(["prewarm-caches", "registry-front"]);
         expect(prewarm.inputs.create).toBe("npm run --silent prewarm -- --outputs -");
         expect(JSON.parse(prewarm.inputs.stdin).prewarmImages).toEqual(
             (await run).outputs.prewarmImages,

@@ -59,28 +59,46 @@ beforeEach(async () => {
     docker = new InMemoryDocker();
     engine = new PulumiEngineStandIn([docker, new CommandProviderStandIn()]);
     settings = {};
-    expect(await up()).toEqual(["create t-docker.io", "create t-docker.io"]);
+    expect(await up()).toEqual([
+        "create t-docker.io",
+        "create t-net",
+        "create t-docker.io",
+        "create t-front",
+    ]);
 });
 
 test("an unchanged config plans no change at all", async () => {
     expect(await up()).toEqual([]);
 });
 
-test.each<[string, Record<string, unknown>]>([
-    ["mode", { mode: "offline" }],
-    ["mode back to proxy", { mode: "proxy" }],
-    ["ttl", { ttl: "1h" }],
-    ["image", { image: "registry:2" }],
-    ["bindAddress", { bindAddress: "127.0.0.1" }],
-    ["remote", { upstreams: [{ ...upstreams[0], remote: "http://other-upstream:5000" }] }],
-    ["port", { upstreams: [{ ...upstreams[0], port: 6001 }] }],
-])("changing %s replaces the container and leaves the volume alone", async (_key, change) => {
-    const volumeBefore = [...docker.live].find(([, made]) => made.type === volumeType);
-    expect(await up(change)).toEqual(["replace t-docker.io"]);
-    expect(engine.changes()[0].type).toBe(containerType);
-    expect([...docker.live].find(([, made]) => made.type === volumeType)).toEqual(volumeBefore);
-    expect(await up()).toEqual([]);
-});
+test.each<[string, Record<string, unknown>, string]>([
+    ["mode", { mode: "offline" }, "t-docker.io"],
+    ["mode back to proxy", { mode: "proxy" }, "t-docker.io"],
+    ["ttl", { ttl: "1h" }, "t-docker.io"],
+    ["image", { image: "registry:2" }, "t-docker.io"],
+    [
+        "remote",
+        { upstreams: [{ ...upstreams[0], remote: "http://other-upstream:5000" }] },
+        "t-docker.io",
+    ],
+    [
+        "credentials",
+        { credentials: { "docker.io": { username: "u", password: "p" } } },
+        "t-docker.io",
+    ],
+    ["bindAddress", { bindAddress: "127.0.0.1" }, "t-front"],
+    ["port", { upstreams: [{ ...upstreams[0], port: 6001 }] }, "t-front"],
+    ["frontImage", { frontImage: "nginx:1.27" }, "t-front"],
+])(
+    "changing %s replaces one container, %s, and leaves the volume alone",
+    async (_key, change, replaced) => {
+        const volumeBefore = [...docker.live].find(([, made]) => made.type === volumeType);
+        expect(await up(change)).toEqual([`replace ${replaced}`]);
+        expect(engine.changes()[0].type).toBe(containerType);
+        expect([...docker.live].find(([, made]) => made.type === volumeType)).toEqual(volumeBefore);
+        expect(await up()).toEqual([]);
+    },
+);
 
 test.each<[string, Record<string, unknown>]>([
     ["mirrorHost", { mirrorHost: "10.5.0.1" }],
@@ -104,11 +122,15 @@ test("a volume made by an earlier release, with other labels, is kept as it is",
     expect(await up()).toEqual([]);
 });
 
-test("a new namePrefix is a new cache: new volume and container, the old ones go", async () => {
+test("a new namePrefix is a new stack of caches, created before the old ones go (README: destroy first)", async () => {
     expect(await up({ namePrefix: "u-" })).toEqual([
         "create u-docker.io",
+        "create u-net",
         "create u-docker.io",
+        "create u-front",
+        "delete t-front",
         "delete t-docker.io",
+        "delete t-net",
         "delete t-docker.io",
     ]);
 });

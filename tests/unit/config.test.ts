@@ -41,6 +41,7 @@ describe("defaults", () => {
         expect(upstreams).toHaveLength(defaultUpstreams.length);
         expect(rest).toEqual({
             image: "registry:3",
+            frontImage: "nginx:1",
             bindAddress: "0.0.0.0",
             mirrorHost: "172.17.0.1",
             ttl: "0",

@@ -50,7 +50,7 @@ describe("plan", () => {
         expect(dockerHub.remote).toBe("https://registry-1.docker.io");
     });
 
-    test("the container runs the registry on its own volume, published where the plan says", () => {
+    test("the container runs the registry on its own volume, on the stack network, unpublished", () => {
         const { args: container, secretEnvs } = cacheContainer(dockerHub, supervisor);
         expect(secretEnvs).toEqual([
             "REGISTRY_PROXY_USERNAME=alice",
@@ -59,9 +59,8 @@ describe("plan", () => {
         expect(container.volumes).toEqual([
             { volumeName: "ci-docker.io", containerPath: "/var/lib/registry" },
         ]);
-        expect(container.ports).toEqual([
-            { internal: 5000, external: 6000, ip: "127.0.0.1", protocol: "tcp" },
-        ]);
+        expect(container).not.toHaveProperty("ports");
+        expect(container.networksAdvanced).toEqual([{ name: "ci-net" }]);
         expect(container.restart).toBe("always");
         expect(container.wait).toBe(true);
         expect(cacheContainer(local, supervisor).secretEnvs).toEqual([]);

@@ -1,0 +1,164 @@
+/**
+ * The coalescing front: one nginx for all caches, publishing every cache port and passing each to
+ * its registry over a stack-private network. The registry, in proxy mode, sends every request for
+ * a blob it is still fetching straight to the upstream (distribution `proxyblobstore.go`, #3969);
+ * nginx's `proxy_cache_lock` lets one request per content-addressed path through and holds the
+ * others until the response is cached, so a cold pull by many nodes fetches each blob once.
+ *
+ * Only paths addressed by digest (`/v2/<name>/blobs/sha256:…`, `/v2/<name>/manifests/sha256:…`)
+ * are cached: their content cannot change. Everything else, tags above all, passes straight
+ * through, so a moved tag is seen at once. The front's cache is transient and bounded; the
+ * registry's volume stays the cache of record.
+ */
+import type * as docker from "@pulumi/docker";
+import type * as pulumi from "@pulumi/pulumi";
+import { Settings } from "../mirrors";
+import { Cache, StackIdentity, registryContainerPort, stackNetworkName } from "./plan";
+
+/**
+ * How long a request waits for another request's fetch of the same blob before it is served on
+ * its own (uncached). Well under containerd's 5-minute pull-progress timeout, and long enough for
+ * a 1 GB layer at 100 Mbit/s.
+ */
+export const lockTimeoutSeconds = 120;
+
+/** How long a blob stays in the front's cache after its last request, and how large it may grow. */
+export const frontCacheInactive = "10m";
+export const frontCacheMaxSize = "10g";
+
+/** Port of the front's own health endpoint, inside its container only. */
+const healthPort = 8079;
+
+/** Where the rendered nginx config goes: the official image includes conf.d/*.conf in http {}. */
+export const frontConfigPath = "/etc/nginx/conf.d/default.conf";
+
+export interface Front {
+    /** Name of the front container. */
+    name: string;
+    /** The stack-private network the front and the registries share. */
+    network: string;
+    image: string;
+    bindAddress: string;
+    labels: Record<string, string>;
+}
+
+export function planFront(settings: Settings, identity: StackIdentity): Front {
+    return {
+        name: `${settings.namePrefix}front`,
+        network: stackNetworkName(settings),
+        image: settings.frontImage,
+        bindAddress: settings.bindAddress,
+        labels: { "pullthrough.project": identity.project, "pullthrough.stack": identity.stack },
+    };
+}
+
+const toLabelList = (labels: Record<string, string>) =>
+    Object.entries(labels).map(([label, value]) => ({ label, value }));
+
+/** The stack's private network: the front reaches each registry by container name. */
+export function stackNetwork(front: Front) {
+    return { name: front.network, labels: toLabelList(front.labels) } satisfies docker.NetworkArgs;
+}
+
+/** A Docker network's name is fixed, and the engine refuses a second one of the same name. */
+export function networkOptions() {
+    return { deleteBeforeReplace: true } satisfies pulumi.CustomResourceOptions;
+}
+
+/** The access log: nginx's `combined` plus the cache port and whether the front's cache hit. */
+const logFormat =
+    `'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent ` +
+    `"$http_referer" "$http_user_agent" port=$server_port cache=$upstream_cache_status'`;
+
+/** The nginx config of the front: a server per cache port, rendered from the plan. */
+export function frontConfig(caches: readonly Cache[]): string {
+    const servers = caches.map(
+        (cache) => `
+# ${cache.registry}
+server {
+    listen ${cache.port};
+    access_log /var/log/nginx/access.log pullthrough;
+    # Pushes are refused by the registry; their bodies need not be buffered first.
+    client_max_body_size 0;
+    proxy_request_buffering off;
+    proxy_http_version 1.1;
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_connect_timeout 2s;
+    proxy_read_timeout 900s;
+    # A variable makes nginx resolve the registry per request: a replaced registry has a new address.
+    set $registry http://${cache.name}:${registryContainerPort};
+
+    location ~ "^/v2/.+/(blobs|manifests)/sha256:[0-9a-f]{64}$" {
+        proxy_pass $registry;
+        proxy_cache pullthrough;
+        proxy_cache_key "${cache.port}$uri";
+        proxy_cache_valid 200 ${frontCacheInactive};
+        proxy_cache_lock on;
+        proxy_cache_lock_timeout ${lockTimeoutSeconds}s;
+        proxy_cache_lock_age ${lockTimeoutSeconds}s;
+        proxy_ignore_headers Cache-Control Expires Set-Cookie X-Accel-Expires X-Accel-Buffering;
+        add_header X-Pullthrough-Cache $upstream_cache_status always;
+    }
+
+    location / {
+        proxy_pass $registry;
+        proxy_buffering off;
+    }
+}`,
+    );
+    return `# Rendered by Pullthrough (core/front.ts); replaced with the front container on every change.
+log_format pullthrough ${logFormat};
+# Docker's embedded DNS. A restarted registry may come back at another address: names are
+# re-resolved every 2 s, and a connection to a stale address gives up after 2 s (a 502 the client
+# retries) instead of hanging for nginx's default 60 s.
+resolver 127.0.0.11 valid=2s ipv6=off;
+proxy_cache_path /var/cache/nginx/pullthrough levels=1:2 keys_zone=pullthrough:16m max_size=${frontCacheMaxSize} inactive=${frontCacheInactive} use_temp_path=off;
+proxy_temp_path /var/cache/nginx/pullthrough-temp;
+client_body_temp_path /var/cache/nginx/pullthrough-body;
+
+server {
+    listen 127.0.0.1:${healthPort};
+    access_log off;
+    location = /health {
+        return 200 "front\\n";
+    }
+}
+${servers.join("\n")}
+`;
+}
+
+/**
+ * The front container: the official nginx image with the rendered config uploaded in place of its
+ * default site, every cache port published, on the stack network only.
+ */
+export function frontContainer(front: Front, caches: readonly Cache[]) {
+    const health = `http://127.0.0.1:${healthPort}/health`;
+    return {
+        name: front.name,
+        image: front.image,
+        uploads: [{ file: frontConfigPath, content: frontConfig(caches) }],
+        ports: caches.map((cache) => ({
+            internal: cache.port,
+            external: cache.port,
+            ip: front.bindAddress,
+            protocol: "tcp",
+        })),
+        networksAdvanced: [{ name: front.network }],
+        restart: "always",
+        // The Debian-based official image has curl; the Alpine-based one has busybox wget.
+        healthcheck: {
+            tests: [
+                "CMD-SHELL",
+                `curl -fsS -o /dev/null ${health} || wget -q -O /dev/null ${health}`,
+            ],
+            interval: "3s",
+            timeout: "3s",
+            retries: 3,
+            startPeriod: "5s",
+        },
+        wait: true,
+        waitTimeout: 60,
+        labels: toLabelList(front.labels),
+    } satisfies docker.ContainerArgs;
+}
