@@ -13,6 +13,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { hostPlatform } from "../core/images";
+import { Front, planFront } from "../core/front";
 import { Cache, planCaches } from "../core/plan";
 import { containerdHosts, mirrorsByRegistry } from "../core/render";
 import {
@@ -24,8 +25,10 @@ import {
 import { DockerProviderStandIn } from "../harness/docker-provider-stand-in";
 import {
     blobBytesServed as logBytes,
-    docker,
+    fixtureFrontImage,
+    fixtureRegistry2Image,
     fixtureRegistryImage,
+    docker,
     freePort,
     prepareTestHost,
 } from "../harness/engine";
@@ -45,7 +48,8 @@ const { values: flags } = parseArgs({
         rtt: { type: "string", default: "40" },
         nodes: { type: "string", default: "3" },
         repeat: { type: "string", default: "3" },
-        out: { type: "string", default: "bench/results.json" },
+        engine: { type: "string", default: "3" },
+        out: { type: "string" },
     },
 });
 const scale = Number(flags.scale);
@@ -53,6 +57,17 @@ const mbit = Number(flags.mbit);
 const rttMs = Number(flags.rtt);
 const nodes = Number(flags.nodes);
 const repeat = Number(flags.repeat);
+/** The caches' registry: distribution 3.0.0 (registry:3) or Debian's 2.8 (registry:2). */
+const cacheImages: Record<string, string> = {
+    "3": fixtureRegistryImage,
+    "2.8": fixtureRegistry2Image,
+};
+const cacheImage = cacheImages[flags.engine!];
+if (!cacheImage)
+    throw new Error(
+        `--engine: ${flags.engine} is not one of ${Object.keys(cacheImages).join(", ")}`,
+    );
+const out = flags.out ?? `bench/results-registry-${flags.engine}.json`;
 
 const benchId = "pt-bench";
 const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
@@ -107,9 +122,12 @@ async function main() {
                     remote: remotes[registry],
                     port: ports[registry],
                 })),
+                { image: cacheImage },
             ),
         );
-        const caches = planCaches(settings, { project: "pullthrough", stack: "bench" });
+        const identity = { project: "pullthrough", stack: "bench" };
+        const caches = planCaches(settings, identity);
+        const front = planFront(settings, identity);
         const endpoints: CacheEndpoint[] = Object.entries(mirrorsByRegistry(caches)).map(
             ([registry, mirror]) => ({ ...mirror, registry }),
         );
@@ -119,12 +137,25 @@ async function main() {
             withClosedFallback(containerdHosts(caches)),
         );
         // The upstream as a host, not as `server`: the fallback stays a closed loopback port.
-        const direct = writeHostsDir(
-            path.join(workDir, "direct"),
+        const hostsFor = (name: string, urls: Record<string, string>) =>
+            writeHostsDir(
+                path.join(workDir, name),
+                Object.fromEntries(
+                    registries.map((registry) => [
+                        registry,
+                        `server = "${closedLoopbackServer}"\n\n[host."${urls[registry]}"]\n  capabilities = ["pull", "resolve"]\n`,
+                    ]),
+                ),
+            );
+        const direct = hostsFor("direct", remotes);
+        // The second floor: a plain registry holding the set, at its container address (no proxy,
+        // no front, no docker-proxy, no WAN): the fixture upstreams themselves.
+        const localRegistry = hostsFor(
+            "local-registry",
             Object.fromEntries(
                 registries.map((registry) => [
                     registry,
-                    `server = "${closedLoopbackServer}"\n\n[host."${remotes[registry]}"]\n  capabilities = ["pull", "resolve"]\n`,
+                    `http://${containerAddress(upstreams.get(registry).container, benchId)}:5000`,
                 ]),
             ),
         );
@@ -171,9 +202,8 @@ async function main() {
                 (sum, registry) => sum + logBytes(upstreams.get(registry).container, since),
                 0,
             );
-            const servedBytes = throughCaches
-                ? caches.reduce((sum, cache) => sum + logBytes(cache.name, since), 0)
-                : upstreamBytes;
+            // The front serves the nodes; direct, the upstreams do.
+            const servedBytes = throughCaches ? logBytes(front.name, since) : upstreamBytes;
             return { seconds, upstreamBytes, wanBytes: wan.bytesDown - wanBefore, servedBytes };
         }
 
@@ -228,6 +258,7 @@ async function main() {
             warm: [],
             warmFetchOnly: [],
             prewarmed: [],
+            localRegistry: [],
             limit: [],
         };
         for (let run = 1; run <= repeat; run++) {
@@ -235,7 +266,7 @@ async function main() {
             samples.direct.push(await measure(() => boot(direct), false));
             console.log(`  direct      ${samples.direct.at(-1)!.seconds.toFixed(1)} s`);
 
-            await startCaches(caches, upstreams.network);
+            await startCaches(caches, front, upstreams.network);
             samples.cold.push(await measure(() => boot(viaCaches), true));
             console.log(`  cold        ${samples.cold.at(-1)!.seconds.toFixed(1)} s`);
             // Warm means the caches hold everything: a 2.x proxy may have dropped some of what it served.
@@ -247,7 +278,7 @@ async function main() {
                 `  warm, fetch ${samples.warmFetchOnly.at(-1)!.seconds.toFixed(1)} s (no unpack)`,
             );
 
-            await startCaches(caches, upstreams.network);
+            await startCaches(caches, front, upstreams.network);
             const prewarmSince = new Date();
             const prewarmSeconds = await prewarm();
             const prewarmUpstream = registries.reduce(
@@ -260,6 +291,9 @@ async function main() {
                 `  prewarmed   ${prewarmed.seconds.toFixed(1)} s boot after ${prewarmSeconds.toFixed(1)} s prewarm (${(prewarmUpstream / 1e6).toFixed(1)} MB upstream)`,
             );
 
+            samples.localRegistry.push(await measure(() => boot(localRegistry), false));
+            console.log(`  local reg.  ${samples.localRegistry.at(-1)!.seconds.toFixed(1)} s`);
+
             samples.limit.push({
                 seconds: await localCopy(),
                 upstreamBytes: 0,
@@ -270,10 +304,10 @@ async function main() {
         }
 
         const report = summarise(samples, setBytes);
-        const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, registry ${fixtureRegistryImage}`;
-        const command = `npm run bench -- --scale ${scale} --mbit ${mbit} --rtt ${rttMs} --nodes ${nodes} --repeat ${repeat}`;
+        const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, caches ${cacheImage}, front ${fixtureFrontImage}`;
+        const command = `npm run bench -- --engine ${flags.engine} --scale ${scale} --mbit ${mbit} --rtt ${rttMs} --nodes ${nodes} --repeat ${repeat}`;
         writeFileSync(
-            flags.out!,
+            out,
             JSON.stringify(
                 {
                     date: new Date().toISOString(),
@@ -289,7 +323,7 @@ async function main() {
             ) + "\n",
         );
         console.log(
-            `\n${report.markdown}\n\nMachine: ${machine}\nCommand: ${command}\nJSON: ${flags.out}`,
+            `\n${report.markdown}\n\nMachine: ${machine}\nCommand: ${command}\nJSON: ${out}`,
         );
     } finally {
         await wan.close();
@@ -299,28 +333,45 @@ async function main() {
     }
 }
 
-/** Fresh caches with empty volumes, declared as `pulumi up` declares them (the provider stand-in). */
-async function startCaches(caches: readonly Cache[], network: string): Promise<void> {
-    for (const cache of caches) {
-        docker("rm", "--force", "--volumes", cache.name);
-        docker("volume", "rm", "--force", cache.name);
-    }
-    await new DockerProviderStandIn(network).createCaches(caches);
+/** Fresh caches with empty volumes and a fresh front, declared as `pulumi up` declares them. */
+async function startCaches(caches: readonly Cache[], front: Front, network: string): Promise<void> {
+    cleanUpCaches();
+    await new DockerProviderStandIn(network).createCaches(caches, front);
 }
 
-/** Removes what an interrupted run may have left: caches, volumes, fixture upstreams, network. */
+/** The address of a container on a network, which the host reaches without docker-proxy. */
+function containerAddress(container: string, network: string): string {
+    const format = `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`;
+    return docker("inspect", "--format", format, container);
+}
+
+/** Removes the bench stack's containers, volumes and network (everything labelled with it). */
+function cleanUpCaches() {
+    const listed = (kind: "ps" | "volume" | "network", ...args: string[]) =>
+        docker(
+            ...(kind === "ps" ? ["ps", "--all"] : [kind, "ls"]),
+            "--quiet",
+            ...args,
+            "--filter",
+            "label=pullthrough.stack=bench",
+        )
+            .split("\n")
+            .filter(Boolean);
+    const containers = listed("ps");
+    if (containers.length > 0) docker("rm", "--force", ...containers);
+    const volumes = listed("volume");
+    if (volumes.length > 0) docker("volume", "rm", "--force", ...volumes);
+    const networks = listed("network");
+    if (networks.length > 0) docker("network", "rm", ...networks);
+}
+
+/** Removes what an interrupted run may have left: the stack, fixture upstreams, their network. */
 function cleanUp() {
-    const leftovers = [
-        ...docker("ps", "--all", "--quiet", "--filter", "label=pullthrough.stack=bench").split(
-            "\n",
-        ),
-        ...docker("ps", "--all", "--quiet", "--filter", `name=^${benchId}-up-`).split("\n"),
-    ].filter(Boolean);
-    if (leftovers.length > 0) docker("rm", "--force", ...leftovers);
-    const volumes = docker("volume", "ls", "--quiet", "--filter", "label=pullthrough.stack=bench")
+    cleanUpCaches();
+    const upstreamContainers = docker("ps", "--all", "--quiet", "--filter", `name=^${benchId}-up-`)
         .split("\n")
         .filter(Boolean);
-    if (volumes.length > 0) docker("volume", "rm", "--force", ...volumes);
+    if (upstreamContainers.length > 0) docker("rm", "--force", ...upstreamContainers);
     if (docker("network", "ls", "--quiet", "--filter", `name=^${benchId}$`))
         docker("network", "rm", benchId);
 }
@@ -344,6 +395,10 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         ["warm", "through caches that hold everything"],
         ["warmFetchOnly", "warm, but `ctr content fetch`: download without unpacking (diagnostic)"],
         ["prewarmed", "first boot after `prewarm` (prewarm time in the note column)"],
+        [
+            "localRegistry",
+            "a plain local registry at its container address: no proxy, no front, no docker-proxy",
+        ],
         ["limit", "the blobs copied from a cache volume, no registry"],
     ].map(([scenario, what]) => [
         scenario,
@@ -359,7 +414,9 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
     ]);
     const ratios = {
         directOverWarm: seconds("direct") / seconds("warm"),
+        directOverCold: seconds("direct") / seconds("cold"),
         coldOverWarm: seconds("cold") / seconds("warm"),
+        warmOverLocalRegistry: seconds("warm") / seconds("localRegistry"),
         warmOverLimit: seconds("warm") / seconds("limit"),
         warmFetchOnlyOverLimit: seconds("warmFetchOnly") / seconds("limit"),
         coldUpstreamOverImageBytes: median(stat("cold", "upstreamBytes")) / setBytes,
@@ -372,7 +429,9 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         "| ratio | value | target |",
         "|---|---:|---|",
         `| direct / warm | ${ratios.directOverWarm.toFixed(1)}× | ≥ 10× |`,
+        `| direct / cold | ${ratios.directOverCold.toFixed(2)}× | ≥ 2× |`,
         `| cold / warm | ${ratios.coldOverWarm.toFixed(1)}× | |`,
+        `| warm / local registry | ${ratios.warmOverLocalRegistry.toFixed(2)}× | ≤ 1.5× |`,
         `| warm / limit | ${ratios.warmOverLimit.toFixed(1)}× | ≤ 3× |`,
         `| warm fetch only / limit | ${ratios.warmFetchOnlyOverLimit.toFixed(1)}× | (diagnostic) |`,
         `| cold upstream bytes / image bytes | ${ratios.coldUpstreamOverImageBytes.toFixed(2)} | ≤ 1.05 |`,

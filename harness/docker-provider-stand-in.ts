@@ -20,6 +20,7 @@
  * is silently dropped. One deliberate difference: every container also joins `testNetwork`, where
  * the fixture upstreams live, in place of the default bridge.
  */
+import { Front, frontContainer, stackNetwork } from "../core/front";
 import { Cache, cacheContainer, cacheVolume } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
 import { engine, waitFor } from "./engine";
@@ -160,13 +161,18 @@ export class DockerProviderStandIn implements ProviderStandIn {
         }
     }
 
-    /** Declares caches as index.ts does, outside a Pulumi run (the bench): volumes, then containers. */
-    async createCaches(caches: readonly Cache[]): Promise<void> {
+    /**
+     * Declares the stack's network, caches and front as index.ts does, outside a Pulumi run (the
+     * bench): the same definitions, in the same order.
+     */
+    async createCaches(caches: readonly Cache[], front: Front): Promise<void> {
         const supervisor = readCacheSupervisor();
+        await this.createNetwork(stackNetwork(front));
         for (const cache of caches) await this.createVolume(cacheVolume(cache));
         await Promise.all(
             caches.map((cache) => this.createContainer(cacheContainer(cache, supervisor).args)),
         );
+        await this.createContainer(frontContainer(front, caches));
     }
 
     /** Removes everything this stand-in ever made, retained volumes included; for test teardown. */

@@ -186,11 +186,13 @@ test("destroy with keepCache keeps the volumes; the next up serves from them wit
     expect(upstreamBlobRequests()).toEqual(before);
 });
 
-test("destroy with keepCache false removes the volumes", async () => {
+test("destroy with keepCache false removes the volumes, and destroy always removes the front and the network", async () => {
     await stack.destroy();
     await up(false);
     await stack.destroy();
     for (const registry of registries) {
         await expect(engine("GET", `/volumes/${cacheName(registry)}`)).rejects.toThrow(/HTTP 404/);
     }
+    await expect(engine("GET", `/containers/${stack.frontName}/json`)).rejects.toThrow(/HTTP 404/);
+    await expect(engine("GET", `/networks/${stack.id}-net`)).rejects.toThrow(/HTTP 404/);
 });

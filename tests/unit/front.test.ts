@@ -1,0 +1,56 @@
+import { frontConfig, frontContainer, lockTimeoutSeconds, planFront } from "../../core/front";
+import { planCaches } from "../../core/plan";
+import { parseSettings } from "../../mirrors";
+import { config, identity, upstream } from "./settings";
+
+const settings = parseSettings(
+    config({
+        upstreams: [upstream("docker.io", 5000), upstream("registry.local:5443", 5010)],
+        namePrefix: "t-",
+        bindAddress: "127.0.0.1",
+    }),
+);
+const caches = planCaches(settings, identity);
+const front = planFront(settings, identity);
+const rendered = frontConfig(caches);
+
+/** The body of the server block that listens on `port`. */
+function server(port: number): string {
+    const start = rendered.indexOf(`listen ${port};`);
+    expect(start).toBeGreaterThan(0);
+    return rendered.slice(start, rendered.indexOf("\n}", start));
+}
+
+test("one server per cache, each passing to its own registry on the stack network", () => {
+    expect(server(5000)).toContain("set $registry http://t-docker.io:5000;");
+    expect(server(5010)).toContain("set $registry http://t-registry.local_5443:5000;");
+    expect(front).toMatchObject({ name: "t-front", network: "t-net", image: "nginx:1" });
+});
+
+test("only paths addressed by digest are cached and coalesced; the rest passes through", () => {
+    const body = server(5000);
+    const [cached, passThrough] = body.split("location / {");
+    expect(cached).toContain('location ~ "^/v2/.+/(blobs|manifests)/sha256:[0-9a-f]{64}$"');
+    expect(cached).toContain("proxy_cache_lock on;");
+    expect(passThrough).not.toContain("proxy_cache");
+    // The key holds the port: two caches never share an entry.
+    expect(cached).toContain('proxy_cache_key "5000$uri";');
+});
+
+test("a waiter's wait is bounded well under containerd's 5-minute pull-progress timeout", () => {
+    expect(lockTimeoutSeconds).toBeLessThanOrEqual(150);
+    expect(server(5000)).toContain(`proxy_cache_lock_timeout ${lockTimeoutSeconds}s;`);
+    expect(server(5000)).toContain(`proxy_cache_lock_age ${lockTimeoutSeconds}s;`);
+});
+
+test("the front publishes every cache port on the bind address and uploads its config", () => {
+    const container = frontContainer(front, caches);
+    expect(container.ports).toEqual([
+        { internal: 5000, external: 5000, ip: "127.0.0.1", protocol: "tcp" },
+        { internal: 5010, external: 5010, ip: "127.0.0.1", protocol: "tcp" },
+    ]);
+    expect(container.uploads).toEqual([
+        { file: "/etc/nginx/conf.d/default.conf", content: rendered },
+    ]);
+    expect(container.networksAdvanced).toEqual([{ name: "t-net" }]);
+});
