@@ -191,10 +191,9 @@ async function main() {
             }
         }
 
-        async function measure(
-            work: () => Promise<number>,
-            throughCaches: boolean,
-        ): Promise<Sample> {
+        /** Who served the nodes: the front, the cache registries themselves, or the upstreams. */
+        type Server = "front" | "registries" | "upstreams";
+        async function measure(work: () => Promise<number>, server: Server): Promise<Sample> {
             const since = new Date();
             const wanBefore = wan.bytesDown;
             const seconds = await work();
@@ -202,8 +201,12 @@ async function main() {
                 (sum, registry) => sum + logBytes(upstreams.get(registry).container, since),
                 0,
             );
-            // The front serves the nodes; direct, the upstreams do.
-            const servedBytes = throughCaches ? logBytes(front.name, since) : upstreamBytes;
+            const servedBytes = {
+                front: () => logBytes(front.name, since),
+                registries: () =>
+                    caches.reduce((sum, cache) => sum + logBytes(cache.name, since), 0),
+                upstreams: () => upstreamBytes,
+            }[server]();
             return { seconds, upstreamBytes, wanBytes: wan.bytesDown - wanBefore, servedBytes };
         }
 
@@ -257,26 +260,41 @@ async function main() {
             cold: [],
             warm: [],
             warmFetchOnly: [],
+            warmNoFront: [],
             prewarmed: [],
             localRegistry: [],
             limit: [],
         };
         for (let run = 1; run <= repeat; run++) {
             console.log(`run ${run} of ${repeat}`);
-            samples.direct.push(await measure(() => boot(direct), false));
+            samples.direct.push(await measure(() => boot(direct), "upstreams"));
             console.log(`  direct      ${samples.direct.at(-1)!.seconds.toFixed(1)} s`);
 
             await startCaches(caches, front, upstreams.network);
-            samples.cold.push(await measure(() => boot(viaCaches), true));
+            samples.cold.push(await measure(() => boot(viaCaches), "front"));
             console.log(`  cold        ${samples.cold.at(-1)!.seconds.toFixed(1)} s`);
             // Warm means the caches hold everything: a 2.x proxy may have dropped some of what it served.
             await prewarm();
-            samples.warm.push(await measure(() => boot(viaCaches), true));
+            samples.warm.push(await measure(() => boot(viaCaches), "front"));
             console.log(`  warm        ${samples.warm.at(-1)!.seconds.toFixed(1)} s`);
-            samples.warmFetchOnly.push(await measure(() => boot(viaCaches, "content fetch"), true));
+            samples.warmFetchOnly.push(
+                await measure(() => boot(viaCaches, "content fetch"), "front"),
+            );
             console.log(
                 `  warm, fetch ${samples.warmFetchOnly.at(-1)!.seconds.toFixed(1)} s (no unpack)`,
             );
+            // What the front costs: the same warm caches, asked at their container addresses.
+            const registriesDirect = hostsFor(
+                "registries-direct",
+                Object.fromEntries(
+                    caches.map((cache) => [
+                        cache.registry,
+                        `http://${containerAddress(cache.name, benchId)}:5000`,
+                    ]),
+                ),
+            );
+            samples.warmNoFront.push(await measure(() => boot(registriesDirect), "registries"));
+            console.log(`  warm, no front ${samples.warmNoFront.at(-1)!.seconds.toFixed(1)} s`);
 
             await startCaches(caches, front, upstreams.network);
             const prewarmSince = new Date();
@@ -285,13 +303,13 @@ async function main() {
                 (sum, registry) => sum + logBytes(upstreams.get(registry).container, prewarmSince),
                 0,
             );
-            const prewarmed = await measure(() => boot(viaCaches), true);
+            const prewarmed = await measure(() => boot(viaCaches), "front");
             samples.prewarmed.push({ ...prewarmed, prewarmSeconds });
             console.log(
                 `  prewarmed   ${prewarmed.seconds.toFixed(1)} s boot after ${prewarmSeconds.toFixed(1)} s prewarm (${(prewarmUpstream / 1e6).toFixed(1)} MB upstream)`,
             );
 
-            samples.localRegistry.push(await measure(() => boot(localRegistry), false));
+            samples.localRegistry.push(await measure(() => boot(localRegistry), "upstreams"));
             console.log(`  local reg.  ${samples.localRegistry.at(-1)!.seconds.toFixed(1)} s`);
 
             samples.limit.push({
@@ -394,6 +412,10 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         ["cold", "through empty caches"],
         ["warm", "through caches that hold everything"],
         ["warmFetchOnly", "warm, but `ctr content fetch`: download without unpacking (diagnostic)"],
+        [
+            "warmNoFront",
+            "warm, the registries asked at their container addresses: what the front costs (diagnostic)",
+        ],
         ["prewarmed", "first boot after `prewarm` (prewarm time in the note column)"],
         [
             "localRegistry",
@@ -417,6 +439,7 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         directOverCold: seconds("direct") / seconds("cold"),
         coldOverWarm: seconds("cold") / seconds("warm"),
         warmOverLocalRegistry: seconds("warm") / seconds("localRegistry"),
+        warmOverWarmNoFront: seconds("warm") / seconds("warmNoFront"),
         warmOverLimit: seconds("warm") / seconds("limit"),
         warmFetchOnlyOverLimit: seconds("warmFetchOnly") / seconds("limit"),
         coldUpstreamOverImageBytes: median(stat("cold", "upstreamBytes")) / setBytes,
@@ -432,6 +455,7 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         `| direct / cold | ${ratios.directOverCold.toFixed(2)}× | ≥ 2× |`,
         `| cold / warm | ${ratios.coldOverWarm.toFixed(1)}× | |`,
         `| warm / local registry | ${ratios.warmOverLocalRegistry.toFixed(2)}× | ≤ 1.5× |`,
+        `| warm / warm without the front | ${ratios.warmOverWarmNoFront.toFixed(2)}× | (diagnostic: ≈ 1, the front costs the warm path nothing) |`,
         `| warm / limit | ${ratios.warmOverLimit.toFixed(1)}× | ≤ 3× |`,
         `| warm fetch only / limit | ${ratios.warmFetchOnlyOverLimit.toFixed(1)}× | (diagnostic) |`,
         `| cold upstream bytes / image bytes | ${ratios.coldUpstreamOverImageBytes.toFixed(2)} | ≤ 1.05 |`,

@@ -13,7 +13,7 @@
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
 import { Settings } from "../mirrors";
-import { Cache, StackIdentity, registryContainerPort, stackNetworkName } from "./plan";
+import { Cache, StackIdentity, registryContainerPort, stackNetworkName, toLabelList } from "./plan";
 
 /**
  * How long a request waits for another request's fetch of the same blob before it is served on
@@ -51,9 +51,6 @@ export function planFront(settings: Settings, identity: StackIdentity): Front {
         labels: { "pullthrough.project": identity.project, "pullthrough.stack": identity.stack },
     };
 }
-
-const toLabelList = (labels: Record<string, string>) =>
-    Object.entries(labels).map(([label, value]) => ({ label, value }));
 
 /** The stack's private network: the front reaches each registry by container name. */
 export function stackNetwork(front: Front) {

@@ -76,7 +76,8 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
     });
 }
 
-const toLabelList = (labels: Record<string, string>) =>
+/** Docker labels as the provider takes them. */
+export const toLabelList = (labels: Record<string, string>) =>
     Object.entries(labels).map(([label, value]) => ({ label, value }));
 
 /**
