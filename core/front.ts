@@ -22,9 +22,20 @@ import { Cache, StackIdentity, registryContainerPort, stackNetworkName, toLabelL
  */
 export const lockTimeoutSeconds = 120;
 
-/** How long a blob stays in the front's cache after its last request, and how large it may grow. */
-export const frontCacheInactive = "10m";
+/**
+ * How long a blob stays in the front's cache, and how large the cache may grow. It only has to
+ * outlive the waiters of one fetch: later pulls are the registry's to serve, from its volume.
+ */
+export const frontCacheInactive = "1m";
 export const frontCacheMaxSize = "10g";
+
+/**
+ * A request carrying this header skips the front's cache and reaches the registry. `prewarm`
+ * sends it when it pulls again what a registry served but did not store (a proxy does not store
+ * a blob it is already fetching for another request), which the front's copy would otherwise
+ * keep answering.
+ */
+export const refreshHeader = "X-Pullthrough-Refresh";
 
 /** Port of the front's own health endpoint, inside its container only. */
 const healthPort = 8079;
@@ -94,6 +105,7 @@ server {
         proxy_cache_lock on;
         proxy_cache_lock_timeout ${lockTimeoutSeconds}s;
         proxy_cache_lock_age ${lockTimeoutSeconds}s;
+        proxy_cache_bypass $http_${refreshHeader.toLowerCase().replaceAll("-", "_")};
         proxy_ignore_headers Cache-Control Expires Set-Cookie X-Accel-Expires X-Accel-Buffering;
         add_header X-Pullthrough-Cache $upstream_cache_status always;
     }

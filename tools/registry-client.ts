@@ -56,10 +56,12 @@ export class RegistryClient {
     /**
      * @param endpoint the registry's base URL, e.g. `http://127.0.0.1:5000`
      * @param namespace the upstream registry the images belong to, sent as `?ns=` like containerd
+     * @param headers sent with every request
      */
     constructor(
         readonly endpoint: string,
         readonly namespace: string,
+        private readonly headers: Record<string, string> = {},
     ) {}
 
     /** GETs a manifest or index by tag or digest and checks it against its digest. */
@@ -154,7 +156,11 @@ export class RegistryClient {
         const url = `${this.endpoint}${apiPath}?ns=${encodeURIComponent(this.namespace)}`;
         let response: Response;
         try {
-            response = await fetch(url, { method, headers, redirect: "follow" });
+            response = await fetch(url, {
+                method,
+                headers: { ...this.headers, ...headers },
+                redirect: "follow",
+            });
         } catch (error) {
             const cause = (error as { cause?: { code?: string; message?: string } }).cause;
             throw new RegistryError(

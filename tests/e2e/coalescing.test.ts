@@ -13,7 +13,9 @@ import { FixtureImage, byTag } from "../../harness/upstreams";
 import { ImageArtifact, image, layer, push } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { SimulatedWan } from "../../harness/wan";
+import { withCacheViews } from "../../tools/cache-view";
 import { RegistryClient, readImage } from "../../tools/registry-client";
+import { CacheEndpoint, prewarmUntilStored, routeImages } from "../../tools/warm";
 
 jest.setTimeout(300_000);
 
@@ -35,6 +37,19 @@ const moving: FixtureImage = {
     artifact: image([layer("moving-1", 64 << 10)]),
 };
 const moved = image([layer("moving-2", 64 << 10)]);
+const sharedLayer = layer("shared", 4 << 20);
+const sharingA: FixtureImage = {
+    registry,
+    repository: "library/sharing-a",
+    tag: "v1",
+    artifact: image([sharedLayer]),
+};
+const sharingB: FixtureImage = {
+    registry,
+    repository: "library/sharing-b",
+    tag: "v1",
+    artifact: image([sharedLayer]),
+};
 
 let stack: TestStack;
 let wan: SimulatedWan;
@@ -81,7 +96,11 @@ async function getBlob(repository: string, digest: string): Promise<BlobResponse
 }
 
 beforeAll(async () => {
-    stack = await TestStack.start("coalesce", [registry], [forThree, forEight, slow, cut, moving]);
+    stack = await TestStack.start(
+        "coalesce",
+        [registry],
+        [forThree, forEight, slow, cut, moving, sharingA, sharingB],
+    );
     // 100 Mbit/s: a 6 MiB layer takes half a second, so concurrent clients overlap.
     wan = new SimulatedWan({ bitsPerSecond: 100e6, roundTripMs: 20 });
     const gateway = stack.upstreams.gateway();
@@ -168,6 +187,34 @@ test("a tag moved on the upstream is seen through the front at once", async () =
     await push(stack.upstreams.get(registry).hostUrl, moving.repository, "v1", moved);
     expect((await client.manifest(ref.repository, "v1")).digest).toBe(moved.manifest.digest);
     expect(await stack.pullOnNewNode([byTag(moving)])).toEqual([moved.manifest.digest]);
+});
+
+test("a blob a registry served but did not store is stored by the next prewarm, past the front's copy", async () => {
+    // Two repositories ask for one blob at once: registry:3 stores it for the first and streams
+    // it to the second without storing (one fetch per digest in flight); the front keeps a copy.
+    const { digest } = sharingA.artifact.blobs.at(-1)!;
+    const both = await Promise.all([
+        getBlob(sharingA.repository, digest),
+        getBlob(sharingB.repository, digest),
+    ]);
+    expect(both.map((result) => result.digest)).toEqual([digest, digest]);
+    const caches: CacheEndpoint[] = Object.entries(
+        stack.run.outputs.mirrors as Record<string, Omit<CacheEndpoint, "registry">>,
+    ).map(([name, mirror]) => ({ ...mirror, registry: name }));
+    const stored = (views: ReadonlyMap<string, string>, repository: string) =>
+        new RegistryClient(views.get(registry)!, registry).hasBlob(repository, digest);
+    const [before, results, after] = await withCacheViews(caches, async (views) => [
+        await stored(views, sharingB.repository),
+        await prewarmUntilStored(
+            routeImages([byTag(sharingB)], caches),
+            { platforms: [], concurrency: 2 },
+            views,
+        ),
+        await stored(views, sharingB.repository),
+    ]);
+    expect(before).toBe(false);
+    expect(results).toEqual([expect.objectContaining({ ok: true })]);
+    expect(after).toBe(true);
 });
 
 test("the front logs whether its cache served each blob", () => {

@@ -35,6 +35,8 @@ test("only paths addressed by digest are cached and coalesced; the rest passes t
     expect(passThrough).not.toContain("proxy_cache");
     // The key holds the port: two caches never share an entry.
     expect(cached).toContain('proxy_cache_key "5000$uri";');
+    // prewarm's second look goes past the front's copy, to the registry.
+    expect(cached).toContain("proxy_cache_bypass $http_x_pullthrough_refresh;");
 });
 
 test("a waiter's wait is bounded well under containerd's 5-minute pull-progress timeout", () => {
