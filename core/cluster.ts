@@ -131,7 +131,14 @@ export interface ClusterPlan {
     delete: string;
     createArgv: string[];
     /** Stack output `cluster`. */
-    output: { name: string; provisioner: string; talosctlVersion: string; endpointHost: string };
+    output: {
+        name: string;
+        provisioner: string;
+        talosctlVersion: string;
+        endpointHost: string;
+        /** The output whose mirror settings this Talos version's machine config takes. */
+        mirrorConfig: "talosConfigPatch" | "talosMirrorDocuments";
+    };
 }
 
 /**
@@ -163,6 +170,10 @@ export function planCluster(
             // Docker nodes publish their APIs on the host; QEMU nodes answer on the bridge.
             endpointHost:
                 cluster.provisioner === "docker" ? "127.0.0.1" : cidrAddress(cluster.cidr, 2),
+            // `machine.registries` left the config schema in 1.12, for RegistryMirrorConfig.
+            mirrorConfig: atLeast(version, { major: 1, minor: 12, patch: 0 })
+                ? "talosMirrorDocuments"
+                : "talosConfigPatch",
         },
     };
 }

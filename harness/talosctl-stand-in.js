@@ -44,6 +44,20 @@ const valueFlags = modern
               "kubernetes-version",
               "registry-mirror",
           ],
+          // The hidden bare `cluster create` of 1.12+ (create/cmd_dev.go): a QEMU cluster, whatever
+          // --provisioner says.
+          "create dev": [
+              "provisioner",
+              "name",
+              "state",
+              "cidr",
+              "controlplanes",
+              "workers",
+              "talos-version",
+              "kubernetes-version",
+              "registry-mirror",
+              "wait-timeout",
+          ],
           destroy: ["name", "state", "provisioner"],
       }
     : {
@@ -106,10 +120,10 @@ function create(shape, args) {
     const dir = clusterDir(flags);
     if (fs.existsSync(dir)) fail(`cluster ${path.basename(dir)} already exists`);
     const hostsDir = path.join(dir, "hosts");
+    fs.mkdirSync(hostsDir, { recursive: true });
     const mirrors = {};
-    for (const value of flags["registry-mirror"] ?? []) {
-        if (value.includes(","))
-            fail(`--registry-mirror ${value}: a comma splits this string-slice flag`);
+    // A string-slice flag: pflag reads each value as CSV, so a comma splits it in two.
+    for (const value of (flags["registry-mirror"] ?? []).flatMap((item) => item.split(","))) {
         const [registry, endpoint] = [
             value.slice(0, value.indexOf("=")),
             value.slice(value.indexOf("=") + 1),
@@ -156,18 +170,16 @@ function destroy(args) {
 
 const argv = process.argv.slice(2);
 if (argv[0] === "version") {
-    process.stdout.write(`Client:\n\tTalos ${claimed}\n`);
+    // `version --client --short`: "Client:", then pkg/version's Short(), "<Name> <Tag>".
+    process.stdout.write(`Client:\nTalos ${claimed}\n`);
 } else if (argv[0] === "image" && argv[1] === "default") {
     // What a cluster of this version pulls: here, the images the stand-in's nodes pull.
     for (const ref of (process.env.TALOSCTL_STAND_IN_IMAGES ?? "").split(/\s+/).filter(Boolean))
         process.stdout.write(`${ref}\n`);
 } else if (argv[0] === "cluster" && argv[1] === "create") {
-    if (modern && !["docker", "qemu"].includes(argv[2]))
-        fail(
-            'bare "cluster create" builds a QEMU cluster from 1.12; use "cluster create docker|qemu"',
-        );
-    if (modern) create(`create ${argv[2]}`, argv.slice(3));
-    else create("create", argv.slice(2));
+    if (!modern) create("create", argv.slice(2));
+    else if (["docker", "qemu"].includes(argv[2])) create(`create ${argv[2]}`, argv.slice(3));
+    else create("create dev", argv.slice(2));
 } else if (argv[0] === "cluster" && argv[1] === "destroy") {
     destroy(argv.slice(2));
 } else {

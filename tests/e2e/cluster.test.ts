@@ -78,6 +78,7 @@ test("one up boots the cluster entirely through the caches", async () => {
         provisioner: "docker",
         talosctlVersion: "v1.12.1",
         endpointHost: "127.0.0.1",
+        mirrorConfig: "talosMirrorDocuments",
     });
 });
 

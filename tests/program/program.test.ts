@@ -356,6 +356,7 @@ describe("with the cluster enabled", () => {
             provisioner: "qemu",
             talosctlVersion: "v1.12.1",
             endpointHost: "10.5.0.2",
+            mirrorConfig: "talosMirrorDocuments",
         });
     });
 });

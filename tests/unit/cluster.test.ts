@@ -3,7 +3,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { ClusterSettings, parseSettings } from "../../mirrors";
+import { planCaches } from "../../core/plan";
 import {
+    planCluster,
     clusterCreateArgv,
     clusterDestroyArgv,
     parseTalosctlVersion,
@@ -27,9 +29,9 @@ const cluster = (overrides: Partial<ClusterSettings> = {}): ClusterSettings => (
 
 describe("version", () => {
     test.each([
-        ["Client:\n\tTalos v1.12.1\n", { major: 1, minor: 12, patch: 1 }],
+        ["Client:\nTalos v1.12.1\n", { major: 1, minor: 12, patch: 1 }],
         ["Talos v1.9.5", { major: 1, minor: 9, patch: 5 }],
-        ["Client:\n\tTalos v1.11.0-alpha.1-12-gabcdef\n", { major: 1, minor: 11, patch: 0 }],
+        ["Client:\nTalos v1.11.0-alpha.1-12-gabcdef\n", { major: 1, minor: 11, patch: 0 }],
     ])("reads %j", (output, version) => {
         expect(parseTalosctlVersion(output)).toEqual(version);
     });
@@ -276,14 +278,27 @@ describe("create argv per version family", () => {
         },
     );
 
-    test("the stand-in rejects what the real talosctl would: bare create on 1.12, --controlplanes for docker", () => {
-        const env = { ...process.env, TALOSCTL_STAND_IN_VERSION: "v1.12.0" };
-        expect(() =>
-            execFileSync(standIn, ["cluster", "create", "--provisioner", "docker"], {
-                env,
-                stdio: "pipe",
-            }),
-        ).toThrow(/bare "cluster create"/);
+    test("the stand-in does what the real talosctl 1.12 does: bare create builds QEMU, docker has no --controlplanes", () => {
+        const state = mkdtempSync(path.join(tmpdir(), "pt-talosctl-"));
+        const env = {
+            ...process.env,
+            TALOSCTL_STAND_IN_VERSION: "v1.12.0",
+            TALOSCTL_STAND_IN_IMAGES: "",
+        };
+        try {
+            // The hidden bare `create` is the QEMU dev command; its --provisioner is ignored.
+            execFileSync(
+                standIn,
+                ["cluster", "create", "--provisioner", "docker", "--state", state],
+                { env, stdio: "pipe" },
+            );
+            const created = JSON.parse(
+                readFileSync(path.join(state, "talos-default", "cluster.json"), "utf8"),
+            );
+            expect(created.shape).toBe("create dev");
+        } finally {
+            rmSync(state, { recursive: true, force: true });
+        }
         expect(() =>
             execFileSync(standIn, ["cluster", "create", "docker", "--controlplanes", "3"], {
                 env,
@@ -291,6 +306,49 @@ describe("create argv per version family", () => {
             }),
         ).toThrow(/unknown flag: --controlplanes/);
     });
+
+    test("the stand-in reads --registry-mirror as pflag does: a comma splits a value in two", () => {
+        const state = mkdtempSync(path.join(tmpdir(), "pt-talosctl-"));
+        const env = {
+            ...process.env,
+            TALOSCTL_STAND_IN_VERSION: "v1.12.0",
+            TALOSCTL_STAND_IN_IMAGES: "",
+        };
+        try {
+            const mirrorFlag = "docker.io=http://10.5.0.1:5000,ghcr.io=http://10.5.0.1:5004";
+            execFileSync(
+                standIn,
+                ["cluster", "create", "docker", "--state", state, "--registry-mirror", mirrorFlag],
+                { env, stdio: "pipe" },
+            );
+            const created = JSON.parse(
+                readFileSync(path.join(state, "talos-default", "cluster.json"), "utf8"),
+            );
+            expect(created.mirrors).toEqual({
+                "docker.io": ["http://10.5.0.1:5000"],
+                "ghcr.io": ["http://10.5.0.1:5004"],
+            });
+        } finally {
+            rmSync(state, { recursive: true, force: true });
+        }
+        // Which is why Pullthrough repeats the flag and never joins values.
+        expect(mirrors.filter((item) => item.includes(","))).toEqual([]);
+    });
+});
+
+test("the cluster output names the mirror rendering the detected Talos version takes", () => {
+    const settings = parseSettings({});
+    const caches = planCaches(settings, { project: "pullthrough", stack: "dev" });
+    const mirrorConfig = (version: string) =>
+        planCluster(settings, caches, v(version)).output.mirrorConfig;
+    expect([mirrorConfig("v1.7.0"), mirrorConfig("v1.11.5")]).toEqual([
+        "talosConfigPatch",
+        "talosConfigPatch",
+    ]);
+    expect([mirrorConfig("v1.12.0"), mirrorConfig("v1.14.0")]).toEqual([
+        "talosMirrorDocuments",
+        "talosMirrorDocuments",
+    ]);
 });
 
 describe("destroy argv", () => {
