@@ -26,8 +26,8 @@ export const lockTimeoutSeconds = 120;
  * How long a blob stays in the front's cache, and how large the cache may grow. It only has to
  * outlive the waiters of one fetch: later pulls are the registry's to serve, from its volume.
  */
-export const frontCacheInactive = "1m";
-export const frontCacheMaxSize = "10g";
+const frontCacheInactive = "1m";
+const frontCacheMaxSize = "10g";
 
 /**
  * A request carrying this header skips the front's cache and reaches the registry. `prewarm`
@@ -41,7 +41,7 @@ export const refreshHeader = "X-Pullthrough-Refresh";
 const healthPort = 8079;
 
 /** Where the rendered nginx config goes: the official image includes conf.d/*.conf in http {}. */
-export const frontConfigPath = "/etc/nginx/conf.d/default.conf";
+const frontConfigPath = "/etc/nginx/conf.d/default.conf";
 
 export interface Front {
     /** Name of the front container. */

@@ -28,7 +28,7 @@ async function docker(...args: string[]): Promise<string> {
 }
 
 /** `docker run` flags for a view container: what the Docker provider makes of the same inputs. */
-export function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
+function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
     const [entrypoint, ...args] = view.entrypoints ?? [];
     return [
         "--detach",
