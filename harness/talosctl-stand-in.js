@@ -22,6 +22,18 @@ function fail(message) {
     process.exit(1);
 }
 
+/** The QEMU flags Pullthrough may pass, in every version. */
+const qemuFlags = [
+    "name",
+    "state",
+    "cidr",
+    "controlplanes",
+    "workers",
+    "talos-version",
+    "kubernetes-version",
+    "registry-mirror",
+];
+
 /** Flags (all taking a value) per command shape of the claimed version. */
 const valueFlags = modern
     ? {
@@ -34,45 +46,14 @@ const valueFlags = modern
               "registry-mirror",
               "image",
           ],
-          "create qemu": [
-              "name",
-              "state",
-              "cidr",
-              "controlplanes",
-              "workers",
-              "talos-version",
-              "kubernetes-version",
-              "registry-mirror",
-          ],
+          "create qemu": qemuFlags,
           // The hidden bare `cluster create` of 1.12+ (create/cmd_dev.go): a QEMU cluster, whatever
           // --provisioner says.
-          "create dev": [
-              "provisioner",
-              "name",
-              "state",
-              "cidr",
-              "controlplanes",
-              "workers",
-              "talos-version",
-              "kubernetes-version",
-              "registry-mirror",
-              "wait-timeout",
-          ],
+          "create dev": [...qemuFlags, "provisioner", "wait-timeout"],
           destroy: ["name", "state", "provisioner"],
       }
     : {
-          create: [
-              "provisioner",
-              "name",
-              "state",
-              "cidr",
-              "controlplanes",
-              "workers",
-              "talos-version",
-              "kubernetes-version",
-              "registry-mirror",
-              "wait-timeout",
-          ],
+          create: [...qemuFlags, "provisioner", "wait-timeout"],
           destroy: ["provisioner", "name", "state"],
       };
 
