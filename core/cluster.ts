@@ -73,15 +73,41 @@ export function unsupportedSettings(
                 `1: talosctl ${shown} "cluster create docker" always makes one control plane`,
             ]);
         }
-        if (cluster.talosVersion !== undefined) {
-            problems.push([
-                "cluster.talosVersion",
-                cluster.talosVersion,
-                `no value: talosctl ${shown} "cluster create docker" takes the Talos version from its --image (use extraArgs)`,
-            ]);
-        }
+    }
+    if (
+        cluster.provisioner === "docker" &&
+        cluster.talosVersion !== undefined &&
+        talosImageTag(cluster.talosVersion) === undefined
+    ) {
+        problems.push([
+            "cluster.talosVersion",
+            cluster.talosVersion,
+            'a full Talos release such as "v1.11.0": docker nodes run the image of that tag',
+        ]);
     }
     return problems;
+}
+
+/** The Talos node image: talosctl's own default repository (`pkg/images`), at another tag. */
+export const talosImageRepository = "ghcr.io/siderolabs/talos";
+
+/** `v1.11.0` for `1.11.0` or `v1.11.0`; undefined for what is not a release (`v1.11`). */
+function talosImageTag(talosVersion: string): string | undefined {
+    const match = /^v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$/.exec(talosVersion);
+    return match ? `v${match[1]}` : undefined;
+}
+
+/**
+ * How `talosVersion` reaches the nodes. Docker nodes run talosctl's own tag unless `--image`
+ * says otherwise, whatever `--talos-version` says (that only versions the generated config), so
+ * docker gets the image of that release, and on 1.7–1.11 the config version too. QEMU nodes
+ * take `--talos-version`.
+ */
+function talosVersionArgs(cluster: ClusterSettings, modern: boolean): string[] {
+    if (cluster.talosVersion === undefined) return [];
+    if (cluster.provisioner === "qemu") return ["--talos-version", cluster.talosVersion];
+    const image = ["--image", `${talosImageRepository}:${talosImageTag(cluster.talosVersion)}`];
+    return modern ? image : ["--talos-version", cluster.talosVersion, ...image];
 }
 
 /** The full `talosctl cluster create …` argv, mirrors included (one `--registry-mirror` item each). */
@@ -99,7 +125,7 @@ export function clusterCreateArgv(
     if (!(modern && cluster.provisioner === "docker"))
         argv.push("--controlplanes", String(cluster.controlplanes));
     argv.push("--workers", String(cluster.workers));
-    if (cluster.talosVersion !== undefined) argv.push("--talos-version", cluster.talosVersion);
+    argv.push(...talosVersionArgs(cluster, modern));
     if (cluster.kubernetesVersion !== undefined)
         argv.push("--kubernetes-version", cluster.kubernetesVersion);
     argv.push(...registryMirrorFlags, ...cluster.extraArgs);

@@ -53,7 +53,7 @@ const valueFlags = modern
           destroy: ["name", "state", "provisioner"],
       }
     : {
-          create: [...qemuFlags, "provisioner", "wait-timeout"],
+          create: [...qemuFlags, "provisioner", "wait-timeout", "image"],
           destroy: ["provisioner", "name", "state"],
       };
 

@@ -378,14 +378,34 @@ describe("destroy argv", () => {
 });
 
 describe("settings the version cannot express", () => {
-    test("1.12+ docker makes exactly one control plane and takes no --talos-version", () => {
+    test("1.12+ docker makes exactly one control plane", () => {
         const settings = cluster({ controlplanes: 3, talosVersion: "v1.12.0" });
         expect(unsupportedSettings(settings, v("v1.12.0")).map(([key]) => key)).toEqual([
             "cluster.controlplanes",
-            "cluster.talosVersion",
         ]);
         expect(unsupportedSettings(settings, v("v1.11.0"))).toEqual([]);
         expect(unsupportedSettings({ ...settings, provisioner: "qemu" }, v("v1.12.0"))).toEqual([]);
+    });
+
+    test("docker needs a full release for talosVersion: it names the node image", () => {
+        const settings = cluster({ talosVersion: "v1.11" });
+        expect(unsupportedSettings(settings, v("v1.12.0")).map(([key]) => key)).toEqual([
+            "cluster.talosVersion",
+        ]);
+        expect(unsupportedSettings({ ...settings, provisioner: "qemu" }, v("v1.11.0"))).toEqual([]);
+    });
+
+    test("talosVersion is what docker nodes run, on both talosctl families", () => {
+        const settings = cluster({ talosVersion: "1.11.3" });
+        const imageOf = (argv: string[]) => argv[argv.indexOf("--image") + 1];
+        for (const version of ["v1.9.5", "v1.11.0", "v1.12.1", "v1.13.1"]) {
+            expect(imageOf(clusterCreateArgv(settings, v(version), []))).toBe(
+                "ghcr.io/siderolabs/talos:v1.11.3",
+            );
+        }
+        // Before 1.12, --talos-version still versions the generated config.
+        expect(clusterCreateArgv(settings, v("v1.11.0"), [])).toContain("--talos-version");
+        expect(clusterCreateArgv(settings, v("v1.12.1"), [])).not.toContain("--talos-version");
     });
 
     test("talosctl older than 1.7 is refused", () => {
