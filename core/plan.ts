@@ -17,7 +17,7 @@ export const registryContainerPort = 5000;
 export interface Cache {
     registry: string;
     remote: string;
-    /** Host port the cache is published on. */
+    /** Host port the front publishes the cache on. */
     port: number;
     ttl: string;
     mode: CacheMode;
@@ -26,7 +26,6 @@ export interface Cache {
     /** The stack-private network the registry and the front share. */
     network: string;
     image: string;
-    bindAddress: string;
     /** URL cluster nodes pull through: `http://<mirrorHost>:<port>`. */
     endpoint: string;
     /** URL this host pulls through (prewarm, verify, local tools). */
@@ -63,7 +62,6 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
             name: settings.namePrefix + upstream.registry.replace(":", "_"),
             network: stackNetworkName(settings),
             image: settings.image,
-            bindAddress: settings.bindAddress,
             endpoint: `http://${settings.mirrorHost}:${upstream.port}`,
             hostEndpoint: `http://${hostAddress}:${upstream.port}`,
             labels: {

@@ -135,6 +135,18 @@ export async function waitFor<T>(
     );
 }
 
+/** Waits until Docker has restarted `container` after a crash and it reports healthy again. */
+export function waitUntilRestartedHealthy(
+    container: string,
+    restartsBefore: number,
+): Promise<true> {
+    return waitFor(`${container} to restart healthy`, 60_000, async () => {
+        const inspected = await engine("GET", `/containers/${container}/json`);
+        const healthy = inspected.State.Health?.Status === "healthy";
+        return inspected.RestartCount > restartsBefore && healthy ? true : undefined;
+    });
+}
+
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */
 export async function freePort(): Promise<number> {
     const { createServer } = await import("node:net");

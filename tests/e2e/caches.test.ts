@@ -5,7 +5,7 @@
  * DockerProviderStandIn. Upstreams are local fixture registries; containerd's `server` fallback
  * points at a closed loopback port, so a broken mirror fails instead of reaching out.
  */
-import { engine, waitFor } from "../../harness/engine";
+import { engine, waitUntilRestartedHealthy } from "../../harness/engine";
 import { TestStack } from "../../harness/stack";
 import { FixtureImage, byDigest, byTag, fixtureImages } from "../../harness/upstreams";
 
@@ -147,13 +147,7 @@ test("a crashed cache comes back by itself and serves its cache again", async ()
     );
     process.kill(state.Pid, "SIGKILL");
     const started = Date.now();
-    await waitFor("the crashed cache to restart healthy", 60_000, async () => {
-        const inspected = await engine("GET", `/containers/${container}/json`);
-        return inspected.RestartCount > restartsBefore &&
-            inspected.State.Health?.Status === "healthy"
-            ? true
-            : undefined;
-    });
+    await waitUntilRestartedHealthy(container, restartsBefore);
     timings.restartAfterCrashMs = Date.now() - started;
     const before = upstreamBlobRequests();
     expectUpstreamDigests(await pullAll());

@@ -8,7 +8,13 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { hostPlatform, parseImageReference } from "../../core/images";
 import { Containerd } from "../../harness/containerd";
-import { countLogLines, engine, freePort, waitFor } from "../../harness/engine";
+import {
+    countLogLines,
+    engine,
+    freePort,
+    waitFor,
+    waitUntilRestartedHealthy,
+} from "../../harness/engine";
 import { ImageArtifact, image, layer } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { talosctlStandIn } from "../../harness/talosctl";
@@ -234,13 +240,7 @@ test("a cache killed mid-prewarm: the re-run completes and verify passes", async
     } finally {
         await link.close();
     }
-    await waitFor("the cache to come back healthy", 60_000, async () => {
-        const inspected = await engine("GET", `/containers/${cache}/json`);
-        return inspected.RestartCount > restartsBefore &&
-            inspected.State.Health?.Status === "healthy"
-            ? true
-            : undefined;
-    });
+    await waitUntilRestartedHealthy(cache, restartsBefore);
     const rerun = await cli("prewarm", [bigRef], "--json");
     expect(rerun.code).toBe(0);
     const [rerunImage] = json(rerun).images;
