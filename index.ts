@@ -20,7 +20,8 @@ import {
 import { planPrewarm, prewarmCommand } from "./core/prewarm";
 import * as render from "./core/render";
 import { readCacheSupervisor } from "./host/assets";
-import { detectTalosctlVersion, readTalosImageSet } from "./host/talosctl";
+import { detectTalosctlVersion, readTalosImageSet, requireBootAssets } from "./host/talosctl";
+import { hostPlatform } from "./core/images";
 
 const { settings, caches, front, prewarmImages, clusterPlan } = loadPlan();
 const supervisor = readCacheSupervisor();
@@ -88,7 +89,9 @@ function loadPlan() {
             readTalosImageSet(settings.cluster),
         );
         const talosctl = detectTalosctlVersion(settings.cluster);
-        const clusterPlan = planCluster(settings, caches, talosctl);
+        const host = { arch: hostPlatform().architecture, projectDir: __dirname };
+        const clusterPlan = planCluster(settings, caches, host, talosctl);
+        if (settings.cluster.enabled) requireBootAssets(clusterPlan.bootAssets);
         return { settings, caches, front, prewarmImages, clusterPlan };
     } catch (error) {
         // RunError prints the message alone, without a stack trace.

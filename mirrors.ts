@@ -159,6 +159,8 @@ const clusterSchema = z.strictObject(
         kubernetesVersion: z.string(expected.nonEmpty).min(1, expected.nonEmpty).optional(),
         state: z.string(expected.nonEmpty).min(1, expected.nonEmpty).optional(),
         talosctl: z.string(expected.nonEmpty).min(1, expected.nonEmpty).default("talosctl"),
+        // talosctl's own default for `--vmlinuz-path`/`--initrd-path`, here from the project folder.
+        bootAssets: z.string(expected.nonEmpty).min(1, expected.nonEmpty).default("_out"),
         extraArgs: z.array(z.string(expected.argList), expected.argList).default([]),
     },
     expected.cluster,

@@ -3,6 +3,7 @@
  * The command changed shape in v1.12 (subcommands per provisioner, `--subnet` for docker, no
  * control-plane count for docker), so every argv is built for one version family.
  */
+import * as path from "node:path";
 import type * as command from "@pulumi/command";
 import type * as pulumi from "@pulumi/pulumi";
 import {
@@ -110,11 +111,51 @@ function talosVersionArgs(cluster: ClusterSettings, modern: boolean): string[] {
     return modern ? image : ["--talos-version", cluster.talosVersion, ...image];
 }
 
+/** A file talosctl 1.7–1.11 boots QEMU nodes from, and where Talos publishes it. */
+export interface BootAsset {
+    flag: "--vmlinuz-path" | "--initrd-path";
+    path: string;
+    url: string;
+}
+
+/** Where the plan runs: the host's architecture (GOARCH names) and the project folder. */
+export interface ClusterHost {
+    arch: string;
+    projectDir: string;
+}
+
+/**
+ * The kernel and initramfs a QEMU cluster boots on talosctl 1.7–1.11, as release assets name
+ * them. talosctl looks for them in `_out/` of its working folder; 1.12+ boots an image-factory
+ * ISO instead, so there are none.
+ */
+export function qemuBootAssets(
+    cluster: ClusterSettings,
+    version: TalosctlVersion,
+    host: ClusterHost,
+): BootAsset[] {
+    if (cluster.provisioner !== "qemu" || hasProvisionerSubcommands(version)) return [];
+    const release =
+        (cluster.talosVersion && talosImageTag(cluster.talosVersion)) ?? formatVersion(version);
+    const folder = path.resolve(host.projectDir, cluster.bootAssets);
+    return (
+        [
+            ["--vmlinuz-path", `vmlinuz-${host.arch}`],
+            ["--initrd-path", `initramfs-${host.arch}.xz`],
+        ] as const
+    ).map(([flag, file]) => ({
+        flag,
+        path: path.join(folder, file),
+        url: `https://github.com/siderolabs/talos/releases/download/${release}/${file}`,
+    }));
+}
+
 /** The full `talosctl cluster create …` argv, mirrors included (one `--registry-mirror` item each). */
 export function clusterCreateArgv(
     cluster: ClusterSettings,
     version: TalosctlVersion,
     registryMirrorFlags: readonly string[],
+    bootAssets: readonly BootAsset[] = [],
 ): string[] {
     const modern = hasProvisionerSubcommands(version);
     const argv = [cluster.talosctl, "cluster", "create"];
@@ -126,6 +167,7 @@ export function clusterCreateArgv(
         argv.push("--controlplanes", String(cluster.controlplanes));
     argv.push("--workers", String(cluster.workers));
     argv.push(...talosVersionArgs(cluster, modern));
+    argv.push(...bootAssets.flatMap((asset) => [asset.flag, asset.path]));
     if (cluster.kubernetesVersion !== undefined)
         argv.push("--kubernetes-version", cluster.kubernetesVersion);
     argv.push(...registryMirrorFlags, ...cluster.extraArgs);
@@ -141,6 +183,44 @@ export function clusterDestroyArgv(cluster: ClusterSettings, version: TalosctlVe
     return argv;
 }
 
+/** Labels the docker provisioner puts on a cluster's nodes and network (`pkg/provision/providers/docker`). */
+const dockerClusterFilters = (name: string) =>
+    ["talos.owned=true", `talos.cluster.name=${name}`].flatMap((label) => [
+        "--filter",
+        `label=${label}`,
+    ]);
+
+/**
+ * The delete command. talosctl 1.12+ destroys by `<state>/<name>/state.yaml`, which talosctl
+ * 1.7–1.11 never wrote for a docker cluster, so for docker a failed destroy of a cluster without
+ * one falls back to what talosctl ≤1.11 itself did: remove the provisioner's labelled containers
+ * (with their volumes) and network, then the state folder, saying so line by line.
+ */
+function clusterDeleteScript(cluster: ClusterSettings, version: TalosctlVersion): string {
+    const destroy = shellQuote(clusterDestroyArgv(cluster, version));
+    if (cluster.provisioner !== "docker") return destroy;
+    const name = shellQuote([cluster.name]);
+    const filters = shellQuote(dockerClusterFilters(cluster.name));
+    // ≤1.11 is the family that makes these clusters, and it keeps state in ~/.talos/clusters.
+    const stateDir =
+        cluster.state !== undefined ? shellQuote([cluster.state]) : '"$HOME/.talos/clusters"';
+    const say = (what: string) => `echo "pullthrough: ${what}" >&2`;
+    return [
+        `${destroy} || {`,
+        `  state=${stateDir}/${name}`,
+        `  [ ! -e "$state/state.yaml" ] || exit 1`,
+        `  ${say(`talosctl could not destroy ${cluster.name}, and $state has no state.yaml (a docker cluster made by talosctl 1.11 or older): removing what the docker provisioner labelled talos.cluster.name=${cluster.name}`)}`,
+        `  for node in $(docker ps --all --format '{{.Names}}' ${filters}); do`,
+        `    docker rm --force --volumes "$node" >/dev/null && ${say("removed node $node")} || exit 1`,
+        `  done`,
+        `  for network in $(docker network ls --format '{{.Name}}' ${filters}); do`,
+        `    docker network rm "$network" >/dev/null && ${say("removed network $network")} || exit 1`,
+        `  done`,
+        `  if [ -d "$state" ]; then rm -rf "$state" && ${say("removed $state")}; fi`,
+        `}`,
+    ].join("\n");
+}
+
 /** POSIX shell quoting: the result runs `argv` exactly under `/bin/sh -c`. */
 export function shellQuote(argv: readonly string[]): string {
     return argv
@@ -153,9 +233,11 @@ export function shellQuote(argv: readonly string[]): string {
 export interface ClusterPlan {
     /** Shell command that creates the cluster with these mirrors (`talosctlCreate` output). */
     create: string;
-    /** Shell command that destroys it; complete in itself, since delete runs the stored copy. */
+    /** Shell script that destroys it; complete in itself, since delete runs the stored copy. */
     delete: string;
     createArgv: string[];
+    /** Files the create needs on this host, checked before anything is created. */
+    bootAssets: BootAsset[];
     /** Stack output `cluster`. */
     output: {
         name: string;
@@ -176,6 +258,7 @@ export interface ClusterPlan {
 export function planCluster(
     settings: Settings,
     caches: readonly Cache[],
+    host: ClusterHost,
     version: TalosctlVersion = { major: 1, minor: 12, patch: 0 },
 ): ClusterPlan {
     const { cluster } = settings;
@@ -184,11 +267,13 @@ export function planCluster(
             `${formatKey(key.split("."))}: got ${formatValue([], value)}; expected ${what}`,
     );
     if (problems.length > 0) throw new ConfigError(problems);
-    const createArgv = clusterCreateArgv(cluster, version, registryMirrorFlags(caches));
+    const bootAssets = qemuBootAssets(cluster, version, host);
+    const createArgv = clusterCreateArgv(cluster, version, registryMirrorFlags(caches), bootAssets);
     return {
         create: shellQuote(createArgv),
-        delete: shellQuote(clusterDestroyArgv(cluster, version)),
+        delete: clusterDeleteScript(cluster, version),
         createArgv,
+        bootAssets,
         output: {
             name: cluster.name,
             provisioner: cluster.provisioner,

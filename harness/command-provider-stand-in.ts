@@ -14,6 +14,7 @@ const implemented = ["create", "update", "delete", "triggers", "logging", "stdin
 export interface CommandRun {
     command: string;
     stdout: string;
+    stderr: string;
     startedAt: Date;
 }
 
@@ -66,7 +67,7 @@ export class CommandProviderStandIn implements ProviderStandIn {
                     return reject(
                         new Error(`${command} failed: ${error.message}\n${stdout}${stderr}`),
                     );
-                this.runs.push({ command, stdout, startedAt });
+                this.runs.push({ command, stdout, stderr, startedAt });
                 resolve(stdout);
             });
             child.stdin!.end(stdin ?? "");

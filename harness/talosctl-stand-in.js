@@ -6,6 +6,12 @@
  * `--registry-mirror` into a containerd hosts.toml (fallback closed off) and pulls the images in
  * TALOSCTL_STAND_IN_IMAGES through them with ctr, against the containerd at
  * TALOSCTL_STAND_IN_CONTAINERD; `image default` lists those images. Every call is appended to <state>/calls.jsonl.
+ *
+ * State and teardown follow the real provisioners (`pkg/provision`): 1.12+ writes
+ * `<state>/<name>/state.yaml` for every cluster and destroys by it, failing without one; 1.7–1.11
+ * wrote it only for QEMU and destroyed docker clusters by `--provisioner` and labels. With
+ * TALOSCTL_STAND_IN_NODE_IMAGE set (a local image), a docker cluster is real Docker objects as
+ * the docker provisioner labels them: a network and one created container per node.
  */
 "use strict";
 const { execFileSync } = require("node:child_process");
@@ -53,7 +59,14 @@ const valueFlags = modern
           destroy: ["name", "state", "provisioner"],
       }
     : {
-          create: [...qemuFlags, "provisioner", "wait-timeout", "image"],
+          create: [
+              ...qemuFlags,
+              "provisioner",
+              "wait-timeout",
+              "image",
+              "vmlinuz-path",
+              "initrd-path",
+          ],
           destroy: ["provisioner", "name", "state"],
       };
 
@@ -96,10 +109,70 @@ function ctr(namespace, ...args) {
     );
 }
 
+function docker(...args) {
+    return execFileSync("docker", args, { encoding: "utf8" }).trim();
+}
+
+/** `pkg/provision/providers/docker`: nodes and network carry these labels; destroy finds them so. */
+const labels = (name) => ["talos.owned=true", `talos.cluster.name=${name}`];
+const labelFilters = (name) => labels(name).flatMap((label) => ["--filter", `label=${label}`]);
+
+function createDockerNodes(name, flags) {
+    const image = process.env.TALOSCTL_STAND_IN_NODE_IMAGE;
+    if (!image) return;
+    const labelArgs = labels(name).flatMap((label) => ["--label", label]);
+    const subnet = last(flags, "subnet", last(flags, "cidr", "10.5.0.0/24"));
+    docker("network", "create", ...labelArgs, "--subnet", subnet, name);
+    const controlplanes = modern ? 1 : Number(last(flags, "controlplanes", "1"));
+    const nodes = [
+        ...Array.from({ length: controlplanes }, (_, i) => ["controlplane", i + 1]),
+        ...Array.from({ length: Number(last(flags, "workers", "1")) }, (_, i) => ["worker", i + 1]),
+    ];
+    for (const [type, n] of nodes) {
+        docker(
+            "create",
+            ...labelArgs,
+            "--label",
+            `talos.type=${type}`,
+            "--network",
+            name,
+            "--name",
+            `${name}-${type}-${n}`,
+            image,
+        );
+    }
+}
+
+function removeDockerNodes(name) {
+    for (const node of docker("ps", "--all", "--quiet", ...labelFilters(name)).split("\n"))
+        if (node) docker("rm", "--force", "--volumes", node);
+    for (const network of docker("network", "ls", "--quiet", ...labelFilters(name)).split("\n"))
+        if (network) docker("network", "rm", network);
+}
+
+const provisionerOf = (shape, flags) =>
+    shape === "create"
+        ? last(flags, "provisioner", "docker")
+        : shape === "create docker"
+          ? "docker"
+          : "qemu";
+
+/** talosctl 1.7–1.11 QEMU boots from these files, by default in `_out/` of the working folder. */
+function requireBootAssets(flags) {
+    const arch = { x64: "amd64", arm64: "arm64" }[process.arch] ?? process.arch;
+    for (const file of [
+        last(flags, "vmlinuz-path", `_out/vmlinuz-${arch}`),
+        last(flags, "initrd-path", `_out/initramfs-${arch}.xz`),
+    ])
+        if (!fs.existsSync(file)) fail(`open ${file}: no such file or directory`);
+}
+
 function create(shape, args) {
     const flags = parseFlags(shape, args);
     const dir = clusterDir(flags);
     if (fs.existsSync(dir)) fail(`cluster ${path.basename(dir)} already exists`);
+    const provisioner = provisionerOf(shape, flags);
+    if (shape === "create" && provisioner === "qemu") requireBootAssets(flags);
     const hostsDir = path.join(dir, "hosts");
     fs.mkdirSync(hostsDir, { recursive: true });
     const mirrors = {};
@@ -131,22 +204,35 @@ function create(shape, args) {
         pulled.push(ref);
         process.stdout.write(`pulled ${ref}\n`);
     }
+    if (provisioner === "docker") createDockerNodes(namespace, flags);
     fs.writeFileSync(
         path.join(dir, "cluster.json"),
         JSON.stringify({ shape, flags, mirrors, pulled }, null, 2),
     );
+    if (modern || provisioner === "qemu")
+        fs.writeFileSync(path.join(dir, "state.yaml"), `provisioner: ${provisioner}\n`);
     record(flags, { command: `cluster ${shape}`, args });
 }
 
 function destroy(args) {
     const flags = parseFlags("destroy", args);
+    record(flags, { command: "cluster destroy", args });
     const dir = clusterDir(flags);
-    if (fs.existsSync(dir)) {
+    const stateFile = path.join(dir, "state.yaml");
+    const state = fs.existsSync(stateFile) ? fs.readFileSync(stateFile, "utf8") : undefined;
+    if (modern && state === undefined) fail(`open ${stateFile}: no such file or directory`);
+    const provisioner = modern
+        ? /provisioner: (\S+)/.exec(state)[1]
+        : last(flags, "provisioner", "docker");
+    if (provisioner === "qemu" && state === undefined)
+        fail(`open ${stateFile}: no such file or directory`);
+    if (provisioner === "docker" && process.env.TALOSCTL_STAND_IN_NODE_IMAGE)
+        removeDockerNodes(path.basename(dir));
+    if (fs.existsSync(path.join(dir, "cluster.json"))) {
         const { pulled } = JSON.parse(fs.readFileSync(path.join(dir, "cluster.json"), "utf8"));
         if (pulled.length > 0) ctr(path.basename(dir), "images", "rm", ...pulled);
-        fs.rmSync(dir, { recursive: true, force: true });
     }
-    record(flags, { command: "cluster destroy", args });
+    fs.rmSync(dir, { recursive: true, force: true });
 }
 
 const argv = process.argv.slice(2);

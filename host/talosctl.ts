@@ -3,10 +3,10 @@
  * Host I/O only; what to do with them is decided in core/cluster.ts and core/prewarm.ts.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import { ClusterSettings } from "../mirrors";
-import { TalosctlVersion, formatVersion, parseTalosctlVersion } from "../core/cluster";
+import { ClusterSettings, ConfigError, formatKey } from "../mirrors";
+import { BootAsset, TalosctlVersion, formatVersion, parseTalosctlVersion } from "../core/cluster";
 import { TalosImageSet, retagTalosImages } from "../core/prewarm";
 
 /** Runs the binary for its client version; a missing binary is an error that says what to set. */
@@ -83,4 +83,16 @@ export function readTalosImageSet(
         };
     }
     return { ...listed, images: retagTalosImages(listed.images, cluster) };
+}
+
+/** Stops before anything is created when a boot asset the cluster needs is not on this host. */
+export function requireBootAssets(assets: readonly BootAsset[]): void {
+    const missing = assets.filter((asset) => !existsSync(asset.path));
+    if (missing.length === 0) return;
+    throw new ConfigError(
+        missing.map(
+            (asset) =>
+                `${formatKey(["cluster", "bootAssets"])}: ${asset.path} does not exist; talosctl 1.7–1.11 boots QEMU nodes from it (${asset.flag}). Download ${asset.url} into that folder, or set cluster.bootAssets to the folder that holds it`,
+        ),
+    );
 }

@@ -2,13 +2,14 @@
  * The whole local environment in one `pulumi up`: caches on the real engine, then a Talos
  * cluster whose nodes pull through them. The cluster is the talosctl stand-in claiming v1.12.1:
  * it accepts only that version's flags and, like a node, turns the mirrors into containerd
- * hosts.toml files and pulls a Talos-like image set with ctr.
+ * hosts.toml files and pulls a Talos-like image set with ctr; its docker nodes and network are
+ * real Docker objects, labelled as the docker provisioner labels them.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { Containerd } from "../../harness/containerd";
-import { countLogLines } from "../../harness/engine";
+import { countLogLines, docker, fixtureRegistryImage } from "../../harness/engine";
 import { TestStack } from "../../harness/stack";
 import { talosctlStandIn } from "../../harness/talosctl";
 import { byTag, talosLikeImages } from "../../harness/upstreams";
@@ -24,8 +25,30 @@ let containerd: Containerd;
 let state: string;
 
 function up(talosctl: string) {
-    const cluster = { enabled: true, provisioner: "docker", name: clusterName, state, talosctl };
+    const cluster = {
+        enabled: true,
+        provisioner: "docker",
+        name: clusterName,
+        state,
+        talosctl,
+        cidr: `10.213.${process.pid % 250}.0/24`,
+    };
     return stack.up({ cluster });
+}
+
+/** Names of the Docker containers and networks the docker provisioner made for the cluster. */
+function clusterDockerObjects() {
+    const filters = ["--filter", "label=talos.owned=true"];
+    filters.push("--filter", `label=talos.cluster.name=${clusterName}`);
+    const names = (...args: string[]) =>
+        docker(...args, ...filters)
+            .split("\n")
+            .filter(Boolean)
+            .sort();
+    return {
+        nodes: names("ps", "--all", "--format", "{{.Names}}"),
+        networks: names("network", "ls", "--format", "{{.Name}}"),
+    };
 }
 
 const calls = () =>
@@ -44,7 +67,11 @@ beforeAll(async () => {
     state = mkdtempSync(path.join(tmpdir(), "pt-talos-state-"));
     const started = Date.now();
     await up(
-        talosctlStandIn("v1.12.1", { containerd: containerd.address, images: images.map(byTag) }),
+        talosctlStandIn("v1.12.1", {
+            containerd: containerd.address,
+            images: images.map(byTag),
+            nodeImage: fixtureRegistryImage,
+        }),
     );
     console.log(
         `cluster up (caches healthy, then the stand-in cluster's pulls): ${Date.now() - started} ms`,
@@ -52,6 +79,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+    // What a failed test may have left of the stand-in's docker nodes.
+    if (clusterName) {
+        const { nodes, networks } = clusterDockerObjects();
+        if (nodes.length > 0) docker("rm", "--force", "--volumes", ...nodes);
+        if (networks.length > 0) docker("network", "rm", ...networks);
+    }
     await stack?.remove();
     await containerd?.stop();
     if (state) rmSync(state, { recursive: true, force: true });
@@ -65,6 +98,10 @@ test("one up boots the cluster entirely through the caches", async () => {
         "ghcr.io": [`http://127.0.0.1:${stack.ports["ghcr.io"]}`],
     });
     expect(created.pulled).toEqual(images.map(byTag));
+    expect(clusterDockerObjects()).toEqual({
+        nodes: [`${clusterName}-controlplane-1`, `${clusterName}-worker-1`],
+        networks: [clusterName],
+    });
     const listed = await containerd.ctr(clusterName, "images", "ls", "--quiet");
     expect(listed.trim().split("\n").sort()).toEqual(images.map(byTag).sort());
     // Every image was resolved at a cache, and the caches fetched its blobs from the upstream.
@@ -88,6 +125,47 @@ test("destroy runs talosctl cluster destroy with the create's name and state, an
     expect(destroyCall?.args).toEqual(["--name", clusterName, "--state", state]);
     expect(existsSync(path.join(state, clusterName))).toBe(false);
     expect((await containerd.ctr(clusterName, "images", "ls", "--quiet")).trim()).toBe("");
+    expect(clusterDockerObjects()).toEqual({ nodes: [], networks: [] });
+});
+
+test("a docker cluster made by talosctl 1.11 is replaced and destroyed after talosctl becomes 1.12", async () => {
+    // One talosctl path whose binary the user upgrades, as a package manager would.
+    const bin = mkdtempSync(path.join(tmpdir(), "pt-talosctl-bin-"));
+    const talosctl = path.join(bin, "talosctl");
+    const install = (version: string) => {
+        mkdirSync(bin, { recursive: true });
+        const standIn = talosctlStandIn(version, {
+            containerd: containerd.address,
+            nodeImage: fixtureRegistryImage,
+        });
+        copyFileSync(standIn, talosctl);
+    };
+    try {
+        install("v1.11.0");
+        await up(talosctl);
+        const made = clusterDockerObjects();
+        expect(made.nodes).toHaveLength(2);
+        // talosctl 1.11 keeps no state.yaml for docker, which 1.12's destroy needs.
+        expect(existsSync(path.join(state, clusterName, "state.yaml"))).toBe(false);
+
+        install("v1.12.1");
+        const runsBefore = stack.commands.runs.length;
+        await up(talosctl);
+        // The family changed, so the cluster was replaced: the old one's stored delete ran first.
+        const [deleteRun, createRun] = stack.commands.runs.slice(runsBefore);
+        expect(deleteRun.command).toContain("cluster destroy");
+        for (const node of made.nodes)
+            expect(deleteRun.stderr).toContain(`pullthrough: removed node ${node}`);
+        expect(deleteRun.stderr).toContain(`pullthrough: removed network ${clusterName}`);
+        expect(createRun.command).toContain("cluster create docker");
+        expect(existsSync(path.join(state, clusterName, "state.yaml"))).toBe(true);
+
+        await stack.destroy();
+        expect(clusterDockerObjects()).toEqual({ nodes: [], networks: [] });
+        expect(existsSync(path.join(state, clusterName))).toBe(false);
+    } finally {
+        rmSync(bin, { recursive: true, force: true });
+    }
 });
 
 test("the next boot, from a fresh node content store, fetches nothing from upstream", async () => {

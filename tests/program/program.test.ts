@@ -1,6 +1,9 @@
 /** The real index.ts under Pulumi mocks: what it declares, with which inputs and options. */
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { hostPlatform } from "../../core/images";
 import { DeclaredResource, ProgramRun, runProgram } from "../../harness/program";
 import { talosctlStandIn } from "../../harness/talosctl";
 
@@ -382,6 +385,60 @@ describe("cluster settings the detected talosctl lacks", () => {
         await expect(run).rejects.toThrow(
             "talosctl (/nonexistent/talosctl) not found: install talosctl or set pullthrough:cluster.talosctl to its path",
         );
+    });
+});
+
+describe("QEMU on talosctl 1.7–1.11, which boots from a kernel and initramfs on this host", () => {
+    const talosctl = talosctlStandIn("v1.11.0");
+    const arch = hostPlatform().architecture;
+    const config = (bootAssets?: string) => ({
+        "pullthrough:cluster": JSON.stringify({
+            enabled: true,
+            provisioner: "qemu",
+            talosVersion: "v1.11.2",
+            talosctl,
+            bootAssets,
+        }),
+    });
+
+    test("missing boot assets stop the program before anything is declared, naming files and downloads", async () => {
+        const declared: string[] = [];
+        const run = runProgram(config(), {
+            createResource: async (args) => {
+                declared.push(args.type);
+                return { id: "x", state: args.inputs };
+            },
+        });
+        const projectDir = path.resolve(__dirname, "../..");
+        for (const file of [`vmlinuz-${arch}`, `initramfs-${arch}.xz`]) {
+            await expect(run).rejects.toThrow(
+                `pullthrough:cluster.bootAssets: ${projectDir}/_out/${file} does not exist; talosctl 1.7–1.11 boots QEMU nodes from it`,
+            );
+            await expect(run).rejects.toThrow(
+                `Download https://github.com/siderolabs/talos/releases/download/v1.11.2/${file} into that folder`,
+            );
+        }
+        expect(declared.filter((type) => type !== "pulumi:pulumi:Stack")).toEqual([]);
+    });
+
+    test("with the assets in cluster.bootAssets, the create names them and talosctl boots from any folder", async () => {
+        const assets = mkdtempSync(path.join(tmpdir(), "pt-boot-assets-"));
+        const state = mkdtempSync(path.join(tmpdir(), "pt-talos-state-"));
+        try {
+            for (const file of [`vmlinuz-${arch}`, `initramfs-${arch}.xz`])
+                writeFileSync(path.join(assets, file), "");
+            const { resources } = await runProgram(config(assets));
+            const [command] = ofType(resources, "command:local:Command");
+            expect(command.inputs.create).toContain(
+                `--vmlinuz-path ${assets}/vmlinuz-${arch} --initrd-path ${assets}/initramfs-${arch}.xz`,
+            );
+            // The stand-in, like talosctl 1.11, opens the files; run it away from the project.
+            const create = `${command.inputs.create} --state ${state}`;
+            expect(() => execFileSync("/bin/sh", ["-c", create], { cwd: state })).not.toThrow();
+        } finally {
+            rmSync(assets, { recursive: true, force: true });
+            rmSync(state, { recursive: true, force: true });
+        }
     });
 });
 

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { ClusterSettings, parseSettings } from "../../mirrors";
@@ -9,6 +9,7 @@ import {
     clusterCreateArgv,
     clusterDestroyArgv,
     parseTalosctlVersion,
+    qemuBootAssets,
     shellQuote,
     unsupportedSettings,
 } from "../../core/cluster";
@@ -44,6 +45,38 @@ describe("version", () => {
 });
 
 const v = (text: string) => parseTalosctlVersion(text);
+const host = { arch: "amd64", projectDir: "/home/me/pullthrough" };
+
+describe("QEMU boot assets", () => {
+    test("talosctl 1.7–1.11 QEMU gets the kernel and initramfs from cluster.bootAssets, by absolute path", () => {
+        const qemu = cluster({ provisioner: "qemu", talosVersion: "v1.10.4" });
+        expect(qemuBootAssets(qemu, v("v1.11.0"), host)).toEqual([
+            {
+                flag: "--vmlinuz-path",
+                path: "/home/me/pullthrough/_out/vmlinuz-amd64",
+                url: "https://github.com/siderolabs/talos/releases/download/v1.10.4/vmlinuz-amd64",
+            },
+            {
+                flag: "--initrd-path",
+                path: "/home/me/pullthrough/_out/initramfs-amd64.xz",
+                url: "https://github.com/siderolabs/talos/releases/download/v1.10.4/initramfs-amd64.xz",
+            },
+        ]);
+        const elsewhere = cluster({ provisioner: "qemu", bootAssets: "/srv/talos-assets" });
+        const assets = qemuBootAssets(elsewhere, v("v1.9.5"), { ...host, arch: "arm64" });
+        expect(assets.map((asset) => asset.path)).toEqual([
+            "/srv/talos-assets/vmlinuz-arm64",
+            "/srv/talos-assets/initramfs-arm64.xz",
+        ]);
+        // Without a talosVersion the nodes run talosctl's own release.
+        expect(assets[0].url).toMatch(/\/download\/v1\.9\.5\/vmlinuz-arm64$/);
+    });
+
+    test("docker, and QEMU on 1.12+ (an image-factory ISO), need none", () => {
+        expect(qemuBootAssets(cluster({ provisioner: "docker" }), v("v1.11.0"), host)).toEqual([]);
+        expect(qemuBootAssets(cluster({ provisioner: "qemu" }), v("v1.12.0"), host)).toEqual([]);
+    });
+});
 
 describe("create argv per version family", () => {
     const full = {
@@ -247,7 +280,10 @@ describe("create argv per version family", () => {
                         talosctl: standIn,
                         state,
                         kubernetesVersion: "1.32.0",
+                        bootAssets: state,
                     });
+                    const assets = qemuBootAssets(settings, v(version), host);
+                    for (const asset of assets) writeFileSync(asset.path, "");
                     const env = {
                         ...process.env,
                         TALOSCTL_STAND_IN_VERSION: version,
@@ -255,7 +291,10 @@ describe("create argv per version family", () => {
                     };
                     execFileSync(
                         "/bin/sh",
-                        ["-c", shellQuote(clusterCreateArgv(settings, v(version), mirrors))],
+                        [
+                            "-c",
+                            shellQuote(clusterCreateArgv(settings, v(version), mirrors, assets)),
+                        ],
                         { env, stdio: "pipe" },
                     );
                     execFileSync(
@@ -340,7 +379,7 @@ test("the cluster output names the mirror rendering the detected Talos version t
     const settings = parseSettings({});
     const caches = planCaches(settings, { project: "pullthrough", stack: "dev" });
     const mirrorConfig = (version: string) =>
-        planCluster(settings, caches, v(version)).output.mirrorConfig;
+        planCluster(settings, caches, host, v(version)).output.mirrorConfig;
     expect([mirrorConfig("v1.7.0"), mirrorConfig("v1.11.5")]).toEqual([
         "talosConfigPatch",
         "talosConfigPatch",

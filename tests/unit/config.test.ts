@@ -58,6 +58,7 @@ describe("defaults", () => {
                 controlplanes: 1,
                 workers: 1,
                 talosctl: "talosctl",
+                bootAssets: "_out",
                 extraArgs: [],
             },
         });
