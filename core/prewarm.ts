@@ -4,6 +4,7 @@
  */
 import type * as command from "@pulumi/command";
 import { ConfigError, ClusterSettings, Settings, formatKey, talosImageSet } from "../mirrors";
+import { TalosctlVersion, formatVersion, hasProvisionerSubcommands } from "./cluster";
 import { parseImageReference } from "./images";
 import { Cache } from "./plan";
 import { mirrorsByRegistry } from "./render";
@@ -31,6 +32,29 @@ export function retagTalosImages(
         if (talosVersionedImages.test(image)) return retag(versions.talosVersion);
         return image;
     });
+}
+
+/**
+ * The image-factory schematic talosctl 1.12+ uses when `--schematic-id` is empty: the ID of the
+ * empty schematic, sha256 of its canonical YAML `customization: {}\n`.
+ */
+export const emptySchematicId = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
+
+/**
+ * The installer a QEMU node of talosctl 1.12+ installs itself from, which `image default` does not
+ * list: `<factory>/metal-installer/<schematic>:<version>` (`clusterops/configmaker/preset`).
+ * Undefined where there is none (docker, talosctl ≤1.11) or the version is not known.
+ */
+export function qemuInstallerImage(
+    cluster: Pick<ClusterSettings, "provisioner" | "talosVersion">,
+    talosctl: TalosctlVersion | undefined,
+): string | undefined {
+    if (cluster.provisioner !== "qemu") return undefined;
+    if (talosctl !== undefined && !hasProvisionerSubcommands(talosctl)) return undefined;
+    const version = cluster.talosVersion ?? (talosctl && formatVersion(talosctl));
+    if (version === undefined) return undefined;
+    const tag = version.startsWith("v") ? version : `v${version}`;
+    return `factory.talos.dev/metal-installer/${emptySchematicId}:${tag}`;
 }
 
 /**

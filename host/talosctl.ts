@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { ClusterSettings, ConfigError, formatKey } from "../mirrors";
 import { BootAsset, TalosctlVersion, formatVersion, parseTalosctlVersion } from "../core/cluster";
-import { TalosImageSet, retagTalosImages } from "../core/prewarm";
+import { TalosImageSet, qemuInstallerImage, retagTalosImages } from "../core/prewarm";
 
 /** Runs the binary for its client version; a missing binary is an error that says what to set. */
 export function readTalosctlVersion(talosctl: string): TalosctlVersion {
@@ -46,17 +46,33 @@ export function detectTalosctlVersion(
     }
 }
 
+/** The set kept in data/talos-images.json for when talosctl cannot be run. */
+interface KeptImageSet {
+    talosVersion: string;
+    images: string[];
+}
+
+const minorOf = (version: string) => /^v?(\d+\.\d+)/.exec(version)?.[1];
+
 /**
  * What a cluster of these settings pulls: `talosctl image default` when the binary is there,
- * else the list kept in `talos-images.json`; then retagged for a configured Kubernetes or
- * Talos version.
+ * else the list kept in `talos-images.json`, which only holds for its own minor release; then
+ * retagged for a configured Kubernetes or Talos version, plus the installer a 1.12+ QEMU node
+ * pulls from the image factory.
+ *
+ * @throws ConfigError when talosctl is absent and `cluster.talosVersion` is of another minor
+ *   release than the kept list
  */
 export function readTalosImageSet(
-    cluster: Pick<ClusterSettings, "talosctl" | "kubernetesVersion" | "talosVersion">,
+    cluster: Pick<
+        ClusterSettings,
+        "talosctl" | "kubernetesVersion" | "talosVersion" | "provisioner"
+    >,
 ): TalosImageSet {
     let listed: TalosImageSet;
+    let talosctl: TalosctlVersion | undefined;
     try {
-        const version = formatVersion(readTalosctlVersion(cluster.talosctl));
+        talosctl = readTalosctlVersion(cluster.talosctl);
         const output = execFileSync(cluster.talosctl, ["image", "default"], {
             encoding: "utf8",
             stdio: ["ignore", "pipe", "pipe"],
@@ -67,7 +83,7 @@ export function readTalosImageSet(
                 .split("\n")
                 .map((line) => line.trim())
                 .filter(Boolean),
-            source: `talosctl ${version} image default`,
+            source: `talosctl ${formatVersion(talosctl)} image default`,
         };
     } catch (error) {
         const why =
@@ -76,13 +92,21 @@ export function readTalosImageSet(
                 : "talosctl image default failed";
         const kept = JSON.parse(
             readFileSync(path.join(__dirname, "../data/talos-images.json"), "utf8"),
-        ) as { talosVersion: string; images: string[] };
+        ) as KeptImageSet;
+        const wanted = cluster.talosVersion;
+        if (wanted !== undefined && minorOf(wanted) !== minorOf(kept.talosVersion)) {
+            throw new ConfigError([
+                `${formatKey(["prewarm"])}: "talos" for Talos ${wanted} needs talosctl (${why}); the list kept for when it is absent is Talos ${kept.talosVersion}'s, and image sets differ between minor releases. Install talosctl ${wanted}, or list the images in pullthrough:prewarm`,
+            ]);
+        }
         listed = {
             images: kept.images,
             source: `talos-images.json (Talos ${kept.talosVersion}; ${why})`,
         };
     }
-    return { ...listed, images: retagTalosImages(listed.images, cluster) };
+    const installer = qemuInstallerImage(cluster, talosctl);
+    const images = retagTalosImages(listed.images, cluster);
+    return { ...listed, images: installer ? [...images, installer] : images };
 }
 
 /** Stops before anything is created when a boot asset the cluster needs is not on this host. */

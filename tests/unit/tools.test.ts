@@ -1,8 +1,9 @@
 /** The prewarm/verify tools' pure parts, and where the Talos image set comes from. */
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { retagTalosImages } from "../../core/prewarm";
+import { emptySchematicId, retagTalosImages } from "../../core/prewarm";
 import { readTalosImageSet } from "../../host/talosctl";
 import {
     formatBytes,
@@ -240,17 +241,75 @@ describe("the Talos image set", () => {
         expect(retagTalosImages(images, {})).toEqual(images);
     });
 
+    const docker = "docker" as const;
+    const absent = "/nonexistent/talosctl";
+
     test("from the talosctl binary when it is there, else from the list kept in the repo", () => {
         const fromBinary = readTalosImageSet({
             talosctl: talosctlStandIn("v1.12.1", { images: ["registry.k8s.io/pause:3.10"] }),
+            provisioner: docker,
         });
         expect(fromBinary).toEqual({
             images: ["registry.k8s.io/pause:3.10"],
             source: "talosctl v1.12.1 image default",
         });
-        const kept = readTalosImageSet({ talosctl: "/nonexistent/talosctl" });
+        const kept = readTalosImageSet({ talosctl: absent, provisioner: docker });
         expect(kept.source).toMatch(/^talos-images\.json \(Talos v1\.11\.0; talosctl not found\)$/);
         expect(kept.images).toContain("ghcr.io/siderolabs/kubelet:v1.34.0");
         expect(kept.images).toHaveLength(10);
+    });
+
+    test("the kept list is Talos v1.11.0's defaults as its source has them", () => {
+        // pkg/machinery/constants/constants.go at v1.11.0.
+        const { images } = readTalosImageSet({ talosctl: absent, provisioner: docker });
+        expect(images.filter((image) => /coredns|etcd|flannel|pause/.test(image))).toEqual([
+            "ghcr.io/siderolabs/flannel:v0.27.2",
+            "registry.k8s.io/coredns/coredns:v1.12.2",
+            "gcr.io/etcd-development/etcd:v3.6.4",
+            "registry.k8s.io/pause:3.10",
+        ]);
+    });
+
+    test("without talosctl, a talosVersion of another minor release is an error, not a wrong list", () => {
+        const patch = readTalosImageSet({
+            talosctl: absent,
+            provisioner: docker,
+            talosVersion: "v1.11.3",
+        });
+        expect(patch.images).toContain("ghcr.io/siderolabs/installer:v1.11.3");
+        expect(() =>
+            readTalosImageSet({ talosctl: absent, provisioner: docker, talosVersion: "v1.13.2" }),
+        ).toThrow(
+            /pullthrough:prewarm: "talos" for Talos v1\.13\.2 needs talosctl \(talosctl not found\); the list kept for when it is absent is Talos v1\.11\.0's/,
+        );
+    });
+
+    test("a 1.12+ QEMU cluster also gets the image-factory installer its nodes install from", () => {
+        const installer = (version: string) =>
+            `factory.talos.dev/metal-installer/${emptySchematicId}:${version}`;
+        const talosctl = talosctlStandIn("v1.12.1", { images: ["registry.k8s.io/pause:3.10"] });
+        expect(readTalosImageSet({ talosctl, provisioner: "qemu" }).images).toEqual([
+            "registry.k8s.io/pause:3.10",
+            installer("v1.12.1"),
+        ]);
+        const pinned = readTalosImageSet({
+            talosctl,
+            provisioner: "qemu",
+            talosVersion: "v1.13.0",
+        });
+        expect(pinned.images).toContain(installer("v1.13.0"));
+        // Docker nodes install nothing; 1.7–1.11 QEMU lists its installer in image default.
+        expect(readTalosImageSet({ talosctl, provisioner: docker }).images).toEqual([
+            "registry.k8s.io/pause:3.10",
+        ]);
+        const older = talosctlStandIn("v1.11.0", { images: ["registry.k8s.io/pause:3.10"] });
+        expect(readTalosImageSet({ talosctl: older, provisioner: "qemu" }).images).toEqual([
+            "registry.k8s.io/pause:3.10",
+        ]);
+    });
+
+    test("the empty schematic's ID is the sha256 of its YAML", () => {
+        const id = createHash("sha256").update("customization: {}\n").digest("hex");
+        expect(emptySchematicId).toBe(id);
     });
 });
