@@ -79,7 +79,7 @@ const expected = {
     duration: 'a Go duration such as "168h" or "90m", or "0" for never',
     image: 'a Docker image reference (e.g. "registry:3")',
     ipv4: 'an IPv4 address (e.g. "0.0.0.0" or "127.0.0.1")',
-    host: 'a host name or IPv4 address the cluster nodes can reach (e.g. "172.17.0.1")',
+    host: 'a host name or IPv4 address the cluster nodes can reach (e.g. "10.5.0.1")',
     boolean: "true or false",
     namePrefix:
         'letters, digits, "_", "." or "-", starting with a letter or digit (e.g. "registry-"), or empty',
@@ -217,11 +217,12 @@ export type Settings = z.output<typeof settingsSchema>;
 export type CacheMode = Settings["mode"];
 
 /**
- * Where nodes find the host: QEMU nodes at their network's gateway (a host bridge address),
- * Docker nodes at the docker0 bridge, as the Talos guide has it.
+ * Where nodes find the host: their network's gateway, a host address for either provisioner
+ * (QEMU's bridge; the bridge of the Docker network talosctl makes), as Talos 1.12+ documents it.
+ * Unlike docker0's 172.17.0.1 it does not depend on how the Docker daemon is configured.
  */
-export function defaultMirrorHost(cluster: Pick<ClusterSettings, "provisioner" | "cidr">): string {
-    return cluster.provisioner === "qemu" ? cidrAddress(cluster.cidr, 1) : "172.17.0.1";
+export function defaultMirrorHost(cluster: Pick<ClusterSettings, "cidr">): string {
+    return cidrAddress(cluster.cidr, 1);
 }
 
 /** The address at `offset` in an IPv4 network: 1 is Talos's gateway, 2 its first node. */
@@ -346,10 +347,13 @@ const expectedForKey = {
  */
 export function encodeConfig(values: Readonly<Record<string, unknown>>): Record<string, string> {
     return Object.fromEntries(
-        Object.entries(values).map(([key, value]) => [
-            key.includes(":") ? key : `${configNamespace}:${key}`,
-            typeof value === "string" ? value : JSON.stringify(value),
-        ]),
+        // An undefined value is an unset key, as on the CLI.
+        Object.entries(values)
+            .filter(([, value]) => value !== undefined)
+            .map(([key, value]) => [
+                key.includes(":") ? key : `${configNamespace}:${key}`,
+                typeof value === "string" ? value : JSON.stringify(value),
+            ]),
     );
 }
 

@@ -171,16 +171,16 @@ describe("with no config", () => {
             remote: "https://quay.io",
             port: 5002,
             mode: "auto",
-            endpoint: "http://172.17.0.1:5002",
+            endpoint: "http://10.5.0.1:5002",
             hostEndpoint: "http://127.0.0.1:5002",
             container: "registry-quay.io",
             volume: "registry-quay.io",
         });
         expect((outputs.registryMirrorFlags as string[]).slice(0, 4)).toEqual([
             "--registry-mirror",
-            "docker.io=http://172.17.0.1:5000",
+            "docker.io=http://10.5.0.1:5000",
             "--registry-mirror",
-            "registry.k8s.io=http://172.17.0.1:5001",
+            "registry.k8s.io=http://10.5.0.1:5001",
         ]);
     });
 });

@@ -43,7 +43,7 @@ describe("defaults", () => {
             image: "registry:3",
             frontImage: "nginx:1",
             bindAddress: "0.0.0.0",
-            mirrorHost: "172.17.0.1",
+            mirrorHost: "10.5.0.1",
             ttl: "0",
             keepCache: true,
             namePrefix: "registry-",
@@ -64,7 +64,7 @@ describe("defaults", () => {
         });
     });
 
-    test("mirrorHost follows the provisioner unless set: docker0 for docker, the cluster gateway for qemu", () => {
+    test("mirrorHost is the cluster network gateway unless set, for either provisioner", () => {
         expect(parseSettings(config({ cluster: { provisioner: "qemu" } })).mirrorHost).toBe(
             "10.5.0.1",
         );
@@ -75,7 +75,7 @@ describe("defaults", () => {
         expect(
             parseSettings(config({ cluster: { provisioner: "docker", cidr: "10.9.0.0/24" } }))
                 .mirrorHost,
-        ).toBe("172.17.0.1");
+        ).toBe("10.9.0.1");
         expect(
             parseSettings(config({ mirrorHost: "cache.lan", cluster: { provisioner: "qemu" } }))
                 .mirrorHost,

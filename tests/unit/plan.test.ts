@@ -42,7 +42,7 @@ describe("plan", () => {
         expect(dockerHub.hostEndpoint).toBe("http://127.0.0.1:6000");
         const anyAddress = planCaches(parseSettings({}), identity)[0];
         expect(anyAddress.hostEndpoint).toBe("http://127.0.0.1:5000");
-        expect(anyAddress.endpoint).toBe("http://172.17.0.1:5000");
+        expect(anyAddress.endpoint).toBe("http://10.5.0.1:5000");
     });
 
     test("a per-upstream ttl overrides the stack's; the remote is normalised to its origin", () => {

@@ -28,7 +28,7 @@ describe("renderings", () => {
         expect(mirrorsByRegistry(caches)["registry.local:5443"]).toEqual({
             remote: "https://registry.local:5443",
             port: 5010,
-            endpoint: "http://172.17.0.1:5010",
+            endpoint: "http://10.5.0.1:5010",
             hostEndpoint: "http://127.0.0.1:5010",
             mode: "auto",
             container: "registry-registry.local_5443",
@@ -39,9 +39,9 @@ describe("renderings", () => {
     test("talosctl flags: one --registry-mirror item per registry, never comma-joined", () => {
         expect(registryMirrorFlags(caches)).toEqual([
             "--registry-mirror",
-            "docker.io=http://172.17.0.1:5000",
+            "docker.io=http://10.5.0.1:5000",
             "--registry-mirror",
-            "registry.local:5443=http://172.17.0.1:5010",
+            "registry.local:5443=http://10.5.0.1:5010",
         ]);
     });
 
@@ -50,8 +50,8 @@ describe("renderings", () => {
             machine: {
                 registries: {
                     mirrors: {
-                        "docker.io": { endpoints: ["http://172.17.0.1:5000"] },
-                        "registry.local:5443": { endpoints: ["http://172.17.0.1:5010"] },
+                        "docker.io": { endpoints: ["http://10.5.0.1:5000"] },
+                        "registry.local:5443": { endpoints: ["http://10.5.0.1:5010"] },
                     },
                 },
             },
@@ -67,13 +67,13 @@ describe("renderings", () => {
                 apiVersion: "v1alpha1",
                 kind: "RegistryMirrorConfig",
                 name: "docker.io",
-                endpoints: [{ url: "http://172.17.0.1:5000" }],
+                endpoints: [{ url: "http://10.5.0.1:5000" }],
             },
             {
                 apiVersion: "v1alpha1",
                 kind: "RegistryMirrorConfig",
                 name: "registry.local:5443",
-                endpoints: [{ url: "http://172.17.0.1:5010" }],
+                endpoints: [{ url: "http://10.5.0.1:5010" }],
             },
         ]);
     });
@@ -83,7 +83,7 @@ describe("renderings", () => {
         expect(Object.keys(hosts)).toEqual(["docker.io", "registry.local:5443"]);
         expect(parseToml(hosts["docker.io"])).toEqual({
             server: "https://registry-1.docker.io",
-            host: { "http://172.17.0.1:5000": { capabilities: ["pull", "resolve"] } },
+            host: { "http://10.5.0.1:5000": { capabilities: ["pull", "resolve"] } },
         });
     });
 });

@@ -44,7 +44,7 @@ describe("where the tools find caches and images", () => {
                     remote: "https://registry-1.docker.io",
                     port: 6000,
                     mode: "offline",
-                    endpoint: "http://172.17.0.1:6000",
+                    endpoint: "http://10.5.0.1:6000",
                     hostEndpoint: "http://127.0.0.1:6000",
                     container: "registry-docker.io",
                     volume: "registry-docker.io",
