@@ -46,6 +46,14 @@ const isIPv4Cidr = (value: string) => {
         rest.length === 0 && isIPv4(address) && /^(?:[0-9]|[12][0-9]|3[0-2])$/.test(prefix ?? "")
     );
 };
+/** A cluster network: a /8 or narrower, so never "everything" (0.0.0.0/0). */
+const isClusterCidr = (value: string) => isIPv4Cidr(value) && Number(value.split("/")[1]) >= 8;
+/** Release versions as talosctl takes them: `1.34.0`, `v1.34.0`, `v1.35.0-rc.1`. */
+const releasePattern = /^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/;
+/** Talos versions for `--talos-version`, which also takes a minor release (`v1.11`). */
+const talosVersionPattern = /^v?\d+\.\d+(?:\.\d+(?:-[0-9A-Za-z.-]+)?)?$/;
+/** Docker keeps a volume in a folder of its name; with the longest registry it must fit a file name. */
+const namePrefixMaxLength = 64;
 /** A host name or IPv4 address; an all-numeric name must be a real IPv4 address. */
 const isHost = (value: string) =>
     /^[0-9.]+$/.test(value) ? isIPv4(value) : hostNamePattern.test(value);
@@ -64,8 +72,22 @@ function isRemoteUrl(value: string): boolean {
         !url.hash &&
         !url.username &&
         !url.password &&
+        !isLoopbackHost(url.hostname) &&
         // `new URL` accepts `https:host` and `https:/host`; insist on the absolute form.
         /^https?:\/\/[^/]/.test(value)
+    );
+}
+
+/** Inside the cache's container a loopback address is the cache itself. */
+function isLoopbackHost(hostname: string): boolean {
+    const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+    return (
+        host === "localhost" ||
+        host.endsWith(".localhost") ||
+        /^127\./.test(host) ||
+        host === "0.0.0.0" ||
+        host === "::1" ||
+        host === "::"
     );
 }
 
@@ -73,23 +95,25 @@ function isRemoteUrl(value: string): boolean {
 const expected = {
     upstreams: "a non-empty list of {registry, remote, port, ttl?} objects",
     registry:
-        'a registry host name as used in image references, optionally with a port (e.g. "docker.io", "registry.local:5000")',
-    remote: 'an absolute http(s) URL with no path, query or credentials (e.g. "https://registry-1.docker.io")',
+        'a lower-case registry host name as used in image references, optionally with a port (e.g. "docker.io", "registry.local:5000")',
+    remote: 'an absolute http(s) URL with no path, query or credentials, not on loopback, which inside the cache container is the cache itself (e.g. "https://registry-1.docker.io", or "http://172.17.0.1:5000" for a registry on this host)',
     port: "an integer port from 1 to 65535",
     duration: 'a Go duration such as "168h" or "90m", or "0" for never',
     image: 'a Docker image reference (e.g. "registry:3")',
     ipv4: 'an IPv4 address (e.g. "0.0.0.0" or "127.0.0.1")',
     host: 'a host name or IPv4 address the cluster nodes can reach (e.g. "10.5.0.1")',
     boolean: "true or false",
-    namePrefix:
-        'letters, digits, "_", "." or "-", starting with a letter or digit (e.g. "registry-"), or empty',
+    namePrefix: `up to ${namePrefixMaxLength} letters, digits, "_", "." or "-", starting with a letter or digit (e.g. "registry-"), or empty`,
     credentials:
         'an object mapping a configured registry to {username, password} (e.g. {"docker.io": {"username": "me", "password": "…"}})',
     nonEmpty: "a non-empty string",
     cluster: "an object of cluster settings (see README: enabled, provisioner, name, cidr, …)",
     provisioner: '"docker" or "qemu"',
     clusterName: 'lower-case letters, digits and "-" (e.g. "talos-default")',
-    cidr: 'an IPv4 network in CIDR form (e.g. "10.5.0.0/24")',
+    cidr: 'an IPv4 network in CIDR form, /8 or narrower (e.g. "10.5.0.0/24")',
+    kubernetesVersion: 'a Kubernetes release such as "1.34.0" or "v1.34.0"',
+    talosVersion:
+        'a Talos release such as "v1.11.0" (or, for QEMU, a minor release such as "v1.11")',
     controlplanes: "an integer of at least 1",
     workers: "an integer of at least 0",
     argList: 'a list of strings (e.g. ["--memory", "4096"])',
@@ -103,7 +127,11 @@ const expected = {
 const imageReference = (message: string) =>
     z.string(message).refine((ref) => parseImageReference(ref) !== undefined, message);
 
-const duration = z.string(expected.duration).regex(goDurationPattern, expected.duration);
+// YAML reads an unquoted `ttl: 0` as a number; 0 is unambiguous, any other number lacks a unit.
+const duration = z.preprocess(
+    (value) => (value === 0 ? "0" : value),
+    z.string(expected.duration).regex(goDurationPattern, expected.duration),
+);
 const port = z
     .number(expected.port)
     .int(expected.port)
@@ -113,7 +141,10 @@ const port = z
 const upstreamSchema = z.strictObject(
     {
         /** Registry host as it appears in image references, e.g. `docker.io`. */
-        registry: z.string(expected.registry).regex(registryPattern, expected.registry),
+        registry: z
+            .string(expected.registry)
+            .regex(registryPattern, expected.registry)
+            .refine((registry) => registry === registry.toLowerCase(), expected.registry),
         /** Base URL the cache proxies, e.g. `https://registry-1.docker.io`. */
         remote: z.string(expected.remote).refine(isRemoteUrl, expected.remote),
         /** Host port the cache is published on. */
@@ -144,7 +175,7 @@ const clusterSchema = z.strictObject(
             .string(expected.clusterName)
             .regex(/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/, expected.clusterName)
             .default("talos-default"),
-        cidr: z.string(expected.cidr).refine(isIPv4Cidr, expected.cidr).default("10.5.0.0/24"),
+        cidr: z.string(expected.cidr).refine(isClusterCidr, expected.cidr).default("10.5.0.0/24"),
         controlplanes: z
             .number(expected.controlplanes)
             .int(expected.controlplanes)
@@ -155,8 +186,14 @@ const clusterSchema = z.strictObject(
             .int(expected.workers)
             .min(0, expected.workers)
             .default(1),
-        talosVersion: z.string(expected.nonEmpty).min(1, expected.nonEmpty).optional(),
-        kubernetesVersion: z.string(expected.nonEmpty).min(1, expected.nonEmpty).optional(),
+        talosVersion: z
+            .string(expected.talosVersion)
+            .regex(talosVersionPattern, expected.talosVersion)
+            .optional(),
+        kubernetesVersion: z
+            .string(expected.kubernetesVersion)
+            .regex(releasePattern, expected.kubernetesVersion)
+            .optional(),
         state: z.string(expected.nonEmpty).min(1, expected.nonEmpty).optional(),
         talosctl: z.string(expected.nonEmpty).min(1, expected.nonEmpty).default("talosctl"),
         // talosctl's own default for `--vmlinuz-path`/`--initrd-path`, here from the project folder.
@@ -185,6 +222,7 @@ const settingsObject = z.strictObject({
     namePrefix: z
         .string(expected.namePrefix)
         .regex(namePrefixPattern, expected.namePrefix)
+        .max(namePrefixMaxLength, expected.namePrefix)
         .default("registry-"),
     credentials: z.record(z.string(), credentialSchema, expected.credentials).default({}),
     cluster: clusterSchema.default(() => clusterSchema.parse({})),
@@ -315,8 +353,9 @@ export const configKeys = Object.keys(
 
 /** The Pulumi CLI hands a key over as a plain string when its schema takes one, else as JSON. */
 const takesPlainString = (schema: z.ZodType): boolean => {
-    const def = schema.def as { type: string; innerType?: z.ZodType };
+    const def = schema.def as { type: string; innerType?: z.ZodType; out?: z.ZodType };
     if (def.type === "default" || def.type === "optional") return takesPlainString(def.innerType!);
+    if (def.type === "pipe") return takesPlainString(def.out!);
     return def.type === "string" || def.type === "enum";
 };
 
@@ -393,10 +432,28 @@ export function parseSettings(allConfig: Readonly<Record<string, string>>): Sett
             );
         }
     }
+    problems.push(...protoKeys(values, []));
     const result = settingsSchema.safeParse(values, { reportInput: true });
     if (!result.success) problems.push(...result.error.issues.flatMap(describeIssue));
     if (problems.length > 0) throw new ConfigError(problems);
     return result.data!;
+}
+
+/**
+ * `__proto__` keys, which JSON.parse keeps but any object copy (zod's too) silently drops: a
+ * setting the user wrote must never vanish.
+ */
+function protoKeys(value: unknown, path: PropertyKey[]): string[] {
+    if (typeof value !== "object" || value === null) return [];
+    const own = Object.hasOwn(value, "__proto__")
+        ? [`${formatKey([...path, "__proto__"])}: not a key this config takes`]
+        : [];
+    return [
+        ...own,
+        ...Object.entries(value).flatMap(([key, child]) =>
+            protoKeys(child, [...path, Array.isArray(value) ? Number(key) : key]),
+        ),
+    ];
 }
 
 /** Known keys of the object at `path`, for "did you mean" hints. */

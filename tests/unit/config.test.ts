@@ -133,6 +133,63 @@ describe("validation", () => {
         ],
         ["upstreams empty", { upstreams: [] }, ["pullthrough:upstreams: got []", "non-empty list"]],
         [
+            "a shell command in kubernetesVersion, with prewarm talos",
+            { prewarm: ["talos"], cluster: { kubernetesVersion: "1.34.0; rm -rf /" } },
+            [
+                'pullthrough:cluster.kubernetesVersion: got "1.34.0; rm -rf /"',
+                'a Kubernetes release such as "1.34.0"',
+            ],
+        ],
+        [
+            "talosVersion that is no version",
+            { cluster: { talosVersion: "latest" } },
+            ['pullthrough:cluster.talosVersion: got "latest"', 'a Talos release such as "v1.11.0"'],
+        ],
+        [
+            "a registry in capitals, which would be a second cache for docker.io",
+            { upstreams: [upstream("docker.io", 5000), upstream("DOCKER.IO", 5001)] },
+            ['pullthrough:upstreams[1].registry: got "DOCKER.IO"', "a lower-case registry host"],
+        ],
+        [
+            "a remote on loopback, which in the cache's container is the cache itself",
+            { upstreams: [upstream("docker.io", 5000, { remote: "http://127.0.0.1:5000" })] },
+            [
+                'pullthrough:upstreams[0].remote: got "http://127.0.0.1:5000"',
+                "not on loopback",
+                "http://172.17.0.1:5000",
+            ],
+        ],
+        [
+            "a remote on localhost",
+            { upstreams: [upstream("docker.io", 5000, { remote: "http://localhost:5000" })] },
+            ['pullthrough:upstreams[0].remote: got "http://localhost:5000"', "not on loopback"],
+        ],
+        [
+            "a remote on IPv6 loopback",
+            { upstreams: [upstream("docker.io", 5000, { remote: "http://[::1]:5000" })] },
+            ['pullthrough:upstreams[0].remote: got "http://[::1]:5000"', "not on loopback"],
+        ],
+        [
+            "a namePrefix longer than a volume name may be",
+            { namePrefix: "p".repeat(250) },
+            ["pullthrough:namePrefix: got", "up to 64 letters"],
+        ],
+        [
+            "a cluster network of everything",
+            { cluster: { cidr: "0.0.0.0/0" } },
+            ['pullthrough:cluster.cidr: got "0.0.0.0/0"', "/8 or narrower"],
+        ],
+        [
+            "__proto__ under credentials, which JSON keeps and object copies drop",
+            { credentials: JSON.parse('{"__proto__": {"username": "me", "password": "x"}}') },
+            ["pullthrough:credentials.__proto__: not a key this config takes"],
+        ],
+        [
+            "a per-upstream ttl number other than 0",
+            { upstreams: [upstream("docker.io", 5000, { ttl: 168 })] },
+            ["pullthrough:upstreams[0].ttl: got 168", 'a Go duration such as "168h"'],
+        ],
+        [
             "upstreams an object",
             { upstreams: { registry: "docker.io" } },
             ["pullthrough:upstreams: got {", "non-empty list"],
@@ -422,6 +479,13 @@ describe("validation", () => {
         expect(cidrAddress(cidr, offset)).toBe(address);
     });
 
+    test('an unquoted per-upstream ttl: 0 means never, as "0" does', () => {
+        const [first] = parseSettings(
+            config({ upstreams: [upstream("docker.io", 5000, { ttl: 0 })] }),
+        ).upstreams;
+        expect(first.ttl).toBe("0");
+    });
+
     test.each([["0"], ["168h"], ["1h30m"], ["1.5s"], ["500ms"]])(
         "ttl %s is a Go duration",
         (ttl) => {
@@ -433,8 +497,11 @@ describe("validation", () => {
         "registry %s is accepted",
         (registry) => {
             expect(
-                parseSettings(config({ upstreams: [upstream(registry, 5000)] })).upstreams[0]
-                    .registry,
+                parseSettings(
+                    config({
+                        upstreams: [upstream(registry, 5000, { remote: "https://mirror.example" })],
+                    }),
+                ).upstreams[0].registry,
             ).toBe(registry);
         },
     );
