@@ -20,6 +20,7 @@ import {
 import { planPrewarm, prewarmCommand } from "./core/prewarm";
 import * as render from "./core/render";
 import { readCacheSupervisor } from "./host/assets";
+import { checkHost } from "./host/preflight";
 import { detectTalosctlVersion, readTalosImageSet, requireBootAssets } from "./host/talosctl";
 import { hostPlatform } from "./core/images";
 
@@ -85,6 +86,7 @@ function loadPlan() {
         const identity = { project: pulumi.getProject(), stack: pulumi.getStack() };
         const caches = planCaches(settings, identity);
         const front = planFront(settings, identity);
+        checkHost(settings, caches, front);
         const prewarmImages = planPrewarm(settings, caches, () =>
             readTalosImageSet(settings.cluster),
         );

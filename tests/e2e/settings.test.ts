@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { containerType } from "../../harness/docker-provider-stand-in";
-import { docker, engine, fixtureRegistryImage } from "../../harness/engine";
+import { docker, engine, fixtureRegistryImage, freePort } from "../../harness/engine";
 import { StackUpstream, TestStack } from "../../harness/stack";
 import { byDigest, byTag, fixtureImages } from "../../harness/upstreams";
 
@@ -135,6 +135,22 @@ describe.each([
             expect(await up()).toEqual([]);
         },
     );
+});
+
+test("a cache port another container holds stops up before anything changes; the stack's own ports never do", async () => {
+    const port = await freePort();
+    const holder = `${stack.id}-holder`;
+    docker("run", "-d", "--name", holder, "-p", `127.0.0.1:${port}:5000`, fixtureRegistryImage);
+    const ownPort = upstream.port;
+    try {
+        await expect(up({}, { port })).rejects.toThrow(
+            `pullthrough:upstreams[0].port: got ${port}; expected a port free on 127.0.0.1 (container ${holder} holds it)`,
+        );
+        // The front already publishes the stack's own port: the next up plans nothing.
+        expect(await up({}, { port: ownPort })).toEqual([]);
+    } finally {
+        docker("rm", "--force", holder);
+    }
 });
 
 test("only destroy removes the cache when keepCache is false", async () => {

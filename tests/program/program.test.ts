@@ -1,6 +1,7 @@
 /** The real index.ts under Pulumi mocks: what it declares, with which inputs and options. */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { hostPlatform } from "../../core/images";
@@ -292,6 +293,54 @@ describe("with invalid config", () => {
             /pullthrough:upstreams\[0\]\.port: got 99999; expected an integer port from 1 to 65535/,
         );
         expect(declared.filter((type) => type !== "pulumi:pulumi:Stack")).toEqual([]);
+    });
+});
+
+describe("host checks, before anything is declared", () => {
+    const declaring = () => {
+        const declared: string[] = [];
+        const createResource = async (args: { type: string; inputs: any }) => {
+            declared.push(args.type);
+            return { id: "x", state: args.inputs };
+        };
+        return { declared, createResource };
+    };
+    const ownResources = (declared: string[]) =>
+        declared.filter((type) => type !== "pulumi:pulumi:Stack");
+
+    test("a bindAddress this host does not have", async () => {
+        const { declared, createResource } = declaring();
+        const run = runProgram({ "pullthrough:bindAddress": "10.99.99.99" }, { createResource });
+        await expect(run).rejects.toThrow(
+            /pullthrough:bindAddress: got "10\.99\.99\.99"; expected an address of this host \("0\.0\.0\.0" for all of them, or one of 127\.0\.0\.1/,
+        );
+        expect(ownResources(declared)).toEqual([]);
+    });
+
+    test("a cache port another process holds names the port's key and the holder", async () => {
+        const holder = createServer();
+        await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+        const port = (holder.address() as AddressInfo).port;
+        try {
+            const { declared, createResource } = declaring();
+            const upstreams = [
+                { registry: "docker.io", remote: "https://registry-1.docker.io", port: 5000 },
+                { registry: "ghcr.io", remote: "https://ghcr.io", port },
+            ];
+            const run = runProgram(
+                {
+                    "pullthrough:bindAddress": "127.0.0.1",
+                    "pullthrough:upstreams": JSON.stringify(upstreams),
+                },
+                { createResource },
+            );
+            await expect(run).rejects.toThrow(
+                `pullthrough:upstreams[1].port: got ${port}; expected a port free on 127.0.0.1 (node (pid ${process.pid}) holds it)`,
+            );
+            expect(ownResources(declared)).toEqual([]);
+        } finally {
+            holder.close();
+        }
     });
 });
 
