@@ -8,16 +8,16 @@
  */
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
+import { ParseArgsConfig, parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../core/images";
 import { planCaches } from "../core/plan";
 import { planPrewarm } from "../core/prewarm";
 import { mirrorsByRegistry } from "../core/render";
 import { readTalosImageSet } from "../host/talosctl";
-import { ConfigError, configNamespace, encodeConfig, parseSettings } from "../mirrors";
+import { configNamespace, encodeConfig, parseSettings } from "../mirrors";
 import { withCacheViews } from "./cache-view";
-import { RegistryClient, RegistryError } from "./registry-client";
+import { RegistryClient } from "./registry-client";
 import {
     CacheEndpoint,
     PrewarmEvent,
@@ -38,7 +38,10 @@ const usage = `Usage: npm run <prewarm|verify> -- [options]
   --stack NAME       otherwise plan them from Pulumi.NAME.yaml, as pulumi up does (default: dev)
   --platform LIST    platforms to warm or check, e.g. linux/amd64,linux/arm64 (default: ${formatPlatform(hostPlatform())})
   --concurrency N    requests in flight at once (default: 4)
-  --json             print the result as JSON (for CI)`;
+  --json             print the result, or the error, as JSON (for CI)
+  -h, --help         print this and exit
+
+Exit codes: 0 all good; 1 an image failed to warm or is missing; 2 could not run.`;
 
 /** The caches and images a run works on, as the stack outputs carry them. */
 export interface StackView {
@@ -154,45 +157,90 @@ export function formatPrewarmSummary(results: readonly PrewarmResult[], seconds:
     ].join("\n");
 }
 
-/** Progress on a terminal: one line per finished image above a live total line. Plain lines otherwise. */
-function progressReporter(
+/** How often the status line is redrawn on a terminal, at most. */
+const redrawIntervalMs = 100;
+/** How often a status line is printed without a terminal (CI, the Command inside `pulumi up`). */
+export const progressIntervalMs = 10_000;
+
+/**
+ * Progress: a line per finished image, and the running total (images done, bytes, rate). On a
+ * terminal the total is one status line redrawn at most every 100 ms; elsewhere it is a plain
+ * line every 10 s, so a long pull never goes quiet. Call the returned `stop` when done.
+ */
+export function progressReporter(
     total: number,
-    stream: NodeJS.WriteStream,
-): (event: PrewarmEvent) => void {
+    stream: Pick<NodeJS.WriteStream, "write" | "isTTY">,
+    now: () => number = Date.now,
+): { onEvent: (event: PrewarmEvent) => void; stop: () => void } {
     let bytes = 0;
     let finished = 0;
-    const started = Date.now();
+    const started = now();
+    let drawn = 0;
     const status = () =>
-        `[${finished}/${total} images] ${formatBytes(bytes)} read, ${formatBytes(bytes / Math.max((Date.now() - started) / 1000, 0.001))}/s`;
-    return (event) => {
-        if (event.kind === "bytes") bytes += event.bytes;
-        if (event.kind === "started" || (event.kind === "bytes" && !stream.isTTY)) return;
-        let line = "";
-        if (event.kind === "finished") {
-            finished++;
-            const { result } = event;
-            line = result.ok
-                ? `ok      ${result.image}  ${result.blobs} blobs, ${formatBytes(result.bytes)}, ${formatBytes(result.transferred)} read, ${result.seconds.toFixed(1)} s\n`
-                : `FAILED  ${result.image}: ${result.error}\n`;
+        `[${finished}/${total} images, ${total - finished} left] ${formatBytes(bytes)} read, ${formatBytes(bytes / Math.max((now() - started) / 1000, 0.001))}/s`;
+    const ticker = stream.isTTY
+        ? undefined
+        : setInterval(() => stream.write(`${status()}\n`), progressIntervalMs);
+    ticker?.unref();
+    const onEvent = (event: PrewarmEvent) => {
+        if (event.kind === "bytes") {
+            bytes += event.bytes;
+            if (!stream.isTTY || now() - drawn < redrawIntervalMs) return;
+            drawn = now();
+            stream.write(`\r\x1b[K${status()}`);
+            return;
         }
+        if (event.kind !== "finished") return;
+        finished++;
+        const { result } = event;
+        const line = result.ok
+            ? `ok      ${result.image}  ${result.blobs} blobs, ${formatBytes(result.bytes)}, ${formatBytes(result.transferred)} read, ${result.seconds.toFixed(1)} s\n`
+            : `FAILED  ${result.image}: ${result.error}\n`;
         stream.write(stream.isTTY ? `\r\x1b[K${line}${status()}` : line);
         if (stream.isTTY && finished === total) stream.write("\n");
     };
+    return { onEvent, stop: () => clearInterval(ticker) };
+}
+
+/** `parseArgs`, with its errors pointing at `--help`. */
+function parseToolArgs<T extends ParseArgsConfig["options"]>(args: string[], options: T) {
+    try {
+        return parseArgs({ args, options, strict: true });
+    } catch (error) {
+        throw new UsageError(`${(error as Error).message}; see --help`);
+    }
+}
+
+/** Reads `--outputs`: a file, or stdin for "-". */
+function readOutputsDocument(file: string): string {
+    try {
+        return readFileSync(file === "-" ? 0 : file, "utf8");
+    } catch (error) {
+        const reason =
+            (error as NodeJS.ErrnoException).code === "ENOENT"
+                ? "no such file"
+                : String((error as Error).message);
+        throw new UsageError(
+            `--outputs: cannot read ${file} (${reason}); expected a file holding \`pulumi stack output --json\``,
+        );
+    }
 }
 
 async function main(argv: string[]): Promise<number> {
     const [command, ...rest] = argv;
     if (command !== "prewarm" && command !== "verify") throw new UsageError(usage);
-    const { values } = parseArgs({
-        args: rest,
-        options: {
-            outputs: { type: "string" },
-            stack: { type: "string", default: "dev" },
-            platform: { type: "string" },
-            concurrency: { type: "string", default: "4" },
-            json: { type: "boolean", default: false },
-        },
+    const { values } = parseToolArgs(rest, {
+        outputs: { type: "string" },
+        stack: { type: "string", default: "dev" },
+        platform: { type: "string" },
+        concurrency: { type: "string", default: "4" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
     });
+    if (values.help) {
+        console.log(usage);
+        return 0;
+    }
     const platforms: Platform[] = values.platform
         ? values.platform
               .split(",")
@@ -207,7 +255,7 @@ async function main(argv: string[]): Promise<number> {
         fail(`--concurrency: ${values.concurrency} is not a positive integer`);
 
     const stack = values.outputs
-        ? fromOutputs(readFileSync(values.outputs === "-" ? 0 : values.outputs, "utf8"))
+        ? fromOutputs(readOutputsDocument(values.outputs))
         : fromStackConfig(path.join(projectDir, `Pulumi.${values.stack}.yaml`), values.stack!);
     if (stack.images.length === 0) {
         console.log("No images to work on: set pullthrough:prewarm (see README).");
@@ -244,14 +292,15 @@ async function main(argv: string[]): Promise<number> {
     }
 
     const started = Date.now();
-    const onEvent = values.json ? undefined : progressReporter(routed.length, process.stdout);
+    const progress = values.json ? undefined : progressReporter(routed.length, process.stdout);
     const onRetry = (images: number, round: number) =>
         console.error(
             `${images} image(s) served but not yet stored by their cache; pulling again (round ${round} of ${storeRounds})`,
         );
+    const onEvent = progress?.onEvent;
     const results = await withCacheViews(caches, (views) =>
         prewarmUntilStored(routed, { platforms, concurrency, onEvent, onRetry }, views),
-    );
+    ).finally(() => progress?.stop());
     const seconds = (Date.now() - started) / 1000;
     console.log(
         values.json
@@ -265,16 +314,24 @@ function fail(message: string): never {
     throw new UsageError(message);
 }
 
+/**
+ * The tool could not run: one line on stderr (a ConfigError lists each key on its own line), or
+ * under `--json` one JSON document on stdout, so CI always gets what it asked for. A stack trace
+ * only with PULLTHROUGH_DEBUG set.
+ */
+function reportFailure(error: unknown, json: boolean): void {
+    const message = error instanceof Error ? error.message : String(error);
+    if (json) console.log(JSON.stringify({ ok: false, error: message }, null, 2));
+    else console.error(`error: ${message}`);
+    if (process.env.PULLTHROUGH_DEBUG) console.error(error);
+}
+
 if (require.main === module) {
-    main(process.argv.slice(2)).then(
+    const argv = process.argv.slice(2);
+    main(argv).then(
         (code) => process.exit(code),
         (error: unknown) => {
-            const known =
-                error instanceof UsageError ||
-                error instanceof ConfigError ||
-                error instanceof RegistryError ||
-                (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-            console.error(known ? `error: ${(error as Error).message}` : error);
+            reportFailure(error, argv.includes("--json"));
             process.exit(2);
         },
     );

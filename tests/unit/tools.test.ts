@@ -11,6 +11,8 @@ import {
     formatVerifyReport,
     fromOutputs,
     fromStackConfig,
+    progressIntervalMs,
+    progressReporter,
 } from "../../tools/cli";
 import { Manifest, RegistryError, selectPlatforms } from "../../tools/registry-client";
 import { UsageError, limiter, routeImages } from "../../tools/warm";
@@ -167,6 +169,59 @@ describe("reports", () => {
         [1_500, "1.5 kB"],
         [2_340_000_000, "2.3 GB"],
     ])("%d bytes is %s", (bytes, text) => expect(formatBytes(bytes)).toBe(text));
+});
+
+describe("prewarm progress", () => {
+    const result = (image: string) => ({
+        image,
+        registry: "docker.io",
+        ok: true,
+        blobs: 1,
+        bytes: 1_000_000,
+        transferred: 1_000_000,
+        seconds: 1,
+    });
+    let clock: number;
+    beforeEach(() => {
+        jest.useFakeTimers();
+        clock = 0;
+    });
+    afterEach(() => jest.useRealTimers());
+
+    test("without a terminal a status line comes at a steady pace, even while nothing finishes", () => {
+        const lines: string[] = [];
+        const stream = { isTTY: false, write: (text: string) => lines.push(text) > 0 };
+        const progress = progressReporter(3, stream, () => clock);
+        for (let second = 1; second <= 25; second++) {
+            clock = second * 1000;
+            progress.onEvent({ kind: "bytes", image: "a", bytes: 2_000_000 });
+            jest.advanceTimersByTime(1000);
+        }
+        progress.onEvent({ kind: "finished", result: result("a") });
+        progress.stop();
+        jest.advanceTimersByTime(3 * progressIntervalMs);
+        expect(lines).toEqual([
+            "[0/3 images, 3 left] 20.0 MB read, 2.0 MB/s\n",
+            "[0/3 images, 3 left] 40.0 MB read, 2.0 MB/s\n",
+            "ok      a  1 blobs, 1.0 MB, 1.0 MB read, 1.0 s\n",
+        ]);
+    });
+
+    test("on a terminal the status line is redrawn at most every 100 ms, however many chunks", () => {
+        const writes: string[] = [];
+        const stream = { isTTY: true, write: (text: string) => writes.push(text) > 0 };
+        const progress = progressReporter(1, stream, () => clock);
+        // 2,411 chunks over 5 s: what one 157 MB image made before.
+        for (let chunk = 0; chunk < 2411; chunk++) {
+            clock = Math.floor((chunk * 5000) / 2411);
+            progress.onEvent({ kind: "bytes", image: "a", bytes: 65_000 });
+        }
+        progress.onEvent({ kind: "finished", result: result("a") });
+        progress.stop();
+        expect(writes.length).toBeLessThanOrEqual(5000 / 100 + 2);
+        expect(writes.at(-2)).toContain("ok      a");
+        expect(writes.at(-1)).toBe("\n");
+    });
 });
 
 describe("platform selection", () => {

@@ -1,0 +1,93 @@
+/**
+ * A newcomer's first minutes: `npm run up` on a machine without the Pulumi CLI, and the tools'
+ * help and errors. Downloads are tried in an empty network namespace, so nothing leaves.
+ */
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+
+const project = path.resolve(__dirname, "../..");
+const script = path.join(project, "scripts/pulumi-local.sh");
+/** PATH as `npm run` builds it on a machine with Node but no Pulumi CLI. */
+const npmPath = `${project}/node_modules/.bin:/usr/local/bin:/usr/bin:/bin`;
+
+let home: string;
+beforeEach(() => {
+    home = mkdtempSync(path.join(tmpdir(), "pt-home-"));
+});
+afterEach(() => rmSync(home, { recursive: true, force: true }));
+
+describe("npm run up without a Pulumi CLI on PATH", () => {
+    test("uses the pulumi npm package's, and when it cannot download says so in one line", () => {
+        // unshare: a network namespace of its own, with nothing in it but loopback.
+        const run = spawnSync("unshare", ["-rn", "sh", script, "up", "--yes"], {
+            env: { PATH: npmPath, HOME: home },
+            encoding: "utf8",
+        });
+        const version = JSON.parse(
+            readFileSync(path.join(project, "node_modules/pulumi/package.json"), "utf8"),
+        ).version;
+        expect(run.status).toBe(127);
+        expect(run.stderr.trimEnd().split("\n")).toEqual([
+            `error: no Pulumi CLI on PATH, and downloading v${version} from get.pulumi.com failed (pulumi: fetch failed): install it from https://www.pulumi.com/docs/install/ and run this again`,
+        ]);
+    });
+
+    test("a pulumi installed on PATH wins over the npm package's", () => {
+        const bin = mkdtempSync(path.join(tmpdir(), "pt-bin-"));
+        try {
+            const calls = path.join(bin, "calls");
+            writeFileSync(path.join(bin, "pulumi"), `#!/bin/sh\necho "$@" >> '${calls}'\n`);
+            chmodSync(path.join(bin, "pulumi"), 0o755);
+            const run = spawnSync("sh", [script, "preview"], {
+                env: { PATH: `${project}/node_modules/.bin:${bin}:/usr/bin:/bin`, HOME: home },
+                encoding: "utf8",
+            });
+            expect(run.status).toBe(0);
+            expect(readFileSync(calls, "utf8").trim().split("\n")).toEqual([
+                "stack select --create dev",
+                "preview --stack dev",
+            ]);
+        } finally {
+            rmSync(bin, { recursive: true, force: true });
+        }
+    });
+});
+
+describe("the tools", () => {
+    const tool = (...args: string[]) =>
+        spawnSync(path.join(project, "node_modules/.bin/tsx"), ["tools/cli.ts", ...args], {
+            cwd: project,
+            encoding: "utf8",
+        });
+
+    test.each(["prewarm", "verify"])("%s --help and -h print usage and exit 0", (command) => {
+        for (const flag of ["--help", "-h"]) {
+            const run = tool(command, flag);
+            expect(run.status).toBe(0);
+            expect(run.stdout).toMatch(/^Usage: npm run <prewarm\|verify> -- \[options\]/);
+            expect(run.stdout).toContain("-h, --help");
+            expect(run.stderr).toBe("");
+        }
+    });
+
+    test("an --outputs file that is not there is one line, not a stack trace", () => {
+        const run = tool("verify", "--outputs", "/nonexistent/outputs.json");
+        expect(run.status).toBe(2);
+        expect(run.stderr.trimEnd().split("\n")).toEqual([
+            "error: --outputs: cannot read /nonexistent/outputs.json (no such file); expected a file holding `pulumi stack output --json`",
+        ]);
+    });
+
+    test("under --json an error is JSON on stdout too", () => {
+        const run = tool("prewarm", "--outputs", "/nonexistent/outputs.json", "--json");
+        expect(run.status).toBe(2);
+        expect(JSON.parse(run.stdout)).toEqual({
+            ok: false,
+            error: expect.stringContaining("--outputs: cannot read /nonexistent/outputs.json"),
+        });
+        const unknown = tool("verify", "--bogus", "--json");
+        expect(JSON.parse(unknown.stdout).error).toBe("Unknown option '--bogus'; see --help");
+    });
+});
