@@ -19,7 +19,7 @@ import {
 } from "./core/plan";
 import { planPrewarm, prewarmCommand } from "./core/prewarm";
 import * as render from "./core/render";
-import { readCacheSupervisor } from "./host/assets";
+import { readCacheSupervisor, readFrontEntry } from "./host/assets";
 import { checkHost } from "./host/preflight";
 import { detectTalosctlVersion, readTalosImageSet, requireBootAssets } from "./host/talosctl";
 import { hostPlatform } from "./core/images";
@@ -34,17 +34,18 @@ const registries = caches.map((cache) => {
     // The cache's storage; kept on destroy when keepCache is set, so the next up starts warm.
     const volume = new docker.Volume(cache.name, cacheVolume(cache), volumeOptions(settings));
     // The registry, run per `mode` (container/cache-supervisor.sh); `wait` holds `up` until healthy.
-    const { args, secretEnvs } = cacheContainer(cache, supervisor);
-    const envs = secretEnvs.length > 0 ? pulumi.secret([...args.envs, ...secretEnvs]) : args.envs;
+    const { args, secretUploads } = cacheContainer(cache, supervisor);
+    const uploads = secretUploads.length > 0 ? pulumi.secret(secretUploads) : undefined;
     return new docker.Container(
         cache.name,
-        { ...args, envs },
+        { ...args, uploads },
         { ...containerOptions(), dependsOn: [volume, network] },
     );
 });
 
 // The coalescing front publishes every cache port: one upstream fetch per blob, however many ask.
-const coalescingFront = new docker.Container(front.name, frontContainer(front, caches), {
+const frontArgs = frontContainer(front, caches, readFrontEntry());
+const coalescingFront = new docker.Container(front.name, frontArgs, {
     ...containerOptions(),
     dependsOn: registries,
 });

@@ -121,6 +121,8 @@ const expected = {
     prewarm:
         'a list of image references and/or "talos" (e.g. ["talos", "docker.io/library/nginx:1.27"])',
     prewarmImage: 'an image reference such as "docker.io/library/nginx:1.27", or "talos"',
+    allowFrom: 'a list of IPv4 networks or addresses (e.g. ["192.168.1.0/24", "10.0.0.7"])',
+    network: 'an IPv4 network in CIDR form or an IPv4 address (e.g. "192.168.1.0/24")',
 } as const;
 
 /** One grammar for every image reference in config: the one the tools and caches use. */
@@ -236,6 +238,14 @@ const settingsObject = z.strictObject({
                     expected.prewarmImage,
                 ),
             expected.prewarm,
+        )
+        .default([]),
+    allowFrom: z
+        .array(
+            z
+                .string(expected.network)
+                .refine((value) => isIPv4(value) || isIPv4Cidr(value), expected.network),
+            expected.allowFrom,
         )
         .default([]),
 });
@@ -378,6 +388,7 @@ const expectedForKey = {
     cluster: expected.cluster,
     mode: expected.mode,
     prewarm: expected.prewarm,
+    allowFrom: expected.allowFrom,
 } satisfies Record<(typeof configKeys)[number], string>;
 
 /**

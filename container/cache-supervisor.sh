@@ -8,11 +8,22 @@
 #
 #   PULLTHROUGH_MODE=auto     follow the upstream: proxy when it answers, read-only when not
 #   PULLTHROUGH_MODE=offline  never contact the upstream; serve the cache read-only
+#   PULLTHROUGH_MODE=proxy    always proxy (supervised only to log in, see below)
 #   PULLTHROUGH_REMOTE        the upstream URL (REGISTRY_PROXY_REMOTEURL of proxy mode)
+#
+# An upstream login, when set, is a `proxy:` section uploaded to /etc/pullthrough-credentials.yml;
+# it is appended to the image's own config in a file only root can read, so it never appears in
+# the container's environment (docker inspect, /proc/*/environ).
 set -u
 
 config=/etc/docker/registry/config.yml
 [ -f /etc/distribution/config.yml ] && config=/etc/distribution/config.yml
+credentials=/etc/pullthrough-credentials.yml
+if [ -f "$credentials" ]; then
+    with_login=/tmp/pullthrough-registry.yml
+    (umask 077 && { cat "$config" && echo && cat "$credentials"; } >"$with_login")
+    config=$with_login
+fi
 # Read by the healthcheck, so `docker inspect` shows what the cache serves right now.
 serving_file=/tmp/pullthrough-serving
 probe_interval=10
@@ -25,6 +36,12 @@ describe() {
 }
 
 read_only='{"enabled":true}'
+
+if [ "$PULLTHROUGH_MODE" = proxy ]; then
+    log "proxy mode: proxying $PULLTHROUGH_REMOTE"
+    echo proxy >"$serving_file"
+    REGISTRY_PROXY_REMOTEURL="$PULLTHROUGH_REMOTE" exec registry serve "$config"
+fi
 
 if [ "$PULLTHROUGH_MODE" = offline ]; then
     log "offline mode: serving the cache read-only; $PULLTHROUGH_REMOTE is never contacted"

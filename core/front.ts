@@ -50,6 +50,12 @@ export interface Front {
     network: string;
     image: string;
     bindAddress: string;
+    /**
+     * Who may pull, besides the front's own networks (added at start by the entry command):
+     * loopback, a specific bind address (this host's clients arrive from it), the cluster
+     * network, and `allowFrom`. Everyone else gets 403.
+     */
+    allowed: string[];
     labels: Record<string, string>;
 }
 
@@ -59,6 +65,14 @@ export function planFront(settings: Settings, identity: StackIdentity): Front {
         network: stackNetworkName(settings),
         image: settings.frontImage,
         bindAddress: settings.bindAddress,
+        allowed: [
+            ...new Set([
+                "127.0.0.0/8",
+                ...(settings.bindAddress === "0.0.0.0" ? [] : [settings.bindAddress]),
+                settings.cluster.cidr,
+                ...settings.allowFrom,
+            ]),
+        ],
         labels: { "pullthrough.project": identity.project, "pullthrough.stack": identity.stack },
     };
 }
@@ -78,14 +92,24 @@ const logFormat =
     `'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent ` +
     `"$http_referer" "$http_user_agent" port=$server_port cache=$upstream_cache_status'`;
 
+/** Where the entry command (container/front-entry.sh) writes `allow` lines for the front's networks. */
+const frontNetworksInclude = "/etc/nginx/pullthrough-networks.conf";
+
 /** The nginx config of the front: a server per cache port, rendered from the plan. */
-export function frontConfig(caches: readonly Cache[]): string {
+export function frontConfig(caches: readonly Cache[], allowed: readonly string[]): string {
+    const access = [
+        `include ${frontNetworksInclude};`,
+        ...allowed.map((network) => `allow ${network};`),
+        "deny all;",
+    ].join("\n    ");
     const servers = caches.map(
         (cache) => `
 # ${cache.registry}
 server {
     listen ${cache.port};
     access_log /var/log/nginx/access.log pullthrough;
+    # Who may pull (README, Security): everyone else gets 403.
+    ${access}
     # Pushes are refused by the registry; their bodies need not be buffered first.
     client_max_body_size 0;
     proxy_request_buffering off;
@@ -141,12 +165,14 @@ ${servers.join("\n")}
  * The front container: the official nginx image with the rendered config uploaded in place of its
  * default site, every cache port published, on the stack network only.
  */
-export function frontContainer(front: Front, caches: readonly Cache[]) {
+export function frontContainer(front: Front, caches: readonly Cache[], entry: string) {
     const health = `http://127.0.0.1:${healthPort}/health`;
     return {
         name: front.name,
         image: front.image,
-        uploads: [{ file: frontConfigPath, content: frontConfig(caches) }],
+        // container/front-entry.sh: allows the front's own networks, then runs nginx.
+        entrypoints: ["/bin/sh", "-c", entry],
+        uploads: [{ file: frontConfigPath, content: frontConfig(caches, front.allowed) }],
         ports: caches.map((cache) => ({
             internal: cache.port,
             external: cache.port,

@@ -89,13 +89,22 @@ export function cacheVolume(cache: Cache) {
 const registryAnswers = `wget -q -O /dev/null http://127.0.0.1:${registryContainerPort}/v2/`;
 
 /**
- * How the registry process of a cache runs: `proxy` runs the image as it ships; `auto` and
- * `offline` run `supervisor` (the text of container/cache-supervisor.sh) as the entry command,
- * which starts the same registry binary as a proxy or read-only.
+ * Where a cache's upstream login goes: a file uploaded into the container, which the supervisor
+ * appends to the registry's config. Unlike an environment variable it is not in `docker inspect`.
  */
-function registryProcess(cache: Pick<Cache, "mode" | "remote" | "ttl">, supervisor: string) {
+export const credentialsFile = "/etc/pullthrough-credentials.yml";
+
+/**
+ * How the registry process of a cache runs: `proxy` without a login runs the image as it ships;
+ * otherwise `supervisor` (the text of container/cache-supervisor.sh) is the entry command, which
+ * starts the same registry binary as a proxy or read-only, with the login file when there is one.
+ */
+function registryProcess(
+    cache: Pick<Cache, "mode" | "remote" | "ttl" | "credential">,
+    supervisor: string,
+) {
     const common = [`REGISTRY_PROXY_TTL=${cache.ttl}`, "REGISTRY_LOG_LEVEL=info"];
-    return cache.mode === "proxy"
+    return cache.mode === "proxy" && !cache.credential
         ? { envs: [`REGISTRY_PROXY_REMOTEURL=${cache.remote}`, ...common] }
         : {
               entrypoints: ["/bin/sh", "-c", supervisor],
@@ -108,13 +117,14 @@ function registryProcess(cache: Pick<Cache, "mode" | "remote" | "ttl">, supervis
 }
 
 /**
- * The registry container of one cache, in the Docker provider's own input types. `args.envs` is
- * plain; `secretEnvs` carries the upstream login and must be wrapped as a Pulumi secret before it
- * reaches a resource. A supervised cache's healthcheck prints what it serves now (`docker
- * inspect` shows it under State.Health).
+ * The registry container of one cache, in the Docker provider's own input types. `args` is
+ * plain; `secretUploads` carries the upstream login (the registry's `proxy.username` and
+ * `proxy.password`) and must be wrapped as a Pulumi secret before it reaches a resource. A
+ * supervised cache's healthcheck prints what it serves now (`docker inspect` shows it under
+ * State.Health).
  */
 export function cacheContainer(cache: Cache, supervisor: string) {
-    const supervised = cache.mode !== "proxy";
+    const supervised = cache.mode !== "proxy" || cache.credential !== undefined;
     const args = {
         name: cache.name,
         image: cache.image,
@@ -141,13 +151,21 @@ export function cacheContainer(cache: Cache, supervisor: string) {
             "pullthrough.mode": cache.mode,
         }),
     } satisfies docker.ContainerArgs;
-    const secretEnvs = cache.credential
+    // JSON strings are YAML strings: any password survives as it is.
+    const secretUploads = cache.credential
         ? [
-              `REGISTRY_PROXY_USERNAME=${cache.credential.username}`,
-              `REGISTRY_PROXY_PASSWORD=${cache.credential.password}`,
+              {
+                  file: credentialsFile,
+                  content: [
+                      "proxy:",
+                      `  username: ${JSON.stringify(cache.credential.username)}`,
+                      `  password: ${JSON.stringify(cache.credential.password)}`,
+                      "",
+                  ].join("\n"),
+              },
           ]
         : [];
-    return { args, secretEnvs };
+    return { args, secretUploads };
 }
 
 /** A cache as the stack outputs describe it: enough to look inside its volume. */
@@ -167,7 +185,10 @@ export interface CacheRef {
 export function cacheViewContainer(cache: CacheRef, supervisor: string, image: string) {
     return {
         image,
-        ...registryProcess({ mode: "offline", remote: cache.remote, ttl: "0" }, supervisor),
+        ...registryProcess(
+            { mode: "offline", remote: cache.remote, ttl: "0", credential: undefined },
+            supervisor,
+        ),
         volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly: true }],
         ports: [{ internal: registryContainerPort, ip: "127.0.0.1", protocol: "tcp" }],
         labels: [{ label: "pullthrough.view-of", value: cache.container }],

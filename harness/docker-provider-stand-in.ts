@@ -22,7 +22,7 @@
  */
 import { Front, frontContainer, stackNetwork } from "../core/front";
 import { Cache, cacheContainer, cacheVolume } from "../core/plan";
-import { readCacheSupervisor } from "../host/assets";
+import { readCacheSupervisor, readFrontEntry } from "../host/assets";
 import { engine, waitFor } from "./engine";
 import type { ProviderStandIn } from "./pulumi-engine";
 
@@ -172,7 +172,7 @@ export class DockerProviderStandIn implements ProviderStandIn {
         await Promise.all(
             caches.map((cache) => this.createContainer(cacheContainer(cache, supervisor).args)),
         );
-        await this.createContainer(frontContainer(front, caches));
+        await this.createContainer(frontContainer(front, caches, readFrontEntry()));
     }
 
     /** Removes everything this stand-in ever made, retained volumes included; for test teardown. */

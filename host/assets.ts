@@ -9,3 +9,8 @@ import * as path from "node:path";
 export function readCacheSupervisor(): string {
     return readFileSync(path.join(__dirname, "../container/cache-supervisor.sh"), "utf8");
 }
+
+/** The text of container/front-entry.sh, the front's entry command. */
+export function readFrontEntry(): string {
+    return readFileSync(path.join(__dirname, "../container/front-entry.sh"), "utf8");
+}

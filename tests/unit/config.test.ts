@@ -50,6 +50,7 @@ describe("defaults", () => {
             credentials: {},
             mode: "auto",
             prewarm: [],
+            allowFrom: [],
             cluster: {
                 enabled: false,
                 provisioner: "docker",

@@ -12,7 +12,7 @@ const settings = parseSettings(
 );
 const caches = planCaches(settings, identity);
 const front = planFront(settings, identity);
-const rendered = frontConfig(caches);
+const rendered = frontConfig(caches, front.allowed);
 
 /** The body of the server block that listens on `port`. */
 function server(port: number): string {
@@ -46,7 +46,8 @@ test("a waiter's wait is bounded well under containerd's 5-minute pull-progress 
 });
 
 test("the front publishes every cache port on the bind address and uploads its config", () => {
-    const container = frontContainer(front, caches);
+    const container = frontContainer(front, caches, "entry script");
+    expect(container.entrypoints).toEqual(["/bin/sh", "-c", "entry script"]);
     expect(container.ports).toEqual([
         { internal: 5000, external: 5000, ip: "127.0.0.1", protocol: "tcp" },
         { internal: 5010, external: 5010, ip: "127.0.0.1", protocol: "tcp" },
@@ -55,4 +56,24 @@ test("the front publishes every cache port on the bind address and uploads its c
         { file: "/etc/nginx/conf.d/default.conf", content: rendered },
     ]);
     expect(container.networksAdvanced).toEqual([{ name: "t-net" }]);
+});
+
+test("only this host, the front's networks, the cluster network and allowFrom may pull", () => {
+    const lab = parseSettings(
+        config({ allowFrom: ["192.168.1.0/24", "10.0.0.7"], cluster: { cidr: "10.9.0.0/24" } }),
+    );
+    const { allowed } = planFront(lab, identity);
+    expect(allowed).toEqual(["127.0.0.0/8", "10.9.0.0/24", "192.168.1.0/24", "10.0.0.7"]);
+    // A specific bind address is where this host's own clients come from.
+    expect(front.allowed).toEqual(["127.0.0.0/8", "127.0.0.1", "10.5.0.0/24"]);
+    const body = frontConfig(planCaches(lab, identity), allowed);
+    const access = [
+        "include /etc/nginx/pullthrough-networks.conf;",
+        "allow 127.0.0.0/8;",
+        "allow 10.9.0.0/24;",
+        "allow 192.168.1.0/24;",
+        "allow 10.0.0.7;",
+        "deny all;",
+    ].join("\n    ");
+    expect(body.split(access)).toHaveLength(planCaches(lab, identity).length + 1);
 });

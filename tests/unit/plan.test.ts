@@ -51,11 +51,7 @@ describe("plan", () => {
     });
 
     test("the container runs the registry on its own volume, on the stack network, unpublished", () => {
-        const { args: container, secretEnvs } = cacheContainer(dockerHub, supervisor);
-        expect(secretEnvs).toEqual([
-            "REGISTRY_PROXY_USERNAME=alice",
-            "REGISTRY_PROXY_PASSWORD=s3cret",
-        ]);
+        const { args: container } = cacheContainer(dockerHub, supervisor);
         expect(container.volumes).toEqual([
             { volumeName: "ci-docker.io", containerPath: "/var/lib/registry" },
         ]);
@@ -63,11 +59,28 @@ describe("plan", () => {
         expect(container.networksAdvanced).toEqual([{ name: "ci-net" }]);
         expect(container.restart).toBe("always");
         expect(container.wait).toBe(true);
-        expect(cacheContainer(local, supervisor).secretEnvs).toEqual([]);
     });
 
-    test("proxy mode runs the image as it ships, with the upstream as its proxy remote", () => {
-        const container = cacheContainer({ ...dockerHub, mode: "proxy" }, supervisor).args;
+    test("a login is a registry config section in an uploaded file, never in the environment", () => {
+        const { args, secretUploads } = cacheContainer(dockerHub, supervisor);
+        expect(secretUploads).toEqual([
+            {
+                file: "/etc/pullthrough-credentials.yml",
+                content: 'proxy:\n  username: "alice"\n  password: "s3cret"\n',
+            },
+        ]);
+        expect(JSON.stringify(args)).not.toContain("s3cret");
+        expect(cacheContainer(local, supervisor).secretUploads).toEqual([]);
+        // Proxy mode with a login is supervised too: only the supervisor reads the file.
+        const proxy = cacheContainer({ ...dockerHub, mode: "proxy" }, supervisor).args;
+        expect(proxy.envs).toContain("PULLTHROUGH_MODE=proxy");
+    });
+
+    test("proxy mode without a login runs the image as it ships, with the upstream as its proxy remote", () => {
+        const container = cacheContainer(
+            { ...dockerHub, mode: "proxy", credential: undefined },
+            supervisor,
+        ).args;
         expect(container).not.toHaveProperty("entrypoints");
         expect(container.envs).toEqual([
             "REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io",
