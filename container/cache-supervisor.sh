@@ -3,8 +3,10 @@
 # A registry in proxy mode exits at start when its upstream is unreachable (distribution #4038),
 # so a cache restarted offline would serve nothing although its volume holds every image. This
 # runs the image's registry as a proxy while the upstream answers and as a read-only registry over
-# the same storage while it does not. Only busybox sh, wget, timeout and cat are used, which the
-# official registry:2 and registry:3 images both have.
+# the same storage while it does not. It also watches the volume: a full disk makes the cache
+# unhealthy, saying so, and partial uploads it left behind are removed. Only busybox applets
+# of the official registry:2 and registry:3 images are used (sh, wget, timeout, cat, head, df,
+# find, stat, date, rm).
 #
 #   PULLTHROUGH_MODE=auto     follow the upstream: proxy when it answers, read-only when not
 #   PULLTHROUGH_MODE=offline  never contact the upstream; serve the cache read-only
@@ -29,6 +31,11 @@ serving_file=/tmp/pullthrough-serving
 probe_interval=10
 # Consecutive failed probes before a proxy gives way: one lost probe is not an outage.
 failures_before_offline=2
+storage=/var/lib/registry
+# Read by the healthcheck and the tools: present while the volume cannot take a small write.
+disk_full_file=/tmp/pullthrough-disk-full
+# A partial upload whose data has not grown for this long is dead: the registry gave up on it.
+stale_upload_seconds=30
 
 log() { echo "pullthrough: $*"; }
 describe() {
@@ -49,6 +56,40 @@ if [ "$PULLTHROUGH_MODE" = offline ]; then
     export REGISTRY_STORAGE_MAINTENANCE_READONLY="$read_only"
     exec registry serve "$config"
 fi
+
+mib() { echo "$(($1 / 1024)) MiB"; }
+
+# Removes partial uploads (…/_uploads/<id>/data) that stopped growing: a failed write leaves them.
+remove_stale_uploads() {
+    now=$(date +%s)
+    find "$storage" -path '*/_uploads/*' -name data 2>/dev/null | while read -r data; do
+        age=$((now - $(stat -c %Y "$data" 2>/dev/null || echo "$now")))
+        if [ "$age" -ge "$stale_upload_seconds" ]; then
+            rm -rf "${data%/data}" && log "removed a partial upload of a failed write: ${data%/data}"
+        fi
+    done
+}
+
+# A full volume fails writes while reads still work; a failed blob write leaves it with no byte
+# free, so a 64 KiB probe write (checked every second) tells at once. df says how much is left.
+# A volume mounted read-only (a verify view) is left alone.
+check_disk() {
+    probe="$storage/.pullthrough-probe"
+    failed=$(head -c 65536 /dev/zero 2>&1 >"$probe") && failed=
+    rm -f "$probe"
+    # busybox reports ENOSPC on tmpfs as an I/O error: any failure but a read-only mount counts.
+    case "$failed" in
+    "" | *"Read-only"*) rm -f "$disk_full_file" ;;
+    *)
+        remove_stale_uploads
+        df -Pk "$storage" | {
+            read -r _
+            read -r _ size _ available _
+            echo "disk is full: $(mib "$available") free of $(mib "$size") on $storage; still serving what it holds"
+        } >"$disk_full_file"
+        ;;
+    esac
+}
 
 # Any HTTP answer counts: registries that want a token answer /v2/ with 401.
 upstream_answers() {
@@ -97,6 +138,7 @@ decide() {
 trap 'stop; exit 0' TERM INT
 
 failures=0
+check_disk
 decide
 log "auto mode: $(describe "$wanted")"
 start "$wanted"
@@ -106,6 +148,7 @@ while :; do
     sleep 1 &
     wait $!
     seconds=$((seconds + 1))
+    check_disk
     if ! running; then
         wait "$registry_pid" 2>/dev/null
         registry_pid=

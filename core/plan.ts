@@ -87,6 +87,10 @@ export function cacheVolume(cache: Cache) {
 }
 
 const registryAnswers = `wget -q -O /dev/null http://127.0.0.1:${registryContainerPort}/v2/`;
+/** Where the supervisor says the volume is full, and how much is left (cache-supervisor.sh). */
+export const diskFullFile = "/tmp/pullthrough-disk-full";
+/** Unhealthy, saying why, while the volume is full. */
+const diskNotFull = `{ [ ! -s ${diskFullFile} ] || { cat ${diskFullFile}; false; }; }`;
 
 /**
  * Where a cache's upstream login goes: a file uploaded into the container, which the supervisor
@@ -136,7 +140,10 @@ export function cacheContainer(cache: Cache, supervisor: string) {
         // busybox wget is in both the registry:2 and registry:3 images; 127.0.0.1 needs no DNS.
         healthcheck: {
             tests: supervised
-                ? ["CMD-SHELL", `${registryAnswers} && cat /tmp/pullthrough-serving`]
+                ? [
+                      "CMD-SHELL",
+                      `${registryAnswers} && cat /tmp/pullthrough-serving && ${diskNotFull}`,
+                  ]
                 : ["CMD", ...registryAnswers.split(" ")],
             interval: "3s",
             timeout: "3s",

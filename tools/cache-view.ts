@@ -7,7 +7,7 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { cacheViewContainer, registryContainerPort } from "../core/plan";
+import { cacheViewContainer, diskFullFile, registryContainerPort } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
 import { CacheEndpoint, UsageError } from "./warm";
 import { RegistryClient } from "./registry-client";
@@ -105,4 +105,27 @@ export async function withCacheViews<T>(
     } finally {
         await Promise.all(views.map((view) => view.close()));
     }
+}
+
+/**
+ * Why a cache cannot store what it is sent, if it cannot: its supervisor's word that the volume
+ * is full (checked every second), else a failed last healthcheck. Undefined when all is well or
+ * Docker cannot tell.
+ */
+export async function cacheTrouble(cache: CacheEndpoint): Promise<string | undefined> {
+    const full = await docker("exec", cache.container, "cat", diskFullFile).catch(() => "");
+    if (full) return `the ${cache.registry} cache's ${full}`;
+    let health: { Status?: string; Log?: { ExitCode?: number; Output?: string }[] } | null;
+    try {
+        health = JSON.parse(
+            await docker("inspect", "--format", "{{json .State.Health}}", cache.container),
+        );
+    } catch {
+        return undefined;
+    }
+    // The last check, not the status: Docker calls a cache unhealthy only after 3 failed checks.
+    const last = health?.Log?.at(-1);
+    if (!health?.Status || !last || last.ExitCode === 0) return undefined;
+    const said = last.Output?.trim().split("\n").at(-1);
+    return `the ${cache.registry} cache is ${health.Status}${said ? `: ${said}` : ""}`;
 }

@@ -16,7 +16,7 @@ import { planPrewarm } from "../core/prewarm";
 import { mirrorsByRegistry } from "../core/render";
 import { readTalosImageSet } from "../host/talosctl";
 import { configNamespace, encodeConfig, parseSettings } from "../mirrors";
-import { withCacheViews } from "./cache-view";
+import { cacheTrouble, withCacheViews } from "./cache-view";
 import { RegistryClient } from "./registry-client";
 import {
     CacheEndpoint,
@@ -274,9 +274,18 @@ async function main(argv: string[]): Promise<number> {
         ),
     );
 
+    const byRegistry = new Map(caches.map((cache) => [cache.registry, cache]));
+    const troubleOf = (registry: string) => cacheTrouble(byRegistry.get(registry)!);
     if (command === "verify") {
-        const results = await withCacheViews(caches, (views) =>
+        const checked = await withCacheViews(caches, (views) =>
             verify(routed, views, platforms, concurrency),
+        );
+        // A missing image of a cache that cannot store is that cache's trouble: say so first.
+        const results = await Promise.all(
+            checked.map(async (result) => {
+                const trouble = result.present ? undefined : await troubleOf(result.registry);
+                return trouble ? { ...result, reason: `${trouble} (${result.reason})` } : result;
+            }),
         );
         const ok = results.every((result) => result.present);
         console.log(
@@ -299,7 +308,7 @@ async function main(argv: string[]): Promise<number> {
         );
     const onEvent = progress?.onEvent;
     const results = await withCacheViews(caches, (views) =>
-        prewarmUntilStored(routed, { platforms, concurrency, onEvent, onRetry }, views),
+        prewarmUntilStored(routed, { platforms, concurrency, onEvent, onRetry, troubleOf }, views),
     ).finally(() => progress?.stop());
     const seconds = (Date.now() - started) / 1000;
     console.log(

@@ -171,12 +171,7 @@ export class RegistryClient {
         }
         if (!response.ok) {
             const detail =
-                method === "HEAD"
-                    ? ""
-                    : await response.text().then(
-                          (text) => text.trim().slice(0, 200),
-                          () => "",
-                      );
+                method === "HEAD" ? "" : await response.text().then(describeErrorBody, () => "");
             throw new RegistryError(
                 `${method} ${apiPath} answered ${response.status}${detail ? `: ${detail}` : ""}`,
                 response.status,
@@ -184,6 +179,29 @@ export class RegistryClient {
         }
         return response;
     }
+}
+
+/**
+ * A registry's error body in a line: its `errors` list (distribution's `{code, message, detail}`)
+ * in full, since the cause often comes last ("…: no space left on device"); other bodies cut short.
+ */
+function describeErrorBody(text: string): string {
+    try {
+        const { errors } = JSON.parse(text) as {
+            errors?: { message?: string; detail?: unknown }[];
+        };
+        if (Array.isArray(errors) && errors.length > 0)
+            return errors
+                .map(({ message, detail }) =>
+                    [message, typeof detail === "string" ? detail : JSON.stringify(detail)]
+                        .filter(Boolean)
+                        .join(": "),
+                )
+                .join("; ");
+    } catch {
+        // not JSON
+    }
+    return text.trim().slice(0, 200);
 }
 
 /** Whether an index entry is for `wanted`; a wanted platform without variant accepts any variant. */

@@ -266,7 +266,11 @@ const storeWaitMs = 5_000;
  */
 export async function prewarmUntilStored(
     routed: readonly RoutedImage[],
-    options: PrewarmOptions & { onRetry?: (images: number, round: number) => void },
+    options: PrewarmOptions & {
+        onRetry?: (images: number, round: number) => void;
+        /** Why a cache cannot store anything now (a full disk), if so: its images stop there. */
+        troubleOf?: (registry: string) => Promise<string | undefined>;
+    },
     views: ReadonlyMap<string, string>,
 ): Promise<PrewarmResult[]> {
     const results = new Map<string, PrewarmResult>();
@@ -293,6 +297,25 @@ export async function prewarmUntilStored(
         const served = pending.filter((_, index) => pulled[index].ok);
         const unstored = await waitUntilStored(served, views, options);
         pending = served.filter(({ image }) => unstored.has(image.canonical));
+        // A cache's supervisor checks its volume every second: give it that second.
+        if (options.troubleOf && pulled.some((result) => !result.ok))
+            await new Promise((resolve) => setTimeout(resolve, 2000));
+        const troubles = await troublesOf(
+            routed.filter(
+                ({ image }) => !results.get(image.canonical)!.ok || unstored.has(image.canonical),
+            ),
+            options.troubleOf,
+        );
+        for (const { image } of routed) {
+            const trouble = troubles.get(image.registry);
+            const result = results.get(image.canonical)!;
+            if (!trouble || (result.ok && !unstored.has(image.canonical))) continue;
+            if (result.error?.startsWith(trouble)) continue; // said in an earlier round
+            // The cause first: a summary line may be cut.
+            const what = result.ok ? `not stored: ${unstored.get(image.canonical)}` : result.error;
+            results.set(image.canonical, { ...result, ok: false, error: `${trouble} (${what})` });
+        }
+        pending = pending.filter(({ image }) => !troubles.has(image.registry));
         if (pending.length > 0 && round === storeRounds) {
             for (const { image } of pending) {
                 results.set(image.canonical, {
@@ -306,6 +329,21 @@ export async function prewarmUntilStored(
         if (pending.length > 0) options.onRetry?.(pending.length, round + 1);
     }
     return routed.map(({ image }) => results.get(image.canonical)!);
+}
+
+/** What is wrong with the caches of these images, by registry, for those where something is. */
+async function troublesOf(
+    routed: readonly RoutedImage[],
+    troubleOf: ((registry: string) => Promise<string | undefined>) | undefined,
+): Promise<Map<string, string>> {
+    const registries = [...new Set(routed.map(({ image }) => image.registry))];
+    const troubles = new Map<string, string>();
+    if (!troubleOf) return troubles;
+    for (const registry of registries) {
+        const trouble = await troubleOf(registry);
+        if (trouble) troubles.set(registry, trouble);
+    }
+    return troubles;
 }
 
 /** Images not (yet) fully in storage after up to `storeWaitMs`, with the reason. */

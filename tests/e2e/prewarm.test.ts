@@ -2,8 +2,7 @@
  * `npm run prewarm`, `npm run verify` and `pullthrough:prewarm` on the real engine: the CLI runs
  * as a user runs it (tsx, exit codes, --json), against caches the program declared.
  */
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { hostPlatform, parseImageReference } from "../../core/images";
@@ -25,11 +24,11 @@ import {
     fixtureImages,
     talosLikeImages,
 } from "../../harness/upstreams";
+import { ToolRun, runTool } from "../../harness/tools";
 import { SimulatedWan } from "../../harness/wan";
 
 jest.setTimeout(300_000);
 
-const repoRoot = path.resolve(__dirname, "../..");
 const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
 const fixtures = fixtureImages();
 const talosImages = talosLikeImages();
@@ -49,35 +48,13 @@ let workDir: string;
 const cacheName = (registry: string) => stack.cacheName(registry);
 const current = () => stack.run;
 
-interface CliRun {
-    code: number;
-    stdout: string;
-    stderr: string;
-}
-
 /** Runs `npm run <command>` as a user would, against the current stack's outputs and `images`. */
-function cli(command: "prewarm" | "verify", images: string[], ...args: string[]): Promise<CliRun> {
-    const outputs = path.join(workDir, `outputs-${Date.now()}.json`);
-    writeFileSync(
-        outputs,
-        JSON.stringify({ mirrors: current().outputs.mirrors, prewarmImages: images }),
-    );
-    return new Promise((resolve) => {
-        execFile(
-            "npm",
-            ["run", "--silent", command, "--", "--outputs", outputs, ...args],
-            { cwd: repoRoot, maxBuffer: 16 << 20 },
-            (error, stdout, stderr) =>
-                resolve({
-                    code: error ? (typeof error.code === "number" ? error.code : 1) : 0,
-                    stdout,
-                    stderr,
-                }),
-        );
-    });
+function cli(command: "prewarm" | "verify", images: string[], ...args: string[]): Promise<ToolRun> {
+    const outputs = { mirrors: current().outputs.mirrors, prewarmImages: images };
+    return runTool(command, outputs, workDir, ...args);
 }
 
-const json = (run: CliRun) => JSON.parse(run.stdout);
+const json = (run: ToolRun) => JSON.parse(run.stdout);
 
 /** Runs `work` while the stack outputs send this host to `endpoint` for `registry`'s cache. */
 async function withHostEndpoint<T>(
