@@ -100,7 +100,7 @@ test("the failed write's partial upload is removed, and the cache is healthy aga
     await waitFor("the partial upload to go", 90_000, async () =>
         partialUploads() === "" ? true : undefined,
     );
-    await waitFor("the cache to be healthy", 60_000, async () =>
+    await waitFor("the cache to be healthy", 120_000, async () =>
         lastHealthCheck().Status === "healthy" ? true : undefined,
     );
     expect(docker("logs", cache)).toContain("pullthrough: removed a partial upload");
