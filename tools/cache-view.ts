@@ -5,27 +5,11 @@
  * `offline` mode over the volume mounted read-only, on a loopback port: it answers only from
  * storage, exactly as the cache would with no network.
  */
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { cacheViewContainer, diskFullFile, registryContainerPort } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
+import { docker } from "./docker";
 import { CacheEndpoint, UsageError } from "./warm";
 import { RegistryClient } from "./registry-client";
-
-const run = promisify(execFile);
-
-async function docker(...args: string[]): Promise<string> {
-    try {
-        return (await run("docker", args, { maxBuffer: 16 << 20 })).stdout.trim();
-    } catch (error) {
-        const { code, stderr } = error as { code?: string; stderr?: string };
-        if (code === "ENOENT")
-            throw new UsageError(
-                "verify needs the docker CLI (it reads the caches' volumes); none found on PATH",
-            );
-        throw new Error(`docker ${args[0]}: ${(stderr ?? String(error)).trim()}`, { cause: error });
-    }
-}
 
 /** `docker run` flags for a view container: what the Docker provider makes of the same inputs. */
 function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {

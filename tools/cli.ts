@@ -17,6 +17,8 @@ import { mirrorsByRegistry } from "../core/render";
 import { readTalosImageSet } from "../host/talosctl";
 import { configNamespace, encodeConfig, parseSettings } from "../mirrors";
 import { cacheTrouble, withCacheViews } from "./cache-view";
+import { formatBytes } from "./format";
+import { formatStatus, readCacheStatus } from "./status";
 import { RegistryClient } from "./registry-client";
 import {
     CacheEndpoint,
@@ -32,7 +34,11 @@ import {
 
 const projectDir = path.resolve(__dirname, "..");
 
-const usage = `Usage: npm run <prewarm|verify> -- [options]
+const usage = `Usage: npm run <prewarm|verify|status> -- [options]
+
+  prewarm            pull the stack's prewarm images through the caches until they are stored
+  verify             check that the caches hold them, without asking any upstream
+  status             what each cache holds, its health, and what it saved
 
   --outputs FILE     read caches and images from \`pulumi stack output --json\` saved in FILE ("-": stdin)
   --stack NAME       otherwise plan them from Pulumi.NAME.yaml, as pulumi up does (default: dev)
@@ -41,7 +47,8 @@ const usage = `Usage: npm run <prewarm|verify> -- [options]
   --json             print the result, or the error, as JSON (for CI)
   -h, --help         print this and exit
 
-Exit codes: 0 all good; 1 an image failed to warm or is missing; 2 could not run.`;
+Exit codes: 0 all good; 1 an image failed to warm or is missing, or a cache needs attention;
+2 could not run.`;
 
 /** The caches and images a run works on, as the stack outputs carry them. */
 export interface StackView {
@@ -102,17 +109,6 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
         })),
         images,
     };
-}
-
-export function formatBytes(bytes: number): string {
-    const units = ["B", "kB", "MB", "GB"];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1000 && unit < units.length - 1) {
-        value /= 1000;
-        unit++;
-    }
-    return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
 /** Fixed-width columns, first row the header. */
@@ -228,7 +224,8 @@ function readOutputsDocument(file: string): string {
 
 async function main(argv: string[]): Promise<number> {
     const [command, ...rest] = argv;
-    if (command !== "prewarm" && command !== "verify") throw new UsageError(usage);
+    if (command !== "prewarm" && command !== "verify" && command !== "status")
+        throw new UsageError(usage);
     const { values } = parseToolArgs(rest, {
         outputs: { type: "string" },
         stack: { type: "string", default: "dev" },
@@ -257,6 +254,16 @@ async function main(argv: string[]): Promise<number> {
     const stack = values.outputs
         ? fromOutputs(readOutputsDocument(values.outputs))
         : fromStackConfig(path.join(projectDir, `Pulumi.${values.stack}.yaml`), values.stack!);
+    if (command === "status") {
+        const statuses = await Promise.all(stack.caches.map(readCacheStatus));
+        const ok = statuses.every((status) => !status.degraded);
+        console.log(
+            values.json
+                ? JSON.stringify({ ok, caches: statuses }, null, 2)
+                : formatStatus(statuses, Boolean(process.stdout.isTTY)),
+        );
+        return ok ? 0 : 1;
+    }
     if (stack.images.length === 0) {
         console.log("No images to work on: set pullthrough:prewarm (see README).");
         return 0;

@@ -10,6 +10,8 @@ import { Descriptor, RegistryClient, RegistryError, readImage } from "./registry
 export interface CacheEndpoint {
     registry: string;
     remote: string;
+    /** Host port the front publishes the cache on. */
+    port: number;
     mode: string;
     /** URL this host reaches the cache at. */
     hostEndpoint: string;

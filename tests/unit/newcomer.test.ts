@@ -62,15 +62,20 @@ describe("the tools", () => {
             encoding: "utf8",
         });
 
-    test.each(["prewarm", "verify"])("%s --help and -h print usage and exit 0", (command) => {
-        for (const flag of ["--help", "-h"]) {
-            const run = tool(command, flag);
-            expect(run.status).toBe(0);
-            expect(run.stdout).toMatch(/^Usage: npm run <prewarm\|verify> -- \[options\]/);
-            expect(run.stdout).toContain("-h, --help");
-            expect(run.stderr).toBe("");
-        }
-    });
+    test.each(["prewarm", "verify", "status"])(
+        "%s --help and -h print usage and exit 0",
+        (command) => {
+            for (const flag of ["--help", "-h"]) {
+                const run = tool(command, flag);
+                expect(run.status).toBe(0);
+                expect(run.stdout).toMatch(
+                    /^Usage: npm run <prewarm\|verify\|status> -- \[options\]/,
+                );
+                expect(run.stdout).toContain("-h, --help");
+                expect(run.stderr).toBe("");
+            }
+        },
+    );
 
     test("an --outputs file that is not there is one line, not a stack trace", () => {
         const run = tool("verify", "--outputs", "/nonexistent/outputs.json");

@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { emptySchematicId, retagTalosImages } from "../../core/prewarm";
 import { readTalosImageSet } from "../../host/talosctl";
+import { formatBytes } from "../../tools/format";
 import {
-    formatBytes,
     formatPrewarmSummary,
     formatVerifyReport,
     fromOutputs,

@@ -1,0 +1,87 @@
+/** The pure parts of `npm run status`: reading the front's log, the registry's metrics and storage. */
+import {
+    CacheStatus,
+    bar,
+    countImages,
+    counter,
+    formatStatus,
+    readFrontLog,
+} from "../../tools/status";
+
+const digest = `sha256:${"a".repeat(64)}`;
+const line = (request: string, status: number, bytes: number, port: number) =>
+    `172.18.0.1 - - [29/Nov/2026:16:00:00 +0000] "${request} HTTP/1.1" ${status} ${bytes} "-" "containerd/1.7" port=${port} cache=-`;
+
+test("the front's log: content requests of one port that succeeded, and their bytes", () => {
+    const log = [
+        line(`GET /v2/library/nginx/blobs/${digest}`, 200, 1000, 5000),
+        line(`HEAD /v2/library/nginx/manifests/1.27`, 200, 0, 5000),
+        line(`GET /v2/library/nginx/manifests/${digest}`, 200, 500, 5000),
+        line("GET /v2/", 200, 2, 5000), // a ping, not content
+        line(`GET /v2/library/nginx/blobs/${digest}`, 404, 100, 5000), // not served
+        line(`GET /v2/library/nginx/blobs/${digest}`, 200, 7000, 5001), // another cache
+    ].join("\n");
+    expect(readFrontLog(log, 5000)).toEqual({ requests: 3, bytes: 1500 });
+});
+
+test("a Prometheus counter is summed over its label sets", () => {
+    const metrics = [
+        "# HELP registry_proxy_misses_total The number of total proxy request misses",
+        'registry_proxy_misses_total{type="blob"} 15',
+        'registry_proxy_misses_total{type="manifest"} 14',
+        'registry_proxy_pulled_bytes_total{type="blob"} 5.6708655e+07',
+    ].join("\n");
+    expect(counter(metrics, "registry_proxy_misses_total")).toBe(29);
+    expect(counter(metrics, "registry_proxy_pulled_bytes_total")).toBe(56_708_655);
+    expect(counter("", "registry_proxy_misses_total")).toBe(0);
+});
+
+test("images are tags, repositories the paths above their _manifests", () => {
+    const root = "/var/lib/registry/docker/registry/v2/repositories";
+    const links = [
+        `${root}/library/nginx/_manifests/tags/1.27/current/link`,
+        `${root}/library/nginx/_manifests/tags/1.26/current/link`,
+        `${root}/siderolabs/kubelet/_manifests/tags/v1.34.0/current/link`,
+    ].join("\n");
+    expect(countImages(links)).toEqual({ repositories: 2, images: 3 });
+    expect(countImages("")).toEqual({ repositories: 0, images: 0 });
+});
+
+test("bars fill in tenths, within bounds", () => {
+    expect(bar(0)).toBe("░░░░░░░░░░");
+    expect(bar(0.6)).toBe("██████░░░░");
+    expect(bar(1.7)).toBe("██████████");
+});
+
+test("the screen marks a cache that needs attention and says so", () => {
+    const status: CacheStatus = {
+        registry: "docker.io",
+        port: 5000,
+        mode: "auto",
+        serving: "offline",
+        health: "healthy",
+        degraded: true,
+        disk: { usedBytes: 2_000_000_000, freeBytes: 8_000_000_000 },
+        repositories: 3,
+        images: 4,
+        since: { front: "2026-11-29T16:00:00Z", registry: "2026-11-29T16:00:00Z" },
+        requests: 10,
+        hits: 6,
+        misses: 4,
+        servedBytes: 1_600_000,
+        upstreamBytes: 800_000,
+        hitRatio: 0.6,
+        savedBytes: 800_000,
+    };
+    expect(formatStatus([status], true)).toBe(
+        [
+            "! docker.io  :5000  mode auto, serving offline, healthy",
+            "    disk   ██░░░░░░░░ 2.0 GB held, 8.0 GB free; 3 repositories, 4 images",
+            "    hits   ██████░░░░ 60% (6 of 10 requests; 4 fetched upstream)",
+            "    bytes  1.6 MB served, 800.0 kB from upstream, 800.0 kB saved",
+            "",
+            "Counters since the containers started (front: 2026-11-29T16:00:00Z).",
+            "1 of 1 caches need attention (marked !).",
+        ].join("\n"),
+    );
+});

@@ -1,0 +1,226 @@
+/**
+ * `npm run status`: what each cache holds, whether it is well, and what it saved. Sources, each
+ * since its container started:
+ *
+ * - the front's access log (core/front.ts): every content request of a cache's port, and the
+ *   bytes sent to clients;
+ * - the registry's Prometheus metrics (registry 3 serves them on its debug port, 5001, in its
+ *   default config): `registry_proxy_misses_total` and `registry_proxy_pulled_bytes_total`, what
+ *   it had to fetch upstream;
+ * - the cache container: its healthcheck (what it serves now, a full disk) and its volume (`du`,
+ *   `df`, and the tags under the registry's storage).
+ */
+import { formatBytes } from "./format";
+import { docker } from "./docker";
+import { CacheEndpoint } from "./warm";
+
+/** The registry's debug address in the official registry:3 config (`http.debug.addr`). */
+const metricsPort = 5001;
+const storage = "/var/lib/registry";
+
+export interface CacheStatus {
+    registry: string;
+    port: number;
+    /** The configured `mode`. */
+    mode: string;
+    /** What the cache serves now: `proxy` or `offline` (its healthcheck's first line). */
+    serving: string;
+    /** Docker's health status, or `missing` when there is no such container. */
+    health: string;
+    /** What the last failed healthcheck said (a full disk, say). */
+    problem?: string;
+    degraded: boolean;
+    /** Bytes the volume holds, and what is left on its file system. */
+    disk: { usedBytes: number; freeBytes: number };
+    repositories: number;
+    images: number;
+    /** When the counters below started: the front's and the registry's container starts. */
+    since: { front: string; registry: string };
+    /** Content requests (manifests and blobs) clients made. */
+    requests: number;
+    /** Requests served with no upstream fetch. */
+    hits: number;
+    /** Requests the registry had to fetch upstream for. */
+    misses: number;
+    servedBytes: number;
+    upstreamBytes: number;
+    /** hits / requests; null before the first request. */
+    hitRatio: number | null;
+    /** Bytes served that did not cross the upstream link. */
+    savedBytes: number;
+}
+
+/** A content request of a cache's port in the front's access log; group 1: status, 2: bytes. */
+const contentRequest =
+    /"(?:GET|HEAD) \/v2\/\S+\/(?:blobs|manifests)\/\S+ HTTP\/[\d.]+" (\d{3}) (\d+)/;
+
+/** Content requests answered with 2xx or 304 on `port`, and the bytes sent, from the front's log. */
+export function readFrontLog(log: string, port: number): { requests: number; bytes: number } {
+    const onPort = ` port=${port} `;
+    let requests = 0;
+    let bytes = 0;
+    for (const line of log.split("\n")) {
+        if (!line.includes(onPort)) continue;
+        const match = contentRequest.exec(line);
+        if (!match || !/^(?:2\d\d|304)$/.test(match[1])) continue;
+        requests++;
+        bytes += Number(match[2]);
+    }
+    return { requests, bytes };
+}
+
+/** Sums a Prometheus counter over its label sets (`name{type="blob"} 3`, `name 3`). */
+export function counter(metrics: string, name: string): number {
+    let total = 0;
+    for (const line of metrics.split("\n")) {
+        const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`).exec(line.trim());
+        if (match) total += Number(match[1]);
+    }
+    return total;
+}
+
+/** Repositories and images (tags) in a registry's storage, from the paths of its tag links. */
+export function countImages(tagLinks: string): { repositories: number; images: number } {
+    const links = tagLinks.split("\n").filter(Boolean);
+    const repositories = new Set(links.map((link) => link.split("/_manifests/")[0]));
+    return { repositories: repositories.size, images: links.length };
+}
+
+async function containerStarted(container: string): Promise<string> {
+    return docker("inspect", "--format", "{{.State.StartedAt}}", container);
+}
+
+/** The front container publishing `port`. */
+async function frontOf(port: number): Promise<string | undefined> {
+    const names = await docker("ps", "--filter", `publish=${port}`, "--format", "{{.Names}}");
+    return names.split("\n").filter(Boolean)[0];
+}
+
+async function registryMetrics(container: string): Promise<string> {
+    const addresses = await docker(
+        ...["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"],
+        container,
+    );
+    for (const address of addresses.split(" ").filter(Boolean)) {
+        try {
+            const response = await fetch(`http://${address}:${metricsPort}/metrics`, {
+                signal: AbortSignal.timeout(3000),
+            });
+            if (response.ok) return await response.text();
+        } catch {
+            // try the next network
+        }
+    }
+    return ""; // no debug port (registry 2, a custom config): no upstream figures
+}
+
+/** Everything `status` shows for one cache; a missing container is a status, not an error. */
+export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus> {
+    const base = {
+        registry: cache.registry,
+        port: cache.port,
+        mode: cache.mode,
+    };
+    let health: { Status?: string; Log?: { ExitCode: number; Output: string }[] } | null;
+    try {
+        health = JSON.parse(
+            await docker("inspect", "--format", "{{json .State.Health}}", cache.container),
+        );
+    } catch {
+        return {
+            ...base,
+            serving: "nothing",
+            health: "missing",
+            problem: `no container ${cache.container}; run npm run up`,
+            degraded: true,
+            disk: { usedBytes: 0, freeBytes: 0 },
+            repositories: 0,
+            images: 0,
+            since: { front: "", registry: "" },
+            ...figures(0, 0, 0, 0),
+        };
+    }
+    const last = health?.Log?.at(-1);
+    const [serving = "unknown", ...said] = (last?.Output ?? "").trim().split("\n");
+    const problem = last && last.ExitCode !== 0 ? said.at(-1) || serving : undefined;
+    const inside = await docker(
+        ...["exec", cache.container, "sh", "-c"],
+        `du -sk ${storage} && df -Pk ${storage} && find ${storage}/docker/registry/v2/repositories -path '*/_manifests/tags/*/current/link' 2>/dev/null || true`,
+    );
+    const [duLine = "", , dfLine = "", ...links] = inside.split("\n");
+    const usedBytes = Number(duLine.split(/\s+/)[0] ?? 0) * 1024;
+    const freeBytes = Number(dfLine.trim().split(/\s+/)[3] ?? 0) * 1024;
+    const front = await frontOf(cache.port);
+    const served = front
+        ? readFrontLog(await docker("logs", front), cache.port)
+        : { requests: 0, bytes: 0 };
+    const metrics = await registryMetrics(cache.container);
+    const misses = counter(metrics, "registry_proxy_misses_total");
+    const upstreamBytes = counter(metrics, "registry_proxy_pulled_bytes_total");
+    const status = health?.Status ?? "none";
+    return {
+        ...base,
+        serving,
+        health: status,
+        problem,
+        degraded:
+            status !== "healthy" ||
+            problem !== undefined ||
+            (cache.mode !== "offline" && serving === "offline"),
+        disk: { usedBytes, freeBytes },
+        ...countImages(links.join("\n")),
+        since: {
+            front: front ? await containerStarted(front) : "",
+            registry: await containerStarted(cache.container),
+        },
+        ...figures(served.requests, misses, served.bytes, upstreamBytes),
+    };
+}
+
+function figures(requests: number, misses: number, servedBytes: number, upstreamBytes: number) {
+    const hits = Math.max(0, requests - misses);
+    return {
+        requests,
+        hits,
+        misses,
+        servedBytes,
+        upstreamBytes,
+        hitRatio: requests > 0 ? hits / requests : null,
+        savedBytes: Math.max(0, servedBytes - upstreamBytes),
+    };
+}
+
+/** A bar of `width` cells for a fraction from 0 to 1. */
+export function bar(fraction: number, width = 10): string {
+    const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+    return `${"█".repeat(filled)}${"░".repeat(width - filled)}`;
+}
+
+/** The status screen: a block per cache, bars where a terminal shows them. */
+export function formatStatus(statuses: readonly CacheStatus[], bars: boolean): string {
+    const percent = (value: number) => `${Math.round(value * 100)}%`;
+    const blocks = statuses.map((status) => {
+        const diskShare =
+            status.disk.usedBytes / Math.max(1, status.disk.usedBytes + status.disk.freeBytes);
+        const ratio =
+            status.hitRatio === null
+                ? "no requests yet"
+                : `${bars ? `${bar(status.hitRatio)} ` : ""}${percent(status.hitRatio)} (${status.hits} of ${status.requests} requests; ${status.misses} fetched upstream)`;
+        return [
+            `${status.degraded ? "!" : " "} ${status.registry}  :${status.port}  mode ${status.mode}, serving ${status.serving}, ${status.health}${status.problem ? `: ${status.problem}` : ""}`,
+            `    disk   ${bars ? `${bar(diskShare)} ` : ""}${formatBytes(status.disk.usedBytes)} held, ${formatBytes(status.disk.freeBytes)} free; ${status.repositories} repositories, ${status.images} images`,
+            `    hits   ${ratio}`,
+            `    bytes  ${formatBytes(status.servedBytes)} served, ${formatBytes(status.upstreamBytes)} from upstream, ${formatBytes(status.savedBytes)} saved`,
+        ].join("\n");
+    });
+    const degraded = statuses.filter((status) => status.degraded).length;
+    const started = statuses.map((status) => status.since.front).find(Boolean);
+    return [
+        ...blocks,
+        "",
+        `Counters since the containers started${started ? ` (front: ${started})` : ""}.`,
+        degraded === 0
+            ? `All ${statuses.length} caches are healthy.`
+            : `${degraded} of ${statuses.length} caches need attention (marked !).`,
+    ].join("\n");
+}
