@@ -79,7 +79,7 @@ describe("with no config", () => {
             healthcheck: {
                 tests: [
                     "CMD-SHELL",
-                    "wget -q -O /dev/null http://127.0.0.1:5000/v2/ && cat /tmp/pullthrough-serving",
+                    "wget -q -O /dev/null http://127.0.0.1:5000/v2/ && cat /tmp/pullthrough-serving && { [ ! -s /tmp/pullthrough-disk-full ] || { cat /tmp/pullthrough-disk-full; false; }; }",
                 ],
                 interval: "3s",
                 timeout: "3s",

@@ -114,7 +114,7 @@ describe("plan", () => {
             ]);
             expect(container.healthcheck.tests).toEqual([
                 "CMD-SHELL",
-                "wget -q -O /dev/null http://127.0.0.1:5000/v2/ && cat /tmp/pullthrough-serving",
+                "wget -q -O /dev/null http://127.0.0.1:5000/v2/ && cat /tmp/pullthrough-serving && { [ ! -s /tmp/pullthrough-disk-full ] || { cat /tmp/pullthrough-disk-full; false; }; }",
             ]);
             expect(container.labels).toContainEqual({ label: "pullthrough.mode", value: mode });
         },
