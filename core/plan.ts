@@ -96,7 +96,7 @@ const diskNotFull = `{ [ ! -s ${diskFullFile} ] || { cat ${diskFullFile}; false;
  * Where a cache's upstream login goes: a file uploaded into the container, which the supervisor
  * appends to the registry's config. Unlike an environment variable it is not in `docker inspect`.
  */
-export const credentialsFile = "/etc/pullthrough-credentials.yml";
+const credentialsFile = "/etc/pullthrough-credentials.yml";
 
 /**
  * How the registry process of a cache runs: `proxy` without a login runs the image as it ships;
