@@ -43,7 +43,8 @@ const registries = caches.map((cache) => {
     );
 });
 
-// The coalescing front publishes every cache port: one upstream fetch per blob, however many ask.
+// The coalescing front publishes every cache port, to allowed clients only: one upstream fetch per
+// blob, however many ask.
 const frontArgs = frontContainer(front, caches, readFrontEntry());
 const coalescingFront = new docker.Container(front.name, frontArgs, {
     ...containerOptions(),
