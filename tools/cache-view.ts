@@ -91,6 +91,36 @@ export async function withCacheViews<T>(
     }
 }
 
+/** A cache's Docker health: its status, what its last check says it serves, and why that check failed. */
+export interface CacheHealth {
+    status: string;
+    /** The first line of the last check's output: `proxy` or `offline` for a supervised cache. */
+    serving: string;
+    /** The last line of the last check's output, when that check failed (a full disk, say). */
+    problem?: string;
+}
+
+/** Undefined when there is no such container. */
+export async function readCacheHealth(container: string): Promise<CacheHealth | undefined> {
+    let health: { Status?: string; Log?: { ExitCode: number; Output: string }[] } | null;
+    try {
+        health = JSON.parse(
+            await docker("inspect", "--format", "{{json .State.Health}}", container),
+        );
+    } catch {
+        return undefined;
+    }
+    // The last check, not the status: Docker calls a cache unhealthy only after 3 failed checks.
+    const last = health?.Log?.at(-1);
+    const lines = (last?.Output ?? "").trim().split("\n");
+    const failed = last !== undefined && last.ExitCode !== 0;
+    return {
+        status: health?.Status ?? "none",
+        serving: lines[0] || "unknown",
+        problem: failed ? lines.at(-1) || "the last healthcheck failed" : undefined,
+    };
+}
+
 /**
  * Why a cache cannot store what it is sent, if it cannot: its supervisor's word that the volume
  * is full (checked every second), else a failed last healthcheck. Undefined when all is well or
@@ -99,17 +129,6 @@ export async function withCacheViews<T>(
 export async function cacheTrouble(cache: CacheEndpoint): Promise<string | undefined> {
     const full = await docker("exec", cache.container, "cat", diskFullFile).catch(() => "");
     if (full) return `the ${cache.registry} cache's ${full}`;
-    let health: { Status?: string; Log?: { ExitCode?: number; Output?: string }[] } | null;
-    try {
-        health = JSON.parse(
-            await docker("inspect", "--format", "{{json .State.Health}}", cache.container),
-        );
-    } catch {
-        return undefined;
-    }
-    // The last check, not the status: Docker calls a cache unhealthy only after 3 failed checks.
-    const last = health?.Log?.at(-1);
-    if (!health?.Status || !last || last.ExitCode === 0) return undefined;
-    const said = last.Output?.trim().split("\n").at(-1);
-    return `the ${cache.registry} cache is ${health.Status}${said ? `: ${said}` : ""}`;
+    const health = await readCacheHealth(cache.container);
+    return health?.problem && `the ${cache.registry} cache is ${health.status}: ${health.problem}`;
 }

@@ -11,6 +11,7 @@
  *   `df`, and the tags under the registry's storage).
  */
 import { formatBytes } from "./format";
+import { readCacheHealth } from "./cache-view";
 import { docker } from "./docker";
 import { CacheEndpoint } from "./warm";
 
@@ -121,12 +122,8 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
         port: cache.port,
         mode: cache.mode,
     };
-    let health: { Status?: string; Log?: { ExitCode: number; Output: string }[] } | null;
-    try {
-        health = JSON.parse(
-            await docker("inspect", "--format", "{{json .State.Health}}", cache.container),
-        );
-    } catch {
+    const health = await readCacheHealth(cache.container);
+    if (!health) {
         return {
             ...base,
             serving: "nothing",
@@ -140,9 +137,7 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
             ...figures(0, 0, 0, 0),
         };
     }
-    const last = health?.Log?.at(-1);
-    const [serving = "unknown", ...said] = (last?.Output ?? "").trim().split("\n");
-    const problem = last && last.ExitCode !== 0 ? said.at(-1) || serving : undefined;
+    const { serving, problem } = health;
     const inside = await docker(
         ...["exec", cache.container, "sh", "-c"],
         `du -sk ${storage} && df -Pk ${storage} && find ${storage}/docker/registry/v2/repositories -path '*/_manifests/tags/*/current/link' 2>/dev/null || true`,
@@ -157,7 +152,7 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
     const metrics = await registryMetrics(cache.container);
     const misses = counter(metrics, "registry_proxy_misses_total");
     const upstreamBytes = counter(metrics, "registry_proxy_pulled_bytes_total");
-    const status = health?.Status ?? "none";
+    const status = health.status;
     return {
         ...base,
         serving,

@@ -1,10 +1,10 @@
 /**
- * Who may pull, and who can read a login, on the real engine. A "LAN host" is a network
- * namespace joined to this host by a veth pair, with an address of the test's choosing: its
- * connections reach the front with their own source address, as a laptop's on the same Wi-Fi
- * would (a container on a Docker network comes through docker-proxy instead, from the front
- * network's gateway). The upstream demands a login (htpasswd) and serves the fixture registry's
- * storage.
+ * Who may pull, and who can read a login, on the real engine. The stranger is a container at an
+ * address of the test's choosing on a Docker network the test creates, joined to the front after
+ * it started: it reaches the front directly, with its own source address, as a laptop on the
+ * same Wi-Fi would (a client through a published port comes from the front network's gateway
+ * instead, which the front allows). The upstream demands a login (htpasswd) and serves the
+ * fixture registry's storage.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -26,32 +26,46 @@ const pulled: FixtureImage = {
 };
 // Quotes, a colon and a hash: YAML would misread any of them unquoted.
 const login = { username: "alice", password: `s3cr"et: 'pw' #1` };
-const subnet = 200 + (process.pid % 50);
-const lan = {
-    namespace: `pt-lan-${process.pid}`,
-    host: `198.18.${subnet}.1`,
-    client: `198.18.${subnet}.2`,
+const strangers = {
+    network: `pt-strangers-${process.pid}`,
+    subnet: `10.219.${process.pid % 250}.0/24`,
+    client: `10.219.${process.pid % 250}.50`,
 };
 let stack: TestStack;
 let authUpstream: string;
 let htpasswdDir: string;
 
-const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
-/** The HTTP status a LAN host gets for the cache's /v2/. */
-function fetchStatusFromLan(): string {
-    return execFileSync(
-        "ip",
-        [
-            ...["netns", "exec", lan.namespace],
-            ...["curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"],
-            `http://${lan.host}:${stack.ports[registry]}/v2/`,
+/**
+ * The HTTP status a stranger gets for the cache's /v2/. The front is joined to the strangers'
+ * network after it started, so that network is not one of its own.
+ */
+function statusForStranger(): string {
+    docker("network", "connect", strangers.network, stack.frontName);
+    const front = docker(
+        ...[
+            "inspect",
+            "--format",
+            `{{(index .NetworkSettings.Networks "${strangers.network}").IPAddress}}`,
         ],
-        { encoding: "utf8" },
+        stack.frontName,
     );
+    const url = `http://${front}:${stack.ports[registry]}/v2/`;
+    // busybox wget: silent on 200, "server returned error: HTTP/1.1 403 Forbidden" otherwise.
+    const said = docker(
+        ...["run", "--rm", "--network", strangers.network, "--ip", strangers.client],
+        ...[
+            "--entrypoint",
+            "sh",
+            fixtureRegistry2Image,
+            "-c",
+            `wget -q -O /dev/null ${url} 2>&1 || true`,
+        ],
+    );
+    return /HTTP\/1\.1 (\d{3})/.exec(said)?.[1] ?? "200";
 }
 
 function up(extra: Record<string, unknown> = {}) {
-    return stack.up({ bindAddress: "0.0.0.0", credentials: { [registry]: login }, ...extra }, [
+    return stack.up({ credentials: { [registry]: login }, ...extra }, [
         { registry, remote: `http://${authUpstream}:5000`, port: stack.ports[registry] },
     ]);
 }
@@ -73,30 +87,14 @@ beforeAll(async () => {
         ...["-e", "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd"],
         fixtureRegistry2Image,
     );
-    ip("netns", "add", lan.namespace);
-    ip("link", "add", `${lan.namespace}-h`, "type", "veth", "peer", "name", `${lan.namespace}-c`);
-    ip("link", "set", `${lan.namespace}-c`, "netns", lan.namespace);
-    ip("addr", "add", `${lan.host}/24`, "dev", `${lan.namespace}-h`);
-    ip("link", "set", `${lan.namespace}-h`, "up");
-    ip(
-        "netns",
-        "exec",
-        lan.namespace,
-        "ip",
-        "addr",
-        "add",
-        `${lan.client}/24`,
-        "dev",
-        `${lan.namespace}-c`,
-    );
-    ip("netns", "exec", lan.namespace, "ip", "link", "set", `${lan.namespace}-c`, "up");
+    docker("network", "create", "--subnet", strangers.subnet, strangers.network);
     await up();
 });
 
 afterAll(async () => {
-    if (lan.namespace) execFileSync("ip", ["netns", "del", lan.namespace], { stdio: "ignore" });
     if (authUpstream) docker("rm", "--force", "--volumes", authUpstream);
     await stack?.remove();
+    docker("network", "rm", strangers.network);
     if (htpasswdDir) rmSync(htpasswdDir, { recursive: true, force: true });
 });
 
@@ -115,9 +113,9 @@ test("the login reaches the upstream, but never the container's config or enviro
 });
 
 test("a host outside the allowed networks gets 403; allowFrom lets it in", async () => {
-    expect(fetchStatusFromLan()).toBe("403");
+    expect(statusForStranger()).toBe("403");
     // This host's own clients (through loopback) still pull.
     expect((await fetch(`http://127.0.0.1:${stack.ports[registry]}/v2/`)).status).toBe(200);
-    await up({ allowFrom: [`198.18.${subnet}.0/24`] });
-    expect(fetchStatusFromLan()).toBe("200");
+    await up({ allowFrom: [strangers.subnet] });
+    expect(statusForStranger()).toBe("200");
 });
