@@ -17,7 +17,7 @@ import {
     planCaches,
     volumeOptions,
 } from "./core/plan";
-import { planPrewarm, prewarmCommand } from "./core/prewarm";
+import { planPrewarm, prewarmCommand, pruneCommand } from "./core/prewarm";
 import * as render from "./core/render";
 import { readCacheSupervisor, readFrontEntry } from "./host/assets";
 import { checkHost } from "./host/preflight";
@@ -63,11 +63,22 @@ const prewarm =
           ]
         : [];
 
+// Keeps the caches inside `maxSize` once warm: least recently pulled images go first.
+const prune = settings.maxSize
+    ? [
+          new command.local.Command(
+              "prune-caches",
+              pruneCommand(settings.maxSize, prewarmImages, caches, __dirname),
+              { dependsOn: [coalescingFront, ...prewarm] },
+          ),
+      ]
+    : [];
+
 if (settings.cluster.enabled) {
     // The Talos cluster boots only once every cache is healthy (and warm, with prewarm).
     new command.local.Command("talos-cluster", clusterCommand(clusterPlan), {
         ...clusterCommandOptions(),
-        dependsOn: [coalescingFront, ...prewarm],
+        dependsOn: [coalescingFront, ...prewarm, ...prune],
     });
 }
 

@@ -123,7 +123,28 @@ const expected = {
     prewarmImage: 'an image reference such as "docker.io/library/nginx:1.27", or "talos"',
     allowFrom: 'a list of IPv4 networks or addresses (e.g. ["192.168.1.0/24", "10.0.0.7"])',
     network: 'an IPv4 network in CIDR form or an IPv4 address (e.g. "192.168.1.0/24")',
+    size: 'a size in bytes with a unit, decimal or binary (e.g. "20GiB", "500MB", "1.5TB")',
 } as const;
+
+const sizeUnits: Readonly<Record<string, number>> = {
+    B: 1,
+    kB: 1e3,
+    KB: 1e3,
+    MB: 1e6,
+    GB: 1e9,
+    TB: 1e12,
+    KiB: 2 ** 10,
+    MiB: 2 ** 20,
+    GiB: 2 ** 30,
+    TiB: 2 ** 40,
+};
+
+/** `maxSize` and `prune --to`: "20GiB" → bytes; undefined when it is not a size. */
+export function parseSize(text: string): number | undefined {
+    const match = /^(\d+(?:\.\d+)?)([a-zA-Z]+)$/.exec(text);
+    const unit = match && sizeUnits[match[2]];
+    return unit ? Math.floor(Number(match[1]) * unit) : undefined;
+}
 
 /** One grammar for every image reference in config: the one the tools and caches use. */
 const imageReference = (message: string) =>
@@ -248,6 +269,11 @@ const settingsObject = z.strictObject({
             expected.allowFrom,
         )
         .default([]),
+    // Off when unset: the caches grow with what is pulled (README, Disk budget).
+    maxSize: z
+        .string(expected.size)
+        .refine((value) => parseSize(value) !== undefined, expected.size)
+        .optional(),
 });
 
 const settingsSchema = settingsObject
@@ -389,6 +415,7 @@ const expectedForKey = {
     mode: expected.mode,
     prewarm: expected.prewarm,
     allowFrom: expected.allowFrom,
+    maxSize: expected.size,
 } satisfies Record<(typeof configKeys)[number], string>;
 
 /**

@@ -107,7 +107,14 @@ function registryProcess(
     cache: Pick<Cache, "mode" | "remote" | "ttl" | "credential">,
     supervisor: string,
 ) {
-    const common = [`REGISTRY_PROXY_TTL=${cache.ttl}`, "REGISTRY_LOG_LEVEL=info"];
+    const common = [
+        `REGISTRY_PROXY_TTL=${cache.ttl}`,
+        "REGISTRY_LOG_LEVEL=info",
+        // No in-memory blob descriptor cache: it outlives a blob `prune` removed, and the registry
+        // would answer for it with 200 and no bytes instead of fetching it again. Any value but
+        // "inmemory" or "redis" turns it off (distribution registry/handlers/app.go).
+        "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR=none",
+    ];
     return cache.mode === "proxy" && !cache.credential
         ? { envs: [`REGISTRY_PROXY_REMOTEURL=${cache.remote}`, ...common] }
         : {

@@ -111,3 +111,24 @@ export function prewarmCommand(
         logging: "stdoutAndStderr",
     } satisfies command.local.CommandArgs;
 }
+
+/**
+ * The `command.local.Command` that enforces `maxSize` once prewarm is done: `npm run prune` to the
+ * budget, the prewarm list kept. Like prewarm it reads the stack outputs on stdin, and it runs
+ * again whenever prewarm does or the budget changes.
+ */
+export function pruneCommand(
+    maxSize: string,
+    images: readonly string[],
+    caches: readonly Cache[],
+    projectDir: string,
+) {
+    const outputs = JSON.stringify({ mirrors: mirrorsByRegistry(caches), prewarmImages: images });
+    return {
+        create: `npm run --silent prune -- --outputs - --to ${maxSize}`,
+        stdin: outputs,
+        dir: projectDir,
+        triggers: [outputs, maxSize],
+        logging: "stdoutAndStderr",
+    } satisfies command.local.CommandArgs;
+}

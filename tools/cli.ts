@@ -1,5 +1,5 @@
 /**
- * `npm run prewarm`, `npm run verify` and `npm run status`. All take the caches (and the image
+ * `npm run prewarm`, `npm run verify`, `npm run status` and `npm run prune`. All take the caches (and the image
  * list) from the stack: `--outputs FILE` (or `-` for stdin) reads `pulumi stack output --json`;
  * otherwise the stack's config file is planned with the same code `pulumi up` runs, so there is
  * one source of truth.
@@ -17,10 +17,19 @@ import { planCaches } from "../core/plan";
 import { planPrewarm } from "../core/prewarm";
 import { mirrorsByRegistry } from "../core/render";
 import { readTalosImageSet } from "../host/talosctl";
-import { configNamespace, encodeConfig, parseSettings } from "../mirrors";
+import { configNamespace, encodeConfig, parseSettings, parseSize } from "../mirrors";
 import { cacheTrouble, withCacheViews } from "./cache-view";
 import { formatBytes } from "./format";
 import { formatStatus, readCacheStatus } from "./status";
+import {
+    applyPrune,
+    formatPrune,
+    parseAge,
+    planPrune,
+    pruneReport,
+    readCacheContents,
+    withinBudget,
+} from "./prune";
 import { RegistryClient } from "./registry-client";
 import {
     CacheEndpoint,
@@ -35,27 +44,35 @@ import {
 } from "./warm";
 
 const projectDir = path.resolve(__dirname, "..");
+const sizeHint = "a size such as 20GiB, 500MB or 1.5TB";
 
-const usage = `Usage: npm run <prewarm|verify|status> -- [options]
+const usage = `Usage: npm run <prewarm|verify|status|prune> -- [options]
 
   prewarm            pull the stack's prewarm images through the caches until they are stored
   verify             check that the caches hold them, without asking any upstream
   status             what each cache holds, its health, and what it saved
+  prune              remove the least recently pulled images (never a prewarm image) and the
+                     blobs no remaining image needs
 
   --outputs FILE     read caches and images from \`pulumi stack output --json\` saved in FILE ("-": stdin)
   --stack NAME       otherwise plan them from Pulumi.NAME.yaml, as pulumi up does (default: dev)
   --platform LIST    platforms to warm or check, e.g. linux/amd64,linux/arm64 (default: ${formatPlatform(hostPlatform())})
   --concurrency N    requests in flight at once (default: 4)
+  --to SIZE          prune: until all caches together hold at most SIZE, e.g. 20GiB (default: maxSize)
+  --older-than AGE   prune: every image not pulled for AGE, e.g. 7d, 36h, 90m
+  --dry-run          prune: list what would go, remove nothing
   --json             print the result, or the error, as JSON (for CI)
   -h, --help         print this and exit
 
-Exit codes: 0 all good; 1 an image failed to warm or is missing, or a cache needs attention;
-2 could not run.`;
+Exit codes: 0 all good; 1 an image failed to warm or is missing, a cache needs attention, or
+prune could not get under SIZE; 2 could not run.`;
 
 /** The caches and images a run works on, as the stack outputs carry them. */
 export interface StackView {
     caches: CacheEndpoint[];
     images: string[];
+    /** The `maxSize` budget, when planned from the stack config. */
+    maxSize?: string;
 }
 
 /** Reads the `mirrors` and `prewarmImages` stack outputs. */
@@ -110,6 +127,7 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
             registry,
         })),
         images,
+        maxSize: settings.maxSize,
     };
 }
 
@@ -226,13 +244,15 @@ function readOutputsDocument(file: string): string {
 
 async function main(argv: string[]): Promise<number> {
     const [command, ...rest] = argv;
-    if (command !== "prewarm" && command !== "verify" && command !== "status")
-        throw new UsageError(usage);
+    if (!["prewarm", "verify", "status", "prune"].includes(command)) throw new UsageError(usage);
     const { values } = parseToolArgs(rest, {
         outputs: { type: "string" },
         stack: { type: "string", default: "dev" },
         platform: { type: "string" },
         concurrency: { type: "string", default: "4" },
+        to: { type: "string" },
+        "older-than": { type: "string" },
+        "dry-run": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
     });
@@ -263,6 +283,40 @@ async function main(argv: string[]): Promise<number> {
             values.json
                 ? JSON.stringify({ ok, caches: statuses }, null, 2)
                 : formatStatus(statuses, Boolean(process.stdout.isTTY)),
+        );
+        return ok ? 0 : 1;
+    }
+    if (command === "prune") {
+        const budget = values.to ?? stack.maxSize;
+        const targetBytes =
+            budget === undefined
+                ? undefined
+                : (parseSize(budget) ?? fail(`--to: ${JSON.stringify(budget)} is not ${sizeHint}`));
+        const age = values["older-than"];
+        const olderThanSeconds =
+            age === undefined
+                ? undefined
+                : (parseAge(age) ??
+                  fail(
+                      `--older-than: ${JSON.stringify(age)} is not an age such as 7d, 36h or 90m`,
+                  ));
+        if (targetBytes === undefined && olderThanSeconds === undefined)
+            fail(
+                "nothing to prune to: pass --to SIZE or --older-than AGE, or set pullthrough:maxSize",
+            );
+        const keep = routeImages(stack.images, stack.caches).map(({ image }) => image);
+        const plan = planPrune(await readCacheContents(stack.caches), {
+            targetBytes,
+            olderThanSeconds,
+            keep,
+            now: Math.floor(Date.now() / 1000),
+        });
+        if (!values["dry-run"]) await applyPrune(stack.caches, plan);
+        const ok = withinBudget(plan);
+        console.log(
+            values.json
+                ? JSON.stringify(pruneReport(plan, values["dry-run"]!, ok), null, 2)
+                : formatPrune(plan, values["dry-run"]!),
         );
         return ok ? 0 : 1;
     }

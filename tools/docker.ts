@@ -1,19 +1,28 @@
 /** The docker CLI for the tools: trimmed stdout, or an error that says which command failed. */
 import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { UsageError } from "./warm";
 
-const run = promisify(execFile);
-
-export async function docker(...args: string[]): Promise<string> {
-    try {
-        return (await run("docker", args, { maxBuffer: 64 << 20 })).stdout.trim();
-    } catch (error) {
-        const { code, stderr } = error as { code?: string; stderr?: string };
-        if (code === "ENOENT")
-            throw new UsageError(
-                "the tools need the docker CLI (they look inside the caches); none found on PATH",
+/** Runs `docker args…`, writing `input` to its stdin. */
+export function dockerWithInput(input: string, ...args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+        const child = execFile("docker", args, { maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+            if (!error) return resolve(stdout.trim());
+            if ((error as NodeJS.ErrnoException).code === "ENOENT")
+                return reject(
+                    new UsageError(
+                        "the tools need the docker CLI (they look inside the caches); none found on PATH",
+                    ),
+                );
+            reject(
+                new Error(`docker ${args[0]}: ${(stderr || String(error)).trim()}`, {
+                    cause: error,
+                }),
             );
-        throw new Error(`docker ${args[0]}: ${(stderr ?? String(error)).trim()}`, { cause: error });
-    }
+        });
+        child.stdin?.end(input);
+    });
+}
+
+export function docker(...args: string[]): Promise<string> {
+    return dockerWithInput("", ...args);
 }

@@ -92,7 +92,7 @@ async function containerStarted(container: string): Promise<string> {
 }
 
 /** The front container publishing `port`. */
-async function frontOf(port: number): Promise<string | undefined> {
+export async function frontOf(port: number): Promise<string | undefined> {
     const names = await docker("ps", "--filter", `publish=${port}`, "--format", "{{.Names}}");
     return names.split("\n").filter(Boolean)[0];
 }

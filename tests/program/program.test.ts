@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { hostPlatform } from "../../core/images";
 import { DeclaredResource, ProgramRun, runProgram } from "../../harness/program";
 import { talosctlStandIn } from "../../harness/talosctl";
+import { commandType } from "../../harness/command-provider-stand-in";
 
 const volumeType = "docker:index/volume:Volume";
 const containerType = "docker:index/container:Container";
@@ -72,6 +73,7 @@ describe("with no config", () => {
                 "PULLTHROUGH_REMOTE=https://registry-1.docker.io",
                 "REGISTRY_PROXY_TTL=0",
                 "REGISTRY_LOG_LEVEL=info",
+                "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR=none",
             ],
             volumes: [{ volumeName: "registry-docker.io", containerPath: "/var/lib/registry" }],
             networksAdvanced: [{ name: "registry-net" }],
@@ -341,7 +343,6 @@ describe("host checks, before anything is declared", () => {
 
 describe("with the cluster enabled", () => {
     const talosctl = talosctlStandIn("v1.12.1");
-    const commandType = "command:local:Command";
     let run: Promise<ProgramRun>;
     beforeAll(() => {
         run = runProgram({
@@ -487,7 +488,6 @@ describe("QEMU on talosctl 1.7–1.11, which boots from a kernel and initramfs o
 });
 
 describe("with prewarm and the cluster enabled", () => {
-    const commandType = "command:local:Command";
     const talosImages = [
         "registry.k8s.io/kube-apiserver:v1.34.1",
         "ghcr.io/siderolabs/kubelet:v1.34.1",
@@ -529,6 +529,32 @@ describe("with prewarm and the cluster enabled", () => {
             (await run).outputs.prewarmImages,
         );
     });
+});
+
+test("maxSize: a prune Command to the budget runs after prewarm, and the cluster waits for it", async () => {
+    const { resources } = await runProgram({
+        "pullthrough:prewarm": JSON.stringify(["nginx:1.27"]),
+        "pullthrough:maxSize": "20GiB",
+        "pullthrough:cluster": JSON.stringify({
+            enabled: true,
+            talosctl: talosctlStandIn("v1.12.1"),
+        }),
+    });
+    const prune = byName(resources, commandType, "prune-caches");
+    const cluster = byName(resources, commandType, "talos-cluster");
+    const names = (options: DeclaredResource["options"]) =>
+        ([options.dependsOn].flat() as { __name?: string }[])
+            .map((resource) => resource.__name)
+            .sort();
+    expect(names(prune.options)).toEqual(["prewarm-caches", "registry-front"]);
+    expect(names(cluster.options)).toEqual(["prewarm-caches", "prune-caches", "registry-front"]);
+    expect(prune.inputs.create).toBe("npm run --silent prune -- --outputs - --to 20GiB");
+    expect(JSON.parse(prune.inputs.stdin).prewarmImages).toEqual(["docker.io/library/nginx:1.27"]);
+});
+
+test("without maxSize, nothing is pruned", async () => {
+    const { resources } = await runProgram({});
+    expect(resources.filter((resource) => resource.name === "prune-caches")).toEqual([]);
 });
 
 test("without prewarm, no prewarm Command is declared", async () => {

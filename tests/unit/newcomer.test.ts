@@ -62,14 +62,14 @@ describe("the tools", () => {
             encoding: "utf8",
         });
 
-    test.each(["prewarm", "verify", "status"])(
+    test.each(["prewarm", "verify", "status", "prune"])(
         "%s --help and -h print usage and exit 0",
         (command) => {
             for (const flag of ["--help", "-h"]) {
                 const run = tool(command, flag);
                 expect(run.status).toBe(0);
                 expect(run.stdout).toMatch(
-                    /^Usage: npm run <prewarm\|verify\|status> -- \[options\]/,
+                    /^Usage: npm run <prewarm\|verify\|status\|prune> -- \[options\]/,
                 );
                 expect(run.stdout).toContain("-h, --help");
                 expect(run.stderr).toBe("");
@@ -83,6 +83,17 @@ describe("the tools", () => {
         expect(run.stderr.trimEnd().split("\n")).toEqual([
             "error: --outputs: cannot read /nonexistent/outputs.json (no such file); expected a file holding `pulumi stack output --json`",
         ]);
+    });
+
+    test("prune with no budget anywhere says how to give one, before touching any cache", () => {
+        const run = tool("prune");
+        expect(run.status).toBe(2);
+        expect(run.stderr.trimEnd().split("\n")).toEqual([
+            "error: nothing to prune to: pass --to SIZE or --older-than AGE, or set pullthrough:maxSize",
+        ]);
+        expect(tool("prune", "--to", "lots").stderr).toContain(
+            'error: --to: "lots" is not a size such as 20GiB, 500MB or 1.5TB',
+        );
     });
 
     test("under --json an error is JSON on stdout too", () => {

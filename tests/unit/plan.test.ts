@@ -86,6 +86,7 @@ describe("plan", () => {
             "REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io",
             "REGISTRY_PROXY_TTL=168h",
             "REGISTRY_LOG_LEVEL=info",
+            "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR=none",
         ]);
         expect(container.healthcheck.tests).toEqual([
             "CMD",
@@ -111,6 +112,7 @@ describe("plan", () => {
                 "PULLTHROUGH_REMOTE=https://registry-1.docker.io",
                 "REGISTRY_PROXY_TTL=0",
                 "REGISTRY_LOG_LEVEL=info",
+                "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR=none",
             ]);
             expect(container.healthcheck.tests).toEqual([
                 "CMD-SHELL",

@@ -1,0 +1,288 @@
+/** The pure parts of `npm run prune`: reading storage and the front's log, and deciding what goes. */
+import { parseImageReference } from "../../core/images";
+import { parseSettings, parseSize } from "../../mirrors";
+import {
+    CacheContents,
+    inFlightSeconds,
+    parseAge,
+    parseLogTime,
+    planPrune,
+    readPullActivity,
+} from "../../tools/prune";
+import { parseListing, parseManifests, storedImages } from "../../tools/storage";
+
+const digest = (char: string) => `sha256:${char.repeat(64)}`;
+const hexOf = (value: string) => value.slice("sha256:".length);
+const now = 1_800_000_000;
+const hourAgo = now - 3600;
+
+/** One listing line per stored blob, as the listing script prints them. */
+const blobLine = (value: string, size: number, modified = hourAgo) =>
+    `blob ${size} ${modified} blobs/sha256/${hexOf(value).slice(0, 2)}/${hexOf(value)}/data`;
+
+interface FakeImage {
+    repository: string;
+    tag?: string;
+    manifest: string;
+    blobs: string[];
+    children?: string[];
+}
+
+/** A storage listing and manifests for `images`; every blob `size` bytes. */
+function storageOf(images: FakeImage[], size = 1000, extraBlobs: string[] = []) {
+    const blobs = new Set([
+        ...images.flatMap((image) => [image.manifest, ...image.blobs]),
+        ...extraBlobs,
+    ]);
+    const listing = [
+        ...[...blobs].map((blob) => blobLine(blob, size)),
+        ...images.flatMap((image) => {
+            const base = `repositories/${image.repository}`;
+            return [
+                `link ${hourAgo} ${base}/_manifests/revisions/sha256/${hexOf(image.manifest)}/link`,
+                ...image.blobs.map(
+                    (blob) => `link ${hourAgo} ${base}/_layers/sha256/${hexOf(blob)}/link`,
+                ),
+                ...(image.tag
+                    ? [
+                          `link ${hourAgo} ${base}/_manifests/tags/${image.tag}/current/link`,
+                          `tag ${base}/_manifests/tags/${image.tag}/current/link ${image.manifest}`,
+                      ]
+                    : []),
+            ];
+        }),
+    ].join("\n");
+    const manifests = images
+        .map((image) => {
+            const body = image.children
+                ? { manifests: image.children.map((child) => ({ digest: child })) }
+                : {
+                      config: { digest: image.blobs[0] },
+                      layers: image.blobs.slice(1).map((blob) => ({ digest: blob })),
+                  };
+            return `manifest blobs/sha256/${hexOf(image.manifest).slice(0, 2)}/${hexOf(image.manifest)}/data ${JSON.stringify(body)}`;
+        })
+        .join("\n");
+    return { ...parseListing(listing), manifests: parseManifests(manifests) };
+}
+
+const logLine = (time: string, request: string, port = 5000) =>
+    `172.18.0.1 - - [${time}] "${request} HTTP/1.1" 200 10 "-" "containerd/1.7" port=${port} cache=-`;
+const logTime = (epoch: number) => {
+    const date = new Date(epoch * 1000);
+    const month = date.toLocaleString("en", { month: "short", timeZone: "UTC" });
+    const pad = (value: number) => String(value).padStart(2, "0");
+    return `${pad(date.getUTCDate())}/${month}/${date.getUTCFullYear()}:${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} +0000`;
+};
+
+function contents(images: FakeImage[], log: string[] = [], extraBlobs: string[] = []) {
+    return [
+        {
+            cache: { registry: "ghcr.io", container: "registry-ghcr.io" },
+            storage: storageOf(images, 1000, extraBlobs),
+            activity: readPullActivity(log.join("\n"), 5000),
+        },
+    ] satisfies CacheContents[];
+}
+
+const shared = digest("5");
+const imageA: FakeImage = {
+    repository: "team/a",
+    tag: "v1",
+    manifest: digest("a"),
+    blobs: [digest("1"), shared],
+};
+const imageB: FakeImage = {
+    repository: "team/b",
+    tag: "v1",
+    manifest: digest("b"),
+    blobs: [digest("2"), shared],
+};
+/** A whole pull of `image` at `epoch`: its manifest by tag, then every blob. */
+const pulledAt = (image: FakeImage, epoch: number) => [
+    logLine(logTime(epoch), `GET /v2/${image.repository}/manifests/${image.tag}`),
+    ...image.blobs.map((blob) =>
+        logLine(logTime(epoch), `GET /v2/${image.repository}/blobs/${blob}`),
+    ),
+];
+
+test("nginx's local time, with its offset, is epoch seconds", () => {
+    expect(parseLogTime("29/Nov/2026:17:03:16 +0000")).toBe(
+        Date.UTC(2026, 10, 29, 17, 3, 16) / 1000,
+    );
+    expect(parseLogTime("29/Nov/2026:18:03:16 +0100")).toBe(
+        Date.UTC(2026, 10, 29, 17, 3, 16) / 1000,
+    );
+    expect(parseLogTime("yesterday")).toBeUndefined();
+});
+
+test("the front's log: manifest requests by tag and digest, containerd's ?ns= dropped; blobs by GET only", () => {
+    const activity = readPullActivity(
+        [
+            logLine(logTime(now - 5), "HEAD /v2/team/a/manifests/v1?ns=ghcr.io"),
+            logLine(logTime(now - 4), `GET /v2/team/a/manifests/${digest("a")}?ns=ghcr.io`),
+            logLine(logTime(now - 3), `GET /v2/team/a/blobs/${digest("1")}?ns=ghcr.io`),
+            logLine(logTime(now - 2), `HEAD /v2/team/a/blobs/${digest("5")}`),
+            logLine(logTime(now - 1), `GET /v2/team/a/blobs/${digest("9")}`, 5001),
+        ].join("\n"),
+        5000,
+    );
+    expect([...activity.manifests]).toEqual([
+        ["team/a:v1", now - 5],
+        [`team/a@${digest("a")}`, now - 4],
+    ]);
+    expect([...activity.blobs]).toEqual([[digest("1"), now - 3]]);
+});
+
+test("an index and its stored platform manifest are one image, with every blob either needs", () => {
+    const child: FakeImage = {
+        repository: "team/multi",
+        manifest: digest("c"),
+        blobs: [digest("3"), digest("4")],
+    };
+    const index: FakeImage = {
+        repository: "team/multi",
+        tag: "v2",
+        manifest: digest("d"),
+        blobs: [],
+        children: [digest("c"), digest("e")], // e: a platform never pulled
+    };
+    const [image] = storedImages(storageOf([child, index]));
+    expect(image).toMatchObject({
+        repository: "team/multi",
+        digest: digest("d"),
+        tags: ["v2"],
+        manifests: [digest("d"), digest("c")],
+    });
+    expect(image.blobs.sort()).toEqual([digest("3"), digest("4"), digest("c"), digest("d")].sort());
+});
+
+test("to a budget: least recently pulled first, and a layer shared with a kept image stays", () => {
+    const plan = planPrune(
+        contents([imageA, imageB], [...pulledAt(imageA, now - 100), ...pulledAt(imageB, now - 50)]),
+        {
+            targetBytes: 4000,
+            keep: [],
+            now,
+        },
+    );
+    expect(plan.removed.map((image) => image.image)).toEqual(["ghcr.io/team/a:v1"]);
+    // Its manifest and own config; the shared layer is B's too.
+    expect(plan.freedBytes).toBe(2000);
+    expect(plan.paths.get("ghcr.io")).toEqual([
+        "repositories/team/a/_manifests/tags/v1",
+        `repositories/team/a/_manifests/revisions/sha256/${hexOf(digest("a"))}`,
+        `repositories/team/a/_layers/sha256/${hexOf(digest("1"))}`,
+        // A's link to the shared layer goes; the layer itself is B's too.
+        `repositories/team/a/_layers/sha256/${hexOf(shared)}`,
+        `blobs/sha256/aa/${hexOf(digest("a"))}`,
+        `blobs/sha256/11/${hexOf(digest("1"))}`,
+    ]);
+    expect(plan.records.get("ghcr.io")).toEqual(new Map([[`team/b@${digest("b")}`, now - 50]]));
+});
+
+test("the last image using a layer takes it along; under budget nothing goes", () => {
+    const both = contents(
+        [imageA, imageB],
+        [...pulledAt(imageA, now - 100), ...pulledAt(imageB, now - 50)],
+    );
+    expect(planPrune(both, { targetBytes: 0, keep: [], now }).freedBytes).toBe(5000);
+    const under = planPrune(both, { targetBytes: 5000, keep: [], now });
+    expect(under).toMatchObject({ removed: [], freedBytes: 0 });
+    expect(under.paths.get("ghcr.io")).toEqual([]);
+});
+
+test("a prewarm image is never removed, even when the oldest", () => {
+    const plan = planPrune(
+        contents([imageA, imageB], [...pulledAt(imageA, now - 100), ...pulledAt(imageB, now - 50)]),
+        {
+            targetBytes: 0,
+            keep: [parseImageReference("ghcr.io/team/a:v1")!],
+            now,
+        },
+    );
+    expect(plan.removed.map((image) => image.image)).toEqual(["ghcr.io/team/b:v1"]);
+    expect(plan.protected).toEqual([
+        expect.objectContaining({ image: "ghcr.io/team/a:v1", kept: "prewarm" }),
+    ]);
+});
+
+test("--older-than removes what was not pulled for that long, whatever the size", () => {
+    const plan = planPrune(
+        contents(
+            [imageA, imageB],
+            [...pulledAt(imageA, now - 7200), ...pulledAt(imageB, now - 60)],
+        ),
+        { olderThanSeconds: 1800, keep: [], now },
+    );
+    expect(plan.removed.map((image) => image.image)).toEqual(["ghcr.io/team/a:v1"]);
+});
+
+test("in flight: manifest fetched within the window, a layer not yet sent since", () => {
+    const manifestAt = now - 30;
+    const fetchingA = pulledAt(imageA, manifestAt).slice(0, 2);
+    const during = planPrune(contents([imageA], fetchingA), { targetBytes: 0, keep: [], now });
+    expect(during.removed).toEqual([]);
+    expect(during.protected).toEqual([expect.objectContaining({ kept: "in flight" })]);
+
+    const done = [...fetchingA, logLine(logTime(now - 20), `GET /v2/team/a/blobs/${shared}`)];
+    expect(
+        planPrune(contents([imageA], done), { targetBytes: 0, keep: [], now }).removed,
+    ).toHaveLength(1);
+    // A pull that never finished stops counting once the window has passed.
+    const later = now + inFlightSeconds;
+    expect(
+        planPrune(contents([imageA], fetchingA), { targetBytes: 0, keep: [], now: later }).removed,
+    ).toHaveLength(1);
+});
+
+test("blobs no manifest lists go only once older than the in-flight window", () => {
+    const stray = digest("f");
+    const plan = planPrune(contents([imageA], [], [stray]), { targetBytes: 1e9, keep: [], now });
+    expect(plan.strayBytes).toBe(1000);
+    expect(plan.paths.get("ghcr.io")).toEqual([`blobs/sha256/ff/${hexOf(stray)}`]);
+    const fresh = contents([imageA], [], []);
+    fresh[0].storage.blobs.set(stray, { size: 1000, modified: now - 10 });
+    expect(planPrune(fresh, { targetBytes: 1e9, keep: [], now }).strayBytes).toBe(0);
+});
+
+test("last pulled falls back to prune's own record and to the tag's link", () => {
+    const [cache] = contents([imageA, imageB]);
+    cache.storage.pulled.set(`team/b@${digest("b")}`, now - 10);
+    cache.storage.repositories.get("team/a")!.tags.get("v1")!.modified = now - 20;
+    const plan = planPrune([cache], { targetBytes: 0, keep: [], now });
+    expect(plan.removed.map((image) => [image.image, image.lastPulled])).toEqual([
+        ["ghcr.io/team/a:v1", now - 20],
+        ["ghcr.io/team/b:v1", now - 10],
+    ]);
+});
+
+test.each([
+    ["20GiB", 20 * 2 ** 30],
+    ["500MB", 500e6],
+    ["1.5TB", 1.5e12],
+    ["123B", 123],
+    ["20 GiB", undefined],
+    ["20", undefined],
+    ["20XB", undefined],
+])("size %s", (text, bytes) => {
+    expect(parseSize(text)).toBe(bytes);
+});
+
+test.each([
+    ["7d", 7 * 86_400],
+    ["36h", 36 * 3600],
+    ["90m", 5400],
+    ["1.5h", 5400],
+    ["week", undefined],
+])("age %s", (text, seconds) => {
+    expect(parseAge(text)).toBe(seconds);
+});
+
+test("maxSize: a size is accepted; anything else names the key and what would do", () => {
+    expect(parseSettings({ "pullthrough:maxSize": "20GiB" }).maxSize).toBe("20GiB");
+    expect(parseSettings({}).maxSize).toBeUndefined();
+    expect(() => parseSettings({ "pullthrough:maxSize": "lots" })).toThrow(
+        /pullthrough:maxSize: got "lots"; expected a size in bytes with a unit/,
+    );
+});
