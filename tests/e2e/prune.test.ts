@@ -51,7 +51,11 @@ let workDir: string;
 const outputs = () => ({ mirrors: stack.run.outputs.mirrors, prewarmImages: [byTag(warm)] });
 const prune = (...args: string[]): Promise<ToolRun> =>
     runTool("prune", outputs(), workDir, "--json", ...args);
-const report = async (...args: string[]) => JSON.parse((await prune(...args)).stdout);
+async function report(...args: string[]) {
+    const run = await prune(...args);
+    if (run.code === 2) throw new Error(`prune could not run: ${run.stdout}${run.stderr}`);
+    return JSON.parse(run.stdout);
+}
 const removedNames = (result: { removed: { image: string }[] }) =>
     result.removed.map((image) => image.image);
 
