@@ -1,6 +1,7 @@
 /**
- * Pullthrough: one pull-through registry cache per upstream on this host's Docker engine, behind
- * one coalescing front, and, when asked, a Talos cluster that pulls through them. Every decision
+ * Pullthrough: one pull-through registry cache per upstream on a Docker engine (this host's, or
+ * `dockerHost`), behind one coalescing front, and, when asked, a Talos cluster on this host that
+ * pulls through them. Every decision
  * lives in mirrors.ts (the config contract) and core/ (the plan and its renderings); this file
  * only turns the plan into resources and outputs.
  */
@@ -20,26 +21,39 @@ import {
 import { planPrewarm, prewarmCommand, pruneCommand } from "./core/prewarm";
 import * as render from "./core/render";
 import { readCacheSupervisor, readFrontEntry } from "./host/assets";
+import { dockerProviderArgs } from "./host/engine";
 import { checkHost } from "./host/preflight";
 import { detectTalosctlVersion, readTalosImageSet, requireBootAssets } from "./host/talosctl";
 import { hostPlatform } from "./core/images";
 
 const { settings, caches, front, prewarmImages, clusterPlan } = loadPlan();
 const supervisor = readCacheSupervisor();
+const toolInput = { images: prewarmImages, caches, dockerHost: settings.dockerHost };
+
+// The engine the caches run on: `dockerHost` (another machine's), else the provider's default.
+const engine = settings.dockerHost
+    ? { provider: new docker.Provider("docker-host", dockerProviderArgs(settings.dockerHost)) }
+    : {};
 
 // The stack's private network: the front reaches each registry on it by container name.
-const network = new docker.Network(front.network, stackNetwork(front), networkOptions());
+const network = new docker.Network(front.network, stackNetwork(front), {
+    ...networkOptions(),
+    ...engine,
+});
 
 const registries = caches.map((cache) => {
     // The cache's storage; kept on destroy when keepCache is set, so the next up starts warm.
-    const volume = new docker.Volume(cache.name, cacheVolume(cache), volumeOptions(settings));
+    const volume = new docker.Volume(cache.name, cacheVolume(cache), {
+        ...volumeOptions(settings),
+        ...engine,
+    });
     // The registry, run per `mode` (container/cache-supervisor.sh); `wait` holds `up` until healthy.
     const { args, secretUploads } = cacheContainer(cache, supervisor);
     const uploads = secretUploads.length > 0 ? pulumi.secret(secretUploads) : undefined;
     return new docker.Container(
         cache.name,
         { ...args, uploads },
-        { ...containerOptions(), dependsOn: [volume, network] },
+        { ...containerOptions(), ...engine, dependsOn: [volume, network] },
     );
 });
 
@@ -48,6 +62,7 @@ const registries = caches.map((cache) => {
 const frontArgs = frontContainer(front, caches, readFrontEntry());
 const coalescingFront = new docker.Container(front.name, frontArgs, {
     ...containerOptions(),
+    ...engine,
     dependsOn: registries,
 });
 
@@ -55,11 +70,9 @@ const coalescingFront = new docker.Container(front.name, frontArgs, {
 const prewarm =
     prewarmImages.length > 0
         ? [
-              new command.local.Command(
-                  "prewarm-caches",
-                  prewarmCommand(prewarmImages, caches, __dirname),
-                  { dependsOn: coalescingFront },
-              ),
+              new command.local.Command("prewarm-caches", prewarmCommand(toolInput, __dirname), {
+                  dependsOn: coalescingFront,
+              }),
           ]
         : [];
 
@@ -68,7 +81,7 @@ const prune = settings.maxSize
     ? [
           new command.local.Command(
               "prune-caches",
-              pruneCommand(settings.maxSize, prewarmImages, caches, __dirname),
+              pruneCommand(settings.maxSize, toolInput, __dirname),
               { dependsOn: [coalescingFront, ...prewarm] },
           ),
       ]
@@ -89,6 +102,8 @@ export const talosMirrorDocuments = render.talosMirrorDocuments(caches);
 export const containerdHosts = render.containerdHosts(caches);
 export { prewarmImages };
 export const talosctlCreate = clusterPlan.create;
+// For the tools: the engine their `docker` commands must reach (null: this machine's).
+export const dockerHost = settings.dockerHost ?? null;
 // null, not undefined: an undefined export draws a warning on every `pulumi up`.
 export const cluster = settings.cluster.enabled ? clusterPlan.output : null;
 

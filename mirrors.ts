@@ -124,6 +124,8 @@ const expected = {
     allowFrom: 'a list of IPv4 networks or addresses (e.g. ["192.168.1.0/24", "10.0.0.7"])',
     network: 'an IPv4 network in CIDR form or an IPv4 address (e.g. "192.168.1.0/24")',
     size: 'a size in bytes with a unit, decimal or binary (e.g. "20GiB", "500MB", "1.5TB")',
+    dockerHost:
+        'a Docker engine address as DOCKER_HOST takes it: "ssh://user@host" (optionally :port), "tcp://host:2376" (TLS) or "unix:///path/to/docker.sock"',
 } as const;
 
 const sizeUnits: Readonly<Record<string, number>> = {
@@ -138,6 +140,33 @@ const sizeUnits: Readonly<Record<string, number>> = {
     GiB: 2 ** 30,
     TiB: 2 ** 40,
 };
+
+/** Where a `dockerHost` engine is: `remote` is its host name or address, for ssh:// and tcp://. */
+export interface DockerHost {
+    url: string;
+    scheme: "ssh" | "tcp" | "unix";
+    remote?: string;
+}
+
+/** Parses a `dockerHost` value; undefined when Docker would not take it. */
+export function parseDockerHost(value: string): DockerHost | undefined {
+    let url: URL;
+    try {
+        url = new URL(value);
+    } catch {
+        return undefined;
+    }
+    const scheme = url.protocol.slice(0, -1);
+    const bare = url.pathname === "" || url.pathname === "/";
+    const plain = !url.search && !url.hash;
+    if (scheme === "ssh" && url.hostname && bare && plain && !url.password)
+        return { url: value, scheme, remote: url.hostname.replace(/^\[|\]$/g, "") };
+    if (scheme === "tcp" && url.hostname && url.port && bare && plain && !url.username)
+        return { url: value, scheme, remote: url.hostname.replace(/^\[|\]$/g, "") };
+    if (scheme === "unix" && !url.hostname && url.pathname.length > 1 && plain)
+        return { url: value, scheme };
+    return undefined;
+}
 
 /** `maxSize` and `prune --to`: "20GiB" → bytes; undefined when it is not a size. */
 export function parseSize(text: string): number | undefined {
@@ -269,6 +298,11 @@ const settingsObject = z.strictObject({
             expected.allowFrom,
         )
         .default([]),
+    // Unset: this machine's engine, as the Docker provider's default.
+    dockerHost: z
+        .string(expected.dockerHost)
+        .refine((value) => parseDockerHost(value) !== undefined, expected.dockerHost)
+        .optional(),
     // Off when unset: the caches grow with what is pulled (README, Disk budget).
     maxSize: z
         .string(expected.size)
@@ -280,10 +314,36 @@ const settingsSchema = settingsObject
     .superRefine(requireCredentialsForConfiguredRegistries)
     .superRefine(requireCachesForPrewarmImages)
     .superRefine(requireRoomForClusterNodes)
+    .superRefine(requireAllowFromForRemoteEngine)
     .transform((settings) => ({
         ...settings,
-        mirrorHost: settings.mirrorHost ?? defaultMirrorHost(settings.cluster),
+        mirrorHost:
+            settings.mirrorHost ??
+            remoteEngine(settings.dockerHost) ??
+            defaultMirrorHost(settings.cluster),
     }));
+
+/** The host of a remote `dockerHost` (ssh:// or tcp://); undefined for this machine's engine. */
+export const remoteEngine = (dockerHost: string | undefined) =>
+    dockerHost === undefined ? undefined : parseDockerHost(dockerHost)?.remote;
+
+/**
+ * On another machine the front sees this one's nodes and tools from this machine's own address,
+ * which nothing in the default allow-list covers: everyone would get 403.
+ */
+function requireAllowFromForRemoteEngine(
+    settings: { dockerHost?: string; allowFrom: string[] },
+    ctx: z.RefinementCtx,
+) {
+    const remote = remoteEngine(settings.dockerHost);
+    if (remote && settings.allowFrom.length === 0)
+        ctx.addIssue({
+            code: "custom",
+            path: ["allowFrom"],
+            input: settings.allowFrom,
+            message: `who may pull from ${remote}, this machine at least: with dockerHost set, an empty list leaves every pull a 403 (${expected.allowFrom})`,
+        });
+}
 
 export type Settings = z.output<typeof settingsSchema>;
 
@@ -415,6 +475,7 @@ const expectedForKey = {
     mode: expected.mode,
     prewarm: expected.prewarm,
     allowFrom: expected.allowFrom,
+    dockerHost: expected.dockerHost,
     maxSize: expected.size,
 } satisfies Record<(typeof configKeys)[number], string>;
 

@@ -13,7 +13,14 @@
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
 import { Settings } from "../mirrors";
-import { Cache, StackIdentity, registryContainerPort, stackNetworkName, toLabelList } from "./plan";
+import {
+    Cache,
+    StackIdentity,
+    cacheViewAlias,
+    registryContainerPort,
+    stackNetworkName,
+    toLabelList,
+} from "./plan";
 
 /**
  * How long a request waits for another request's fetch of the same blob before it is served on
@@ -36,6 +43,17 @@ const frontCacheMaxSize = "10g";
  * keep answering.
  */
 export const refreshHeader = "X-Pullthrough-Refresh";
+
+/**
+ * A request carrying this header goes to the cache's read-only view (tools/cache-view.ts), never
+ * to the front's cache or the registry: how `verify` and `prewarm` see what the volume holds,
+ * through the same port and allow-list as any pull, from this machine or another.
+ */
+export const viewHeader = "X-Pullthrough-View";
+export const viewHeaders = { [viewHeader]: "1" };
+
+/** nginx's variable for a request header. */
+const headerVariable = (header: string) => `$http_${header.toLowerCase().replaceAll("-", "_")}`;
 
 /** Port of the front's own health endpoint, inside its container only. */
 const healthPort = 8079;
@@ -120,6 +138,9 @@ server {
     proxy_read_timeout 900s;
     # A variable makes nginx resolve the registry per request: a replaced registry has a new address.
     set $registry http://${cache.name}:${registryContainerPort};
+    if (${headerVariable(viewHeader)}) {
+        set $registry http://${cacheViewAlias(cache.name)}:${registryContainerPort};
+    }
 
     location ~ "^/v2/.+/(blobs|manifests)/sha256:[0-9a-f]{64}$" {
         proxy_pass $registry;
@@ -129,7 +150,8 @@ server {
         proxy_cache_lock on;
         proxy_cache_lock_timeout ${lockTimeoutSeconds}s;
         proxy_cache_lock_age ${lockTimeoutSeconds}s;
-        proxy_cache_bypass $http_${refreshHeader.toLowerCase().replaceAll("-", "_")};
+        proxy_cache_bypass ${headerVariable(refreshHeader)} ${headerVariable(viewHeader)};
+        proxy_no_cache ${headerVariable(viewHeader)};
         proxy_ignore_headers Cache-Control Expires Set-Cookie X-Accel-Expires X-Accel-Buffering;
         add_header X-Pullthrough-Cache $upstream_cache_status always;
     }

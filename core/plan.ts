@@ -5,7 +5,7 @@
  */
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
-import { CacheMode, Credential, Settings } from "../mirrors";
+import { CacheMode, Credential, Settings, remoteEngine } from "../mirrors";
 
 /** Where the registry image keeps its data; each cache volume is mounted here. */
 export const registryStoragePath = "/var/lib/registry";
@@ -49,7 +49,9 @@ export const stackNetworkName = (settings: Pick<Settings, "namePrefix">) =>
 
 /** Derives one cache per upstream from validated settings. */
 export function planCaches(settings: Settings, identity: StackIdentity): Cache[] {
-    const hostAddress = settings.bindAddress === "0.0.0.0" ? "127.0.0.1" : settings.bindAddress;
+    // Where this machine reaches the front: the engine's machine, at its bind address if one is set.
+    const engineAddress = remoteEngine(settings.dockerHost) ?? "127.0.0.1";
+    const hostAddress = settings.bindAddress === "0.0.0.0" ? engineAddress : settings.bindAddress;
     return settings.upstreams.map((upstream) => {
         const remote = new URL(upstream.remote).origin;
         return {
@@ -188,11 +190,16 @@ export interface CacheRef {
     remote: string;
     container: string;
     volume: string;
+    /** The stack network its front reaches it on. */
+    network: string;
 }
+
+/** The view's name on the stack network, where the front sends requests with its `viewHeader`. */
+export const cacheViewAlias = (container: string) => `${container}-view`;
 
 /**
  * A read-only look at a cache: its registry in `offline` mode over the cache's volume mounted
- * read-only, published on an ephemeral loopback port, never restarted. It answers only from
+ * read-only, on the stack's network under cacheViewAlias, never restarted. It answers only from
  * storage, exactly as the cache would with no network. `image` is the running cache's image id,
  * so nothing is pulled.
  */
@@ -204,7 +211,7 @@ export function cacheViewContainer(cache: CacheRef, supervisor: string, image: s
             supervisor,
         ),
         volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly: true }],
-        ports: [{ internal: registryContainerPort, ip: "127.0.0.1", protocol: "tcp" }],
+        networksAdvanced: [{ name: cache.network, aliases: [cacheViewAlias(cache.container)] }],
         labels: [{ label: "pullthrough.view-of", value: cache.container }],
     } satisfies docker.ContainerArgs;
 }

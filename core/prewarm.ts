@@ -92,17 +92,27 @@ export function planPrewarm(
     return [...images];
 }
 
+/** What a tool run by `pulumi up` needs, as `pulumi stack output --json` gives it to CI jobs. */
+export interface ToolInput {
+    images: readonly string[];
+    caches: readonly Cache[];
+    dockerHost: string | undefined;
+}
+
+const outputsDocument = ({ images, caches, dockerHost }: ToolInput) =>
+    JSON.stringify({
+        mirrors: mirrorsByRegistry(caches),
+        prewarmImages: images,
+        dockerHost: dockerHost ?? null,
+    });
+
 /**
  * The `command.local.Command` that runs `npm run prewarm` once the caches are healthy. It reads
  * the same document `pulumi stack output --json` gives CI jobs, on stdin, so the tool has one
  * input format; a change of images or endpoints runs it again.
  */
-export function prewarmCommand(
-    images: readonly string[],
-    caches: readonly Cache[],
-    projectDir: string,
-) {
-    const outputs = JSON.stringify({ mirrors: mirrorsByRegistry(caches), prewarmImages: images });
+export function prewarmCommand(input: ToolInput, projectDir: string) {
+    const outputs = outputsDocument(input);
     return {
         create: "npm run --silent prewarm -- --outputs -",
         stdin: outputs,
@@ -117,13 +127,8 @@ export function prewarmCommand(
  * budget, the prewarm list kept. Like prewarm it reads the stack outputs on stdin, and it runs
  * again whenever prewarm does or the budget changes.
  */
-export function pruneCommand(
-    maxSize: string,
-    images: readonly string[],
-    caches: readonly Cache[],
-    projectDir: string,
-) {
-    const outputs = JSON.stringify({ mirrors: mirrorsByRegistry(caches), prewarmImages: images });
+export function pruneCommand(maxSize: string, input: ToolInput, projectDir: string) {
+    const outputs = outputsDocument(input);
     return {
         create: `npm run --silent prune -- --outputs - --to ${maxSize}`,
         stdin: outputs,

@@ -17,6 +17,7 @@ export function mirrorsByRegistry(caches: readonly Cache[]) {
                 hostEndpoint: cache.hostEndpoint,
                 container: cache.name,
                 volume: cache.name,
+                network: cache.network,
             },
         ]),
     );

@@ -61,7 +61,7 @@ export class CommandProviderStandIn implements ProviderStandIn {
     private sh(command: string, stdin?: string, dir?: string): Promise<string> {
         const startedAt = new Date();
         return new Promise((resolve, reject) => {
-            const options = { cwd: dir, timeout: 300_000, maxBuffer: 16 << 20 };
+            const options = { cwd: dir, timeout: 300_000, maxBuffer: 16 << 20, env: process.env };
             const child = execFile("/bin/sh", ["-c", command], options, (error, stdout, stderr) => {
                 if (error)
                     return reject(

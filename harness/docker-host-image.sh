@@ -9,6 +9,10 @@ tag="$1"
 layout=2 # raise when the image's contents change, so existing hosts rebuild it
 [ "$(docker image inspect --format '{{index .Config.Labels "pullthrough.layout"}}' "$tag" 2>/dev/null)" = "$layout" ] && exit 0
 
+for binary in /usr/sbin/sshd /usr/bin/ssh-keygen; do
+    [ -x "$binary" ] || { echo "docker-host-image: $binary is missing; run scripts/test-host.sh as root" >&2; exit 1; }
+done
+
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc/ssh,root/.ssh,run/sshd,var/lib/docker,var/log,var/run,tmp}

@@ -16,9 +16,13 @@
  * - Network: every input forces replacement, create-before-delete; the engine refuses a second
  *   network of the same name.
  *
+ * - Provider: `host` picks the engine (the local socket when unset); ssh:// is reached as the
+ *   provider reaches it, through Docker's connection helper (harness/engine.ts).
+ *
  * Every input it receives must be one it implements; anything else fails the run, so no setting
- * is silently dropped. One deliberate difference: every container also joins `testNetwork`, where
- * the fixture upstreams live, in place of the default bridge.
+ * is silently dropped. One deliberate difference: every container on the local engine also joins
+ * `testNetwork`, where the fixture upstreams live, in place of the default bridge; on another
+ * engine containers stay on its default bridge, and reach the upstreams through its NAT.
  */
 import { Front, frontContainer, stackNetwork } from "../core/front";
 import { Cache, cacheContainer, cacheVolume } from "../core/plan";
@@ -70,6 +74,7 @@ const implemented: Record<string, readonly string[]> = {
     "container.networksAdvanced": ["name", "aliases"],
     "container.uploads": ["file", "content"],
     labels: ["label", "value"],
+    provider: ["host"],
 };
 
 function requireImplemented(where: string, value: Record<string, unknown> | undefined) {
@@ -111,9 +116,15 @@ const ignoreMissing = (error: Error) => {
     if (!/HTTP 404/.test(error.message)) throw error;
 };
 
+/** The Engine API of the engine a provider configuration names. */
+const engineOf =
+    (config: Record<string, any>) =>
+    (method: string, apiPath: string, body?: unknown, archive?: Buffer) =>
+        engine(method, apiPath, body, archive, config.host);
+
 export class DockerProviderStandIn implements ProviderStandIn {
-    /** Everything ever created, for test teardown: `[type, id]`. */
-    private readonly created: [string, string][] = [];
+    /** Everything ever created, for test teardown: `[type, id, provider config]`. */
+    private readonly created: [string, string, Record<string, any>][] = [];
 
     constructor(private readonly testNetwork: string) {}
 
@@ -130,22 +141,35 @@ export class DockerProviderStandIn implements ProviderStandIn {
         return type === containerType;
     }
 
-    async create(type: string, inputs: Record<string, any>) {
-        if (type === volumeType) return this.createVolume(inputs);
-        if (type === networkType) return this.createNetwork(inputs);
-        return this.createContainer(inputs);
+    async create(type: string, inputs: Record<string, any>, config: Record<string, any> = {}) {
+        requireImplemented("provider", config);
+        if (type === volumeType) return this.createVolume(inputs, config);
+        if (type === networkType) return this.createNetwork(inputs, config);
+        return this.createContainer(inputs, config);
     }
 
     /** Only restart is applied; other updatable inputs are recorded and nothing more. */
-    async update(type: string, id: string, olds: Record<string, any>, news: Record<string, any>) {
+    async update(
+        type: string,
+        id: string,
+        olds: Record<string, any>,
+        news: Record<string, any>,
+        config: Record<string, any> = {},
+    ) {
         if (type === containerType && olds.restart !== news.restart) {
-            await engine("POST", `/containers/${id}/update`, {
+            await engineOf(config)("POST", `/containers/${id}/update`, {
                 RestartPolicy: { Name: news.restart ?? "no" },
             });
         }
     }
 
-    async delete(type: string, id: string) {
+    async delete(
+        type: string,
+        id: string,
+        _inputs: Record<string, any>,
+        config: Record<string, any> = {},
+    ) {
+        const engine = engineOf(config);
         if (type === containerType) {
             await engine("DELETE", `/containers/${id}?force=true&v=true`).catch(ignoreMissing);
         } else if (type === networkType) {
@@ -177,17 +201,18 @@ export class DockerProviderStandIn implements ProviderStandIn {
 
     /** Removes everything this stand-in ever made, retained volumes included; for test teardown. */
     async removeEverything(): Promise<void> {
-        for (const [type, id] of [...this.created].reverse()) await this.delete(type, id);
+        for (const [type, id, config] of [...this.created].reverse())
+            await this.delete(type, id, {}, config);
     }
 
-    private async createVolume(inputs: Record<string, any>) {
+    private async createVolume(inputs: Record<string, any>, config: Record<string, any> = {}) {
         requireImplemented("volume", inputs);
         requireEach("labels", inputs.labels);
-        const volume = await engine("POST", "/volumes/create", {
+        const volume = await engineOf(config)("POST", "/volumes/create", {
             Name: inputs.name,
             Labels: labelMap(inputs.labels),
         });
-        this.created.push([volumeType, inputs.name]);
+        this.created.push([volumeType, inputs.name, config]);
         // The provider reads the volume back, so its state holds the labels the engine has.
         const labels = Object.entries(volume.Labels ?? {}).map(([label, value]) => ({
             label,
@@ -196,20 +221,21 @@ export class DockerProviderStandIn implements ProviderStandIn {
         return { id: inputs.name, state: { ...inputs, labels, mountpoint: volume.Mountpoint } };
     }
 
-    private async createNetwork(inputs: Record<string, any>) {
+    private async createNetwork(inputs: Record<string, any>, config: Record<string, any> = {}) {
         requireImplemented("network", inputs);
         requireEach("labels", inputs.labels);
-        const { Id: id } = await engine("POST", "/networks/create", {
+        const { Id: id } = await engineOf(config)("POST", "/networks/create", {
             Name: inputs.name,
             CheckDuplicate: true,
             Internal: inputs.internal ?? false,
             Labels: labelMap(inputs.labels),
         });
-        this.created.push([networkType, id]);
+        this.created.push([networkType, id, config]);
         return { id, state: { ...inputs } };
     }
 
-    private async createContainer(inputs: Record<string, any>) {
+    private async createContainer(inputs: Record<string, any>, config: Record<string, any> = {}) {
+        const engine = engineOf(config);
         requireImplemented("container", inputs);
         requireEach("container.volumes", inputs.volumes);
         requireEach("container.ports", inputs.ports);
@@ -260,11 +286,11 @@ export class DockerProviderStandIn implements ProviderStandIn {
                         ]),
                     ),
                     RestartPolicy: { Name: inputs.restart ?? "no" },
-                    NetworkMode: this.testNetwork,
+                    NetworkMode: config.host ? "default" : this.testNetwork,
                 },
             },
         );
-        this.created.push([containerType, id]);
+        this.created.push([containerType, id, config]);
         for (const network of inputs.networksAdvanced ?? []) {
             await engine("POST", `/networks/${encodeURIComponent(network.name)}/connect`, {
                 Container: id,

@@ -2,8 +2,10 @@
  * The local Docker engine for the real-engine tests: making sure it runs, its Engine API over the
  * unix socket, and the `docker` CLI for the odd command. Everything here stays on this machine.
  */
-import { execFileSync } from "node:child_process";
-import { request } from "node:http";
+import { execFileSync, spawn } from "node:child_process";
+import { Agent, request } from "node:http";
+import { Socket } from "node:net";
+import { Duplex } from "node:stream";
 import * as path from "node:path";
 
 const socketPath = process.env.DOCKER_SOCKET ?? "/var/run/docker.sock";
@@ -68,21 +70,57 @@ export function prepareTestHost(): void {
 }
 
 /**
+ * How to reach the Engine API of `dockerHost` (the local socket when unset): unix:// as a socket,
+ * ssh:// as Docker's own connection helper does it, `ssh -l USER -p PORT -- HOST docker system
+ * dial-stdio` with a connect timeout and no terminal (docker/cli cli/connhelper), carrying the
+ * API over ssh's stdio.
+ */
+function connectionTo(dockerHost: string | undefined) {
+    if (!dockerHost) return { socketPath };
+    const url = new URL(dockerHost);
+    if (url.protocol === "unix:") return { socketPath: url.pathname };
+    if (url.protocol !== "ssh:")
+        throw new Error(
+            `the engine stand-in reaches unix:// and ssh:// engines, not ${dockerHost}`,
+        );
+    const agent = new Agent();
+    agent.createConnection = () => {
+        const ssh = spawn(
+            "ssh",
+            [
+                ...["-o", "ConnectTimeout=30", "-T"],
+                ...(url.username ? ["-l", url.username] : []),
+                ...(url.port ? ["-p", url.port] : []),
+                ...["--", url.hostname, "docker", "system", "dial-stdio"],
+            ],
+            // The test's environment (a suite may put its own ssh first on PATH), not jest's parent's.
+            { stdio: ["pipe", "pipe", "ignore"], env: process.env },
+        );
+        const stream = Duplex.from({ readable: ssh.stdout, writable: ssh.stdin });
+        stream.on("close", () => ssh.kill());
+        return stream as unknown as Socket;
+    };
+    return { agent };
+}
+
+/**
  * One Engine API call; resolves to the parsed JSON body (or undefined), rejects on HTTP >= 400.
- * `archive` is sent as a tar body (for PUT …/archive) instead of a JSON `body`.
+ * `archive` is sent as a tar body (for PUT …/archive) instead of a JSON `body`. `dockerHost`
+ * picks another engine than this machine's.
  */
 export function engine<T = any>(
     method: string,
     apiPath: string,
     body?: unknown,
     archive?: Buffer,
+    dockerHost?: string,
 ): Promise<T> {
     const payload = archive ?? (body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
     const contentType = archive ? "application/x-tar" : "application/json";
     return new Promise<T>((resolve, reject) => {
         const req = request(
             {
-                socketPath,
+                ...connectionTo(dockerHost),
                 method,
                 path: apiPath,
                 headers: payload

@@ -27,17 +27,25 @@ export interface ProviderStandIn {
     replaceKeys(type: string): "all" | readonly string[];
     /** The provider's own delete-before-replace default for the type. */
     deletesBeforeReplace(type: string): boolean;
+    /** `config`: the inputs of the resource's explicit provider (`{}` for the default one). */
     create(
         type: string,
         inputs: Record<string, any>,
+        config: Record<string, any>,
     ): Promise<{ id: string; state: Record<string, any> }>;
     update(
         type: string,
         id: string,
         olds: Record<string, any>,
         news: Record<string, any>,
+        config: Record<string, any>,
     ): Promise<void>;
-    delete(type: string, id: string, inputs: Record<string, any>): Promise<void>;
+    delete(
+        type: string,
+        id: string,
+        inputs: Record<string, any>,
+        config: Record<string, any>,
+    ): Promise<void>;
 }
 
 export type Operation = "create" | "same" | "update" | "replace" | "delete";
@@ -57,11 +65,18 @@ interface Applied {
     inputs: Record<string, any>;
     state: Record<string, any>;
     options: pulumi.CustomResourceOptions;
+    /** Its explicit provider's inputs, `{}` for the default provider. */
+    config: Record<string, any>;
 }
+
+/** Explicit provider resources (`new docker.Provider(…)`) have this type prefix. */
+const providerTypePrefix = "pulumi:providers:";
 
 export class PulumiEngineStandIn {
     /** Applied resources in creation order, by `type::name`. */
     private readonly applied = new Map<string, Applied>();
+    /** Explicit providers' inputs, by the id the program's resources refer to them with. */
+    private readonly providerConfigs = new Map<string, Record<string, any>>();
     /** What the last `up` or `destroy` did, one step per resource. */
     steps: Step[] = [];
 
@@ -75,7 +90,13 @@ export class PulumiEngineStandIn {
             secretKeys,
             createResource: (args, options) => {
                 declared.add(key(args.type, args.name));
-                return this.step(args.type, args.name, unwrapSecrets(args.inputs), options);
+                const inputs = unwrapSecrets(args.inputs);
+                if (args.type.startsWith(providerTypePrefix))
+                    return this.configureProvider(args.name, inputs);
+                // A provider reference is `<urn>::<id>`.
+                const providerId = args.provider?.split("::").pop();
+                const config = (providerId && this.providerConfigs.get(providerId)) || {};
+                return this.step(args.type, args.name, inputs, options, config);
             },
         });
         for (const [resourceKey, old] of [...this.applied].reverse()) {
@@ -112,6 +133,20 @@ export class PulumiEngineStandIn {
     /** Forgets the state without touching anything, as `pulumi stack rm --force` would. */
     forget(): void {
         this.applied.clear();
+        this.providerConfigs.clear();
+    }
+
+    /**
+     * An explicit provider holds no resource of its own: its inputs configure the resources that
+     * use it. Changing them would replace every such resource, which is not modelled: it fails.
+     */
+    private async configureProvider(name: string, inputs: Record<string, any>) {
+        const id = `${name}-provider`;
+        const before = this.providerConfigs.get(id);
+        if (before && JSON.stringify(before) !== JSON.stringify(inputs))
+            throw new Error(`the engine stand-in does not model a change of provider ${name}`);
+        this.providerConfigs.set(id, inputs);
+        return { id, state: inputs };
     }
 
     private async step(
@@ -119,6 +154,7 @@ export class PulumiEngineStandIn {
         name: string,
         inputs: Record<string, any>,
         options: pulumi.CustomResourceOptions,
+        config: Record<string, any>,
     ) {
         const provider = this.providerFor(type);
         const resourceKey = key(type, name);
@@ -126,8 +162,8 @@ export class PulumiEngineStandIn {
         const record = (op: Operation, changed: string[] = []) =>
             this.steps.push({ type, name, op, changed });
         if (!old) {
-            const created = await provider.create(type, inputs);
-            this.applied.set(resourceKey, { type, name, ...created, inputs, options });
+            const created = await provider.create(type, inputs, config);
+            this.applied.set(resourceKey, { type, name, ...created, inputs, options, config });
             record("create");
             return created;
         }
@@ -145,23 +181,28 @@ export class PulumiEngineStandIn {
                 (options.replaceOnChanges ?? []).includes(input),
         );
         if (!replaces) {
-            await provider.update(type, old.id, old.inputs, inputs);
+            await provider.update(type, old.id, old.inputs, inputs, config);
             Object.assign(old, { inputs, options, state: { ...old.state, ...inputs } });
             record("update", changed);
             return { id: old.id, state: old.state };
         }
         const deleteFirst = options.deleteBeforeReplace ?? provider.deletesBeforeReplace(type);
         if (deleteFirst) await this.remove(old);
-        const created = await provider.create(type, inputs);
+        const created = await provider.create(type, inputs, config);
         if (!deleteFirst) await this.remove(old);
-        this.applied.set(resourceKey, { type, name, ...created, inputs, options });
+        this.applied.set(resourceKey, { type, name, ...created, inputs, options, config });
         record("replace", changed);
         return created;
     }
 
     private async remove(resource: Applied): Promise<void> {
         if (resource.options.retainOnDelete) return;
-        await this.providerFor(resource.type).delete(resource.type, resource.id, resource.inputs);
+        await this.providerFor(resource.type).delete(
+            resource.type,
+            resource.id,
+            resource.inputs,
+            resource.config,
+        );
     }
 
     private providerFor(type: string): ProviderStandIn {

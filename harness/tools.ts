@@ -27,7 +27,8 @@ export function runTool(
         execFile(
             "npm",
             ["run", "--silent", tool, "--", "--outputs", file, ...args],
-            { cwd: repoRoot, maxBuffer: 16 << 20 },
+            // The test's environment (a suite may put its own ssh first on PATH), not jest's parent's.
+            { cwd: repoRoot, maxBuffer: 16 << 20, env: process.env },
             (error, stdout, stderr) =>
                 resolve({
                     code: error ? (typeof error.code === "number" ? error.code : 1) : 0,

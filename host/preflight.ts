@@ -1,11 +1,12 @@
 /**
- * Checks on this host before any resource is declared: what the Docker engine would otherwise
+ * Checks on this host (and `dockerHost`'s engine) before any resource is declared: what the Docker engine would otherwise
  * reject half-way through `up`, after other caches were already created. Host I/O only.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { networkInterfaces } from "node:os";
-import { ConfigError, Settings, formatKey, formatValue } from "../mirrors";
+import { ConfigError, Settings, formatKey, formatValue, remoteEngine } from "../mirrors";
+import { checkEngine, engineEnv } from "./engine";
 import { Cache } from "../core/plan";
 import { Front } from "../core/front";
 
@@ -14,15 +15,22 @@ import { Front } from "../core/front";
  *   but this stack's own front (a second `up` finds its own ports taken, by itself)
  */
 export function checkHost(settings: Settings, caches: readonly Cache[], front: Front): void {
+    if (settings.dockerHost) checkEngine(settings.dockerHost);
+    // On another machine's engine only that engine's own containers can be seen.
+    const remote = remoteEngine(settings.dockerHost) !== undefined;
     const problems: string[] = [];
     const addresses = localAddresses();
-    if (settings.bindAddress !== "0.0.0.0" && !addresses.includes(settings.bindAddress)) {
+    if (
+        !remote &&
+        settings.bindAddress !== "0.0.0.0" &&
+        !addresses.includes(settings.bindAddress)
+    ) {
         problems.push(
             `${formatKey(["bindAddress"])}: got ${formatValue([], settings.bindAddress)}; expected an address of this host ("0.0.0.0" for all of them, or one of ${addresses.join(", ")})`,
         );
     }
-    const published = publishedPorts();
-    const listening = listeningSockets();
+    const published = publishedPorts(settings.dockerHost);
+    const listening = remote ? [] : listeningSockets();
     caches.forEach((cache) => {
         const container = published.get(cache.port);
         if (container === front.name) return;
@@ -46,12 +54,13 @@ function localAddresses(): string[] {
         .map((address) => address!.address);
 }
 
-/** Host ports Docker publishes, by the container publishing them; empty without an engine. */
-function publishedPorts(): Map<number, string> {
+/** Host ports the engine publishes, by the container publishing them; empty without an engine. */
+function publishedPorts(dockerHost: string | undefined): Map<number, string> {
     const ports = new Map<number, string>();
     let listing: string;
     try {
         listing = execFileSync("docker", ["ps", "--format", "{{.Names}}\t{{.Ports}}"], {
+            env: { ...process.env, ...(dockerHost ? engineEnv(dockerHost) : {}) },
             encoding: "utf8",
             stdio: ["ignore", "pipe", "ignore"],
             timeout: 15_000,

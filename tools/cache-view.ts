@@ -2,10 +2,12 @@
  * A read-only look at what a cache's volume holds. A proxy answers for content it lacks by asking
  * its upstream, so its own API cannot tell "cached" from "available upstream". Instead this runs
  * a second container of the cache's own image (never pulled: the running cache's image id) in
- * `offline` mode over the volume mounted read-only, on a loopback port: it answers only from
- * storage, exactly as the cache would with no network.
+ * `offline` mode over the volume mounted read-only, on the stack's network: it answers only from
+ * storage, exactly as the cache would with no network. The front sends requests that carry its
+ * `viewHeader` there, so the view is reached at the cache's own endpoint, on any engine.
  */
-import { cacheViewContainer, diskFullFile, registryContainerPort } from "../core/plan";
+import { viewHeaders } from "../core/front";
+import { cacheViewContainer, diskFullFile } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
 import { docker } from "./docker";
 import { CacheEndpoint, UsageError } from "./warm";
@@ -22,9 +24,10 @@ function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
             "--volume",
             `${volume.volumeName}:${volume.containerPath}:ro`,
         ]),
-        ...view.ports.flatMap((port) => [
-            "--publish",
-            `${port.ip}::${port.internal}/${port.protocol}`,
+        ...view.networksAdvanced.flatMap((network) => [
+            "--network",
+            network.name,
+            ...network.aliases.flatMap((alias) => ["--network-alias", alias]),
         ]),
         ...(entrypoint ? ["--entrypoint", entrypoint] : []),
         view.image,
@@ -32,13 +35,8 @@ function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
     ];
 }
 
-interface CacheView {
-    endpoint: string;
-    close(): Promise<void>;
-}
-
-/** Starts the read-only view of `cache`; `close` removes it. */
-async function openCacheView(cache: CacheEndpoint): Promise<CacheView> {
+/** Starts the read-only view of `cache`; the returned function removes it. */
+async function openCacheView(cache: CacheEndpoint): Promise<() => Promise<void>> {
     const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
         throw new UsageError(
             `the cache container ${cache.container} (for ${cache.registry}) does not exist; run pulumi up first`,
@@ -51,10 +49,8 @@ async function openCacheView(cache: CacheEndpoint): Promise<CacheView> {
     );
     const close = async () => void (await docker("rm", "--force", id).catch(() => ""));
     try {
-        const published = await docker("port", id, `${registryContainerPort}/tcp`);
-        const endpoint = `http://${published.split("\n")[0]}`;
-        await waitUntilServing(new RegistryClient(endpoint, cache.registry));
-        return { endpoint, close };
+        await waitUntilServing(new RegistryClient(cache.hostEndpoint, cache.registry, viewHeaders));
+        return close;
     } catch (error) {
         await close();
         throw error;
@@ -73,21 +69,22 @@ async function waitUntilServing(client: RegistryClient): Promise<void> {
     }
 }
 
-/** Runs `work` with a read-only view of each cache, by registry; removes them afterwards. */
+/**
+ * Runs `work` with a read-only view of each cache, by registry: the endpoint to ask, with
+ * `viewHeaders`. Removes the views afterwards.
+ */
 export async function withCacheViews<T>(
     caches: readonly CacheEndpoint[],
     work: (views: Map<string, string>) => Promise<T>,
 ): Promise<T> {
     const opened = await Promise.allSettled(caches.map(openCacheView));
-    const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
+    const closers = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
     try {
         const failure = opened.find((view) => view.status === "rejected");
         if (failure) throw failure.reason;
-        return await work(
-            new Map(caches.map((cache, index) => [cache.registry, views[index].endpoint])),
-        );
+        return await work(new Map(caches.map((cache) => [cache.registry, cache.hostEndpoint])));
     } finally {
-        await Promise.all(views.map((view) => view.close()));
+        await Promise.all(closers.map((close) => close()));
     }
 }
 

@@ -16,6 +16,7 @@ import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../core/i
 import { planCaches } from "../core/plan";
 import { planPrewarm } from "../core/prewarm";
 import { mirrorsByRegistry } from "../core/render";
+import { engineEnv } from "../host/engine";
 import { readTalosImageSet } from "../host/talosctl";
 import { configNamespace, encodeConfig, parseSettings, parseSize } from "../mirrors";
 import { cacheTrouble, withCacheViews } from "./cache-view";
@@ -73,6 +74,8 @@ export interface StackView {
     images: string[];
     /** The `maxSize` budget, when planned from the stack config. */
     maxSize?: string;
+    /** The engine the caches run on, when not this machine's. */
+    dockerHost?: string;
 }
 
 /** Reads the `mirrors` and `prewarmImages` stack outputs. */
@@ -80,6 +83,7 @@ export function fromOutputs(document: string): StackView {
     let outputs: {
         mirrors?: Record<string, Omit<CacheEndpoint, "registry">>;
         prewarmImages?: string[];
+        dockerHost?: string | null;
     };
     try {
         outputs = JSON.parse(document);
@@ -98,6 +102,7 @@ export function fromOutputs(document: string): StackView {
             registry,
         })),
         images: outputs.prewarmImages ?? [],
+        dockerHost: outputs.dockerHost ?? undefined,
     };
 }
 
@@ -128,6 +133,7 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
         })),
         images,
         maxSize: settings.maxSize,
+        dockerHost: settings.dockerHost,
     };
 }
 
@@ -276,6 +282,8 @@ async function main(argv: string[]): Promise<number> {
     const stack = values.outputs
         ? fromOutputs(readOutputsDocument(values.outputs))
         : fromStackConfig(path.join(projectDir, `Pulumi.${values.stack}.yaml`), values.stack!);
+    // Every `docker` command of the tools goes to the caches' engine.
+    if (stack.dockerHost) Object.assign(process.env, engineEnv(stack.dockerHost));
     if (command === "status") {
         const statuses = await Promise.all(stack.caches.map(readCacheStatus));
         const ok = statuses.every((status) => !status.degraded);

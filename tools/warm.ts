@@ -2,7 +2,7 @@
  * Prewarm and verify: pull a list of images through the caches that serve their registries, and
  * check that the caches hold them in full. The CLI (tools/cli.ts) and `pulumi up` drive these.
  */
-import { refreshHeader } from "../core/front";
+import { refreshHeader, viewHeaders } from "../core/front";
 import { ImageReference, Platform, parseImageReference } from "../core/images";
 import { Descriptor, RegistryClient, RegistryError, readImage } from "./registry-client";
 
@@ -17,6 +17,8 @@ export interface CacheEndpoint {
     hostEndpoint: string;
     container: string;
     volume: string;
+    /** The stack network the front reaches the cache (and its view) on. */
+    network: string;
 }
 
 export interface RoutedImage {
@@ -221,7 +223,11 @@ export async function verify(
     const run = limiter(concurrency);
     return Promise.all(
         routed.map(async ({ image }): Promise<VerifyResult> => {
-            const client = new RegistryClient(views.get(image.registry)!, image.registry);
+            const client = new RegistryClient(
+                views.get(image.registry)!,
+                image.registry,
+                viewHeaders,
+            );
             const base = { image: image.canonical, registry: image.registry };
             let blobs: Descriptor[];
             try {

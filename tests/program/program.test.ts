@@ -162,6 +162,7 @@ describe("with no config", () => {
         expect(Object.keys(outputs).sort()).toEqual([
             "cluster",
             "containerdHosts",
+            "dockerHost",
             "mirrors",
             "prewarmImages",
             "registryMirrorFlags",
@@ -170,6 +171,7 @@ describe("with no config", () => {
             "talosctlCreate",
         ]);
         expect(outputs.cluster).toBeNull();
+        expect(outputs.dockerHost).toBeNull();
         expect((outputs.mirrors as any)["quay.io"]).toEqual({
             remote: "https://quay.io",
             port: 5002,
@@ -178,6 +180,7 @@ describe("with no config", () => {
             hostEndpoint: "http://127.0.0.1:5002",
             container: "registry-quay.io",
             volume: "registry-quay.io",
+            network: "registry-net",
         });
         expect((outputs.registryMirrorFlags as string[]).slice(0, 4)).toEqual([
             "--registry-mirror",
@@ -561,4 +564,62 @@ test("without prewarm, no prewarm Command is declared", async () => {
     const { resources, outputs } = await runProgram({});
     expect(resources.filter((resource) => resource.name === "prewarm-caches")).toEqual([]);
     expect(outputs.prewarmImages).toEqual([]);
+});
+
+describe("with dockerHost, another machine's engine", () => {
+    const dockerHost = "ssh://builder@cache.team.lan";
+    const config = {
+        "pullthrough:dockerHost": dockerHost,
+        "pullthrough:allowFrom": JSON.stringify(["192.168.1.0/24"]),
+    };
+    let bin: string;
+    let pathBefore: string;
+    /**
+     * A docker CLI answering as an engine of API `version` with nothing running. What a real one
+     * over ssh does is tests/e2e/remote.test.ts's; here only what the program declares counts.
+     */
+    const engineAnswers = (version: string) => {
+        writeFileSync(
+            path.join(bin, "docker"),
+            `#!/bin/sh\n[ "$1" = version ] && echo ${version}\nexit 0\n`,
+            { mode: 0o755 },
+        );
+    };
+
+    beforeAll(() => {
+        bin = mkdtempSync(path.join(tmpdir(), "pt-docker-cli-"));
+        pathBefore = process.env.PATH ?? "";
+        process.env.PATH = `${bin}:${pathBefore}`;
+    });
+
+    afterAll(() => {
+        process.env.PATH = pathBefore;
+        rmSync(bin, { recursive: true, force: true });
+    });
+
+    test("every Docker resource goes through one explicit provider for that engine", async () => {
+        engineAnswers("1.41");
+        const { resources, outputs } = await runProgram(config);
+        const [provider] = ofType(resources, "pulumi:providers:docker");
+        expect(provider.inputs).toMatchObject({ host: dockerHost });
+        const onEngine = resources.filter((resource) =>
+            [volumeType, containerType, networkType].includes(resource.type),
+        );
+        expect(onEngine).toHaveLength(6 + 6 + 2);
+        for (const resource of onEngine)
+            expect((resource.options.provider as { __name?: string })?.__name).toBe("docker-host");
+        expect(outputs.dockerHost).toBe(dockerHost);
+        // Nodes and this machine's tools both reach the caches at the engine's host.
+        expect((outputs.mirrors as any)["docker.io"]).toMatchObject({
+            endpoint: "http://cache.team.lan:5000",
+            hostEndpoint: "http://cache.team.lan:5000",
+        });
+    });
+
+    test("an engine older than the caches need stops up before anything is declared", async () => {
+        engineAnswers("1.24");
+        await expect(runProgram(config)).rejects.toThrow(
+            `pullthrough:dockerHost: the engine at ${dockerHost} speaks Docker API 1.24; the caches need 1.39 or newer (Docker 18.09+)`,
+        );
+    });
 });

@@ -36,7 +36,18 @@ test("only paths addressed by digest are cached and coalesced; the rest passes t
     // The key holds the port: two caches never share an entry.
     expect(cached).toContain('proxy_cache_key "5000$uri";');
     // prewarm's second look goes past the front's copy, to the registry.
-    expect(cached).toContain("proxy_cache_bypass $http_x_pullthrough_refresh;");
+    expect(cached).toContain(
+        "proxy_cache_bypass $http_x_pullthrough_refresh $http_x_pullthrough_view;",
+    );
+    // What the view answers is never the front's copy, nor kept as one.
+    expect(cached).toContain("proxy_no_cache $http_x_pullthrough_view;");
+});
+
+test("a request with the view header goes to the cache's read-only view, by its alias", () => {
+    const config = frontConfig(caches, ["127.0.0.0/8"]);
+    expect(config).toContain(
+        "if ($http_x_pullthrough_view) {\n        set $registry http://t-docker.io-view:5000;\n    }",
+    );
 });
 
 test("a waiter's wait is bounded well under containerd's 5-minute pull-progress timeout", () => {

@@ -50,13 +50,18 @@ describe("prewarm", () => {
 
     test("pulumi up runs npm run prewarm with the stack outputs on stdin", () => {
         const caches = planCaches(parseSettings({}), identity);
-        const command = prewarmCommand(["docker.io/library/nginx:1.27"], caches, "/project");
+        const images = ["docker.io/library/nginx:1.27"];
+        const command = prewarmCommand({ images, caches, dockerHost: undefined }, "/project");
         expect(command.create).toBe("npm run --silent prewarm -- --outputs -");
         expect(command.dir).toBe("/project");
         expect(JSON.parse(command.stdin)).toEqual({
             mirrors: mirrorsByRegistry(caches),
-            prewarmImages: ["docker.io/library/nginx:1.27"],
+            prewarmImages: images,
+            dockerHost: null,
         });
+        // With another machine's engine the tool's docker commands go there too.
+        const remote = prewarmCommand({ images, caches, dockerHost: "ssh://me@box" }, "/project");
+        expect(JSON.parse(remote.stdin).dockerHost).toBe("ssh://me@box");
         expect(command.triggers).toEqual([command.stdin]);
     });
 });

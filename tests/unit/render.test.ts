@@ -33,6 +33,7 @@ describe("renderings", () => {
             mode: "auto",
             container: "registry-registry.local_5443",
             volume: "registry-registry.local_5443",
+            network: "registry-net",
         });
     });
 

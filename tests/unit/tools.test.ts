@@ -50,6 +50,7 @@ describe("where the tools find caches and images", () => {
                     hostEndpoint: "http://127.0.0.1:6000",
                     container: "registry-docker.io",
                     volume: "registry-docker.io",
+                    network: "registry-net",
                 },
             ],
             images: ["docker.io/library/nginx:1.27"],

@@ -1,0 +1,137 @@
+/**
+ * A second Docker host on this machine, for the `dockerHost` tests: a container of the locally
+ * built `pullthrough-test/docker-host:debian` image (harness/docker-host-image.sh) on a network
+ * the test made, running Debian's dockerd and sshd, reached as `ssh://root@<its address>`.
+ *
+ * ssh is set up as a user's ~/.ssh/config would be, without touching it: a key made for the run
+ * and a config naming it, applied by an `ssh` first on PATH that adds `-F <config>`. Both the
+ * docker CLI (the tools) and the engine stand-in run that `ssh`.
+ */
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { docker, engine, waitFor } from "./engine";
+
+export const dockerHostImage = "pullthrough-test/docker-host:debian";
+const repoRoot = path.resolve(__dirname, "..");
+
+/**
+ * Everything but SYS_RESOURCE, which this machine's runc cannot grant (so --privileged fails),
+ * and no seccomp or AppArmor confinement: what a nested dockerd needs.
+ */
+const nestedEngineFlags = [
+    ...["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"],
+    ...["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"],
+    ...["--device-cgroup-rule", "a *:* rwm"],
+];
+
+export class RemoteDockerHost {
+    private constructor(
+        readonly container: string,
+        /** Its address on the test's network: how this machine reaches it. */
+        readonly address: string,
+        private readonly sshDir: string,
+        private readonly pathBefore: string,
+    ) {}
+
+    /** `dockerHost` for the stack: ssh as root, key only. */
+    get dockerHost(): string {
+        return `ssh://root@${this.address}`;
+    }
+
+    /** Starts the host on `network` and waits until its engine answers over ssh. */
+    static async start(name: string, network: string): Promise<RemoteDockerHost> {
+        execFileSync(
+            "bash",
+            [path.join(repoRoot, "harness/docker-host-image.sh"), dockerHostImage],
+            {
+                stdio: "inherit",
+            },
+        );
+        const sshDir = mkdtempSync(path.join(tmpdir(), "pt-ssh-"));
+        const key = path.join(sshDir, "id_ed25519");
+        execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key]);
+        docker(
+            ...["run", "-d", "--name", name, "--network", network, ...nestedEngineFlags],
+            ...["--env", `PULLTHROUGH_AUTHORIZED_KEY=${readFileSync(`${key}.pub`, "utf8").trim()}`],
+            dockerHostImage,
+        );
+        const address = docker(
+            ...["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"],
+            name,
+        );
+        writeFileSync(
+            path.join(sshDir, "config"),
+            [
+                `Host ${address}`,
+                `  IdentityFile ${key}`,
+                // The host key is new with each run: the test trusts the container it just made.
+                "  StrictHostKeyChecking no",
+                "  UserKnownHostsFile /dev/null",
+                "  LogLevel ERROR",
+                "",
+            ].join("\n"),
+        );
+        const bin = path.join(sshDir, "bin");
+        execFileSync("mkdir", ["-p", bin]);
+        writeFileSync(
+            path.join(bin, "ssh"),
+            `#!/bin/sh\nexec /usr/bin/ssh -F ${path.join(sshDir, "config")} "$@"\n`,
+        );
+        chmodSync(path.join(bin, "ssh"), 0o755);
+        const pathBefore = process.env.PATH ?? "";
+        process.env.PATH = `${bin}:${pathBefore}`;
+        const host = new RemoteDockerHost(name, address, sshDir, pathBefore);
+        await waitFor("the second Docker host to answer over ssh", 60_000, async () =>
+            host.docker("version", "--format", "{{.Server.APIVersion}}") ? true : undefined,
+        ).catch((error: Error) => {
+            throw new Error(`${error.message}\n${docker("logs", name)}`);
+        });
+        return host;
+    }
+
+    /** The docker CLI against this host's engine. */
+    docker(...args: string[]): string {
+        return execFileSync("docker", args, {
+            encoding: "utf8",
+            env: { ...process.env, DOCKER_HOST: this.dockerHost },
+            stdio: ["ignore", "pipe", "pipe"],
+            maxBuffer: 256 << 20,
+        }).trim();
+    }
+
+    /** Copies local images to this host (it pulls nothing either). */
+    load(images: readonly string[]): void {
+        execFileSync(
+            "sh",
+            [
+                "-c",
+                `docker save ${images.join(" ")} | DOCKER_HOST=${this.dockerHost} docker load -q`,
+            ],
+            { stdio: ["ignore", "ignore", "inherit"], env: process.env },
+        );
+    }
+
+    /** What the host's engine holds, by kind: to compare before and after a stack. */
+    inventory(): { containers: string[]; volumes: string[]; networks: string[] } {
+        const list = (...args: string[]) =>
+            this.docker(...args)
+                .split("\n")
+                .filter(Boolean)
+                .sort();
+        return {
+            containers: list("ps", "-a", "--format", "{{.Names}}"),
+            volumes: list("volume", "ls", "--format", "{{.Name}}"),
+            networks: list("network", "ls", "--format", "{{.Name}}"),
+        };
+    }
+
+    async remove(): Promise<void> {
+        process.env.PATH = this.pathBefore;
+        await engine("DELETE", `/containers/${this.container}?force=true&v=true`).catch(
+            () => undefined,
+        );
+        rmSync(this.sshDir, { recursive: true, force: true });
+    }
+}

@@ -1,0 +1,97 @@
+/**
+ * The Docker engine the caches run on: this machine's by default, or `dockerHost`, reached the
+ * way Docker's own CLI reaches it (ssh:// runs `ssh … docker system dial-stdio` on the other
+ * machine; tcp:// is TLS with the client certificates in DOCKER_CERT_PATH or ~/.docker). The
+ * Docker provider, the tools' `docker` commands and the checks below all use the same address.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import * as path from "node:path";
+import { ConfigError, formatKey, parseDockerHost } from "../mirrors";
+
+/**
+ * The oldest Engine API the caches work with: Docker's ssh:// transport needs `docker system
+ * dial-stdio` on the engine's machine (Docker 18.09, API 1.39); healthcheck start periods need 1.29.
+ */
+export const minimumApiVersion = "1.39";
+
+const tlsFiles = ["ca.pem", "cert.pem", "key.pem"];
+
+/** Where the docker CLI looks for TLS client certificates (its DOCKER_CERT_PATH default). */
+function certPath(): string {
+    return process.env.DOCKER_CERT_PATH || path.join(homedir(), ".docker");
+}
+
+/** The environment that points the docker CLI at `dockerHost`, TLS included for tcp://. */
+export function engineEnv(dockerHost: string): Record<string, string> {
+    const tcp = parseDockerHost(dockerHost)?.scheme === "tcp";
+    return {
+        DOCKER_HOST: dockerHost,
+        ...(tcp ? { DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: certPath() } : {}),
+    };
+}
+
+/** The explicit Docker provider's inputs for `dockerHost`. */
+export function dockerProviderArgs(dockerHost: string) {
+    const tcp = parseDockerHost(dockerHost)?.scheme === "tcp";
+    return { host: dockerHost, ...(tcp ? { certPath: certPath() } : {}) };
+}
+
+const apiNumber = (version: string) => version.split(".").map(Number);
+const olderThan = (version: string, minimum: string) => {
+    const [major, minor] = apiNumber(version);
+    const [minMajor, minMinor] = apiNumber(minimum);
+    return major < minMajor || (major === minMajor && minor < minMinor);
+};
+
+/** Why the docker CLI could not reach `dockerHost`, in a user's words, from what it printed. */
+export function describeEngineFailure(dockerHost: string, stderr: string): string {
+    const url = new URL(dockerHost);
+    const login = `${url.username ? `${url.username}@` : ""}${url.hostname}`;
+    const said = stderr.replace(/\s+/g, " ").trim();
+    if (/Permission denied \(/.test(said))
+        return `ssh refused the login to ${login} (${said.match(/\S*Permission denied \([^)]*\)/)![0]}); check that \`ssh ${login}\` logs in without a prompt (a key in ssh-agent or ~/.ssh/config)`;
+    if (/Host key verification failed/.test(said))
+        return `ssh does not know ${url.hostname}'s host key; run \`ssh ${login}\` once and accept it`;
+    return `no Docker engine answers at ${dockerHost}: ${said || "no reason given"}`;
+}
+
+/**
+ * Asks the engine at `dockerHost` for its API version.
+ * @throws ConfigError naming `dockerHost` when it cannot be reached, refuses the login, is older
+ *   than minimumApiVersion, or (tcp://) the TLS client certificates are missing
+ */
+export function checkEngine(dockerHost: string): void {
+    const key = formatKey(["dockerHost"]);
+    const env = engineEnv(dockerHost);
+    if (env.DOCKER_CERT_PATH) {
+        const missing = tlsFiles.filter(
+            (file) => !existsSync(path.join(env.DOCKER_CERT_PATH, file)),
+        );
+        if (missing.length > 0)
+            throw new ConfigError([
+                `${key}: ${dockerHost} is TLS, and ${missing.join(", ")} are not in ${env.DOCKER_CERT_PATH} (set DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem)`,
+            ]);
+    }
+    let version: string;
+    try {
+        version = execFileSync("docker", ["version", "--format", "{{.Server.APIVersion}}"], {
+            env: { ...process.env, ...env },
+            encoding: "utf8",
+            stdio: ["ignore", "pipe", "pipe"],
+            timeout: 30_000,
+        }).trim();
+    } catch (error) {
+        const { code, stderr } = error as NodeJS.ErrnoException & { stderr?: string };
+        if (code === "ENOENT")
+            throw new ConfigError([
+                `${key}: reaching ${dockerHost} needs the docker CLI on this machine, and there is none on PATH`,
+            ]);
+        throw new ConfigError([`${key}: ${describeEngineFailure(dockerHost, stderr ?? "")}`]);
+    }
+    if (olderThan(version, minimumApiVersion))
+        throw new ConfigError([
+            `${key}: the engine at ${dockerHost} speaks Docker API ${version}; the caches need ${minimumApiVersion} or newer (Docker 18.09+)`,
+        ]);
+}

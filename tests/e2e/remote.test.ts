@@ -1,0 +1,141 @@
+/**
+ * `dockerHost`: the stack on a second Docker host, reached over ssh the way Docker's CLI and the
+ * Docker provider reach one. The host is a container on a network the test creates, running
+ * Debian's dockerd and sshd (harness/docker-host.ts); the fixture upstream is on the same network,
+ * and a containerd node on this machine pulls through the caches at the host's address.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { docker, fixtureFrontImage, fixtureRegistryImage } from "../../harness/engine";
+import { RemoteDockerHost } from "../../harness/docker-host";
+import { image, layer } from "../../harness/oci";
+import { runProgram } from "../../harness/program";
+import { TestStack, localStackConfig } from "../../harness/stack";
+import { runTool } from "../../harness/tools";
+import { FixtureImage, byTag } from "../../harness/upstreams";
+
+jest.setTimeout(300_000);
+
+const registry = "ghcr.io";
+const fixture: FixtureImage = {
+    registry,
+    repository: "pullthrough/remote",
+    tag: "v1",
+    artifact: image([layer("remote-a", 1 << 20), layer("remote-b", 512 << 10)]),
+};
+let stack: TestStack;
+let host: RemoteDockerHost;
+let workDir: string;
+let before: ReturnType<RemoteDockerHost["inventory"]>;
+/** Stack config for the remote host, as a team would set it. */
+let remoteConfig: Record<string, unknown>;
+
+const outputs = () => ({
+    mirrors: stack.run.outputs.mirrors,
+    prewarmImages: [byTag(fixture)],
+    dockerHost: stack.run.outputs.dockerHost,
+});
+
+beforeAll(async () => {
+    stack = await TestStack.start("remote", [registry], [fixture]);
+    workDir = mkdtempSync(path.join(tmpdir(), "pt-remote-"));
+    host = await RemoteDockerHost.start(`${stack.id}-host`, stack.upstreams.network);
+    host.load([fixtureRegistryImage, fixtureFrontImage]);
+    before = host.inventory();
+    const network = stack.upstreams.network;
+    remoteConfig = {
+        dockerHost: host.dockerHost,
+        bindAddress: "0.0.0.0",
+        mirrorHost: undefined, // the default: the remote host
+        // The team network: this machine reaches the host from its address there.
+        allowFrom: [
+            docker("network", "inspect", network, "--format", "{{(index .IPAM.Config 0).Subnet}}"),
+        ],
+    };
+    // The host's caches resolve no names outside their engine: the upstream by its address.
+    const upstream = stack.upstreams.get(registry).container;
+    const address = docker(
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        upstream,
+    );
+    await stack.up(remoteConfig, [
+        { registry, remote: `http://${address}:5000`, port: stack.ports[registry] },
+    ]);
+});
+
+afterAll(async () => {
+    await stack?.remove();
+    await host?.remove();
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+test("the caches run on the other engine, and every endpoint points at it", () => {
+    const endpoint = `http://${host.address}:${stack.ports[registry]}`;
+    const mirror = (stack.run.outputs.mirrors as Record<string, Record<string, string>>)[registry];
+    expect(mirror.endpoint).toBe(endpoint);
+    expect(mirror.hostEndpoint).toBe(endpoint);
+    expect(stack.run.outputs.registryMirrorFlags).toEqual([
+        "--registry-mirror",
+        `${registry}=${endpoint}`,
+    ]);
+    expect(stack.run.outputs.dockerHost).toBe(host.dockerHost);
+    const remote = host.docker("ps", "--format", "{{.Names}}").split("\n");
+    expect(remote).toEqual(expect.arrayContaining([stack.cacheName(registry), stack.frontName]));
+    expect(docker("ps", "-a", "--format", "{{.Names}}").split("\n")).not.toContain(stack.frontName);
+});
+
+test("a node on this machine pulls through the remote caches; a warm pull asks the upstream nothing", async () => {
+    expect(await stack.pullOnNewNode([byTag(fixture)])).toEqual([fixture.artifact.manifest.digest]);
+    const blobsAfterCold = stack.upstreams.blobRequests(registry);
+    expect(blobsAfterCold).toBeGreaterThan(0);
+    expect(await stack.pullOnNewNode([byTag(fixture)])).toEqual([fixture.artifact.manifest.digest]);
+    expect(stack.upstreams.blobRequests(registry)).toBe(blobsAfterCold);
+});
+
+test("verify, status and prune work on the remote caches with no extra flags", async () => {
+    const verify = await runTool("verify", outputs(), workDir);
+    expect(verify.stderr).toBe("");
+    expect(verify.stdout).toContain("All 1 images are in the caches.");
+    expect(verify.code).toBe(0);
+
+    const status = await runTool("status", outputs(), workDir, "--json");
+    expect(status.code).toBe(0);
+    const [cache] = JSON.parse(status.stdout).caches;
+    expect(cache).toMatchObject({ health: "healthy", repositories: 1, images: 1, degraded: false });
+    expect(cache.requests).toBeGreaterThan(0);
+    expect(cache.upstreamBytes).toBeGreaterThan(0);
+
+    const prune = await runTool("prune", outputs(), workDir, "--dry-run", "--to", "1TB", "--json");
+    expect(prune.code).toBe(0);
+    expect(JSON.parse(prune.stdout).heldBytes).toBeGreaterThan(1 << 20);
+});
+
+test("destroy leaves the remote engine as it found it, the cache volume kept (keepCache)", async () => {
+    await stack.destroy();
+    const after = host.inventory();
+    expect(after.containers).toEqual(before.containers);
+    expect(after.networks).toEqual(before.networks);
+    expect(after.volumes).toEqual([...before.volumes, stack.cacheName(registry)].sort());
+});
+
+test("an engine that does not answer, or refuses the login, stops up before anything is created", async () => {
+    const attempt = (dockerHost: string) =>
+        runProgram(
+            localStackConfig(`${stack.id}-x-`, [], {
+                ...remoteConfig,
+                dockerHost,
+                upstreams: undefined,
+            }),
+        );
+    await expect(attempt(`ssh://root@${host.address}:1`)).rejects.toThrow(
+        new RegExp(
+            `pullthrough:dockerHost: no Docker engine answers at ssh://root@${host.address}:1: .*Connection refused`,
+        ),
+    );
+    await expect(attempt(`ssh://nobody@${host.address}`)).rejects.toThrow(
+        `pullthrough:dockerHost: ssh refused the login to nobody@${host.address}`,
+    );
+});
