@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the test-only "second Docker host": Debian's dockerd, containerd, runc, docker CLI,
 # iptables and OpenSSH's sshd from this machine's packages, with their shared libraries, in one
-# image. Run privileged, it is a Docker host on a Docker network: reachable over ssh (root, key
-# only) and nothing else. Nothing is pulled.
+# image. Run (nearly) privileged, it is a Docker host on a Docker network, reachable over ssh (root,
+# key only) and over TCP with TLS client certificates. Nothing is pulled.
 # Usage: docker-host-image.sh TAG   (does nothing when TAG exists in this layout)
 set -euo pipefail
 tag="$1"
-layout=2 # raise when the image's contents change, so existing hosts rebuild it
+layout=3 # raise when the image's contents change, so existing hosts rebuild it
 [ "$(docker image inspect --format '{{index .Config.Labels "pullthrough.layout"}}' "$tag" 2>/dev/null)" = "$layout" ] && exit 0
 
 for binary in /usr/sbin/sshd /usr/bin/ssh-keygen; do
@@ -75,9 +75,17 @@ for hierarchy in $(awk '$3 == "cgroup" {print $2}' /proc/mounts); do
         grep -vE '^(ro|rw|nosuid|nodev|noexec|relatime)$' | paste -sd, -)
     umount "$hierarchy" && mount -t cgroup -o "rw,nosuid,nodev,noexec,$options" cgroup "$hierarchy"
 done
-# With no usable resolver dockerd would hand its containers 8.8.8.8: nothing may leave, so
-# names outside Docker's own resolve nowhere.
-dockerd --host unix:///var/run/docker.sock --dns 127.0.0.1 >/var/log/dockerd.log 2>&1 &
+# The test copies a CA and a server certificate for this container's address into /etc/docker-tls
+# once it knows the address; dockerd then serves its socket and TLS on port 2376 (Docker's
+# --tlsverify: clients need a certificate from the same CA). With no usable resolver dockerd would
+# hand its containers 8.8.8.8: nothing may leave, so names outside Docker's own resolve nowhere.
+tls=/etc/docker-tls
+(
+    while [ ! -f "$tls/ready" ]; do sleep 0.2; done
+    exec dockerd --host unix:///var/run/docker.sock --host tcp://0.0.0.0:2376 --tlsverify \
+        --tlscacert "$tls/ca.pem" --tlscert "$tls/server-cert.pem" --tlskey "$tls/server-key.pem" \
+        --dns 127.0.0.1 >/var/log/dockerd.log 2>&1
+) &
 exec /usr/sbin/sshd -D -e
 SH
 chmod 0755 "$root/entrypoint.sh"
@@ -85,7 +93,7 @@ chmod 0755 "$root/entrypoint.sh"
 tar -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'VOLUME ["/var/lib/docker"]' \
-    --change 'EXPOSE 22' \
+    --change 'EXPOSE 22 2376' \
     --change 'ENTRYPOINT ["/entrypoint.sh"]' \
     --change "LABEL pullthrough.layout=$layout" \
     --change "LABEL org.opencontainers.image.description=\"Test fixture: Debian dockerd $(dpkg-query -W -f='${Version}' docker.io) and sshd $(dpkg-query -W -f='${Version}' openssh-server) as a second Docker host\"" \

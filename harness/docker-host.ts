@@ -8,7 +8,7 @@
  * docker CLI (the tools) and the engine stand-in run that `ssh`.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { docker, engine, waitFor } from "./engine";
@@ -32,12 +32,19 @@ export class RemoteDockerHost {
         /** Its address on the test's network: how this machine reaches it. */
         readonly address: string,
         private readonly sshDir: string,
+        /** ca.pem, cert.pem and key.pem of a client the engine trusts: a DOCKER_CERT_PATH. */
+        readonly certPath: string,
         private readonly pathBefore: string,
     ) {}
 
     /** `dockerHost` for the stack: ssh as root, key only. */
     get dockerHost(): string {
         return `ssh://root@${this.address}`;
+    }
+
+    /** `dockerHost` for the stack over TCP: TLS, with the client certificate in `certPath`. */
+    get tlsDockerHost(): string {
+        return `tcp://${this.address}:2376`;
     }
 
     /** Starts the host on `network` and waits until its engine answers over ssh. */
@@ -61,6 +68,9 @@ export class RemoteDockerHost {
             ...["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"],
             name,
         );
+        const tls = issueCertificates(sshDir, address);
+        docker("cp", `${tls.server}/.`, `${name}:/etc/docker-tls`);
+        docker("exec", name, "touch", "/etc/docker-tls/ready");
         writeFileSync(
             path.join(sshDir, "config"),
             [
@@ -82,7 +92,7 @@ export class RemoteDockerHost {
         chmodSync(path.join(bin, "ssh"), 0o755);
         const pathBefore = process.env.PATH ?? "";
         process.env.PATH = `${bin}:${pathBefore}`;
-        const host = new RemoteDockerHost(name, address, sshDir, pathBefore);
+        const host = new RemoteDockerHost(name, address, sshDir, tls.client, pathBefore);
         await waitFor("the second Docker host to answer over ssh", 60_000, async () =>
             host.docker("version", "--format", "{{.Server.APIVersion}}") ? true : undefined,
         ).catch((error: Error) => {
@@ -134,4 +144,75 @@ export class RemoteDockerHost {
         );
         rmSync(this.sshDir, { recursive: true, force: true });
     }
+}
+
+/**
+ * A CA, a server certificate for `address` and a client certificate, as Docker's guide to
+ * protecting the daemon socket makes them: `server/` for dockerd, `client/` as DOCKER_CERT_PATH.
+ */
+function issueCertificates(dir: string, address: string): { server: string; client: string } {
+    const server = path.join(dir, "server");
+    const client = path.join(dir, "client");
+    const openssl = (...args: string[]) =>
+        execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+    execFileSync("mkdir", ["-p", server, client]);
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pullthrough test CA",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    );
+    const issue = (name: string, extensions: string) => {
+        writeFileSync(path.join(dir, `${name}.ext`), extensions);
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            `/CN=${name}`,
+            "-keyout",
+            `${name}-key.pem`,
+            "-out",
+            `${name}.csr`,
+        );
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            `${name}.csr`,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            `${name}.ext`,
+            "-out",
+            `${name}-cert.pem`,
+        );
+    };
+    issue("server", `subjectAltName = IP:${address}\nextendedKeyUsage = serverAuth\n`);
+    issue("client", "extendedKeyUsage = clientAuth\n");
+    for (const [from, to] of [
+        ["ca.pem", `${server}/ca.pem`],
+        ["server-cert.pem", `${server}/server-cert.pem`],
+        ["server-key.pem", `${server}/server-key.pem`],
+        ["ca.pem", `${client}/ca.pem`],
+        ["client-cert.pem", `${client}/cert.pem`],
+        ["client-key.pem", `${client}/key.pem`],
+    ])
+        copyFileSync(path.join(dir, from), to);
+    return { server, client };
 }

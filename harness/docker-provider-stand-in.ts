@@ -17,7 +17,8 @@
  *   network of the same name.
  *
  * - Provider: `host` picks the engine (the local socket when unset); ssh:// is reached as the
- *   provider reaches it, through Docker's connection helper (harness/engine.ts).
+ *   provider reaches it, through Docker's connection helper, and tcp:// with TLS from `certPath`
+ *   (harness/engine.ts).
  *
  * Every input it receives must be one it implements; anything else fails the run, so no setting
  * is silently dropped. One deliberate difference: every container on the local engine also joins
@@ -74,7 +75,7 @@ const implemented: Record<string, readonly string[]> = {
     "container.networksAdvanced": ["name", "aliases"],
     "container.uploads": ["file", "content"],
     labels: ["label", "value"],
-    provider: ["host"],
+    provider: ["host", "certPath"],
 };
 
 function requireImplemented(where: string, value: Record<string, unknown> | undefined) {
@@ -120,7 +121,7 @@ const ignoreMissing = (error: Error) => {
 const engineOf =
     (config: Record<string, any>) =>
     (method: string, apiPath: string, body?: unknown, archive?: Buffer) =>
-        engine(method, apiPath, body, archive, config.host);
+        engine(method, apiPath, body, archive, config.host, config.certPath);
 
 export class DockerProviderStandIn implements ProviderStandIn {
     /** Everything ever created, for test teardown: `[type, id, provider config]`. */

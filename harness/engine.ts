@@ -3,7 +3,9 @@
  * unix socket, and the `docker` CLI for the odd command. Everything here stays on this machine.
  */
 import { execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { Agent, request } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Socket } from "node:net";
 import { Duplex } from "node:stream";
 import * as path from "node:path";
@@ -75,13 +77,27 @@ export function prepareTestHost(): void {
  * dial-stdio` with a connect timeout and no terminal (docker/cli cli/connhelper), carrying the
  * API over ssh's stdio.
  */
-function connectionTo(dockerHost: string | undefined) {
+function connectionTo(dockerHost: string | undefined, certPath: string | undefined) {
     if (!dockerHost) return { socketPath };
     const url = new URL(dockerHost);
     if (url.protocol === "unix:") return { socketPath: url.pathname };
+    if (url.protocol === "tcp:") {
+        // TLS both ways, as the docker CLI with DOCKER_TLS_VERIFY: the CA and a client certificate.
+        const read = (file: string) => readFileSync(path.join(certPath ?? "", file));
+        return {
+            agent: new HttpsAgent({
+                ca: read("ca.pem"),
+                cert: read("cert.pem"),
+                key: read("key.pem"),
+            }),
+            host: url.hostname,
+            port: url.port,
+            protocol: "https:",
+        };
+    }
     if (url.protocol !== "ssh:")
         throw new Error(
-            `the engine stand-in reaches unix:// and ssh:// engines, not ${dockerHost}`,
+            `the engine stand-in reaches unix://, ssh:// and tcp:// engines, not ${dockerHost}`,
         );
     const agent = new Agent();
     agent.createConnection = () => {
@@ -106,7 +122,7 @@ function connectionTo(dockerHost: string | undefined) {
 /**
  * One Engine API call; resolves to the parsed JSON body (or undefined), rejects on HTTP >= 400.
  * `archive` is sent as a tar body (for PUT …/archive) instead of a JSON `body`. `dockerHost`
- * picks another engine than this machine's.
+ * picks another engine than this machine's; for tcp://, `certPath` holds the TLS client files.
  */
 export function engine<T = any>(
     method: string,
@@ -114,13 +130,16 @@ export function engine<T = any>(
     body?: unknown,
     archive?: Buffer,
     dockerHost?: string,
+    certPath?: string,
 ): Promise<T> {
     const payload = archive ?? (body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
     const contentType = archive ? "application/x-tar" : "application/json";
     return new Promise<T>((resolve, reject) => {
-        const req = request(
+        const connection = connectionTo(dockerHost, certPath);
+        const send = "protocol" in connection ? httpsRequest : request;
+        const req = send(
             {
-                ...connectionTo(dockerHost),
+                ...connection,
                 method,
                 path: apiPath,
                 headers: payload

@@ -116,6 +116,7 @@ export class PulumiEngineStandIn {
             this.steps.push({ type: old.type, name: old.name, op: "delete", changed: [] });
         }
         this.applied.clear();
+        this.providerConfigs.clear();
     }
 
     /** The steps of the last run that changed something (a preview's summary). */

@@ -30,6 +30,7 @@ let workDir: string;
 let before: ReturnType<RemoteDockerHost["inventory"]>;
 /** Stack config for the remote host, as a team would set it. */
 let remoteConfig: Record<string, unknown>;
+let upstreams: { registry: string; remote: string; port: number }[];
 
 const outputs = () => ({
     mirrors: stack.run.outputs.mirrors,
@@ -61,9 +62,8 @@ beforeAll(async () => {
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
         upstream,
     );
-    await stack.up(remoteConfig, [
-        { registry, remote: `http://${address}:5000`, port: stack.ports[registry] },
-    ]);
+    upstreams = [{ registry, remote: `http://${address}:5000`, port: stack.ports[registry] }];
+    await stack.up(remoteConfig, upstreams);
 });
 
 afterAll(async () => {
@@ -138,4 +138,40 @@ test("an engine that does not answer, or refuses the login, stops up before anyt
     await expect(attempt(`ssh://nobody@${host.address}`)).rejects.toThrow(
         `pullthrough:dockerHost: ssh refused the login to nobody@${host.address}`,
     );
+});
+
+test("over tcp:// with TLS client certificates: the kept volume serves at once; without keepCache destroy takes it", async () => {
+    const certPathBefore = process.env.DOCKER_CERT_PATH;
+    process.env.DOCKER_CERT_PATH = host.certPath;
+    try {
+        const blobsBefore = stack.upstreams.blobRequests(registry);
+        const tlsConfig = { ...remoteConfig, dockerHost: host.tlsDockerHost, keepCache: false };
+        await stack.up(tlsConfig, upstreams);
+        expect(stack.run.outputs.registryMirrorFlags).toEqual([
+            "--registry-mirror",
+            `${registry}=http://${host.address}:${stack.ports[registry]}`,
+        ]);
+        expect(await stack.pullOnNewNode([byTag(fixture)])).toEqual([
+            fixture.artifact.manifest.digest,
+        ]);
+        expect(stack.upstreams.blobRequests(registry)).toBe(blobsBefore);
+        const status = await runTool("status", outputs(), workDir, "--json");
+        expect(status.stderr).toBe("");
+        expect(status.code).toBe(0);
+
+        await stack.destroy();
+        // keepCache false: the volume went too, and the engine is exactly as it was found.
+        expect(host.inventory()).toEqual(before);
+
+        // Without the client certificate nothing is attempted.
+        process.env.DOCKER_CERT_PATH = path.join(workDir, "no-certificates");
+        await expect(
+            runProgram(localStackConfig(`${stack.id}-y-`, upstreams, tlsConfig)),
+        ).rejects.toThrow(
+            `pullthrough:dockerHost: ${host.tlsDockerHost} is TLS, and ca.pem, cert.pem, key.pem are not in ${process.env.DOCKER_CERT_PATH}`,
+        );
+    } finally {
+        if (certPathBefore === undefined) delete process.env.DOCKER_CERT_PATH;
+        else process.env.DOCKER_CERT_PATH = certPathBefore;
+    }
 });
