@@ -51,9 +51,9 @@ export function describeEngineFailure(dockerHost: string, stderr: string): strin
     const login = `${url.username ? `${url.username}@` : ""}${url.hostname}`;
     const said = stderr.replace(/\s+/g, " ").trim();
     if (/Permission denied \(/.test(said))
-        return `ssh refused the login to ${login} (${said.match(/\S*Permission denied \([^)]*\)/)![0]}); check that \`ssh ${login}\` logs in without a prompt (a key in ssh-agent or ~/.ssh/config)`;
+        return `ssh refused the login to ${login} (${said.match(/\S*Permission denied \([^)]*\)/)![0]}); check that "ssh ${login}" logs in without a prompt (a key in ssh-agent or ~/.ssh/config)`;
     if (/Host key verification failed/.test(said))
-        return `ssh does not know ${url.hostname}'s host key; run \`ssh ${login}\` once and accept it`;
+        return `ssh does not know ${url.hostname}'s host key; run "ssh ${login}" once and accept it`;
     return `no Docker engine answers at ${dockerHost}: ${said || "no reason given"}`;
 }
 
