@@ -187,6 +187,13 @@ function isKept(registry: string, image: StoredImage, keep: readonly ImageRefere
 
 const sum = (sizes: number[]) => sizes.reduce((total, size) => total + size, 0);
 
+/** One cache's side of a plan: how many remaining images use each blob, and what goes. */
+interface Ledger {
+    storage: Storage;
+    users: Map<string, number>;
+    freed: Set<string>;
+}
+
 /**
  * Decides what goes: stray blobs first, then images in order of last pull, oldest first, while
  * one is older than `olderThanSeconds` or the caches hold more than `targetBytes`. Pure.
@@ -206,34 +213,28 @@ export function planPrune(contents: readonly CacheContents[], options: PruneOpti
                   : undefined,
         })),
     );
-    // How many remaining images need each blob, per cache.
-    const users = new Map(
-        contents.map((cache) => [cache.cache.registry, new Map<string, number>()]),
+    const ledgers = new Map<string, Ledger>(
+        contents.map(({ cache, storage }) => {
+            const users = new Map<string, number>();
+            for (const image of candidates.filter((image) => image.registry === cache.registry))
+                for (const blob of image.blobs) users.set(blob, (users.get(blob) ?? 0) + 1);
+            // Blobs no manifest lists, unless stored so recently that a pull may be adding them.
+            const strays = [...storage.blobs]
+                .filter(
+                    ([digest, blob]) =>
+                        !users.has(digest) && now - blob.modified >= inFlightSeconds,
+                )
+                .map(([digest]) => digest);
+            return [cache.registry, { storage, users, freed: new Set(strays) }];
+        }),
     );
-    for (const image of candidates)
-        for (const blob of image.blobs)
-            users.get(image.registry)!.set(blob, (users.get(image.registry)!.get(blob) ?? 0) + 1);
-    const sizeOf = (registry: string, blob: string) =>
-        contents.find((cache) => cache.cache.registry === registry)!.storage.blobs.get(blob)!.size;
-
+    const bytesOf = (ledger: Ledger, blobs: Iterable<string>) =>
+        sum([...blobs].map((blob) => ledger.storage.blobs.get(blob)!.size));
     const heldBytes = sum(
-        contents.flatMap((cache) => [...cache.storage.blobs.values()].map((blob) => blob.size)),
+        [...ledgers.values()].map((ledger) => bytesOf(ledger, ledger.storage.blobs.keys())),
     );
-    const freedBlobs = new Map(contents.map((cache) => [cache.cache.registry, new Set<string>()]));
-    for (const cache of contents) {
-        for (const [digest, blob] of cache.storage.blobs) {
-            const listed = users.get(cache.cache.registry)!.has(digest);
-            if (!listed && now - blob.modified >= inFlightSeconds)
-                freedBlobs.get(cache.cache.registry)!.add(digest);
-        }
-    }
-    const strayBytes = sum(
-        contents.flatMap((cache) =>
-            [...freedBlobs.get(cache.cache.registry)!].map((digest) =>
-                sizeOf(cache.cache.registry, digest),
-            ),
-        ),
-    );
+    const strayBytes = sum([...ledgers.values()].map((ledger) => bytesOf(ledger, ledger.freed)));
+
     let held = heldBytes - strayBytes;
     const removed: Candidate[] = [];
     const verdicts: ImageVerdict[] = [];
@@ -258,45 +259,21 @@ export function planPrune(contents: readonly CacheContents[], options: PruneOpti
             protectedImages.push(verdict(image, 0));
             continue;
         }
-        const count = users.get(image.registry)!;
-        let freed = 0;
+        const ledger = ledgers.get(image.registry)!;
+        const unused: string[] = [];
         for (const blob of image.blobs) {
-            count.set(blob, count.get(blob)! - 1);
-            if (count.get(blob) === 0) {
-                freedBlobs.get(image.registry)!.add(blob);
-                freed += sizeOf(image.registry, blob);
-            }
+            const users = ledger.users.get(blob)! - 1;
+            ledger.users.set(blob, users);
+            if (users === 0) unused.push(blob);
         }
+        unused.forEach((blob) => ledger.freed.add(blob));
+        const freed = bytesOf(ledger, unused);
         held -= freed;
         removed.push(image);
         verdicts.push(verdict(image, freed));
     }
-    const paths = new Map(
-        contents.map((cache) => [
-            cache.cache.registry,
-            removalPaths(
-                cache.storage,
-                removed.filter((image) => image.registry === cache.cache.registry),
-                candidates.filter(
-                    (image) => image.registry === cache.cache.registry && !removed.includes(image),
-                ),
-                freedBlobs.get(cache.cache.registry)!,
-            ),
-        ]),
-    );
-    const records = new Map(
-        contents.map((cache) => [
-            cache.cache.registry,
-            new Map(
-                candidates
-                    .filter(
-                        (image) =>
-                            image.registry === cache.cache.registry && !removed.includes(image),
-                    )
-                    .map((image) => [`${image.repository}@${image.digest}`, image.lastPulled]),
-            ),
-        ]),
-    );
+    const remaining = candidates.filter((image) => !removed.includes(image));
+    const inCache = (registry: string) => (image: Candidate) => image.registry === registry;
     return {
         heldBytes,
         targetBytes: options.targetBytes,
@@ -305,8 +282,27 @@ export function planPrune(contents: readonly CacheContents[], options: PruneOpti
         protected: protectedImages,
         strayBytes,
         freedBytes: heldBytes - held,
-        paths,
-        records,
+        paths: new Map(
+            [...ledgers].map(([registry, ledger]) => [
+                registry,
+                removalPaths(
+                    ledger.storage,
+                    removed.filter(inCache(registry)),
+                    remaining.filter(inCache(registry)),
+                    ledger.freed,
+                ),
+            ]),
+        ),
+        records: new Map(
+            [...ledgers.keys()].map((registry) => [
+                registry,
+                new Map(
+                    remaining
+                        .filter(inCache(registry))
+                        .map((image) => [`${image.repository}@${image.digest}`, image.lastPulled]),
+                ),
+            ]),
+        ),
     };
 }
 

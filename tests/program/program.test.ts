@@ -26,6 +26,10 @@ const byName = (resources: DeclaredResource[], type: string, name: string) => {
     return found;
 };
 
+/** The names of what a resource's `dependsOn` lists, sorted. */
+const dependencies = (options: DeclaredResource["options"]) =>
+    ([options.dependsOn].flat() as { __name?: string }[]).map((resource) => resource.__name).sort();
+
 describe("with no config", () => {
     let run: Promise<ProgramRun>;
     beforeAll(() => {
@@ -521,12 +525,8 @@ describe("with prewarm and the cluster enabled", () => {
         const { resources } = await run;
         const prewarm = byName(resources, commandType, "prewarm-caches");
         const cluster = byName(resources, commandType, "talos-cluster");
-        const names = (options: DeclaredResource["options"]) =>
-            ([options.dependsOn].flat() as { __name?: string }[])
-                .map((resource) => resource.__name)
-                .sort();
-        expect(names(prewarm.options)).toEqual(["registry-front"]);
-        expect(names(cluster.options)).toEqual(["prewarm-caches", "registry-front"]);
+        expect(dependencies(prewarm.options)).toEqual(["registry-front"]);
+        expect(dependencies(cluster.options)).toEqual(["prewarm-caches", "registry-front"]);
         expect(prewarm.inputs.create).toBe("npm run --silent prewarm -- --outputs -");
         expect(JSON.parse(prewarm.inputs.stdin).prewarmImages).toEqual(
             (await run).outputs.prewarmImages,
@@ -545,12 +545,12 @@ test("maxSize: a prune Command to the budget runs after prewarm, and the cluster
     });
     const prune = byName(resources, commandType, "prune-caches");
     const cluster = byName(resources, commandType, "talos-cluster");
-    const names = (options: DeclaredResource["options"]) =>
-        ([options.dependsOn].flat() as { __name?: string }[])
-            .map((resource) => resource.__name)
-            .sort();
-    expect(names(prune.options)).toEqual(["prewarm-caches", "registry-front"]);
-    expect(names(cluster.options)).toEqual(["prewarm-caches", "prune-caches", "registry-front"]);
+    expect(dependencies(prune.options)).toEqual(["prewarm-caches", "registry-front"]);
+    expect(dependencies(cluster.options)).toEqual([
+        "prewarm-caches",
+        "prune-caches",
+        "registry-front",
+    ]);
     expect(prune.inputs.create).toBe("npm run --silent prune -- --outputs - --to 20GiB");
     expect(JSON.parse(prune.inputs.stdin).prewarmImages).toEqual(["docker.io/library/nginx:1.27"]);
 });
@@ -614,6 +614,23 @@ describe("with dockerHost, another machine's engine", () => {
             endpoint: "http://cache.team.lan:5000",
             hostEndpoint: "http://cache.team.lan:5000",
         });
+    });
+
+    test("the cluster stays on this machine, its nodes pointed at the other host's caches", async () => {
+        engineAnswers("1.41");
+        const { resources } = await runProgram({
+            ...config,
+            "pullthrough:cluster": JSON.stringify({
+                enabled: true,
+                talosctl: talosctlStandIn("v1.12.1"),
+            }),
+        });
+        const cluster = byName(resources, commandType, "talos-cluster");
+        // A local Command: it runs here, whatever engine the caches are on.
+        expect(cluster.options.provider).toBeUndefined();
+        expect(cluster.inputs.create).toContain(
+            "--registry-mirror docker.io=http://cache.team.lan:5000",
+        );
     });
 
     test("an engine older than the caches need stops up before anything is declared", async () => {
