@@ -17,6 +17,7 @@ import {
     Cache,
     StackIdentity,
     cacheViewAlias,
+    viewIdPattern,
     registryContainerPort,
     stackNetworkName,
     toLabelList,
@@ -50,7 +51,6 @@ export const refreshHeader = "X-Pullthrough-Refresh";
  * through the same port and allow-list as any pull, from this machine or another.
  */
 export const viewHeader = "X-Pullthrough-View";
-export const viewHeaders = { [viewHeader]: "1" };
 
 /** nginx's variable for a request header. */
 const headerVariable = (header: string) => `$http_${header.toLowerCase().replaceAll("-", "_")}`;
@@ -138,8 +138,8 @@ server {
     proxy_read_timeout 900s;
     # A variable makes nginx resolve the registry per request: a replaced registry has a new address.
     set $registry http://${cache.name}:${registryContainerPort};
-    if (${headerVariable(viewHeader)}) {
-        set $registry http://${cacheViewAlias(cache.name)}:${registryContainerPort};
+    if (${headerVariable(viewHeader)} ~ "${viewIdPattern}") {
+        set $registry http://${cacheViewAlias(cache.name, headerVariable(viewHeader))}:${registryContainerPort};
     }
 
     location ~ "^/v2/.+/(blobs|manifests)/sha256:[0-9a-f]{64}$" {

@@ -194,8 +194,15 @@ export interface CacheRef {
     network: string;
 }
 
-/** The view's name on the stack network, where the front sends requests with its `viewHeader`. */
-export const cacheViewAlias = (container: string) => `${container}-view`;
+/**
+ * A view's name on the stack network: one per view, so a name never outlives its container in a
+ * resolver's cache and leads to another cache's view. The front sends requests carrying
+ * `viewHeader: <viewId>` there.
+ */
+export const cacheViewAlias = (container: string, viewId: string) => `${container}-view-${viewId}`;
+
+/** A view's id: what the front accepts in `viewHeader`, so the header can name nothing else. */
+export const viewIdPattern = "^[0-9a-f]{8}$";
 
 /**
  * A read-only look at a cache: its registry in `offline` mode over the cache's volume mounted
@@ -203,7 +210,12 @@ export const cacheViewAlias = (container: string) => `${container}-view`;
  * storage, exactly as the cache would with no network. `image` is the running cache's image id,
  * so nothing is pulled.
  */
-export function cacheViewContainer(cache: CacheRef, supervisor: string, image: string) {
+export function cacheViewContainer(
+    cache: CacheRef,
+    supervisor: string,
+    image: string,
+    viewId: string,
+) {
     return {
         image,
         ...registryProcess(
@@ -211,7 +223,9 @@ export function cacheViewContainer(cache: CacheRef, supervisor: string, image: s
             supervisor,
         ),
         volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly: true }],
-        networksAdvanced: [{ name: cache.network, aliases: [cacheViewAlias(cache.container)] }],
+        networksAdvanced: [
+            { name: cache.network, aliases: [cacheViewAlias(cache.container, viewId)] },
+        ],
         labels: [{ label: "pullthrough.view-of", value: cache.container }],
     } satisfies docker.ContainerArgs;
 }

@@ -4,13 +4,15 @@
  * a second container of the cache's own image (never pulled: the running cache's image id) in
  * `offline` mode over the volume mounted read-only, on the stack's network: it answers only from
  * storage, exactly as the cache would with no network. The front sends requests that carry its
- * `viewHeader` there, so the view is reached at the cache's own endpoint, on any engine.
+ * `viewHeader` with the view's id there, so the view is reached at the cache's own endpoint, on
+ * any engine.
  */
-import { viewHeaders } from "../core/front";
+import { randomBytes } from "node:crypto";
+import { viewHeader } from "../core/front";
 import { cacheViewContainer, diskFullFile } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
 import { docker } from "./docker";
-import { CacheEndpoint, UsageError } from "./warm";
+import { CacheEndpoint, CacheView, UsageError } from "./warm";
 import { RegistryClient } from "./registry-client";
 
 /** `docker run` flags for a view container: what the Docker provider makes of the same inputs. */
@@ -35,22 +37,26 @@ function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
     ];
 }
 
-/** Starts the read-only view of `cache`; the returned function removes it. */
-async function openCacheView(cache: CacheEndpoint): Promise<() => Promise<void>> {
+/** Starts the read-only view of `cache`; `close` removes it. */
+async function openCacheView(
+    cache: CacheEndpoint,
+): Promise<CacheView & { close(): Promise<void> }> {
     const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
         throw new UsageError(
             `the cache container ${cache.container} (for ${cache.registry}) does not exist; run pulumi up first`,
         );
     });
+    const viewId = randomBytes(4).toString("hex");
     const id = await docker(
         "run",
         "--rm",
-        ...dockerRunArgs(cacheViewContainer(cache, readCacheSupervisor(), image)),
+        ...dockerRunArgs(cacheViewContainer(cache, readCacheSupervisor(), image, viewId)),
     );
     const close = async () => void (await docker("rm", "--force", id).catch(() => ""));
     try {
-        await waitUntilServing(new RegistryClient(cache.hostEndpoint, cache.registry, viewHeaders));
-        return close;
+        const view = { endpoint: cache.hostEndpoint, headers: { [viewHeader]: viewId } };
+        await waitUntilServing(new RegistryClient(view.endpoint, cache.registry, view.headers));
+        return { ...view, close };
     } catch (error) {
         await close();
         throw error;
@@ -69,22 +75,19 @@ async function waitUntilServing(client: RegistryClient): Promise<void> {
     }
 }
 
-/**
- * Runs `work` with a read-only view of each cache, by registry: the endpoint to ask, with
- * `viewHeaders`. Removes the views afterwards.
- */
+/** Runs `work` with a read-only view of each cache, by registry; removes them afterwards. */
 export async function withCacheViews<T>(
     caches: readonly CacheEndpoint[],
-    work: (views: Map<string, string>) => Promise<T>,
+    work: (views: Map<string, CacheView>) => Promise<T>,
 ): Promise<T> {
     const opened = await Promise.allSettled(caches.map(openCacheView));
-    const closers = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
+    const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
     try {
         const failure = opened.find((view) => view.status === "rejected");
         if (failure) throw failure.reason;
-        return await work(new Map(caches.map((cache) => [cache.registry, cache.hostEndpoint])));
+        return await work(new Map(caches.map((cache, index) => [cache.registry, views[index]])));
     } finally {
-        await Promise.all(closers.map((close) => close()));
+        await Promise.all(views.map((view) => view.close()));
     }
 }
 

@@ -2,7 +2,7 @@
  * Prewarm and verify: pull a list of images through the caches that serve their registries, and
  * check that the caches hold them in full. The CLI (tools/cli.ts) and `pulumi up` drive these.
  */
-import { refreshHeader, viewHeaders } from "../core/front";
+import { refreshHeader } from "../core/front";
 import { ImageReference, Platform, parseImageReference } from "../core/images";
 import { Descriptor, RegistryClient, RegistryError, readImage } from "./registry-client";
 
@@ -19,6 +19,12 @@ export interface CacheEndpoint {
     volume: string;
     /** The stack network the front reaches the cache (and its view) on. */
     network: string;
+}
+
+/** Where a cache's read-only view answers (tools/cache-view.ts): its endpoint, with these headers. */
+export interface CacheView {
+    endpoint: string;
+    headers: Record<string, string>;
 }
 
 export interface RoutedImage {
@@ -216,18 +222,15 @@ export interface VerifyResult {
  */
 export async function verify(
     routed: readonly RoutedImage[],
-    views: ReadonlyMap<string, string>,
+    views: ReadonlyMap<string, CacheView>,
     platforms: readonly Platform[],
     concurrency: number,
 ): Promise<VerifyResult[]> {
     const run = limiter(concurrency);
     return Promise.all(
         routed.map(async ({ image }): Promise<VerifyResult> => {
-            const client = new RegistryClient(
-                views.get(image.registry)!,
-                image.registry,
-                viewHeaders,
-            );
+            const view = views.get(image.registry)!;
+            const client = new RegistryClient(view.endpoint, image.registry, view.headers);
             const base = { image: image.canonical, registry: image.registry };
             let blobs: Descriptor[];
             try {
@@ -279,7 +282,7 @@ export async function prewarmUntilStored(
         /** Why a cache cannot store anything now (a full disk), if so: its images stop there. */
         troubleOf?: (registry: string) => Promise<string | undefined>;
     },
-    views: ReadonlyMap<string, string>,
+    views: ReadonlyMap<string, CacheView>,
 ): Promise<PrewarmResult[]> {
     const results = new Map<string, PrewarmResult>();
     let pending = [...routed];
@@ -357,7 +360,7 @@ async function troublesOf(
 /** Images not (yet) fully in storage after up to `storeWaitMs`, with the reason. */
 async function waitUntilStored(
     routed: readonly RoutedImage[],
-    views: ReadonlyMap<string, string>,
+    views: ReadonlyMap<string, CacheView>,
     options: PrewarmOptions,
 ): Promise<Map<string, string>> {
     const deadline = Date.now() + storeWaitMs;

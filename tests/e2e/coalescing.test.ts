@@ -6,7 +6,7 @@
  * fetch takes long enough for the clients to overlap.
  */
 import { createHash } from "node:crypto";
-import { lockTimeoutSeconds, viewHeaders } from "../../core/front";
+import { lockTimeoutSeconds } from "../../core/front";
 import { parseImageReference } from "../../core/images";
 import { docker } from "../../harness/engine";
 import { FixtureImage, byTag } from "../../harness/upstreams";
@@ -203,10 +203,11 @@ test("a blob a registry served but did not store is stored by the next prewarm, 
     ).map(([name, mirror]) => ({ ...mirror, registry: name }));
     await withCacheViews(caches, async (views) => {
         const stored = (image: FixtureImage) =>
-            new RegistryClient(views.get(registry)!, registry, viewHeaders).hasBlob(
-                image.repository,
-                digest,
-            );
+            new RegistryClient(
+                views.get(registry)!.endpoint,
+                registry,
+                views.get(registry)!.headers,
+            ).hasBlob(image.repository, digest);
         const before = await Promise.all([sharingA, sharingB].map(stored));
         expect(before.sort()).toEqual([false, true]);
         const unstored = [sharingA, sharingB][(await stored(sharingA)) ? 1 : 0];

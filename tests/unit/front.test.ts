@@ -43,10 +43,10 @@ test("only paths addressed by digest are cached and coalesced; the rest passes t
     expect(cached).toContain("proxy_no_cache $http_x_pullthrough_view;");
 });
 
-test("a request with the view header goes to the cache's read-only view, by its alias", () => {
+test("a request with a view id in the view header goes to that read-only view, and nowhere else", () => {
     const config = frontConfig(caches, ["127.0.0.0/8"]);
     expect(config).toContain(
-        "if ($http_x_pullthrough_view) {\n        set $registry http://t-docker.io-view:5000;\n    }",
+        'if ($http_x_pullthrough_view ~ "^[0-9a-f]{8}$") {\n        set $registry http://t-docker.io-view-$http_x_pullthrough_view:5000;\n    }',
     );
 });
 
