@@ -24,6 +24,13 @@ const fixture: FixtureImage = {
     tag: "v1",
     artifact: image([layer("remote-a", 1 << 20), layer("remote-b", 512 << 10)]),
 };
+/** Warmed by `npm run prewarm` from this machine, never pulled by a node. */
+const prewarmed: FixtureImage = {
+    registry,
+    repository: "pullthrough/remote-prewarmed",
+    tag: "v1",
+    artifact: image([layer("remote-prewarmed", 256 << 10)]),
+};
 let stack: TestStack;
 let host: RemoteDockerHost;
 let workDir: string;
@@ -34,12 +41,12 @@ let upstreams: { registry: string; remote: string; port: number }[];
 
 const outputs = () => ({
     mirrors: stack.run.outputs.mirrors,
-    prewarmImages: [byTag(fixture)],
+    prewarmImages: [byTag(fixture), byTag(prewarmed)],
     dockerHost: stack.run.outputs.dockerHost,
 });
 
 beforeAll(async () => {
-    stack = await TestStack.start("remote", [registry], [fixture]);
+    stack = await TestStack.start("remote", [registry], [fixture, prewarmed]);
     workDir = mkdtempSync(path.join(tmpdir(), "pt-remote-"));
     host = await RemoteDockerHost.start(`${stack.id}-host`, stack.upstreams.network);
     host.load([fixtureRegistryImage, fixtureFrontImage]);
@@ -95,16 +102,21 @@ test("a node on this machine pulls through the remote caches; a warm pull asks t
     expect(stack.upstreams.blobRequests(registry)).toBe(blobsAfterCold);
 });
 
-test("verify, status and prune work on the remote caches with no extra flags", async () => {
+test("prewarm, verify, status and prune work on the remote caches with no extra flags", async () => {
+    const prewarm = await runTool("prewarm", outputs(), workDir);
+    expect(prewarm.stderr).toBe("");
+    expect(prewarm.stdout).toContain("Warmed 2 of 2 images");
+    expect(prewarm.code).toBe(0);
+
     const verify = await runTool("verify", outputs(), workDir);
     expect(verify.stderr).toBe("");
-    expect(verify.stdout).toContain("All 1 images are in the caches.");
+    expect(verify.stdout).toContain("All 2 images are in the caches.");
     expect(verify.code).toBe(0);
 
     const status = await runTool("status", outputs(), workDir, "--json");
     expect(status.code).toBe(0);
     const [cache] = JSON.parse(status.stdout).caches;
-    expect(cache).toMatchObject({ health: "healthy", repositories: 1, images: 1, degraded: false });
+    expect(cache).toMatchObject({ health: "healthy", repositories: 2, images: 2, degraded: false });
     expect(cache.requests).toBeGreaterThan(0);
     expect(cache.upstreamBytes).toBeGreaterThan(0);
 
