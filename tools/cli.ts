@@ -1,12 +1,12 @@
 /**
- * `npm run prewarm`, `npm run verify`, `npm run status` and `npm run prune`. All take the caches (and the image
- * list) from the stack: `--outputs FILE` (or `-` for stdin) reads `pulumi stack output --json`;
- * otherwise the stack's config file is planned with the same code `pulumi up` runs, so there is
- * one source of truth.
+ * `npm run prewarm`, `npm run verify`, `npm run status` and `npm run prune`. All take the caches
+ * (and the image list, and the engine they run on) from the stack: `--outputs FILE` (or `-` for
+ * stdin) reads `pulumi stack output --json`; otherwise the stack's config file is planned with the
+ * same code `pulumi up` runs, so there is one source of truth.
  *
- * Exit codes: 0 all good; 1 an image failed to warm or is missing, or a cache needs attention;
- * 2 the tool could not run (bad arguments or config, a cache unreachable, an image without a
- * cache).
+ * Exit codes: 0 all good; 1 an image failed to warm or is missing, a cache needs attention, or
+ * prune could not get under its budget; 2 the tool could not run (bad arguments or config, a
+ * cache unreachable, an image without a cache).
  */
 import { readFileSync } from "node:fs";
 import * as path from "node:path";

@@ -5,8 +5,8 @@
  * - the front's access log (core/front.ts): every content request of a cache's port, and the
  *   bytes sent to clients;
  * - the registry's Prometheus metrics (registry 3 serves them on its debug port, 5001, in its
- *   default config; read from inside the container): `registry_proxy_misses_total` and `registry_proxy_pulled_bytes_total`, what
- *   it had to fetch upstream;
+ *   default config; read from inside the container): `registry_proxy_misses_total` and
+ *   `registry_proxy_pulled_bytes_total`, what it had to fetch upstream;
  * - the cache container: its healthcheck (what it serves now, a full disk) and its volume (`du`,
  *   `df`, and the tags under the registry's storage).
  */
