@@ -8,7 +8,15 @@
  * docker CLI (the tools) and the engine stand-in run that `ssh`.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+    chmodSync,
+    copyFileSync,
+    mkdirSync,
+    mkdtempSync,
+    readFileSync,
+    rmSync,
+    writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { docker, engine, waitFor } from "./engine";
@@ -61,6 +69,9 @@ export class RemoteDockerHost {
         execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key]);
         docker(
             ...["run", "-d", "--name", name, "--network", network, ...nestedEngineFlags],
+            // Names outside Docker's resolve nowhere, for the host's own dockerd too: asked to
+            // run an image it lacks, it cannot even look up a registry.
+            ...["--dns", "127.0.0.1"],
             ...["--env", `PULLTHROUGH_AUTHORIZED_KEY=${readFileSync(`${key}.pub`, "utf8").trim()}`],
             dockerHostImage,
         );
@@ -84,7 +95,7 @@ export class RemoteDockerHost {
             ].join("\n"),
         );
         const bin = path.join(sshDir, "bin");
-        execFileSync("mkdir", ["-p", bin]);
+        mkdirSync(bin);
         writeFileSync(
             path.join(bin, "ssh"),
             `#!/bin/sh\nexec /usr/bin/ssh -F ${path.join(sshDir, "config")} "$@"\n`,
@@ -155,7 +166,8 @@ function issueCertificates(dir: string, address: string): { server: string; clie
     const client = path.join(dir, "client");
     const openssl = (...args: string[]) =>
         execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
-    execFileSync("mkdir", ["-p", server, client]);
+    mkdirSync(server);
+    mkdirSync(client);
     openssl(
         "req",
         "-x509",

@@ -348,12 +348,16 @@ function removalPaths(
 export async function readCacheContents(
     caches: readonly CacheEndpoint[],
 ): Promise<CacheContents[]> {
-    const fronts = new Map<number, string>();
+    // One front serves every cache port: its log is read once.
+    const logs = new Map<string, Promise<string>>();
+    const logOf = (front: string) => {
+        if (!logs.has(front)) logs.set(front, docker("logs", front));
+        return logs.get(front)!;
+    };
     return Promise.all(
         caches.map(async (cache) => {
             const front = await frontOf(cache.port);
-            const log = front ? (fronts.get(cache.port) ?? (await docker("logs", front))) : "";
-            if (front) fronts.set(cache.port, log);
+            const log = front ? await logOf(front) : "";
             const storage = await readStorage(cache.container).catch((error: Error) => {
                 throw /No such container/.test(error.message)
                     ? new UsageError(

@@ -317,13 +317,16 @@ describe("create argv per version family", () => {
         },
     );
 
+    /** The stand-in as talosctl 1.12 with no image list. */
+    const talosctl112Env = () => ({
+        ...process.env,
+        TALOSCTL_STAND_IN_VERSION: "v1.12.0",
+        TALOSCTL_STAND_IN_IMAGES: "",
+    });
+
     test("the stand-in does what the real talosctl 1.12 does: bare create builds QEMU, docker has no --controlplanes", () => {
         const state = mkdtempSync(path.join(tmpdir(), "pt-talosctl-"));
-        const env = {
-            ...process.env,
-            TALOSCTL_STAND_IN_VERSION: "v1.12.0",
-            TALOSCTL_STAND_IN_IMAGES: "",
-        };
+        const env = talosctl112Env();
         try {
             // The hidden bare `create` is the QEMU dev command; its --provisioner is ignored.
             execFileSync(
@@ -348,11 +351,7 @@ describe("create argv per version family", () => {
 
     test("the stand-in reads --registry-mirror as pflag does: a comma splits a value in two", () => {
         const state = mkdtempSync(path.join(tmpdir(), "pt-talosctl-"));
-        const env = {
-            ...process.env,
-            TALOSCTL_STAND_IN_VERSION: "v1.12.0",
-            TALOSCTL_STAND_IN_IMAGES: "",
-        };
+        const env = talosctl112Env();
         try {
             const mirrorFlag = "docker.io=http://10.5.0.1:5000,ghcr.io=http://10.5.0.1:5004";
             execFileSync(
