@@ -18,15 +18,16 @@ import {
     planCaches,
     volumeOptions,
 } from "./core/plan";
-import { planPrewarm, prewarmCommand, pruneCommand } from "./core/prewarm";
+import { importCommand, planPrewarm, prewarmCommand, pruneCommand } from "./core/prewarm";
 import * as render from "./core/render";
 import { readCacheSupervisor, readFrontEntry } from "./host/assets";
 import { dockerProviderArgs } from "./host/engine";
+import { bundleToImport } from "./host/oci-layout";
 import { checkHost } from "./host/preflight";
 import { detectTalosctlVersion, readTalosImageSet, requireBootAssets } from "./host/talosctl";
 import { hostPlatform } from "./core/images";
 
-const { settings, caches, front, prewarmImages, clusterPlan } = loadPlan();
+const { settings, caches, front, prewarmImages, clusterPlan, bundle } = loadPlan();
 const supervisor = readCacheSupervisor();
 const toolInput = { images: prewarmImages, caches, dockerHost: settings.dockerHost };
 
@@ -66,12 +67,21 @@ const coalescingFront = new docker.Container(front.name, frontArgs, {
     dependsOn: registries,
 });
 
+// Fills the caches from a bundle (`importFrom`), with no network needed, before anything pulls.
+const imported = bundle
+    ? [
+          new command.local.Command("import-bundle", importCommand(bundle, toolInput, __dirname), {
+              dependsOn: coalescingFront,
+          }),
+      ]
+    : [];
+
 // Warms the caches before any node pulls, so even a first boot pulls from warm caches.
 const prewarm =
     prewarmImages.length > 0
         ? [
               new command.local.Command("prewarm-caches", prewarmCommand(toolInput, __dirname), {
-                  dependsOn: coalescingFront,
+                  dependsOn: [coalescingFront, ...imported],
               }),
           ]
         : [];
@@ -82,7 +92,7 @@ const prune = settings.maxSize
           new command.local.Command(
               "prune-caches",
               pruneCommand(settings.maxSize, toolInput, __dirname),
-              { dependsOn: [coalescingFront, ...prewarm] },
+              { dependsOn: [coalescingFront, ...imported, ...prewarm] },
           ),
       ]
     : [];
@@ -91,7 +101,7 @@ if (settings.cluster.enabled) {
     // The Talos cluster boots only once every cache is healthy (and warm, with prewarm).
     new command.local.Command("talos-cluster", clusterCommand(clusterPlan), {
         ...clusterCommandOptions(),
-        dependsOn: [coalescingFront, ...prewarm, ...prune],
+        dependsOn: [coalescingFront, ...imported, ...prewarm, ...prune],
     });
 }
 
@@ -122,7 +132,8 @@ function loadPlan() {
         const host = { arch: hostPlatform().architecture, projectDir: __dirname };
         const clusterPlan = planCluster(settings, caches, host, talosctl);
         if (settings.cluster.enabled) requireBootAssets(clusterPlan.bootAssets);
-        return { settings, caches, front, prewarmImages, clusterPlan };
+        const bundle = bundleToImport(settings.importFrom, __dirname);
+        return { settings, caches, front, prewarmImages, clusterPlan, bundle };
     } catch (error) {
         // RunError prints the message alone, without a stack trace.
         throw new pulumi.RunError(error instanceof Error ? error.message : String(error));

@@ -124,6 +124,7 @@ const expected = {
     allowFrom: 'a list of IPv4 networks or addresses (e.g. ["192.168.1.0/24", "10.0.0.7"])',
     network: 'an IPv4 network in CIDR form or an IPv4 address (e.g. "192.168.1.0/24")',
     size: 'a size in bytes with a unit, decimal or binary (e.g. "20GiB", "500MB", "1.5TB")',
+    bundle: "the path of a bundle made by npm run export (an OCI image layout directory or .tar)",
     dockerHost:
         'a Docker engine address as DOCKER_HOST takes it: "ssh://user@host" (optionally :port), "tcp://host:2376" (TLS) or "unix:///path/to/docker.sock"',
 } as const;
@@ -303,6 +304,8 @@ const settingsObject = z.strictObject({
         .string(expected.dockerHost)
         .refine((value) => parseDockerHost(value) !== undefined, expected.dockerHost)
         .optional(),
+    // A bundle `up` imports once the caches are healthy (README, Air gaps and CI).
+    importFrom: z.string(expected.bundle).min(1, expected.bundle).optional(),
     // Off when unset: the caches grow with what is pulled (README, Disk budget).
     maxSize: z
         .string(expected.size)
@@ -476,6 +479,7 @@ const expectedForKey = {
     prewarm: expected.prewarm,
     allowFrom: expected.allowFrom,
     dockerHost: expected.dockerHost,
+    importFrom: expected.bundle,
     maxSize: expected.size,
 } satisfies Record<(typeof configKeys)[number], string>;
 

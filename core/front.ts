@@ -10,6 +10,7 @@
  * through, so a moved tag is seen at once. The front's cache is transient and bounded; the
  * registry's volume stays the cache of record.
  */
+import { createHash } from "node:crypto";
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
 import { Settings } from "../mirrors";
@@ -57,6 +58,22 @@ const headerVariable = (header: string) => `$http_${header.toLowerCase().replace
 
 /** Port of the front's own health endpoint, inside its container only. */
 const healthPort = 8079;
+
+/** The front's blob cache: nginx keeps each response in a file named by the md5 of its key. */
+const frontCachePath = "/var/cache/nginx/pullthrough";
+
+/** Cache keys: the cache port, then the request path (`proxy_cache_key` in frontConfig). */
+const frontCacheKey = (port: number, uri: string) => `${port}${uri}`;
+
+/**
+ * The file holding the front's copy of `uri` on `port`, for `levels=1:2`: the key's md5 under a
+ * folder of its last hex digit and one of the two before (ngx_http_file_cache). Removing it makes
+ * the next request a miss, so a repaired blob is not answered from a stale copy.
+ */
+export function frontCacheFile(port: number, uri: string): string {
+    const key = createHash("md5").update(frontCacheKey(port, uri)).digest("hex");
+    return `${frontCachePath}/${key.slice(-1)}/${key.slice(-3, -1)}/${key}`;
+}
 
 /** Where the rendered nginx config goes: the official image includes conf.d/*.conf in http {}. */
 const frontConfigPath = "/etc/nginx/conf.d/default.conf";
@@ -125,7 +142,7 @@ export function frontConfig(caches: readonly Cache[], allowed: readonly string[]
 # ${cache.registry}
 server {
     listen ${cache.port};
-    access_log /var/log/nginx/access.log pullthrough;
+    access_log /var/log/nginx/access.log pullthrough if=$pullthrough_pull;
     # Who may pull (README, Security): everyone else gets 403.
     ${access}
     # Pushes are refused by the registry; their bodies need not be buffered first.
@@ -145,7 +162,7 @@ server {
     location ~ "^/v2/.+/(blobs|manifests)/sha256:[0-9a-f]{64}$" {
         proxy_pass $registry;
         proxy_cache pullthrough;
-        proxy_cache_key "${cache.port}$uri";
+        proxy_cache_key "${frontCacheKey(cache.port, "$uri")}";
         proxy_cache_valid 200 ${frontCacheInactive};
         proxy_cache_lock on;
         proxy_cache_lock_timeout ${lockTimeoutSeconds}s;
@@ -164,11 +181,17 @@ server {
     );
     return `# Rendered by Pullthrough (core/front.ts); replaced with the front container on every change.
 log_format pullthrough ${logFormat};
+# What the tools send to a cache's view (verify, prewarm's checks, import) is not a pull: the log
+# that status and prune read holds pulls only.
+map ${headerVariable(viewHeader)} $pullthrough_pull {
+    "" 1;
+    default 0;
+}
 # Docker's embedded DNS. A restarted registry may come back at another address: names are
 # re-resolved every 2 s, and a connection to a stale address gives up after 2 s (a 502 the client
 # retries) instead of hanging for nginx's default 60 s.
 resolver 127.0.0.11 valid=2s ipv6=off;
-proxy_cache_path /var/cache/nginx/pullthrough levels=1:2 keys_zone=pullthrough:16m max_size=${frontCacheMaxSize} inactive=${frontCacheInactive} use_temp_path=off;
+proxy_cache_path ${frontCachePath} levels=1:2 keys_zone=pullthrough:16m max_size=${frontCacheMaxSize} inactive=${frontCacheInactive} use_temp_path=off;
 proxy_temp_path /var/cache/nginx/pullthrough-temp;
 client_body_temp_path /var/cache/nginx/pullthrough-body;
 

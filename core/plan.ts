@@ -100,6 +100,16 @@ const diskNotFull = `{ [ ! -s ${diskFullFile} ] || { cat ${diskFullFile}; false;
  */
 const credentialsFile = "/etc/pullthrough-credentials.yml";
 
+/** Settings every registry over a cache volume runs with. */
+const registryEnvs = (ttl: string) => [
+    `REGISTRY_PROXY_TTL=${ttl}`,
+    "REGISTRY_LOG_LEVEL=info",
+    // No in-memory blob descriptor cache: it outlives a blob `prune` removed, and the registry
+    // would answer for it with 200 and no bytes instead of fetching it again. Any value but
+    // "inmemory" or "redis" turns it off (distribution registry/handlers/app.go).
+    "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR=none",
+];
+
 /**
  * How the registry process of a cache runs: `proxy` without a login runs the image as it ships;
  * otherwise `supervisor` (the text of container/cache-supervisor.sh) is the entry command, which
@@ -109,14 +119,7 @@ function registryProcess(
     cache: Pick<Cache, "mode" | "remote" | "ttl" | "credential">,
     supervisor: string,
 ) {
-    const common = [
-        `REGISTRY_PROXY_TTL=${cache.ttl}`,
-        "REGISTRY_LOG_LEVEL=info",
-        // No in-memory blob descriptor cache: it outlives a blob `prune` removed, and the registry
-        // would answer for it with 200 and no bytes instead of fetching it again. Any value but
-        // "inmemory" or "redis" turns it off (distribution registry/handlers/app.go).
-        "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR=none",
-    ];
+    const common = registryEnvs(cache.ttl);
     return cache.mode === "proxy" && !cache.credential
         ? { envs: [`REGISTRY_PROXY_REMOTEURL=${cache.remote}`, ...common] }
         : {
@@ -205,24 +208,38 @@ export const cacheViewAlias = (container: string, viewId: string) => `${containe
 export const viewIdPattern = "^[0-9a-f]{8}$";
 
 /**
- * A read-only look at a cache: its registry in `offline` mode over the cache's volume mounted
- * read-only, on the stack's network under cacheViewAlias, never restarted. It answers only from
- * storage, exactly as the cache would with no network. `image` is the running cache's image id,
- * so nothing is pulled.
+ * A second registry over a cache's volume, on the stack's network under cacheViewAlias, never
+ * restarted. `image` is the running cache's image id, so nothing is pulled.
+ *
+ * - `read-only`: the registry in `offline` mode over the volume mounted read-only. It answers
+ *   only from storage, exactly as the cache would with no network (verify, prewarm).
+ * - `writable`: the image's own registry with no proxy section, so it takes pushes into the
+ *   cache's storage through the registry API (import). An index may name platforms it does not
+ *   carry (a cache holds only the platforms pulled): distribution 3 takes that with
+ *   `validation.manifests.indexes.platforms: none` (registry/handlers/app.go).
  */
 export function cacheViewContainer(
     cache: CacheRef,
     supervisor: string,
     image: string,
     viewId: string,
+    access: "read-only" | "writable" = "read-only",
 ) {
+    const readOnly = access === "read-only";
     return {
         image,
-        ...registryProcess(
-            { mode: "offline", remote: cache.remote, ttl: "0", credential: undefined },
-            supervisor,
-        ),
-        volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly: true }],
+        ...(readOnly
+            ? registryProcess(
+                  { mode: "offline", remote: cache.remote, ttl: "0", credential: undefined },
+                  supervisor,
+              )
+            : {
+                  envs: [
+                      ...registryEnvs("0"),
+                      "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS=none",
+                  ],
+              }),
+        volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly }],
         networksAdvanced: [
             { name: cache.network, aliases: [cacheViewAlias(cache.container, viewId)] },
         ],

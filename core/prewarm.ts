@@ -4,7 +4,7 @@
  */
 import type * as command from "@pulumi/command";
 import { ConfigError, ClusterSettings, Settings, formatKey, talosImageSet } from "../mirrors";
-import { TalosctlVersion, formatVersion, hasProvisionerSubcommands } from "./cluster";
+import { TalosctlVersion, formatVersion, hasProvisionerSubcommands, shellQuote } from "./cluster";
 import { parseImageReference } from "./images";
 import { Cache } from "./plan";
 import { mirrorsByRegistry } from "./render";
@@ -134,6 +134,28 @@ export function pruneCommand(maxSize: string, input: ToolInput, projectDir: stri
         stdin: outputs,
         dir: projectDir,
         triggers: [outputs, maxSize],
+        logging: "stdoutAndStderr",
+    } satisfies command.local.CommandArgs;
+}
+
+/** A bundle `up` imports: where it is, and the digest of its `index.json`. */
+export interface BundleToImport {
+    path: string;
+    fingerprint: string;
+}
+
+/**
+ * The `command.local.Command` that imports `importFrom` once the caches are healthy, before
+ * prewarm, prune and the cluster. It runs again only when the bundle's content (its index) or the
+ * caches change, not on every `up`.
+ */
+export function importCommand(bundle: BundleToImport, input: ToolInput, projectDir: string) {
+    const outputs = outputsDocument(input);
+    return {
+        create: `npm run --silent import -- --outputs - ${shellQuote([bundle.path])}`,
+        stdin: outputs,
+        dir: projectDir,
+        triggers: [outputsDocument({ ...input, images: [] }), bundle.fingerprint],
         logging: "stdoutAndStderr",
     } satisfies command.local.CommandArgs;
 }

@@ -6,10 +6,11 @@
 # Differences: Debian's nginx 1.22 instead of nginx.org's build, and an entrypoint that only execs
 # its command (the official one also runs /docker-entrypoint.d/ scripts, which Pullthrough does
 # not use), and no STOPSIGNAL (`docker import` cannot set it; nginx stops on TERM too).
-# Usage: front-image.sh TAG   (does nothing when TAG exists)
+# Usage: front-image.sh TAG   (does nothing when TAG exists in this layout)
 set -euo pipefail
 tag="$1"
-docker image inspect "$tag" >/dev/null 2>&1 && exit 0
+layout=2 # raise when the image's contents change, so existing hosts rebuild it
+[ "$(docker image inspect --format '{{index .Config.Labels "pullthrough.layout"}}' "$tag" 2>/dev/null)" = "$layout" ] && exit 0
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
@@ -18,7 +19,8 @@ chmod 1777 "$root/tmp"
 install -m 0755 /usr/sbin/nginx "$root/usr/sbin/nginx"
 install -m 0755 /usr/bin/curl "$root/bin/curl"
 install -m 0755 /usr/bin/busybox "$root/bin/busybox"
-for applet in sh cat ls; do ln -s busybox "$root/bin/$applet"; done
+# The shell and the few tools Pullthrough runs in the front, all in both official images.
+for applet in sh cat ls rm; do ln -s busybox "$root/bin/$applet"; done
 cp /etc/nginx/mime.types "$root/etc/nginx/mime.types"
 
 nss_libs=$(ldconfig -p | awk '/libnss_(dns|files)\.so\.2 /{print $NF}' | sort -u)
@@ -77,5 +79,6 @@ tar -C "$root" -c . | docker import \
     --change 'EXPOSE 80' \
     --change 'ENTRYPOINT ["/docker-entrypoint.sh"]' \
     --change 'CMD ["nginx", "-g", "daemon off;"]' \
+    --change "LABEL pullthrough.layout=$layout" \
     --change "LABEL org.opencontainers.image.description=\"Test fixture: Debian nginx $(dpkg-query -W -f='${Version}' nginx) as the nginx image\"" \
     - "$tag" >/dev/null

@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
+import { tarEnd, tarHeader, tarPadding } from "../core/tar";
 
 export const mediaTypes = {
     dockerManifest: "application/vnd.docker.distribution.manifest.v2+json",
@@ -49,28 +50,14 @@ function pseudoRandomBytes(seed: string, size: number): Buffer {
     return bytes;
 }
 
-/** A one-file POSIX tar archive (ustar). */
-function tarWithOneFile(name: string, content: Buffer): Buffer {
-    const header = Buffer.alloc(512);
-    const field = (offset: number, length: number, value: string) =>
-        header.write(value, offset, length, "ascii");
-    const octal = (value: number, length: number) =>
-        value.toString(8).padStart(length - 1, "0") + "\0";
-    field(0, 100, name);
-    field(100, 8, octal(0o644, 8));
-    field(108, 8, octal(0, 8));
-    field(116, 8, octal(0, 8));
-    field(124, 12, octal(content.length, 12));
-    field(136, 12, octal(0, 12));
-    field(148, 8, " ".repeat(8));
-    field(156, 1, "0");
-    field(257, 6, "ustar\0");
-    field(263, 2, "00");
-    const checksum = header.reduce((sum, byte) => sum + byte, 0);
-    field(148, 8, checksum.toString(8).padStart(6, "0") + "\0 ");
-    const padding = Buffer.alloc((512 - (content.length % 512)) % 512);
-    return Buffer.concat([header, content, padding, Buffer.alloc(1024)]);
-}
+/** A one-file tar archive. */
+const tarWithOneFile = (name: string, content: Buffer) =>
+    Buffer.concat([
+        tarHeader(name, content.length),
+        content,
+        Buffer.alloc(tarPadding(content.length)),
+        tarEnd,
+    ]);
 
 export interface Layer {
     blob: Blob;

@@ -65,14 +65,19 @@ export function fixtureImages(): FixtureImage[] {
     ];
 }
 
-/** Named like `talosctl image k8s-bundle` prints them for Talos 1.12; small generated layers. */
+/**
+ * Named like `talosctl image k8s-bundle` prints them for Talos 1.12; small generated layers. A mix
+ * of OCI (the ghcr.io ones) and Docker schema 2 manifests, as a real cluster's images are.
+ */
 export function talosLikeImages(): FixtureImage[] {
     const base = layer("talos-base", 48 << 10);
     const named = (registry: string, repository: string, tag: string): FixtureImage => ({
         registry,
         repository,
         tag,
-        artifact: image([base, layer(`${repository}-${tag}`, 32 << 10)]),
+        artifact: image([base, layer(`${repository}-${tag}`, 32 << 10)], {
+            oci: registry === "ghcr.io",
+        }),
     });
     return [
         named("ghcr.io", "siderolabs/flannel", "v0.26.7"),

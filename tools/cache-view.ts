@@ -24,7 +24,7 @@ function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
         ...view.envs.flatMap((env) => ["--env", env]),
         ...view.volumes.flatMap((volume) => [
             "--volume",
-            `${volume.volumeName}:${volume.containerPath}:ro`,
+            `${volume.volumeName}:${volume.containerPath}${volume.readOnly ? ":ro" : ""}`,
         ]),
         ...view.networksAdvanced.flatMap((network) => [
             "--network",
@@ -37,9 +37,12 @@ function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
     ];
 }
 
-/** Starts the read-only view of `cache`; `close` removes it. */
+type ViewAccess = Parameters<typeof cacheViewContainer>[4];
+
+/** Starts a view of `cache`; `close` removes it. */
 async function openCacheView(
     cache: CacheEndpoint,
+    access: ViewAccess,
 ): Promise<CacheView & { close(): Promise<void> }> {
     const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
         throw new UsageError(
@@ -50,7 +53,7 @@ async function openCacheView(
     const id = await docker(
         "run",
         "--rm",
-        ...dockerRunArgs(cacheViewContainer(cache, readCacheSupervisor(), image, viewId)),
+        ...dockerRunArgs(cacheViewContainer(cache, readCacheSupervisor(), image, viewId, access)),
     );
     const close = async () => void (await docker("rm", "--force", id).catch(() => ""));
     try {
@@ -75,12 +78,16 @@ async function waitUntilServing(client: RegistryClient): Promise<void> {
     }
 }
 
-/** Runs `work` with a read-only view of each cache, by registry; removes them afterwards. */
+/**
+ * Runs `work` with a view of each cache, by registry (read-only unless `access` says otherwise);
+ * removes them afterwards.
+ */
 export async function withCacheViews<T>(
     caches: readonly CacheEndpoint[],
     work: (views: Map<string, CacheView>) => Promise<T>,
+    access: ViewAccess = "read-only",
 ): Promise<T> {
-    const opened = await Promise.allSettled(caches.map(openCacheView));
+    const opened = await Promise.allSettled(caches.map((cache) => openCacheView(cache, access)));
     const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
     try {
         const failure = opened.find((view) => view.status === "rejected");

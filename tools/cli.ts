@@ -1,12 +1,12 @@
 /**
- * `npm run prewarm`, `npm run verify`, `npm run status` and `npm run prune`. All take the caches
+ * `npm run prewarm`, `verify`, `status`, `prune`, `export` and `import`. All take the caches
  * (and the image list, and the engine they run on) from the stack: `--outputs FILE` (or `-` for
  * stdin) reads `pulumi stack output --json`; otherwise the stack's config file is planned with the
  * same code `pulumi up` runs, so there is one source of truth.
  *
- * Exit codes: 0 all good; 1 an image failed to warm or is missing, a cache needs attention, or
- * prune could not get under its budget; 2 the tool could not run (bad arguments or config, a
- * cache unreachable, an image without a cache).
+ * Exit codes: 0 all good; 1 an image failed to warm or is missing (or corrupt), a cache needs
+ * attention, or prune could not get under its budget; 2 the tool could not run (bad arguments or
+ * config, a cache unreachable, an image without a cache, a bundle that cannot be imported).
  */
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
@@ -31,11 +31,23 @@ import {
     readCacheContents,
     withinBudget,
 } from "./prune";
+import { ExportReport, NotHeld, exportBundle, formatExport, formatExportedImage } from "./export";
+import { ImportedImage, formatImport, formatImportedImage, importBundle } from "./import";
+import {
+    deepCheck,
+    formatDeepSummary,
+    formatFindings,
+    formatRepairs,
+    recordChecks,
+    repair,
+} from "./integrity";
 import { RegistryClient } from "./registry-client";
+import { heldReferences, readStorage, storedImages } from "./storage";
 import {
     CacheEndpoint,
     PrewarmEvent,
     PrewarmResult,
+    RoutedImage,
     UsageError,
     VerifyResult,
     prewarmUntilStored,
@@ -48,25 +60,37 @@ const projectDir = path.resolve(__dirname, "..");
 const sizeHint = "a size such as 20GiB, 500MB or 1.5TB";
 
 const usage = `Usage: npm run <prewarm|verify|status|prune> -- [options]
+       npm run export -- BUNDLE [options]
+       npm run import -- BUNDLE [options]
 
   prewarm            pull the stack's prewarm images through the caches until they are stored
   verify             check that the caches hold them, without asking any upstream
   status             what each cache holds, its health, and what it saved
   prune              remove the least recently pulled images (never a prewarm image) and the
                      blobs no remaining image needs
+  export BUNDLE      write what the caches hold to BUNDLE, an OCI image layout: a directory, or
+                     one file when BUNDLE ends in .tar
+  import BUNDLE      put the images of BUNDLE (an OCI layout with reference annotations, from
+                     export or skopeo) into the caches of their registries; works offline
 
   --outputs FILE     read caches and images from \`pulumi stack output --json\` saved in FILE ("-": stdin)
   --stack NAME       otherwise plan them from Pulumi.NAME.yaml, as pulumi up does (default: dev)
-  --platform LIST    platforms to warm or check, e.g. linux/amd64,linux/arm64 (default: ${formatPlatform(hostPlatform())})
+  --platform LIST    platforms to warm, check or export, e.g. linux/amd64,linux/arm64 (default:
+                     ${formatPlatform(hostPlatform())}; export: every platform the caches hold)
   --concurrency N    requests in flight at once (default: 4)
+  --images WHICH     export, verify: "all" (every image the caches hold), "prewarm" (the prewarm
+                     list) or a comma-separated list of references (default: export all, verify
+                     prewarm)
+  --deep             verify: also re-hash every stored blob the images need, inside the caches
+  --repair           verify --deep: remove each corrupt blob, so the next pull fetches it again
   --to SIZE          prune: until all caches together hold at most SIZE, e.g. 20GiB (default: maxSize)
   --older-than AGE   prune: every image not pulled for AGE, e.g. 7d, 36h, 90m
   --dry-run          prune: list what would go, remove nothing
   --json             print the result, or the error, as JSON (for CI)
   -h, --help         print this and exit
 
-Exit codes: 0 all good; 1 an image failed to warm or is missing, a cache needs attention, or
-prune could not get under SIZE; 2 could not run.`;
+Exit codes: 0 all good; 1 an image failed to warm or is missing or corrupt, a cache needs
+attention, or prune could not get under SIZE; 2 could not run (nothing was imported or exported).`;
 
 /** The caches and images a run works on, as the stack outputs carry them. */
 export interface StackView {
@@ -225,9 +249,13 @@ export function progressReporter(
 }
 
 /** `parseArgs`, with its errors pointing at `--help`. */
-function parseToolArgs<T extends ParseArgsConfig["options"]>(args: string[], options: T) {
+function parseToolArgs<T extends ParseArgsConfig["options"]>(
+    args: string[],
+    options: T,
+    allowPositionals = false,
+) {
     try {
-        return parseArgs({ args, options, strict: true });
+        return parseArgs({ args, options, strict: true, allowPositionals });
     } catch (error) {
         throw new UsageError(`${(error as Error).message}; see --help`);
     }
@@ -248,25 +276,47 @@ function readOutputsDocument(file: string): string {
     }
 }
 
+const commands = ["prewarm", "verify", "status", "prune", "export", "import"] as const;
+type Command = (typeof commands)[number];
+
+const optionSpec = {
+    outputs: { type: "string" },
+    stack: { type: "string", default: "dev" },
+    platform: { type: "string" },
+    concurrency: { type: "string", default: "4" },
+    to: { type: "string" },
+    "older-than": { type: "string" },
+    "dry-run": { type: "boolean", default: false },
+    images: { type: "string" },
+    deep: { type: "boolean", default: false },
+    repair: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** A parsed command line, and the stack it works on. */
+interface Run {
+    values: ReturnType<typeof parseToolArgs<typeof optionSpec>>["values"];
+    /** The BUNDLE of export and import. */
+    bundle?: string;
+    stack: StackView;
+    /** `--platform`, when given. */
+    platforms?: Platform[];
+    concurrency: number;
+}
+
 async function main(argv: string[]): Promise<number> {
     const [command, ...rest] = argv;
-    if (!["prewarm", "verify", "status", "prune"].includes(command)) throw new UsageError(usage);
-    const { values } = parseToolArgs(rest, {
-        outputs: { type: "string" },
-        stack: { type: "string", default: "dev" },
-        platform: { type: "string" },
-        concurrency: { type: "string", default: "4" },
-        to: { type: "string" },
-        "older-than": { type: "string" },
-        "dry-run": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-    });
+    if (!commands.includes(command as Command)) throw new UsageError(usage);
+    const takesBundle = command === "export" || command === "import";
+    const { values, positionals } = parseToolArgs(rest, optionSpec, takesBundle);
     if (values.help) {
         console.log(usage);
         return 0;
     }
-    const platforms: Platform[] = values.platform
+    if (takesBundle && positionals.length !== 1)
+        fail(`${command} takes one BUNDLE path, e.g. npm run ${command} -- talos-images.tar`);
+    const platforms = values.platform
         ? values.platform
               .split(",")
               .map(
@@ -274,67 +324,89 @@ async function main(argv: string[]): Promise<number> {
                       parsePlatform(text) ??
                       fail(`--platform: ${JSON.stringify(text)} is not os/arch[/variant]`),
               )
-        : [hostPlatform()];
+        : undefined;
     const concurrency = Number(values.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1)
         fail(`--concurrency: ${values.concurrency} is not a positive integer`);
+    if (values.repair && !values.deep)
+        fail("--repair goes with --deep: npm run verify -- --deep --repair");
 
     const stack = values.outputs
         ? fromOutputs(readOutputsDocument(values.outputs))
         : fromStackConfig(path.join(projectDir, `Pulumi.${values.stack}.yaml`), values.stack!);
     // Every `docker` command of the tools goes to the caches' engine.
     if (stack.dockerHost) Object.assign(process.env, engineEnv(stack.dockerHost));
-    if (command === "status") {
-        const statuses = await Promise.all(stack.caches.map(readCacheStatus));
-        const ok = statuses.every((status) => !status.degraded);
-        console.log(
-            values.json
-                ? JSON.stringify({ ok, caches: statuses }, null, 2)
-                : formatStatus(statuses, Boolean(process.stdout.isTTY)),
-        );
-        return ok ? 0 : 1;
-    }
-    if (command === "prune") {
-        const budget = values.to ?? stack.maxSize;
-        const targetBytes =
-            budget === undefined
-                ? undefined
-                : (parseSize(budget) ?? fail(`--to: ${JSON.stringify(budget)} is not ${sizeHint}`));
-        const age = values["older-than"];
-        const olderThanSeconds =
-            age === undefined
-                ? undefined
-                : (parseAge(age) ??
-                  fail(
-                      `--older-than: ${JSON.stringify(age)} is not an age such as 7d, 36h or 90m`,
-                  ));
-        if (targetBytes === undefined && olderThanSeconds === undefined)
-            fail(
-                "nothing to prune to: pass --to SIZE or --older-than AGE, or set pullthrough:maxSize",
-            );
-        const keep = routeImages(stack.images, stack.caches).map(({ image }) => image);
-        const plan = planPrune(await readCacheContents(stack.caches), {
-            targetBytes,
-            olderThanSeconds,
-            keep,
-            now: Math.floor(Date.now() / 1000),
-        });
-        if (!values["dry-run"]) await applyPrune(stack.caches, plan);
-        const ok = withinBudget(plan);
-        console.log(
-            values.json
-                ? JSON.stringify(pruneReport(plan, values["dry-run"]!, ok), null, 2)
-                : formatPrune(plan, values["dry-run"]!),
-        );
-        return ok ? 0 : 1;
-    }
-    if (stack.images.length === 0) {
-        console.log("No images to work on: set pullthrough:prewarm (see README).");
-        return 0;
-    }
-    const routed = routeImages(stack.images, stack.caches);
+    const run: Run = { values, bundle: positionals[0], stack, platforms, concurrency };
+    return {
+        status: runStatus,
+        prune: runPrune,
+        export: runExport,
+        import: runImport,
+        prewarm: runPrewarm,
+        verify: runVerify,
+    }[command as Command](run);
+}
+
+async function runStatus({ stack, values }: Run): Promise<number> {
+    const statuses = await Promise.all(stack.caches.map(readCacheStatus));
+    const ok = statuses.every((status) => !status.degraded);
+    console.log(
+        values.json
+            ? JSON.stringify({ ok, caches: statuses }, null, 2)
+            : formatStatus(statuses, Boolean(process.stdout.isTTY)),
+    );
+    return ok ? 0 : 1;
+}
+
+async function runPrune({ stack, values }: Run): Promise<number> {
+    const budget = values.to ?? stack.maxSize;
+    const targetBytes =
+        budget === undefined
+            ? undefined
+            : (parseSize(budget) ?? fail(`--to: ${JSON.stringify(budget)} is not ${sizeHint}`));
+    const age = values["older-than"];
+    const olderThanSeconds =
+        age === undefined
+            ? undefined
+            : (parseAge(age) ??
+              fail(`--older-than: ${JSON.stringify(age)} is not an age such as 7d, 36h or 90m`));
+    if (targetBytes === undefined && olderThanSeconds === undefined)
+        fail("nothing to prune to: pass --to SIZE or --older-than AGE, or set pullthrough:maxSize");
+    const keep = routeImages(stack.images, stack.caches).map(({ image }) => image);
+    const plan = planPrune(await readCacheContents(stack.caches), {
+        targetBytes,
+        olderThanSeconds,
+        keep,
+        now: Math.floor(Date.now() / 1000),
+    });
+    if (!values["dry-run"]) await applyPrune(stack.caches, plan);
+    const ok = withinBudget(plan);
+    console.log(
+        values.json
+            ? JSON.stringify(pruneReport(plan, values["dry-run"]!, ok), null, 2)
+            : formatPrune(plan, values["dry-run"]!),
+    );
+    return ok ? 0 : 1;
+}
+
+/**
+ * The images `--images` names: every image the caches hold, the prewarm list, or a list of
+ * references; each paired with its cache.
+ */
+async function selectImages(which: string, stack: StackView): Promise<RoutedImage[]> {
+    if (which === "prewarm") return routeImages(stack.images, stack.caches);
+    if (which !== "all") return routeImages(which.split(",").filter(Boolean), stack.caches);
+    const held = await Promise.all(
+        stack.caches.map(async (cache) =>
+            heldReferences(cache.registry, storedImages(await readStorage(cache.container))),
+        ),
+    );
+    return routeImages(held.flat(), stack.caches);
+}
+
+/** The caches of `routed` images, each once, checked to answer; fails naming the first that does not. */
+async function reachableCaches(routed: readonly RoutedImage[]): Promise<CacheEndpoint[]> {
     const caches = [...new Map(routed.map(({ cache }) => [cache.registry, cache])).values()];
-    // Fail fast, naming the cache, rather than once per image.
     await Promise.all(
         caches.map((cache) =>
             new RegistryClient(cache.hostEndpoint, cache.registry).ping().catch((error: Error) => {
@@ -344,33 +416,121 @@ async function main(argv: string[]): Promise<number> {
             }),
         ),
     );
+    return caches;
+}
 
+async function runExport({ stack, values, bundle, platforms, concurrency }: Run): Promise<number> {
+    const which = values.images ?? "all";
+    const routed = await selectImages(which, stack);
+    if (routed.length === 0) fail("the caches hold no images to export");
+    const caches = await reachableCaches(routed);
+    const report = await withCacheViews(caches, (views) =>
+        exportBundle(path.resolve(bundle!), routed, views, {
+            platforms,
+            concurrency,
+            skipIncomplete: which === "all",
+            onImage: values.json ? undefined : (image) => console.log(formatExportedImage(image)),
+        }),
+    ).catch((error: unknown): ExportReport | undefined => {
+        if (error instanceof NotHeld) {
+            if (values.json)
+                console.log(JSON.stringify({ ok: false, error: error.message }, null, 2));
+            else console.error(`error: ${error.message}; nothing was written`);
+            return undefined;
+        }
+        throw error;
+    });
+    if (!report) return 1;
+    console.log(
+        values.json ? JSON.stringify({ ok: true, ...report }, null, 2) : formatExport(report),
+    );
+    return 0;
+}
+
+async function runImport({ stack, values, bundle }: Run): Promise<number> {
+    const onImage = values.json
+        ? undefined
+        : (image: ImportedImage) => console.log(formatImportedImage(image));
+    const report = await importBundle(bundle!, stack.caches, onImage);
+    console.log(
+        values.json ? JSON.stringify({ ok: true, ...report }, null, 2) : formatImport(report),
+    );
+    return 0;
+}
+
+async function runVerify({ stack, values, platforms, concurrency }: Run): Promise<number> {
+    const routed = await selectImages(values.images ?? "prewarm", stack);
+    if (routed.length === 0) {
+        console.log("No images to work on: set pullthrough:prewarm (see README).");
+        return 0;
+    }
+    const caches = await reachableCaches(routed);
+    const checkedPlatforms = platforms ?? [hostPlatform()];
+    const checked = await withCacheViews(caches, (views) =>
+        verify(routed, views, checkedPlatforms, concurrency),
+    );
+    const deep = values.deep ? await deepCheck(checked, caches) : undefined;
+    const repairs = deep && values.repair ? await repair(deep.findings, caches) : [];
+    if (deep)
+        await recordChecks(
+            deep.checks.map((check) => ({
+                ...check,
+                repaired: repairs.find((done) => done.registry === check.registry)?.removed ?? [],
+            })),
+            caches,
+        );
+    // A missing image of a cache that cannot store is that cache's trouble: say so first.
+    const results = await Promise.all(
+        // `content` is what the deep check read, not part of the report.
+        (deep?.results ?? checked).map(async ({ content, ...result }) => {
+            const cache = caches.find((candidate) => candidate.registry === result.registry)!;
+            const trouble =
+                result.present || result.corrupt ? undefined : await cacheTrouble(cache);
+            return trouble ? { ...result, reason: `${trouble} (${result.reason})` } : result;
+        }),
+    );
+    const ok = results.every((result) => result.present);
+    if (values.json) {
+        console.log(
+            JSON.stringify(
+                {
+                    ok,
+                    platforms: checkedPlatforms.map(formatPlatform),
+                    images: results,
+                    ...(deep
+                        ? {
+                              deep: {
+                                  seconds: deep.seconds,
+                                  checks: deep.checks,
+                                  findings: deep.findings,
+                              },
+                          }
+                        : {}),
+                    ...(values.repair ? { repairs } : {}),
+                },
+                null,
+                2,
+            ),
+        );
+    } else {
+        // The cause first: each corrupt blob and what it breaks.
+        const findings = deep && deep.findings.length > 0 ? `${formatFindings(deep)}\n\n` : "";
+        console.log(`${findings}${formatVerifyReport(results)}`);
+        if (deep) console.log(formatDeepSummary(deep));
+        if (repairs.length > 0) console.log(formatRepairs(repairs));
+    }
+    return ok ? 0 : 1;
+}
+
+async function runPrewarm({ stack, values, platforms, concurrency }: Run): Promise<number> {
+    if (stack.images.length === 0) {
+        console.log("No images to work on: set pullthrough:prewarm (see README).");
+        return 0;
+    }
+    const routed = routeImages(stack.images, stack.caches);
+    const caches = await reachableCaches(routed);
     const byRegistry = new Map(caches.map((cache) => [cache.registry, cache]));
     const troubleOf = (registry: string) => cacheTrouble(byRegistry.get(registry)!);
-    if (command === "verify") {
-        const checked = await withCacheViews(caches, (views) =>
-            verify(routed, views, platforms, concurrency),
-        );
-        // A missing image of a cache that cannot store is that cache's trouble: say so first.
-        const results = await Promise.all(
-            checked.map(async (result) => {
-                const trouble = result.present ? undefined : await troubleOf(result.registry);
-                return trouble ? { ...result, reason: `${trouble} (${result.reason})` } : result;
-            }),
-        );
-        const ok = results.every((result) => result.present);
-        console.log(
-            values.json
-                ? JSON.stringify(
-                      { ok, platforms: platforms.map(formatPlatform), images: results },
-                      null,
-                      2,
-                  )
-                : formatVerifyReport(results),
-        );
-        return ok ? 0 : 1;
-    }
-
     const started = Date.now();
     const progress = values.json ? undefined : progressReporter(routed.length, process.stdout);
     const onRetry = (images: number, round: number) =>
@@ -379,7 +539,11 @@ async function main(argv: string[]): Promise<number> {
         );
     const onEvent = progress?.onEvent;
     const results = await withCacheViews(caches, (views) =>
-        prewarmUntilStored(routed, { platforms, concurrency, onEvent, onRetry, troubleOf }, views),
+        prewarmUntilStored(
+            routed,
+            { platforms: platforms ?? [hostPlatform()], concurrency, onEvent, onRetry, troubleOf },
+            views,
+        ),
     ).finally(() => progress?.stop());
     const seconds = (Date.now() - started) / 1000;
     console.log(

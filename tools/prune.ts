@@ -14,7 +14,7 @@
  * by tag) and when the image was stored.
  */
 import { ImageReference } from "../core/images";
-import { docker, dockerWithInput } from "./docker";
+import { docker } from "./docker";
 import { formatBytes } from "./format";
 import { frontOf } from "./status";
 import {
@@ -22,8 +22,9 @@ import {
     StoredImage,
     pulledRecordFile,
     readStorage,
-    storageRoot,
+    removeStoragePaths,
     storedImages,
+    writeVolumeFile,
 } from "./storage";
 import { CacheEndpoint, UsageError } from "./warm";
 
@@ -377,22 +378,11 @@ export async function readCacheContents(
 /** Removes what the plan says from each cache, then saves when its remaining images were pulled. */
 export async function applyPrune(caches: readonly CacheEndpoint[], plan: PrunePlan): Promise<void> {
     for (const cache of caches) {
-        const paths = plan.paths.get(cache.registry) ?? [];
-        // In order, a few hundred a time: the command line stays inside the kernel's limit.
-        for (let start = 0; start < paths.length; start += 200) {
-            await docker(
-                ...["exec", "--workdir", storageRoot, cache.container, "rm", "-rf", "--"],
-                ...paths.slice(start, start + 200),
-            );
-        }
+        await removeStoragePaths(cache.container, plan.paths.get(cache.registry) ?? []);
         const record = [...(plan.records.get(cache.registry) ?? [])]
             .map(([image, time]) => `${time} ${image}\n`)
             .join("");
-        await dockerWithInput(
-            record,
-            ...["exec", "-i", cache.container, "sh", "-c"],
-            `mkdir -p "$(dirname ${pulledRecordFile})" && cat >${pulledRecordFile}.new && mv ${pulledRecordFile}.new ${pulledRecordFile}`,
-        );
+        await writeVolumeFile(cache.container, pulledRecordFile, record);
     }
 }
 

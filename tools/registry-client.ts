@@ -4,35 +4,13 @@
  * what a registry holds. Every manifest and blob read is checked against its digest.
  */
 import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
 import { ImageReference, Platform, formatPlatform } from "../core/images";
+import { Descriptor, Manifest, mediaTypes, parseManifest } from "../core/oci";
 
-export const mediaTypes = {
-    ociIndex: "application/vnd.oci.image.index.v1+json",
-    dockerManifestList: "application/vnd.docker.distribution.manifest.list.v2+json",
-    ociManifest: "application/vnd.oci.image.manifest.v1+json",
-    dockerManifest: "application/vnd.docker.distribution.manifest.v2+json",
-} as const;
+export type { Descriptor, Manifest };
 
 const manifestAccept = Object.values(mediaTypes).join(", ");
-const indexTypes: readonly string[] = [mediaTypes.ociIndex, mediaTypes.dockerManifestList];
-
-export interface Descriptor {
-    mediaType: string;
-    digest: string;
-    size: number;
-    platform?: Platform;
-}
-
-export interface Manifest {
-    digest: string;
-    mediaType: string;
-    size: number;
-    isIndex: boolean;
-    /** Platform manifests of an index; empty for an image manifest. */
-    manifests: Descriptor[];
-    /** Config and layers of an image manifest; empty for an index. */
-    blobs: Descriptor[];
-}
 
 /**
  * A registry problem to report as it is. `status` is set when the registry answered with an
@@ -49,8 +27,17 @@ export class RegistryError extends Error {
     }
 }
 
-const sha256 = (data: Buffer | string) =>
-    `sha256:${createHash("sha256").update(data).digest("hex")}`;
+/** Content whose bytes do not hash to the digest it was asked for by: corrupt in storage or on the way. */
+export class DigestMismatch extends RegistryError {
+    constructor(
+        what: string,
+        readonly expected: string,
+        readonly actual: string,
+    ) {
+        super(`${what} arrived with digest ${actual}`);
+        this.name = "DigestMismatch";
+    }
+}
 
 export class RegistryClient {
     /**
@@ -70,47 +57,28 @@ export class RegistryClient {
             Accept: manifestAccept,
         });
         const body = Buffer.from(await response.arrayBuffer());
-        const digest = sha256(body);
+        const manifest = parseManifest(body, response.headers.get("content-type"));
         const expected = reference.startsWith("sha256:")
             ? reference
             : response.headers.get("docker-content-digest");
-        if (expected && expected !== digest)
-            throw new RegistryError(
-                `manifest ${repository}@${expected} arrived with digest ${digest}`,
+        if (expected && expected !== manifest.digest)
+            throw new DigestMismatch(
+                `manifest ${repository}@${expected}`,
+                expected,
+                manifest.digest,
             );
-        const json = JSON.parse(body.toString("utf8")) as {
-            mediaType?: string;
-            manifests?: Descriptor[];
-            config?: Descriptor;
-            layers?: Descriptor[];
-        };
-        const mediaType =
-            json.mediaType ?? response.headers.get("content-type") ?? mediaTypes.ociManifest;
-        const isIndex = indexTypes.includes(mediaType);
-        return isIndex
-            ? {
-                  digest,
-                  mediaType,
-                  size: body.length,
-                  isIndex,
-                  manifests: json.manifests ?? [],
-                  blobs: [],
-              }
-            : {
-                  digest,
-                  mediaType,
-                  size: body.length,
-                  isIndex,
-                  manifests: [],
-                  blobs: [...(json.config ? [json.config] : []), ...(json.layers ?? [])],
-              };
+        return manifest;
     }
 
-    /** Streams a blob to nowhere, reporting bytes as they arrive; the digest is checked at the end. */
+    /**
+     * Streams a blob into `sink` (to nowhere by default), reporting bytes as they arrive; the
+     * digest is checked at the end.
+     */
     async fetchBlob(
         repository: string,
         digest: string,
         onBytes: (bytes: number) => void = () => {},
+        sink: (chunk: Uint8Array) => unknown = () => undefined,
     ): Promise<number> {
         const response = await this.request("GET", `/v2/${repository}/blobs/${digest}`);
         const hash = createHash("sha256");
@@ -118,13 +86,12 @@ export class RegistryClient {
         for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
             hash.update(chunk);
             total += chunk.length;
+            await sink(chunk);
             onBytes(chunk.length);
         }
         const actual = `sha256:${hash.digest("hex")}`;
         if (actual !== digest)
-            throw new RegistryError(
-                `blob ${digest} of ${repository} arrived with digest ${actual}`,
-            );
+            throw new DigestMismatch(`blob ${digest} of ${repository}`, digest, actual);
         return total;
     }
 
@@ -138,6 +105,78 @@ export class RegistryClient {
         await this.request("GET", "/v2/");
     }
 
+    /** HEAD: the digest `repository:reference` resolves to, or undefined when there is none. */
+    async manifestDigest(repository: string, reference: string): Promise<string | undefined> {
+        try {
+            const response = await this.request(
+                "HEAD",
+                `/v2/${repository}/manifests/${reference}`,
+                {
+                    Accept: manifestAccept,
+                },
+            );
+            return response.headers.get("docker-content-digest") ?? undefined;
+        } catch (error) {
+            if (error instanceof RegistryError && error.status === 404) return undefined;
+            throw error;
+        }
+    }
+
+    /**
+     * Links a blob `from` holds into `repository` without sending it (a cross-repository mount).
+     * Throws when the registry does not hold it there.
+     */
+    async mountBlob(repository: string, digest: string, from: string): Promise<void> {
+        const query = `mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`;
+        const response = await this.request("POST", `/v2/${repository}/blobs/uploads/`, {}, query);
+        if (response.status === 201) return;
+        // 202: the registry started an upload instead; cancel it.
+        await this.requestAt("DELETE", this.uploadUrl(response)).catch(() => undefined);
+        throw new RegistryError(`${from} does not hold ${digest} to mount into ${repository}`);
+    }
+
+    /**
+     * Uploads a blob in one request; the registry checks it against `digest` before it stores it.
+     * `body` is read once.
+     */
+    async pushBlob(
+        repository: string,
+        digest: string,
+        size: number,
+        body: Readable,
+    ): Promise<void> {
+        const started = await this.request("POST", `/v2/${repository}/blobs/uploads/`);
+        const url = this.uploadUrl(started);
+        url.searchParams.set("digest", digest);
+        await this.requestAt("PUT", url, {
+            headers: { "content-type": "application/octet-stream", "content-length": `${size}` },
+            body: Readable.toWeb(body) as ReadableStream,
+            duplex: "half",
+        }).catch(async (error: unknown) => {
+            await this.requestAt("DELETE", url).catch(() => undefined);
+            throw error;
+        });
+    }
+
+    /** PUTs a manifest or index under a tag or its digest. */
+    async putManifest(
+        repository: string,
+        reference: string,
+        body: Buffer,
+        mediaType: string,
+    ): Promise<void> {
+        await this.request("PUT", `/v2/${repository}/manifests/${reference}`, {}, "", {
+            headers: { "content-type": mediaType },
+            body: new Uint8Array(body),
+        });
+    }
+
+    private uploadUrl(response: Response): URL {
+        const location = response.headers.get("location");
+        if (!location) throw new RegistryError("the registry started an upload with no Location");
+        return new URL(location, this.endpoint);
+    }
+
     private async exists(apiPath: string): Promise<boolean> {
         try {
             await this.request("HEAD", apiPath);
@@ -148,17 +187,29 @@ export class RegistryClient {
         }
     }
 
-    private async request(
+    private request(
         method: string,
         apiPath: string,
         headers: Record<string, string> = {},
+        query = "",
+        init: RequestInit & { duplex?: "half" } = {},
     ): Promise<Response> {
-        const url = `${this.endpoint}${apiPath}?ns=${encodeURIComponent(this.namespace)}`;
+        const url = new URL(`${this.endpoint}${apiPath}`);
+        url.search = `ns=${encodeURIComponent(this.namespace)}${query ? `&${query}` : ""}`;
+        return this.requestAt(method, url, { ...init, headers: { ...headers, ...init.headers } });
+    }
+
+    private async requestAt(
+        method: string,
+        url: URL,
+        init: RequestInit & { duplex?: "half" } = {},
+    ): Promise<Response> {
         let response: Response;
         try {
             response = await fetch(url, {
+                ...init,
                 method,
-                headers: { ...this.headers, ...headers },
+                headers: { ...this.headers, ...(init.headers as Record<string, string>) },
                 redirect: "follow",
             });
         } catch (error) {
@@ -173,7 +224,7 @@ export class RegistryClient {
             const detail =
                 method === "HEAD" ? "" : await response.text().then(describeErrorBody, () => "");
             throw new RegistryError(
-                `${method} ${apiPath} answered ${response.status}${detail ? `: ${detail}` : ""}`,
+                `${method} ${url.pathname} answered ${response.status}${detail ? `: ${detail}` : ""}`,
                 response.status,
             );
         }
@@ -266,7 +317,12 @@ async function describing<T>(subject: string, read: () => Promise<T>): Promise<T
     try {
         return await read();
     } catch (error) {
-        if (!(error instanceof RegistryError) || error.unreachable) throw error;
+        if (
+            !(error instanceof RegistryError) ||
+            error.unreachable ||
+            error instanceof DigestMismatch
+        )
+            throw error;
         const what = error.status === 404 ? "not found" : error.message;
         throw new RegistryError(`${subject}: ${what}`, error.status);
     }

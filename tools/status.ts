@@ -13,6 +13,7 @@
 import { formatBytes } from "./format";
 import { readCacheHealth } from "./cache-view";
 import { docker } from "./docker";
+import { CacheCheck, lastCheckFile } from "./storage";
 import { CacheEndpoint } from "./warm";
 
 /** The registry's debug address in the official registry:3 config (`http.debug.addr`). */
@@ -49,6 +50,8 @@ export interface CacheStatus {
     hitRatio: number | null;
     /** Bytes served that did not cross the upstream link. */
     savedBytes: number;
+    /** The last `verify --deep` of this cache; null if it was never checked. */
+    lastCheck: CacheCheck | null;
 }
 
 /** A content request of a cache's port in the front's access log; group 1: status, 2: bytes. */
@@ -131,6 +134,7 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
             images: 0,
             since: { front: "", registry: "" },
             ...figures(0, 0, 0, 0),
+            lastCheck: null,
         };
     }
     const { serving, problem } = health;
@@ -146,6 +150,7 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
         ? readFrontLog(await docker("logs", front), cache.port)
         : { requests: 0, bytes: 0 };
     const metrics = await registryMetrics(cache.container);
+    const lastCheck = await readLastCheck(cache.container);
     const misses = counter(metrics, "registry_proxy_misses_total");
     const upstreamBytes = counter(metrics, "registry_proxy_pulled_bytes_total");
     const status = health.status;
@@ -157,7 +162,8 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
         degraded:
             status !== "healthy" ||
             problem !== undefined ||
-            (cache.mode !== "offline" && serving === "offline"),
+            (cache.mode !== "offline" && serving === "offline") ||
+            unrepaired(lastCheck) > 0,
         disk: { usedBytes, freeBytes },
         ...countImages(links.join("\n")),
         since: {
@@ -165,7 +171,36 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
             registry: await containerStarted(cache.container),
         },
         ...figures(served.requests, misses, served.bytes, upstreamBytes),
+        lastCheck,
     };
+}
+
+async function readLastCheck(container: string): Promise<CacheCheck | null> {
+    const text = await docker("exec", container, "cat", lastCheckFile).catch(() => "");
+    try {
+        return text ? (JSON.parse(text) as CacheCheck) : null;
+    } catch {
+        return null;
+    }
+}
+
+/** Bad blobs the last check found and did not remove: the cache serves them broken. */
+const unrepaired = (check: CacheCheck | null) =>
+    check
+        ? [...check.corrupt, ...check.missing].filter((digest) => !check.repaired.includes(digest))
+              .length
+        : 0;
+
+/** The last deep check in a line. */
+function formatCheck(check: CacheCheck | null): string {
+    if (!check) return "never re-hashed (npm run verify -- --deep)";
+    const when = check.checkedAt.replace("T", " ").replace(/\.\d+Z$/, " UTC");
+    const bad = check.corrupt.length + check.missing.length;
+    const found =
+        bad === 0
+            ? "all intact"
+            : `${check.corrupt.length} corrupt, ${check.missing.length} missing${check.repaired.length > 0 ? `, ${check.repaired.length} removed by --repair` : ""}`;
+    return `${when}: ${check.blobs} blobs (${formatBytes(check.bytes)}) re-hashed, ${found}`;
 }
 
 function figures(requests: number, misses: number, servedBytes: number, upstreamBytes: number) {
@@ -202,6 +237,7 @@ export function formatStatus(statuses: readonly CacheStatus[], bars: boolean): s
             `    disk   ${bars ? `${bar(diskShare)} ` : ""}${formatBytes(status.disk.usedBytes)} held, ${formatBytes(status.disk.freeBytes)} free; ${status.repositories} repositories, ${status.images} images`,
             `    hits   ${ratio}`,
             `    bytes  ${formatBytes(status.servedBytes)} served, ${formatBytes(status.upstreamBytes)} from upstream, ${formatBytes(status.savedBytes)} saved`,
+            `    check  ${formatCheck(status.lastCheck)}`,
         ].join("\n");
     });
     const degraded = statuses.filter((status) => status.degraded).length;

@@ -6,7 +6,7 @@
  * calls, so it works wherever `docker` reaches the cache.
  */
 import { registryStoragePath } from "../core/plan";
-import { docker } from "./docker";
+import { docker, dockerWithInput } from "./docker";
 
 /** The registry's storage root inside the cache container (`docker/registry/v2`). */
 export const storageRoot = `${registryStoragePath}/docker/registry/v2`;
@@ -16,6 +16,24 @@ export const storageRoot = `${registryStoragePath}/docker/registry/v2`;
  * per line). It lives beside the registry's data, so it outlives the front and its log.
  */
 export const pulledRecordFile = `${registryStoragePath}/pullthrough/last-pulled`;
+
+/** The last deep check (`verify --deep`) of a cache, in its volume: what `status` shows. */
+export const lastCheckFile = `${registryStoragePath}/pullthrough/last-check.json`;
+
+/** What a deep check found in one cache. */
+export interface CacheCheck {
+    registry: string;
+    /** ISO 8601. */
+    checkedAt: string;
+    blobs: number;
+    bytes: number;
+    /** Digests whose stored bytes hash to something else. */
+    corrupt: string[];
+    /** Digests that were listed but had no data when hashed. */
+    missing: string[];
+    /** Corrupt digests `--repair` removed. */
+    repaired: string[];
+}
 
 export interface StoredBlob {
     size: number;
@@ -219,4 +237,51 @@ export function storedImages(storage: Storage): StoredImage[] {
         }
     }
     return images;
+}
+
+/** The references of what a cache holds: each tag, and an untagged image by its digest. */
+export function heldReferences(registry: string, images: readonly StoredImage[]): string[] {
+    return images.flatMap((image) =>
+        image.tags.length > 0
+            ? image.tags.map((tag) => `${registry}/${image.repository}:${tag}`)
+            : [`${registry}/${image.repository}@${image.digest}`],
+    );
+}
+
+/**
+ * Runs a shell script in the storage root inside the cache container, with `args` as "$@"; a cache
+ * that has stored nothing yet has no storage root, and the script does not run.
+ */
+export function inStorage(container: string, script: string, ...args: string[]): Promise<string> {
+    return docker(
+        ...["exec", container, "sh", "-c", `cd ${storageRoot} 2>/dev/null || exit 0\n${script}`],
+        ...["sh", ...args],
+    );
+}
+
+/** Removes `paths` (relative to the storage root) in order, a few hundred per `docker exec`. */
+export async function removeStoragePaths(container: string, paths: readonly string[]) {
+    // The command line stays well inside the kernel's limit.
+    for (let start = 0; start < paths.length; start += 200)
+        await inStorage(container, 'rm -rf -- "$@"', ...paths.slice(start, start + 200));
+}
+
+/** Writes `content` to a file in the cache's volume, replacing it whole. */
+export async function writeVolumeFile(container: string, file: string, content: string) {
+    await dockerWithInput(
+        content,
+        ...["exec", "-i", container, "sh", "-c"],
+        `mkdir -p "$(dirname ${file})" && cat >${file}.new && mv ${file}.new ${file}`,
+    );
+}
+
+/** The volume's file system: its device (volumes on one disk share it) and the bytes free. */
+export async function volumeSpace(
+    container: string,
+): Promise<{ device: string; freeBytes: number }> {
+    const [, line = ""] = (await docker("exec", container, "df", "-Pk", registryStoragePath)).split(
+        "\n",
+    );
+    const [device = "", size = "", , available = "0"] = line.trim().split(/\s+/);
+    return { device: `${device} ${size}`, freeBytes: Number(available) * 1024 };
 }

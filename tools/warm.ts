@@ -4,7 +4,14 @@
  */
 import { refreshHeader } from "../core/front";
 import { ImageReference, Platform, parseImageReference } from "../core/images";
-import { Descriptor, RegistryClient, RegistryError, readImage } from "./registry-client";
+import {
+    DigestMismatch,
+    Descriptor,
+    ImageContent,
+    RegistryClient,
+    RegistryError,
+    readImage,
+} from "./registry-client";
 
 /** One cache as the stack outputs describe it (`mirrors.<registry>`). */
 export interface CacheEndpoint {
@@ -212,6 +219,10 @@ export interface VerifyResult {
     reason?: string;
     blobs: number;
     bytes: number;
+    /** Manifests and blobs the image needs, when all are present: what a deep check re-hashes. */
+    content?: Pick<Descriptor, "digest" | "size">[];
+    /** Digests whose stored bytes do not match: a corrupt manifest here, blobs after a deep check. */
+    corrupt?: string[];
 }
 
 /**
@@ -232,25 +243,40 @@ export async function verify(
             const view = views.get(image.registry)!;
             const client = new RegistryClient(view.endpoint, image.registry, view.headers);
             const base = { image: image.canonical, registry: image.registry };
-            let blobs: Descriptor[];
+            let content: ImageContent;
             try {
-                blobs = (await run(() => readImage(client, image, platforms))).blobs;
+                content = await run(() => readImage(client, image, platforms));
             } catch (error) {
                 if (!(error instanceof RegistryError) || error.unreachable) throw error;
+                const absent = { ...base, present: false, blobs: 0, bytes: 0 };
+                if (error instanceof DigestMismatch)
+                    return {
+                        ...absent,
+                        reason: `manifest ${error.expected} is corrupt in the cache (its bytes hash to ${error.actual})`,
+                        corrupt: [error.expected],
+                    };
                 return {
-                    ...base,
-                    present: false,
+                    ...absent,
                     reason: error.message.replace(/: not found$/, ": not in the cache"),
-                    blobs: 0,
-                    bytes: 0,
                 };
             }
+            const { blobs } = content;
             const held = await Promise.all(
                 blobs.map((blob) => run(() => client.hasBlob(image.repository, blob.digest))),
             );
             const missing = blobs.filter((_, index) => !held[index]);
             const bytes = blobs.reduce((sum, blob) => sum + blob.size, 0);
-            if (missing.length === 0) return { ...base, present: true, blobs: blobs.length, bytes };
+            if (missing.length === 0)
+                return {
+                    ...base,
+                    present: true,
+                    blobs: blobs.length,
+                    bytes,
+                    content: [...content.manifests, ...blobs].map(({ digest, size }) => ({
+                        digest,
+                        size,
+                    })),
+                };
             const first = missing[0].digest.slice(0, 19);
             return {
                 ...base,

@@ -640,3 +640,58 @@ describe("with dockerHost, another machine's engine", () => {
         );
     });
 });
+
+describe("importFrom", () => {
+    let bundleDir: string;
+    beforeAll(() => {
+        bundleDir = mkdtempSync(path.join(tmpdir(), "pt-import-"));
+        writeFileSync(path.join(bundleDir, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
+        writeFileSync(path.join(bundleDir, "index.json"), '{"schemaVersion":2,"manifests":[]}');
+    });
+    afterAll(() => rmSync(bundleDir, { recursive: true, force: true }));
+
+    test("imports once the caches are healthy, before prewarm, prune and the cluster; again only when the bundle changes", async () => {
+        const config = {
+            "pullthrough:importFrom": bundleDir,
+            "pullthrough:prewarm": JSON.stringify(["nginx:1.27"]),
+            "pullthrough:maxSize": "20GiB",
+            "pullthrough:cluster": JSON.stringify({
+                enabled: true,
+                talosctl: talosctlStandIn("v1.12.1"),
+            }),
+        };
+        const { resources } = await runProgram(config);
+        const imported = byName(resources, commandType, "import-bundle");
+        expect(dependencies(imported.options)).toEqual(["registry-front"]);
+        expect(imported.inputs.create).toBe(`npm run --silent import -- --outputs - ${bundleDir}`);
+        expect(Object.keys(JSON.parse(imported.inputs.stdin).mirrors)).toHaveLength(6);
+        for (const later of ["prewarm-caches", "prune-caches", "talos-cluster"])
+            expect(dependencies(byName(resources, commandType, later).options)).toContain(
+                "import-bundle",
+            );
+
+        // The same bundle, and another prewarm list: the import's triggers stay as they were.
+        const again = await runProgram({
+            ...config,
+            "pullthrough:prewarm": JSON.stringify(["nginx:1.28"]),
+        });
+        const triggers = byName(again.resources, commandType, "import-bundle").inputs.triggers;
+        expect(triggers).toEqual(imported.inputs.triggers);
+        writeFileSync(
+            path.join(bundleDir, "index.json"),
+            '{"schemaVersion":2,"manifests":[],"annotations":{"changed":"yes"}}',
+        );
+        const changed = await runProgram(config);
+        expect(byName(changed.resources, commandType, "import-bundle").inputs.triggers).not.toEqual(
+            triggers,
+        );
+    });
+
+    test("a bundle that cannot be read stops the program before any resource, naming the key", async () => {
+        const missing = path.join(bundleDir, "gone.tar");
+        const run = runProgram({ "pullthrough:importFrom": missing });
+        await expect(run).rejects.toThrow(
+            `pullthrough:importFrom: ${missing}: no such file or directory; expected a bundle made by npm run export`,
+        );
+    });
+});

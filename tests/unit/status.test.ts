@@ -72,6 +72,15 @@ test("the screen marks a cache that needs attention and says so", () => {
         upstreamBytes: 800_000,
         hitRatio: 0.6,
         savedBytes: 800_000,
+        lastCheck: {
+            registry: "docker.io",
+            checkedAt: "2026-11-30T10:00:00.000Z",
+            blobs: 12,
+            bytes: 3_400_000,
+            corrupt: [`sha256:${"a".repeat(64)}`],
+            missing: [],
+            repaired: [`sha256:${"a".repeat(64)}`],
+        },
     };
     expect(formatStatus([status], true)).toBe(
         [
@@ -79,6 +88,7 @@ test("the screen marks a cache that needs attention and says so", () => {
             "    disk   ██░░░░░░░░ 2.0 GB held, 8.0 GB free; 3 repositories, 4 images",
             "    hits   ██████░░░░ 60% (6 of 10 requests; 4 fetched upstream)",
             "    bytes  1.6 MB served, 800.0 kB from upstream, 800.0 kB saved",
+            "    check  2026-11-30 10:00:00 UTC: 12 blobs (3.4 MB) re-hashed, 1 corrupt, 0 missing, 1 removed by --repair",
             "",
             "Counters since the containers started (front: 2026-11-29T16:00:00Z).",
             "1 of 1 caches need attention (marked !).",

@@ -237,6 +237,7 @@ describe("platform selection", () => {
         mediaType: "i",
         size: 1,
         isIndex: true,
+        bytes: Buffer.from("{}"),
         blobs: [],
         manifests: [entry("amd64"), entry("arm64", "v8"), entry("arm", "v7")],
     };

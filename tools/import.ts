@@ -1,0 +1,361 @@
+/**
+ * `npm run import <bundle>`: puts a bundle's images into the caches of their registries, so that
+ * they serve them by tag and by digest, with no network at all.
+ *
+ * The caches are filled through the registry API, never by writing their storage layout: a
+ * second registry with no proxy section runs over each cache's volume (a writable view,
+ * tools/cache-view.ts) and takes the pushes. Blobs go first into a staging repository that no
+ * client asks for; only once all of them are in is each image linked into its own repository
+ * (cross-repository mounts, no bytes copied) and its manifests and tag written. So an import that
+ * fails or is killed while blobs are copied, nearly all of its time, leaves every repository as
+ * it was; the staging repository goes when the import ends, or at the next import.
+ *
+ * Everything that can be checked before a byte is written is: the bundle's index, manifests and
+ * blob sizes, that every image's registry has a cache, that no cache is storing a pull right now,
+ * and that each volume has room. Every blob's digest is checked on the way in, by this tool and
+ * again by the registry.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { Transform } from "node:stream";
+import { ImportImage, ImageSteps, bytesToAdd, planCacheWrites, planImport } from "../core/bundle";
+import { parseManifest } from "../core/oci";
+import { Bundle, BundleError, openBundle } from "../host/oci-layout";
+import { withCacheViews } from "./cache-view";
+import { formatBytes } from "./format";
+import { RegistryClient, RegistryError } from "./registry-client";
+import { Storage, inStorage, readStorage, volumeSpace } from "./storage";
+import { CacheEndpoint, CacheView, limiter } from "./warm";
+
+/** Where blobs wait until every one of them is in; never a repository anyone pulls. */
+const stagingRoot = "pullthrough-staging";
+
+/**
+ * A partial upload written this recently means the cache is storing a pull now; an older one is
+ * dead (the supervisor's bound for removing them, container/cache-supervisor.sh).
+ */
+const liveUploadSeconds = 30;
+
+export interface ImportedImage {
+    image: string;
+    registry: string;
+    /** `imported`, or `held` when the cache had all of it already (nothing was written). */
+    status: "imported" | "held";
+    blobs: number;
+    /** Bytes sent to the cache for it; a blob shared with another image counts once. */
+    sentBytes: number;
+}
+
+export interface ImportReport {
+    bundle: string;
+    images: ImportedImage[];
+    sentBytes: number;
+    seconds: number;
+}
+
+/** The bytes of every manifest the bundle's entries name: theirs and their platforms'. */
+async function readBundleManifests(bundle: Bundle): Promise<Map<string, Buffer>> {
+    const manifests = new Map<string, Buffer>();
+    const readIfHeld = async (digest: string) => {
+        if (!manifests.has(digest) && bundle.blobs.has(digest))
+            manifests.set(digest, await bundle.read(digest));
+        return manifests.get(digest);
+    };
+    for (const entry of bundle.index.manifests) {
+        const bytes = await readIfHeld(entry.digest);
+        if (!bytes) continue;
+        let children: string[] = [];
+        try {
+            children = parseManifest(bytes, entry.mediaType).manifests.map((m) => m.digest);
+        } catch {
+            // planImport reports a manifest that is not JSON.
+        }
+        for (const child of children) await readIfHeld(child);
+    }
+    return manifests;
+}
+
+/** What a cache's storage holds, as planCacheWrites reads it; the staging area is not content. */
+function heldContent(storage: Storage) {
+    return {
+        blobs: new Set(storage.blobs.keys()),
+        repositories: new Map(
+            [...storage.repositories]
+                .filter(([name]) => !name.startsWith(`${stagingRoot}/`))
+                .map(([name, repository]) => [
+                    name,
+                    {
+                        layers: repository.layers,
+                        revisions: new Set(repository.revisions.keys()),
+                        tags: new Map(
+                            [...repository.tags].map(([tag, { digest }]) => [tag, digest]),
+                        ),
+                    },
+                ]),
+        ),
+    };
+}
+
+/** The paths of partial uploads written in the last `liveUploadSeconds`, outside the staging area. */
+async function liveUploads(container: string): Promise<string[]> {
+    const listing = await inStorage(
+        container,
+        `date +%s; find repositories -path '*/_uploads/*' -name data ! -path 'repositories/${stagingRoot}/*' -exec stat -c '%Y %n' {} + 2>/dev/null || true`,
+    );
+    const [now, ...lines] = listing.split("\n").filter(Boolean);
+    return lines
+        .map((line) => line.split(" "))
+        .filter(([modified]) => Number(now) - Number(modified) < liveUploadSeconds)
+        .map(([, file]) => file);
+}
+
+/**
+ * Refuses, before anything is written, an import a cache cannot take now: one storing a pull,
+ * or one whose disk cannot hold what the import adds (volumes on one disk share its space).
+ */
+async function checkCaches(
+    file: string,
+    targets: readonly { cache: CacheEndpoint; steps: ImageSteps[]; storage: Storage }[],
+) {
+    for (const { cache } of targets) {
+        const uploads = await liveUploads(cache.container);
+        if (uploads.length > 0)
+            throw new BundleError(
+                file,
+                `the ${cache.registry} cache is storing a pull in flight (${uploads[0]}); import once it is done`,
+            );
+    }
+    const disks = new Map<string, { freeBytes: number; needed: number; caches: string[] }>();
+    for (const { cache, steps, storage } of targets) {
+        const needed = bytesToAdd(steps, heldContent(storage));
+        if (needed === 0) continue;
+        const space = await volumeSpace(cache.container);
+        const disk = disks.get(space.device) ?? {
+            freeBytes: space.freeBytes,
+            needed: 0,
+            caches: [],
+        };
+        disk.needed += needed;
+        disk.caches.push(cache.registry);
+        disks.set(space.device, disk);
+    }
+    for (const disk of disks.values())
+        if (disk.needed > disk.freeBytes)
+            throw new BundleError(
+                file,
+                `the ${disk.caches.join(" and ")} cache${disk.caches.length > 1 ? "s" : ""} would need ${formatBytes(disk.needed)} more, and their disk has ${formatBytes(disk.freeBytes)} free`,
+            );
+}
+
+/**
+ * Removes a staging repository (by default every one: those of imports that were killed), and
+ * the blobs it linked that no other repository links: after a failure they belong to nothing.
+ */
+async function removeStaging(container: string, staging = `${stagingRoot}/*`) {
+    const script = `for link in $(find repositories/${staging} -path '*/_layers/sha256/*' -name link 2>/dev/null); do
+    id=\${link%/link}
+    echo "\${id##*/}"
+done >/tmp/pullthrough-staged
+rm -rf repositories/${staging}
+rmdir repositories/${stagingRoot} 2>/dev/null
+while read -r id; do
+    find repositories -path "*/_layers/sha256/$id" -o -path "*/_manifests/revisions/sha256/$id" | grep -q . ||
+        rm -rf "blobs/sha256/\${id%"\${id#??}"}/$id"
+done </tmp/pullthrough-staged
+rm -f /tmp/pullthrough-staged`;
+    await inStorage(container, script);
+}
+
+/** Uploads `digest` from the bundle into `repository`, checking its bytes against the digest. */
+async function uploadBlob(
+    file: string,
+    bundle: Bundle,
+    client: RegistryClient,
+    repository: string,
+    digest: string,
+    size: number,
+) {
+    const hash = createHash("sha256");
+    let read = 0;
+    const hashing = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+            hash.update(chunk);
+            read += chunk.length;
+            done(null, chunk);
+        },
+    });
+    const pushed = await client
+        .pushBlob(repository, digest, size, bundle.stream(digest).pipe(hashing))
+        .then(
+            () => undefined,
+            (error: Error) => error,
+        );
+    // Whatever the registry said, a blob read whole that hashes to another digest is the cause.
+    const actual = read === size ? `sha256:${hash.digest("hex")}` : undefined;
+    if (actual !== undefined && actual !== digest)
+        throw new BundleError(
+            file,
+            `blob ${digest} does not match its digest (its bytes hash to ${actual})`,
+        );
+    if (pushed) throw pushed;
+}
+
+/** Brings one cache to hold its images: blobs into staging, then each image into its repository. */
+async function importIntoCache(
+    file: string,
+    bundle: Bundle,
+    cache: CacheEndpoint,
+    view: CacheView,
+    steps: readonly ImageSteps[],
+    onImage: (result: ImportedImage) => void,
+): Promise<ImportedImage[]> {
+    const client = new RegistryClient(view.endpoint, cache.registry, view.headers);
+    const staging = `${stagingRoot}/${randomBytes(4).toString("hex")}`;
+    // A staging area left by an import that was killed holds nothing anyone needs.
+    await removeStaging(cache.container);
+    const uploads = new Map(
+        steps.flatMap(({ blobs }) =>
+            blobs
+                .filter(({ step }) => step.kind === "upload")
+                .map(({ blob }) => [blob.digest, blob]),
+        ),
+    );
+    const sent = new Set<string>();
+    try {
+        const run = limiter(4);
+        await Promise.all(
+            [...uploads.values()].map((blob) =>
+                run(async () => {
+                    await uploadBlob(file, bundle, client, staging, blob.digest, blob.size);
+                    sent.add(blob.digest);
+                }),
+            ),
+        );
+        const results: ImportedImage[] = [];
+        for (const { image, blobs, manifests, tag } of steps) {
+            for (const { blob, step } of blobs) {
+                if (step.kind === "linked") continue;
+                await client.mountBlob(
+                    image.reference.repository,
+                    blob.digest,
+                    step.kind === "mount" ? step.from : staging,
+                );
+            }
+            await putManifests(client, image, manifests, tag);
+            const ownUploads = blobs.filter(({ step }) => step.kind === "upload");
+            const result: ImportedImage = {
+                image: image.reference.canonical,
+                registry: cache.registry,
+                status: manifests.length > 0 || tag ? "imported" : "held",
+                blobs: image.blobs.length,
+                sentBytes: ownUploads
+                    .filter(({ blob }) => sent.delete(blob.digest))
+                    .reduce((sum, { blob }) => sum + blob.size, 0),
+            };
+            onImage(result);
+            results.push(result);
+        }
+        return results;
+    } finally {
+        await removeStaging(cache.container, staging);
+    }
+}
+
+/** PUTs an image's missing manifests: platform manifests by digest, its own by tag when it has one. */
+async function putManifests(
+    client: RegistryClient,
+    image: ImportImage,
+    missing: readonly ImportImage["manifests"][number][],
+    tag: boolean,
+) {
+    const { repository } = image.reference;
+    const top = image.manifests.at(-1)!;
+    for (const manifest of missing)
+        if (manifest !== top)
+            await client.putManifest(
+                repository,
+                manifest.digest,
+                manifest.bytes,
+                manifest.mediaType,
+            );
+    if (tag) await client.putManifest(repository, image.reference.tag!, top.bytes, top.mediaType);
+    else if (missing.includes(top))
+        await client.putManifest(repository, top.digest, top.bytes, top.mediaType);
+}
+
+/**
+ * Imports `file` into the caches of its images' registries.
+ *
+ * @throws BundleError (one line: the file and the cause) for a bundle that cannot be imported;
+ *   nothing is written then
+ */
+export async function importBundle(
+    file: string,
+    caches: readonly CacheEndpoint[],
+    onImage: (result: ImportedImage) => void = () => {},
+): Promise<ImportReport> {
+    const started = Date.now();
+    const bundle = openBundle(file);
+    const plan = planImport(
+        bundle.index,
+        await readBundleManifests(bundle),
+        bundle.blobs,
+        caches.map((cache) => cache.registry),
+    );
+    if (plan.problems.length > 0) {
+        const more = plan.problems.length > 1 ? ` (and ${plan.problems.length - 1} more)` : "";
+        throw new BundleError(file, `${plan.problems[0]}${more}`);
+    }
+    const targets = await Promise.all(
+        caches
+            .filter((cache) =>
+                plan.images.some((image) => image.reference.registry === cache.registry),
+            )
+            .map(async (cache) => {
+                const storage = await readStorage(cache.container).catch((error: Error) => {
+                    throw new RegistryError(
+                        `the ${cache.registry} cache cannot be read (${error.message}); is the stack up (npm run up)?`,
+                    );
+                });
+                const images = plan.images.filter(
+                    (image) => image.reference.registry === cache.registry,
+                );
+                return { cache, storage, steps: planCacheWrites(images, heldContent(storage)) };
+            }),
+    );
+    await checkCaches(file, targets);
+    const images = await withCacheViews(
+        targets.map(({ cache }) => cache),
+        (views) =>
+            Promise.all(
+                targets.map(({ cache, steps }) =>
+                    importIntoCache(
+                        file,
+                        bundle,
+                        cache,
+                        views.get(cache.registry)!,
+                        steps,
+                        onImage,
+                    ),
+                ),
+            ),
+        "writable",
+    );
+    const flat = images.flat();
+    return {
+        bundle: file,
+        images: flat,
+        sentBytes: flat.reduce((sum, image) => sum + image.sentBytes, 0),
+        seconds: (Date.now() - started) / 1000,
+    };
+}
+
+/** The import's summary: a line per image, then the totals. */
+export function formatImport(report: ImportReport): string {
+    const imported = report.images.filter((image) => image.status === "imported").length;
+    const held = report.images.length - imported;
+    return `Imported ${imported} of ${report.images.length} images from ${report.bundle}${held > 0 ? ` (${held} already held)` : ""}; sent ${formatBytes(report.sentBytes)} to the caches in ${report.seconds.toFixed(1)} s.`;
+}
+
+/** A line per image as it is done. */
+export const formatImportedImage = (image: ImportedImage) =>
+    `${image.status === "imported" ? "imported" : "held    "}  ${image.image}  ${image.blobs} blobs, ${formatBytes(image.sentBytes)} sent`;

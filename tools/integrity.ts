@@ -1,0 +1,250 @@
+/**
+ * `npm run verify -- --deep [--repair]`: proves a cache's bytes. Every manifest and blob the
+ * checked images need is re-hashed where it is stored, inside the cache container with its own
+ * `sha256sum` (no bytes cross the API, no upstream is asked), like zot's `scrub`. A blob whose
+ * bytes do not match its digest is corrupt: a registry serves it as it is, and a client rejects
+ * it (`Digest did not match`) every time, since the proxy never fetches what it holds again.
+ *
+ * `--repair` removes each corrupt blob, its links, and the front's copy of it, so that the next
+ * pull fetches it from the upstream as if it had never been stored. Each check is recorded in the
+ * volume for `status`.
+ */
+import { frontCacheFile } from "../core/front";
+import { readCacheHealth } from "./cache-view";
+import { docker } from "./docker";
+import { formatBytes } from "./format";
+import { frontOf } from "./status";
+import {
+    CacheCheck,
+    lastCheckFile,
+    readStorage,
+    inStorage,
+    removeStoragePaths,
+    writeVolumeFile,
+} from "./storage";
+import { CacheEndpoint, VerifyResult } from "./warm";
+
+/** A corrupt or missing blob, with the images it breaks. */
+export interface Finding {
+    registry: string;
+    digest: string;
+    state: "corrupt" | "missing";
+    /** What the stored bytes hash to, for a corrupt blob. */
+    actual?: string;
+    images: string[];
+}
+
+export interface DeepCheck {
+    /** The verify results, with images whose blobs failed marked as not present. */
+    results: VerifyResult[];
+    findings: Finding[];
+    checks: CacheCheck[];
+    seconds: number;
+}
+
+const hexOf = (digest: string) => digest.slice("sha256:".length);
+const dataPath = (digest: string) =>
+    `blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}/data`;
+
+/**
+ * Hashes each digest's stored data inside `container`: digest → the hash of its bytes, or
+ * undefined when there is no data. In batches, so a command line stays inside the kernel's limit.
+ */
+async function hashStored(
+    container: string,
+    digests: readonly string[],
+): Promise<Map<string, string | undefined>> {
+    const hashes = new Map<string, string | undefined>(
+        digests.map((digest) => [digest, undefined]),
+    );
+    for (let start = 0; start < digests.length; start += 200) {
+        const output = await inStorage(
+            container,
+            'sha256sum "$@" 2>/dev/null; true',
+            ...digests.slice(start, start + 200).map(dataPath),
+        );
+        for (const line of output.split("\n")) {
+            const match =
+                /^([0-9a-f]{64})\s+blobs\/sha256\/[0-9a-f]{2}\/([0-9a-f]{64})\/data$/.exec(line);
+            if (match) hashes.set(`sha256:${match[2]}`, `sha256:${match[1]}`);
+        }
+    }
+    return hashes;
+}
+
+/**
+ * Re-hashes every manifest and blob the present images need, each cache in its own container at
+ * once, and records each cache's check in its volume.
+ */
+export async function deepCheck(
+    results: readonly VerifyResult[],
+    caches: readonly CacheEndpoint[],
+): Promise<DeepCheck> {
+    const started = Date.now();
+    const findings: Finding[] = [];
+    const checks = await Promise.all(
+        caches.map(async (cache): Promise<CacheCheck> => {
+            const ofCache = results.filter((result) => result.registry === cache.registry);
+            const users = new Map<string, { size: number; images: string[] }>();
+            for (const result of ofCache)
+                for (const { digest, size } of result.content ?? []) {
+                    const entry = users.get(digest) ?? { size, images: [] };
+                    entry.images.push(result.image);
+                    users.set(digest, entry);
+                }
+            const hashes = await hashStored(cache.container, [...users.keys()]);
+            const check: CacheCheck = {
+                registry: cache.registry,
+                checkedAt: new Date().toISOString(),
+                blobs: users.size,
+                bytes: [...users.values()].reduce((sum, { size }) => sum + size, 0),
+                corrupt: [],
+                missing: [],
+                repaired: [],
+            };
+            for (const [digest, actual] of hashes) {
+                if (actual === digest) continue;
+                const state = actual === undefined ? "missing" : "corrupt";
+                check[state].push(digest);
+                findings.push({
+                    registry: cache.registry,
+                    digest,
+                    state,
+                    actual,
+                    images: users.get(digest)!.images,
+                });
+            }
+            // A manifest verify could not read because it is corrupt.
+            for (const result of ofCache)
+                for (const digest of result.corrupt ?? []) {
+                    check.corrupt.push(digest);
+                    findings.push({
+                        registry: cache.registry,
+                        digest,
+                        state: "corrupt",
+                        images: [result.image],
+                    });
+                }
+            return check;
+        }),
+    );
+    const broken = (image: string) => findings.filter((finding) => finding.images.includes(image));
+    return {
+        results: results.map((result) => {
+            const found = broken(result.image);
+            if (found.length === 0 || !result.present) return result;
+            const [first] = found;
+            const more = found.length > 1 ? ` and ${found.length - 1} more` : "";
+            return {
+                ...result,
+                present: false,
+                reason: `blob ${first.digest} is ${first.state === "corrupt" ? `corrupt (its bytes hash to ${first.actual})` : "missing from storage"}${more}`,
+                corrupt: found
+                    .filter((finding) => finding.state === "corrupt")
+                    .map((finding) => finding.digest),
+            };
+        }),
+        findings,
+        checks,
+        seconds: (Date.now() - started) / 1000,
+    };
+}
+
+/** Records each cache's check where `status` reads it. */
+export async function recordChecks(
+    checks: readonly CacheCheck[],
+    caches: readonly CacheEndpoint[],
+) {
+    await Promise.all(
+        checks.map((check) =>
+            writeVolumeFile(
+                caches.find((cache) => cache.registry === check.registry)!.container,
+                lastCheckFile,
+                `${JSON.stringify(check)}\n`,
+            ),
+        ),
+    );
+}
+
+/** What `--repair` did in one cache. */
+export interface Repair {
+    registry: string;
+    remote: string;
+    removed: string[];
+    images: string[];
+    /** Whether the cache serves offline now: the images stay unservable until the upstream answers. */
+    offline: boolean;
+}
+
+/**
+ * Removes each corrupt blob from its cache: the data, every repository's link to it (as a layer
+ * or a manifest revision) and the front's copies, so the next pull fetches it anew.
+ */
+export async function repair(
+    findings: readonly Finding[],
+    caches: readonly CacheEndpoint[],
+): Promise<Repair[]> {
+    const repairs: Repair[] = [];
+    for (const cache of caches) {
+        const corrupt = findings.filter(
+            (finding) => finding.registry === cache.registry && finding.state === "corrupt",
+        );
+        if (corrupt.length === 0) continue;
+        const digests = [...new Set(corrupt.map((finding) => finding.digest))];
+        const storage = await readStorage(cache.container);
+        const links: string[] = [];
+        const frontCopies: string[] = [];
+        for (const [name, repository] of storage.repositories)
+            for (const digest of digests) {
+                const base = `repositories/${name}`;
+                if (repository.layers.has(digest))
+                    links.push(`${base}/_layers/sha256/${hexOf(digest)}`);
+                if (repository.revisions.has(digest))
+                    links.push(`${base}/_manifests/revisions/sha256/${hexOf(digest)}`);
+                for (const kind of ["blobs", "manifests"])
+                    frontCopies.push(frontCacheFile(cache.port, `/v2/${name}/${kind}/${digest}`));
+            }
+        const blobs = digests.map(
+            (digest) => `blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}`,
+        );
+        await removeStoragePaths(cache.container, [...links, ...blobs]);
+        const front = await frontOf(cache.port);
+        if (front) await docker("exec", front, "rm", "-f", "--", ...frontCopies);
+        const health = await readCacheHealth(cache.container);
+        repairs.push({
+            registry: cache.registry,
+            remote: cache.remote,
+            removed: digests,
+            images: [...new Set(corrupt.flatMap((finding) => finding.images))],
+            offline: cache.mode === "offline" || health?.serving === "offline",
+        });
+    }
+    return repairs;
+}
+
+/** The deep check's report: the cause first (each bad blob and what it breaks), then the figures. */
+export function formatFindings(deep: DeepCheck): string {
+    const lines = deep.findings.map(
+        (finding) =>
+            `${finding.state.toUpperCase()}  ${finding.digest}  in the ${finding.registry} cache; breaks ${finding.images.join(", ")}`,
+    );
+    return lines.join("\n");
+}
+
+export function formatDeepSummary(deep: DeepCheck): string {
+    const blobs = deep.checks.reduce((sum, check) => sum + check.blobs, 0);
+    const bytes = deep.checks.reduce((sum, check) => sum + check.bytes, 0);
+    const bad = deep.findings.length;
+    return `Re-hashed ${blobs} stored blobs (${formatBytes(bytes)}) in ${deep.seconds.toFixed(1)} s: ${bad === 0 ? "all intact" : `${bad} corrupt or missing`}.`;
+}
+
+export function formatRepairs(repairs: readonly Repair[]): string {
+    return repairs
+        .map((repair) => {
+            const what = `Removed ${repair.removed.length} corrupt blob${repair.removed.length === 1 ? "" : "s"} from the ${repair.registry} cache`;
+            return repair.offline
+                ? `${what}. It serves offline: ${repair.images.join(", ")} cannot be served until ${repair.remote} answers.`
+                : `${what}; ${repair.images.join(", ")} will be fetched again from ${repair.remote} on the next pull.`;
+        })
+        .join("\n");
+}
