@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: how fast a cluster's images arrive through Pullthrough, against pulling
- * direct and against the local-copy floor, over a simulated WAN. See BENCHMARKS.md.
+ * direct and against the local-copy floor, over a simulated WAN; with `--bundle`, what carrying
+ * the caches costs (bench/bundle.ts). See BENCHMARKS.md.
  *
  * Everything is local: fixture upstream registries seeded with a generated Talos-shaped image set
  * (bench/image-set.ts), a user-space WAN link in front of them (tests/support/wan.ts), caches
@@ -13,16 +14,13 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { hostPlatform } from "../core/images";
-import { Front, planFront } from "../core/front";
-import { Cache, planCaches } from "../core/plan";
-import { containerdHosts, mirrorsByRegistry } from "../core/render";
+import { containerdHosts } from "../core/render";
 import {
     Containerd,
     closedLoopbackServer,
     withClosedFallback,
     writeHostsDir,
 } from "../harness/containerd";
-import { DockerProviderStandIn } from "../harness/docker-provider-stand-in";
 import {
     blobBytesServed as logBytes,
     fixtureFrontImage,
@@ -33,13 +31,13 @@ import {
     prepareTestHost,
 } from "../harness/engine";
 import { allBlobs } from "../harness/oci";
-import { localStackConfig } from "../harness/stack";
 import { FixtureUpstreams, byTag } from "../harness/upstreams";
 import { SimulatedWan } from "../harness/wan";
-import { parseSettings } from "../mirrors";
 import { withCacheViews } from "../tools/cache-view";
-import { CacheEndpoint, prewarmUntilStored, routeImages } from "../tools/warm";
+import { prewarmUntilStored, routeImages } from "../tools/warm";
+import { benchBundles } from "./bundle";
 import { benchImages } from "./image-set";
+import { benchId, cleanUp, containerAddress, median, planBenchCaches, startCaches } from "./stack";
 
 const { values: flags } = parseArgs({
     options: {
@@ -49,6 +47,7 @@ const { values: flags } = parseArgs({
         nodes: { type: "string", default: "3" },
         repeat: { type: "string", default: "3" },
         engine: { type: "string", default: "3" },
+        bundle: { type: "boolean", default: false },
         out: { type: "string" },
     },
 });
@@ -67,9 +66,10 @@ if (!cacheImage)
     throw new Error(
         `--engine: ${flags.engine} is not one of ${Object.keys(cacheImages).join(", ")}`,
     );
-const out = flags.out ?? `bench/results-registry-${flags.engine}.json`;
+const out =
+    flags.out ??
+    (flags.bundle ? "bench/results-bundle.json" : `bench/results-registry-${flags.engine}.json`);
 
-const benchId = "pt-bench";
 const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
 
 interface Sample {
@@ -114,23 +114,7 @@ async function main() {
         const ports = Object.fromEntries(
             await Promise.all(registries.map(async (registry) => [registry, await freePort()])),
         );
-        const settings = parseSettings(
-            localStackConfig(
-                `${benchId}-`,
-                registries.map((registry) => ({
-                    registry,
-                    remote: remotes[registry],
-                    port: ports[registry],
-                })),
-                { image: cacheImage },
-            ),
-        );
-        const identity = { project: "pullthrough", stack: "bench" };
-        const caches = planCaches(settings, identity);
-        const front = planFront(settings, identity);
-        const endpoints: CacheEndpoint[] = Object.entries(mirrorsByRegistry(caches)).map(
-            ([registry, mirror]) => ({ ...mirror, registry }),
-        );
+        const { caches, front, endpoints } = planBenchCaches(remotes, ports, cacheImage);
 
         const viaCaches = writeHostsDir(
             path.join(workDir, "via-caches"),
@@ -351,55 +335,6 @@ async function main() {
     }
 }
 
-/** Fresh caches with empty volumes and a fresh front, declared as `pulumi up` declares them. */
-async function startCaches(caches: readonly Cache[], front: Front, network: string): Promise<void> {
-    cleanUpCaches();
-    await new DockerProviderStandIn(network).createCaches(caches, front);
-}
-
-/** The address of a container on a network, which the host reaches without docker-proxy. */
-function containerAddress(container: string, network: string): string {
-    const format = `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`;
-    return docker("inspect", "--format", format, container);
-}
-
-/** Removes the bench stack's containers, volumes and network (everything labelled with it). */
-function cleanUpCaches() {
-    const listed = (kind: "ps" | "volume" | "network", ...args: string[]) =>
-        docker(
-            ...(kind === "ps" ? ["ps", "--all"] : [kind, "ls"]),
-            "--quiet",
-            ...args,
-            "--filter",
-            "label=pullthrough.stack=bench",
-        )
-            .split("\n")
-            .filter(Boolean);
-    const containers = listed("ps");
-    if (containers.length > 0) docker("rm", "--force", ...containers);
-    const volumes = listed("volume");
-    if (volumes.length > 0) docker("volume", "rm", "--force", ...volumes);
-    const networks = listed("network");
-    if (networks.length > 0) docker("network", "rm", ...networks);
-}
-
-/** Removes what an interrupted run may have left: the stack, fixture upstreams, their network. */
-function cleanUp() {
-    cleanUpCaches();
-    const upstreamContainers = docker("ps", "--all", "--quiet", "--filter", `name=^${benchId}-up-`)
-        .split("\n")
-        .filter(Boolean);
-    if (upstreamContainers.length > 0) docker("rm", "--force", ...upstreamContainers);
-    if (docker("network", "ls", "--quiet", "--filter", `name=^${benchId}$`))
-        docker("network", "rm", benchId);
-}
-
-const median = (values: number[]) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    const middle = Math.floor(sorted.length / 2);
-    return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-};
-
 function summarise(samples: Record<string, Sample[]>, setBytes: number) {
     const stat = (scenario: string, field: keyof Sample) =>
         samples[scenario].map((sample) => sample[field] ?? 0);
@@ -464,7 +399,8 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
     return { ratios, markdown };
 }
 
-main().catch((error: unknown) => {
+// --bundle: export, import and verify --deep against their floors (bench/bundle.ts).
+(flags.bundle ? benchBundles({ scale, repeat, out }) : main()).catch((error: unknown) => {
     console.error(error);
     process.exit(1);
 });

@@ -6,11 +6,9 @@
  * interrupted export never leaves anything under the bundle's name.
  */
 import { randomBytes } from "node:crypto";
-import { once } from "node:events";
 import {
     closeSync,
     createReadStream,
-    createWriteStream,
     existsSync,
     fstatSync,
     fsyncSync,
@@ -23,7 +21,7 @@ import {
     rmSync,
     statSync,
     writeFileSync,
-    WriteStream,
+    writeSync,
 } from "node:fs";
 import { open } from "node:fs/promises";
 import * as path from "node:path";
@@ -252,26 +250,34 @@ function tarFiles(file: string): Map<string, TarSpan> {
 export const isTarBundle = (file: string) => file.endsWith(".tar");
 
 /**
- * Writes a bundle to a `.partial-…` sibling of `destination`; `commit` renames it into place
- * (replacing an earlier bundle there) once `index.json` is written, `abort` removes it. Blobs
- * of a tar go in one after another, in the order `addBlob` is called.
+ * Writes a bundle of the blobs it is told of to a `.partial-…` sibling of `destination`;
+ * `commit` renames it into place (replacing an earlier bundle there) once `index.json` is
+ * written, `abort` removes it. Blobs go in at once, in any order: in a tar each has its place
+ * worked out from the sizes beforehand (header, bytes, padding), so none waits for another.
  */
 export class BundleWriter {
     private readonly partial: string;
-    private tar?: WriteStream;
+    /** A tar's file, and where each blob's header starts in it. */
+    private readonly tar?: { descriptor: number; offsets: Map<string, number>; end: number };
     private readonly written = new Set<string>();
-    /** Serialises a tar's blobs: each is a header, its bytes and padding in a row. */
-    private queue: Promise<void> = Promise.resolve();
-    /** Bytes written so far: the bundle's size once committed. */
-    bytes = 0;
 
-    constructor(readonly destination: string) {
+    /** @param blobs the size of every blob the bundle will hold, by digest */
+    constructor(
+        readonly destination: string,
+        private readonly blobs: ReadonlyMap<string, number>,
+    ) {
         this.partial = `${destination}.partial-${randomBytes(4).toString("hex")}`;
         try {
             if (isTarBundle(destination)) {
-                // Opened here, so a folder that is not there is an error now, not an event later.
-                this.tar = createWriteStream("", { fd: openSync(this.partial, "wx") });
-                this.writeFileSync(ociLayoutFile, Buffer.from(renderOciLayout()));
+                const descriptor = openSync(this.partial, "wx");
+                const layout = Buffer.from(renderOciLayout());
+                let offset = writeTarFile(descriptor, 0, ociLayoutFile, layout);
+                const offsets = new Map<string, number>();
+                for (const [digest, size] of blobs) {
+                    offsets.set(digest, offset);
+                    offset += tarBlock + size + tarPadding(size);
+                }
+                this.tar = { descriptor, offsets, end: offset };
             } else {
                 mkdirSync(path.join(this.partial, "blobs", "sha256"), { recursive: true });
                 writeFileSync(path.join(this.partial, ociLayoutFile), renderOciLayout());
@@ -281,55 +287,61 @@ export class BundleWriter {
         }
     }
 
-    /** The path being written, for messages. */
-    get partialPath(): string {
-        return this.partial;
+    /** The bundle's size once committed: its blobs, and in a tar its headers and layout files. */
+    get bytes(): number {
+        return this.tar
+            ? this.tar.end
+            : [...this.blobs.values()].reduce((sum, size) => sum + size, 0);
     }
 
-    /**
-     * Adds a blob of `size` bytes, which `fill` hands to the sink it is given; a blob already in
-     * the bundle is skipped.
-     */
-    addBlob(
+    /** Adds a blob, whose bytes `fill` hands to the sink it is given; once only. */
+    async addBlob(
         digest: string,
-        size: number,
         fill: (sink: (chunk: Uint8Array) => Promise<void>) => Promise<unknown>,
     ): Promise<void> {
-        if (this.written.has(digest)) return Promise.resolve();
+        const size = this.blobs.get(digest);
+        if (size === undefined) throw new Error(`${digest} is not among the bundle's blobs`);
+        if (this.written.has(digest)) return;
         this.written.add(digest);
         const name = layoutBlobPath(digest);
-        if (!this.tar) {
-            const out = createWriteStream(path.join(this.partial, name), { flags: "wx" });
-            return this.fillStream(out, size, name, fill).then(() => endStream(out));
-        }
         const tar = this.tar;
-        const added = this.queue.then(async () => {
-            await write(tar, tarHeader(name, size));
-            await this.fillStream(tar, size, name, fill);
-            await write(tar, Buffer.alloc(tarPadding(size)));
-            this.bytes += tarBlock + tarPadding(size);
-        });
-        this.queue = added.catch(() => undefined);
-        return added;
+        const start = tar ? tar.offsets.get(digest)! + tarBlock : 0;
+        const handle = tar
+            ? await open(this.partial, "r+")
+            : await open(path.join(this.partial, name), "wx");
+        let filled = 0;
+        try {
+            if (tar) await handle.write(tarHeader(name, size), 0, tarBlock, start - tarBlock);
+            await fill(async (chunk) => {
+                if (filled + chunk.length > size)
+                    throw new Error(`${name} is larger than its ${size} bytes`);
+                await handle.write(chunk, 0, chunk.length, start + filled);
+                filled += chunk.length;
+            });
+        } finally {
+            await handle.close();
+        }
+        if (filled !== size) throw new Error(`${name} has ${filled} bytes, not ${size}`);
     }
 
     /** Writes `index.json` last and moves the bundle into place. */
     async commit(index: string): Promise<void> {
-        await this.queue;
+        const missing = [...this.blobs.keys()].filter((digest) => !this.written.has(digest));
+        if (missing.length > 0) throw new Error(`${missing.length} blobs were never added`);
         const bytes = Buffer.from(index);
         if (this.tar) {
-            this.writeFileSync(indexFile, bytes);
-            await write(this.tar, tarEnd);
-            this.bytes += tarEnd.length;
-            await endStream(this.tar);
-            syncFile(this.partial);
+            const { descriptor } = this.tar;
+            const last = writeTarFile(descriptor, this.tar.end, indexFile, bytes);
+            writeSync(descriptor, tarEnd, 0, tarEnd.length, last);
+            this.tar.end = last + tarEnd.length;
+            fsyncSync(descriptor);
+            closeSync(descriptor);
             renameSync(this.partial, this.destination);
             return;
         }
         const indexPath = path.join(this.partial, indexFile);
         writeFileSync(indexPath, bytes);
         syncFile(indexPath);
-        this.bytes += bytes.length;
         // A directory cannot be renamed over a non-empty one: the old bundle steps aside first.
         const old = `${this.partial}.old`;
         const replacing = existsSync(this.destination);
@@ -340,40 +352,19 @@ export class BundleWriter {
 
     /** Removes what was written. */
     abort(): void {
-        this.tar?.destroy();
+        if (this.tar) closeSync(this.tar.descriptor);
         rmSync(this.partial, { recursive: true, force: true });
     }
-
-    private writeFileSync(name: string, bytes: Buffer) {
-        this.tar!.write(Buffer.concat([tarHeader(name, bytes.length), bytes]));
-        this.tar!.write(Buffer.alloc(tarPadding(bytes.length)));
-        this.bytes += tarBlock + bytes.length + tarPadding(bytes.length);
-    }
-
-    private async fillStream(
-        out: WriteStream,
-        size: number,
-        name: string,
-        fill: (sink: (chunk: Uint8Array) => Promise<void>) => Promise<unknown>,
-    ) {
-        let filled = 0;
-        await fill(async (chunk) => {
-            filled += chunk.length;
-            if (filled > size) throw new Error(`${name} is larger than its ${size} bytes`);
-            await write(out, chunk);
-        });
-        if (filled !== size) throw new Error(`${name} has ${filled} bytes, not ${size}`);
-        this.bytes += size;
-    }
 }
 
-async function write(stream: WriteStream, chunk: Uint8Array): Promise<void> {
-    if (!stream.write(chunk)) await once(stream, "drain");
-}
-
-async function endStream(stream: WriteStream): Promise<void> {
-    stream.end();
-    await once(stream, "finish");
+/** Writes a small file's tar entry at `offset`; returns where the next entry starts. */
+function writeTarFile(descriptor: number, offset: number, name: string, bytes: Buffer): number {
+    writeSync(descriptor, tarHeader(name, bytes.length), 0, tarBlock, offset);
+    writeSync(descriptor, bytes, 0, bytes.length, offset + tarBlock);
+    const end = offset + tarBlock + bytes.length;
+    const padding = tarPadding(bytes.length);
+    if (padding > 0) writeSync(descriptor, Buffer.alloc(padding), 0, padding, end);
+    return end + padding;
 }
 
 function syncFile(file: string) {

@@ -175,18 +175,21 @@ function table(rows: string[][]): string {
 }
 
 export function formatVerifyReport(results: readonly VerifyResult[]): string {
+    const statusOf = (result: VerifyResult) =>
+        result.present ? "present" : result.corrupt?.length ? "corrupt" : "missing";
     const rows = results.map((result) => [
         result.image,
-        result.present ? "present" : "missing",
+        statusOf(result),
         result.present
             ? `${result.blobs} blobs, ${formatBytes(result.bytes)}`
             : (result.reason ?? ""),
     ]);
-    const missing = results.filter((result) => !result.present).length;
+    const count = (status: string) => results.filter((r) => statusOf(r) === status).length;
+    const [missing, corrupt] = [count("missing"), count("corrupt")];
     const summary =
-        missing === 0
+        missing + corrupt === 0
             ? `All ${results.length} images are in the caches.`
-            : `${missing} of ${results.length} images are missing.`;
+            : `${[missing > 0 ? `${missing} of ${results.length} images are missing` : "", corrupt > 0 ? `${corrupt} of ${results.length} are corrupt` : ""].filter(Boolean).join("; ")}.`;
     return `${table([["IMAGE", "STATUS", "DETAIL"], ...rows])}\n\n${summary}`;
 }
 

@@ -169,32 +169,31 @@ export async function exportBundle(
     );
     const held = read.filter((image): image is HeldImage => image !== undefined);
 
-    const writer = new BundleWriter(destination);
+    const distinct = new Map(
+        held.flatMap((image) =>
+            [...image.manifests, ...image.blobs].map((blob) => [blob.digest, blob.size]),
+        ),
+    );
+    const writer = new BundleWriter(destination, distinct);
     const abort = () => {
         writer.abort();
         process.exit(130);
     };
     process.once("SIGINT", abort).once("SIGTERM", abort);
-    const distinct = new Map<string, number>();
     try {
         const exported = await Promise.all(
             held.map(async (image) => {
                 const { repository } = image.routed.image;
-                for (const manifest of image.manifests) {
-                    distinct.set(manifest.digest, manifest.size);
-                    await writer.addBlob(manifest.digest, manifest.size, (sink) =>
-                        sink(manifest.bytes),
-                    );
-                }
+                for (const manifest of image.manifests)
+                    await writer.addBlob(manifest.digest, (sink) => sink(manifest.bytes));
                 await Promise.all(
-                    image.blobs.map((blob) => {
-                        distinct.set(blob.digest, blob.size);
-                        return writer.addBlob(blob.digest, blob.size, (sink) =>
-                            run(() =>
+                    image.blobs.map((blob) =>
+                        run(() =>
+                            writer.addBlob(blob.digest, (sink) =>
                                 image.client.fetchBlob(repository, blob.digest, undefined, sink),
                             ),
-                        );
-                    }),
+                        ),
+                    ),
                 );
                 const top = image.manifests[0];
                 const done: ExportedImage = {

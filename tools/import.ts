@@ -116,19 +116,23 @@ async function checkCaches(
     file: string,
     targets: readonly { cache: CacheEndpoint; steps: ImageSteps[]; storage: Storage }[],
 ) {
-    for (const { cache } of targets) {
-        const uploads = await liveUploads(cache.container);
-        if (uploads.length > 0)
-            throw new BundleError(
-                file,
-                `the ${cache.registry} cache is storing a pull in flight (${uploads[0]}); import once it is done`,
-            );
-    }
+    const uploads = await Promise.all(targets.map(({ cache }) => liveUploads(cache.container)));
+    const pulling = targets.findIndex((_, index) => uploads[index].length > 0);
+    if (pulling >= 0)
+        throw new BundleError(
+            file,
+            `the ${targets[pulling].cache.registry} cache is storing a pull in flight (${uploads[pulling][0]}); import once it is done`,
+        );
+    const needs = targets
+        .map(({ cache, steps, storage }) => ({
+            cache,
+            needed: bytesToAdd(steps, heldContent(storage)),
+        }))
+        .filter(({ needed }) => needed > 0);
+    const spaces = await Promise.all(needs.map(({ cache }) => volumeSpace(cache.container)));
     const disks = new Map<string, { freeBytes: number; needed: number; caches: string[] }>();
-    for (const { cache, steps, storage } of targets) {
-        const needed = bytesToAdd(steps, heldContent(storage));
-        if (needed === 0) continue;
-        const space = await volumeSpace(cache.container);
+    needs.forEach(({ cache, needed }, index) => {
+        const space = spaces[index];
         const disk = disks.get(space.device) ?? {
             freeBytes: space.freeBytes,
             needed: 0,
@@ -137,7 +141,7 @@ async function checkCaches(
         disk.needed += needed;
         disk.caches.push(cache.registry);
         disks.set(space.device, disk);
-    }
+    });
     for (const disk of disks.values())
         if (disk.needed > disk.freeBytes)
             throw new BundleError(
@@ -230,31 +234,37 @@ async function importIntoCache(
                 }),
             ),
         );
-        const results: ImportedImage[] = [];
-        for (const { image, blobs, manifests, tag } of steps) {
-            for (const { blob, step } of blobs) {
-                if (step.kind === "linked") continue;
-                await client.mountBlob(
-                    image.reference.repository,
-                    blob.digest,
-                    step.kind === "mount" ? step.from : staging,
-                );
-            }
-            await putManifests(client, image, manifests, tag);
-            const ownUploads = blobs.filter(({ step }) => step.kind === "upload");
-            const result: ImportedImage = {
-                image: image.reference.canonical,
-                registry: cache.registry,
-                status: manifests.length > 0 || tag ? "imported" : "held",
-                blobs: image.blobs.length,
-                sentBytes: ownUploads
-                    .filter(({ blob }) => sent.delete(blob.digest))
-                    .reduce((sum, { blob }) => sum + blob.size, 0),
-            };
-            onImage(result);
-            results.push(result);
-        }
-        return results;
+        // Images are independent of each other: each links its blobs, then writes its manifests.
+        return await Promise.all(
+            steps.map(({ image, blobs, manifests, tag }) =>
+                run(async () => {
+                    await Promise.all(
+                        blobs
+                            .filter(({ step }) => step.kind !== "linked")
+                            .map(({ blob, step }) =>
+                                client.mountBlob(
+                                    image.reference.repository,
+                                    blob.digest,
+                                    step.kind === "mount" ? step.from : staging,
+                                ),
+                            ),
+                    );
+                    await putManifests(client, image, manifests, tag);
+                    const ownUploads = blobs.filter(({ step }) => step.kind === "upload");
+                    const result: ImportedImage = {
+                        image: image.reference.canonical,
+                        registry: cache.registry,
+                        status: manifests.length > 0 || tag ? "imported" : "held",
+                        blobs: image.blobs.length,
+                        sentBytes: ownUploads
+                            .filter(({ blob }) => sent.delete(blob.digest))
+                            .reduce((sum, { blob }) => sum + blob.size, 0),
+                    };
+                    onImage(result);
+                    return result;
+                }),
+            ),
+        );
     } finally {
         await removeStaging(cache.container, staging);
     }

@@ -234,8 +234,13 @@ export function formatFindings(deep: DeepCheck): string {
 export function formatDeepSummary(deep: DeepCheck): string {
     const blobs = deep.checks.reduce((sum, check) => sum + check.blobs, 0);
     const bytes = deep.checks.reduce((sum, check) => sum + check.bytes, 0);
-    const bad = deep.findings.length;
-    return `Re-hashed ${blobs} stored blobs (${formatBytes(bytes)}) in ${deep.seconds.toFixed(1)} s: ${bad === 0 ? "all intact" : `${bad} corrupt or missing`}.`;
+    const count = (state: Finding["state"]) =>
+        deep.findings.filter((finding) => finding.state === state).length;
+    const found = [
+        count("corrupt") > 0 ? `${count("corrupt")} corrupt` : "",
+        count("missing") > 0 ? `${count("missing")} missing` : "",
+    ].filter(Boolean);
+    return `Re-hashed ${blobs} stored blobs (${formatBytes(bytes)}) in ${deep.seconds.toFixed(1)} s: ${found.length === 0 ? "all intact" : found.join(", ")}.`;
 }
 
 export function formatRepairs(repairs: readonly Repair[]): string {

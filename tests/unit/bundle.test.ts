@@ -272,9 +272,12 @@ describe("the layout on disk", () => {
     ]);
 
     async function write(destination: string, commit = true) {
-        const writer = new BundleWriter(destination);
+        const writer = new BundleWriter(
+            destination,
+            new Map(digests.map((digest, i) => [digest, blobs[i].length])),
+        );
         for (const [i, bytes] of blobs.entries())
-            await writer.addBlob(digests[i], bytes.length, (sink) => sink(bytes));
+            await writer.addBlob(digests[i], (sink) => sink(bytes));
         if (commit) await writer.commit(indexText);
         return writer;
     }
@@ -299,12 +302,13 @@ describe("the layout on disk", () => {
     test("an export that stops before its index leaves nothing under the bundle's name", async () => {
         const destination = path.join(workDir, "bundle.tar");
         const writer = await write(destination, false);
-        await new Promise((resolve) => setTimeout(resolve, 100));
         expect(existsSync(destination)).toBe(false);
         // What a killed export leaves is a partial file that no reader takes for a bundle.
         const [partial] = readdirSync(workDir);
         expect(partial).toMatch(/^bundle\.tar\.partial-[0-9a-f]{8}$/);
-        expect(() => openBundle(path.join(workDir, partial))).toThrow(/truncated tar/);
+        expect(() => openBundle(path.join(workDir, partial))).toThrow(
+            /truncated tar|no index\.json/,
+        );
         writer.abort();
         expect(readdirSync(workDir)).toEqual([]);
     });

@@ -36,18 +36,20 @@ test("only paths addressed by digest are cached and coalesced; the rest passes t
     // The key holds the port: two caches never share an entry.
     expect(cached).toContain('proxy_cache_key "5000$uri";');
     // prewarm's second look goes past the front's copy, to the registry.
-    expect(cached).toContain(
-        "proxy_cache_bypass $http_x_pullthrough_refresh $http_x_pullthrough_view;",
-    );
-    // What the view answers is never the front's copy, nor kept as one.
-    expect(cached).toContain("proxy_no_cache $http_x_pullthrough_view;");
+    expect(cached).toContain("proxy_cache_bypass $http_x_pullthrough_refresh;");
 });
 
 test("a request with a view id in the view header goes to that read-only view, and nowhere else", () => {
     const config = frontConfig(caches, ["127.0.0.0/8"]);
     expect(config).toContain(
-        'if ($http_x_pullthrough_view ~ "^[0-9a-f]{8}$") {\n        set $registry http://t-docker.io-view-$http_x_pullthrough_view:5000;\n    }',
+        'if ($http_x_pullthrough_view ~ "^[0-9a-f]{8}$") {\n        set $registry http://t-docker.io-view-$http_x_pullthrough_view:5000;\n        rewrite ^ /pullthrough-view$uri last;\n    }',
     );
+    // There it is never the front's copy nor kept as one, and it is reached by no other path.
+    const view = config.split("location /pullthrough-view/ {")[1].split("}")[0];
+    expect(view).toContain("internal;");
+    expect(view).toContain("rewrite ^/pullthrough-view(/.*)$ $1 break;");
+    expect(view).toContain("proxy_max_temp_file_size 0;");
+    expect(view).not.toContain("proxy_cache");
 });
 
 test("a waiter's wait is bounded well under containerd's 5-minute pull-progress timeout", () => {

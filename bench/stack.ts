@@ -1,0 +1,97 @@
+/**
+ * What the bench's scenarios share: the caches planned from the program's own code for local
+ * fixture upstreams, started as `pulumi up` declares them, and removed again, along with what an
+ * interrupted run may have left.
+ */
+import { Front, planFront } from "../core/front";
+import { Cache, planCaches } from "../core/plan";
+import { mirrorsByRegistry } from "../core/render";
+import { DockerProviderStandIn } from "../harness/docker-provider-stand-in";
+import { docker } from "../harness/engine";
+import { localStackConfig } from "../harness/stack";
+import { parseSettings } from "../mirrors";
+import { CacheEndpoint } from "../tools/warm";
+
+export const benchId = "pt-bench";
+
+/** The bench stack's caches, front and endpoints, for `remotes` (registry → URL) on `ports`. */
+export function planBenchCaches(
+    remotes: Record<string, string>,
+    ports: Record<string, number>,
+    image: string,
+): { caches: Cache[]; front: Front; endpoints: CacheEndpoint[] } {
+    const settings = parseSettings(
+        localStackConfig(
+            `${benchId}-`,
+            Object.entries(remotes).map(([registry, remote]) => ({
+                registry,
+                remote,
+                port: ports[registry],
+            })),
+            { image },
+        ),
+    );
+    const identity = { project: "pullthrough", stack: "bench" };
+    const caches = planCaches(settings, identity);
+    return {
+        caches,
+        front: planFront(settings, identity),
+        endpoints: Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({
+            ...mirror,
+            registry,
+        })),
+    };
+}
+
+/** Fresh caches with empty volumes and a fresh front, declared as `pulumi up` declares them. */
+export async function startCaches(
+    caches: readonly Cache[],
+    front: Front,
+    network: string,
+): Promise<void> {
+    cleanUpCaches();
+    await new DockerProviderStandIn(network).createCaches(caches, front);
+}
+
+/** The address of a container on a network, which the host reaches without docker-proxy. */
+export function containerAddress(container: string, network: string): string {
+    const format = `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`;
+    return docker("inspect", "--format", format, container);
+}
+
+/** Removes the bench stack's containers, volumes and network (everything labelled with it). */
+export function cleanUpCaches() {
+    const listed = (kind: "ps" | "volume" | "network", ...args: string[]) =>
+        docker(
+            ...(kind === "ps" ? ["ps", "--all"] : [kind, "ls"]),
+            "--quiet",
+            ...args,
+            "--filter",
+            "label=pullthrough.stack=bench",
+        )
+            .split("\n")
+            .filter(Boolean);
+    const containers = listed("ps");
+    if (containers.length > 0) docker("rm", "--force", "--volumes", ...containers);
+    const volumes = listed("volume");
+    if (volumes.length > 0) docker("volume", "rm", "--force", ...volumes);
+    const networks = listed("network");
+    if (networks.length > 0) docker("network", "rm", ...networks);
+}
+
+/** Removes what an interrupted run may have left: the stack, fixture upstreams, their network. */
+export function cleanUp() {
+    cleanUpCaches();
+    const upstreamContainers = docker("ps", "--all", "--quiet", "--filter", `name=^${benchId}-up-`)
+        .split("\n")
+        .filter(Boolean);
+    if (upstreamContainers.length > 0) docker("rm", "--force", "--volumes", ...upstreamContainers);
+    if (docker("network", "ls", "--quiet", "--filter", `name=^${benchId}$`))
+        docker("network", "rm", benchId);
+}
+
+export const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const middle = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
