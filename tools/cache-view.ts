@@ -1,11 +1,13 @@
 /**
- * A read-only look at what a cache's volume holds. A proxy answers for content it lacks by asking
- * its upstream, so its own API cannot tell "cached" from "available upstream". Instead this runs
- * a second container of the cache's own image (never pulled: the running cache's image id) in
- * `offline` mode over the volume mounted read-only, on the stack's network: it answers only from
- * storage, exactly as the cache would with no network. The front sends requests that carry its
- * `viewHeader` with the view's id there, so the view is reached at the cache's own endpoint, on
- * any engine.
+ * A look at what a cache's volume holds, or a way to write into it. A proxy answers for content it
+ * lacks by asking its upstream, so its own API cannot tell "cached" from "available upstream",
+ * and it takes no pushes. Instead a second container of the cache's own image (never pulled: the
+ * running cache's image id) runs over the volume on the stack's network: in `offline` mode over
+ * the volume mounted read-only, answering only from storage exactly as the cache would with no
+ * network (verify, prewarm, export); or as the image's own registry with no proxy section,
+ * taking pushes into the cache's storage through the registry API (import). The front sends
+ * requests that carry its `viewHeader` with the view's id there, so a view is reached at the
+ * cache's own endpoint, on any engine.
  */
 import { randomBytes } from "node:crypto";
 import { viewHeader } from "../core/front";

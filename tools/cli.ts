@@ -186,10 +186,15 @@ export function formatVerifyReport(results: readonly VerifyResult[]): string {
     ]);
     const count = (status: string) => results.filter((r) => statusOf(r) === status).length;
     const [missing, corrupt] = [count("missing"), count("corrupt")];
+    const of = `of ${results.length} images`;
     const summary =
         missing + corrupt === 0
             ? `All ${results.length} images are in the caches.`
-            : `${[missing > 0 ? `${missing} of ${results.length} images are missing` : "", corrupt > 0 ? `${corrupt} of ${results.length} are corrupt` : ""].filter(Boolean).join("; ")}.`;
+            : corrupt === 0
+              ? `${missing} ${of} are missing.`
+              : missing === 0
+                ? `${corrupt} ${of} are corrupt.`
+                : `${missing} ${of} are missing and ${corrupt} corrupt.`;
     return `${table([["IMAGE", "STATUS", "DETAIL"], ...rows])}\n\n${summary}`;
 }
 

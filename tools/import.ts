@@ -146,7 +146,7 @@ async function checkCaches(
         if (disk.needed > disk.freeBytes)
             throw new BundleError(
                 file,
-                `the ${disk.caches.join(" and ")} cache${disk.caches.length > 1 ? "s" : ""} would need ${formatBytes(disk.needed)} more, and their disk has ${formatBytes(disk.freeBytes)} free`,
+                `the ${disk.caches.join(" and ")} cache${disk.caches.length > 1 ? "s" : ""} would need ${formatBytes(disk.needed)} more, and ${disk.caches.length > 1 ? "their" : "its"} disk has ${formatBytes(disk.freeBytes)} free`,
             );
 }
 

@@ -282,7 +282,9 @@ describe("on the connected machine", () => {
         const whole = await tool("verify", "--deep", "--images", byTag(flannel), "--json");
         expect(whole.code).toBe(0);
         expect(json(whole).deep.findings).toEqual([]);
-        const status = json(await tool("status", "--json"));
+        const statusRun = await tool("status", "--json");
+        if (!statusRun.stdout) console.log(statusRun);
+        const status = json(statusRun);
         const ghcr = status.caches.find((c: any) => c.registry === "ghcr.io");
         expect(ghcr.lastCheck).toMatchObject({ corrupt: [], missing: [], repaired: [] });
     });
@@ -436,6 +438,7 @@ describe("on a host that has never had a network", () => {
             const before = storageListings();
             const run = await tool("import", file);
             expect(run.code).toBe(2);
+            console.log(`$ npm run import -- ${path.basename(file)}\n${run.stderr}`);
             const lines = run.stderr.trimEnd().split("\n");
             expect(lines).toHaveLength(1);
             expect(lines[0]).toContain(`error: ${file}: `);
