@@ -24,7 +24,7 @@ import { withCacheViews } from "./cache-view";
 import { formatBytes } from "./format";
 import { RegistryClient, RegistryError } from "./registry-client";
 import { Storage, inStorage, readStorage, volumeSpace } from "./storage";
-import { CacheEndpoint, CacheView, limiter } from "./warm";
+import { CacheEndpoint, limiter } from "./warm";
 
 /** Where blobs wait until every one of them is in; never a repository anyone pulls. */
 const stagingRoot = "pullthrough-staging";
@@ -203,71 +203,79 @@ async function uploadBlob(
     if (pushed) throw pushed;
 }
 
-/** Brings one cache to hold its images: blobs into staging, then each image into its repository. */
-async function importIntoCache(
-    file: string,
-    bundle: Bundle,
-    cache: CacheEndpoint,
-    view: CacheView,
-    steps: readonly ImageSteps[],
-    onImage: (result: ImportedImage) => void,
-): Promise<ImportedImage[]> {
-    const client = new RegistryClient(view.endpoint, cache.registry, view.headers);
-    const staging = `${stagingRoot}/${randomBytes(4).toString("hex")}`;
-    // A staging area left by an import that was killed holds nothing anyone needs.
-    await removeStaging(cache.container);
+/** One cache's side of an import: what it writes, through which view, staged where. */
+interface CacheImport {
+    cache: CacheEndpoint;
+    steps: ImageSteps[];
+    client: RegistryClient;
+    staging: string;
+    /** Blobs uploaded so far, until an image that needs them claims their bytes. */
+    sent: Set<string>;
+}
+
+/** Uploads into the staging repository every blob of the cache's images that no repository has. */
+async function stageBlobs(file: string, bundle: Bundle, target: CacheImport): Promise<void> {
     const uploads = new Map(
-        steps.flatMap(({ blobs }) =>
+        target.steps.flatMap(({ blobs }) =>
             blobs
                 .filter(({ step }) => step.kind === "upload")
                 .map(({ blob }) => [blob.digest, blob]),
         ),
     );
-    const sent = new Set<string>();
-    try {
-        const run = limiter(4);
-        await Promise.all(
-            [...uploads.values()].map((blob) =>
-                run(async () => {
-                    await uploadBlob(file, bundle, client, staging, blob.digest, blob.size);
-                    sent.add(blob.digest);
-                }),
-            ),
-        );
-        // Images are independent of each other: each links its blobs, then writes its manifests.
-        return await Promise.all(
-            steps.map(({ image, blobs, manifests, tag }) =>
-                run(async () => {
-                    await Promise.all(
-                        blobs
-                            .filter(({ step }) => step.kind !== "linked")
-                            .map(({ blob, step }) =>
-                                client.mountBlob(
-                                    image.reference.repository,
-                                    blob.digest,
-                                    step.kind === "mount" ? step.from : staging,
-                                ),
+    const run = limiter(4);
+    await Promise.all(
+        [...uploads.values()].map((blob) =>
+            run(async () => {
+                await uploadBlob(
+                    file,
+                    bundle,
+                    target.client,
+                    target.staging,
+                    blob.digest,
+                    blob.size,
+                );
+                target.sent.add(blob.digest);
+            }),
+        ),
+    );
+}
+
+/** Links each image's blobs into its repository and writes its manifests; images independently. */
+function linkImages(
+    target: CacheImport,
+    onImage: (result: ImportedImage) => void,
+): Promise<ImportedImage[]> {
+    const run = limiter(4);
+    return Promise.all(
+        target.steps.map(({ image, blobs, manifests, tag }) =>
+            run(async () => {
+                await Promise.all(
+                    blobs
+                        .filter(({ step }) => step.kind !== "linked")
+                        .map(({ blob, step }) =>
+                            target.client.mountBlob(
+                                image.reference.repository,
+                                blob.digest,
+                                step.kind === "mount" ? step.from : target.staging,
                             ),
-                    );
-                    await putManifests(client, image, manifests, tag);
-                    const ownUploads = blobs.filter(({ step }) => step.kind === "upload");
-                    const result: ImportedImage = {
-                        image: image.reference.canonical,
-                        registry: cache.registry,
-                        status: manifests.length > 0 || tag ? "imported" : "held",
-                        blobs: image.blobs.length,
-                        sentBytes: ownUploads
-                            .filter(({ blob }) => sent.delete(blob.digest))
-                            .reduce((sum, { blob }) => sum + blob.size, 0),
-                    };
-                    onImage(result);
-                    return result;
-                }),
-            ),
-        );
-    } finally {
-        await removeStaging(cache.container, staging);
-    }
+                        ),
+                );
+                await putManifests(target.client, image, manifests, tag);
+                const result: ImportedImage = {
+                    image: image.reference.canonical,
+                    registry: target.cache.registry,
+                    status: manifests.length > 0 || tag ? "imported" : "held",
+                    blobs: image.blobs.length,
+                    sentBytes: blobs
+                        .filter(({ step }) => step.kind === "upload")
+                        .filter(({ blob }) => target.sent.delete(blob.digest))
+                        .reduce((sum, { blob }) => sum + blob.size, 0),
+                };
+                onImage(result);
+                return result;
+            }),
+        ),
+    );
 }
 
 /** PUTs an image's missing manifests: platform manifests by digest, its own by tag when it has one. */
@@ -335,19 +343,34 @@ export async function importBundle(
     await checkCaches(file, targets);
     const images = await withCacheViews(
         targets.map(({ cache }) => cache),
-        (views) =>
-            Promise.all(
-                targets.map(({ cache, steps }) =>
-                    importIntoCache(
-                        file,
-                        bundle,
-                        cache,
-                        views.get(cache.registry)!,
-                        steps,
-                        onImage,
-                    ),
-                ),
-            ),
+        async (views) => {
+            const imports: CacheImport[] = targets.map(({ cache, steps }) => {
+                const view = views.get(cache.registry)!;
+                return {
+                    cache,
+                    steps,
+                    client: new RegistryClient(view.endpoint, cache.registry, view.headers),
+                    staging: `${stagingRoot}/${randomBytes(4).toString("hex")}`,
+                    sent: new Set(),
+                };
+            });
+            // A staging area left by an import that was killed holds nothing anyone needs.
+            await Promise.all(imports.map(({ cache }) => removeStaging(cache.container)));
+            try {
+                // Every cache has all its blobs before any image is linked anywhere: a bad blob
+                // in one cache leaves the repositories of all of them as they were.
+                const staged = await Promise.allSettled(
+                    imports.map((target) => stageBlobs(file, bundle, target)),
+                );
+                const failed = staged.find((result) => result.status === "rejected");
+                if (failed) throw failed.reason;
+                return await Promise.all(imports.map((target) => linkImages(target, onImage)));
+            } finally {
+                await Promise.all(
+                    imports.map(({ cache, staging }) => removeStaging(cache.container, staging)),
+                );
+            }
+        },
         "writable",
     );
     const flat = images.flat();
