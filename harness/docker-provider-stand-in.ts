@@ -204,6 +204,7 @@ export class DockerProviderStandIn implements ProviderStandIn {
     async removeEverything(): Promise<void> {
         for (const [type, id, config] of [...this.created].reverse())
             await this.delete(type, id, {}, config);
+        this.created.length = 0;
     }
 
     private async createVolume(inputs: Record<string, any>, config: Record<string, any> = {}) {

@@ -74,8 +74,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-    await stack?.remove();
+    // The caches on the second host while it answers, then the host, which is on the stack's
+    // network here, and last that network and the upstreams.
+    await stack?.docker.removeEverything();
     await host?.remove();
+    await stack?.remove();
     if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 

@@ -1,28 +1,28 @@
 /**
  * The Talos renderings against Talos's own machine-config JSON schemas (JSON Schema 2020-12,
- * `pkg/machinery/config/schemas/config.schema.json` at v1.11.0 and v1.13.9, copied into
- * shared/reference/talos-schemas): `talosConfigPatch` is valid up to 1.11 and gone from the schema
- * from 1.12; `talosMirrorDocuments` is valid from 1.12 and unknown before.
+ * `pkg/machinery/config/schemas/config.schema.json` at v1.11.0 and v1.13.9; harness/
+ * talos-schemas.ts finds or fetches them, pinned by sha256): `talosConfigPatch` is valid up to
+ * 1.11 and gone from the schema from 1.12; `talosMirrorDocuments` is valid from 1.12 and unknown
+ * before.
  */
-import { readFileSync } from "node:fs";
-import * as path from "node:path";
 import Ajv2020 from "ajv/dist/2020";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { planCaches } from "../../core/plan";
 import { talosConfigPatch, talosMirrorDocuments } from "../../core/render";
 import { parseSettings } from "../../mirrors";
+import { TalosSchemaVersion, talosSchema } from "../../harness/talos-schemas";
 import { config, identity, upstream } from "./settings";
 
-const shared = process.env.PULLTHROUGH_SHARED ?? path.join(__dirname, "../../../shared");
-const schemasDir = path.join(shared, "reference/talos-schemas");
+const schemas = new Map<TalosSchemaVersion, unknown>();
+beforeAll(async () => {
+    for (const version of ["v1.11.0", "v1.13.9"] as const)
+        schemas.set(version, await talosSchema(version));
+});
 
 /** A validator for one `$defs` entry of the schema of one Talos version. */
-function validatorFor(version: string, definition: string) {
-    const schema = JSON.parse(
-        readFileSync(path.join(schemasDir, `config-${version}.json`), "utf8"),
-    );
+function validatorFor(version: TalosSchemaVersion, definition: string) {
     const ajv = new Ajv2020({ strict: false, allErrors: true });
-    ajv.addSchema(schema, "talos");
+    ajv.addSchema(schemas.get(version) as object, "talos");
     return ajv.getSchema(`talos#/$defs/${definition}`)!;
 }
 
@@ -46,8 +46,7 @@ test("Talos 1.11 takes talosConfigPatch: machine.registries is in its schema", (
 });
 
 test("Talos 1.11 has no RegistryMirrorConfig document", () => {
-    const schema = readFileSync(path.join(schemasDir, "config-v1.11.0.json"), "utf8");
-    expect(schema).not.toContain("RegistryMirrorConfigV1Alpha1");
+    expect(JSON.stringify(schemas.get("v1.11.0"))).not.toContain("RegistryMirrorConfigV1Alpha1");
 });
 
 test("Talos 1.13 takes talosMirrorDocuments, one valid RegistryMirrorConfig per registry", () => {
