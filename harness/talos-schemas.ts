@@ -54,6 +54,7 @@ export async function talosSchema(version: TalosSchemaVersion): Promise<unknown>
         const cause = (error as { cause?: { code?: string } }).cause?.code ?? String(error);
         throw new Error(
             `Talos ${version} schema: not in ${sharedDir} and the download from ${url} failed (${cause}); run the tests once with a network, or set PULLTHROUGH_SHARED to a folder holding reference/talos-schemas`,
+            { cause: error },
         );
     }
     if (sha256(bytes) !== digest)
