@@ -57,7 +57,7 @@ async function openCacheView(
         "--rm",
         ...dockerRunArgs(cacheViewContainer(cache, readCacheSupervisor(), image, viewId, access)),
     );
-    const close = async () => void (await docker("rm", "--force", id).catch(() => ""));
+    const close = async () => void (await docker("rm", "--force", "--volumes", id).catch(() => ""));
     try {
         const view = { endpoint: cache.hostEndpoint, headers: { [viewHeader]: viewId } };
         await waitUntilServing(new RegistryClient(view.endpoint, cache.registry, view.headers));

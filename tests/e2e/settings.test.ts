@@ -149,7 +149,7 @@ test("a cache port another container holds stops up before anything changes; the
         // The front already publishes the stack's own port: the next up plans nothing.
         expect(await up({}, { port: ownPort })).toEqual([]);
     } finally {
-        docker("rm", "--force", holder);
+        docker("rm", "--force", "--volumes", holder);
     }
 });
 

@@ -14,6 +14,7 @@ import {
     progressIntervalMs,
     progressReporter,
 } from "../../tools/cli";
+import { formatRepairs } from "../../tools/integrity";
 import { Manifest, RegistryError, selectPlatforms } from "../../tools/registry-client";
 import { UsageError, limiter, routeImages } from "../../tools/warm";
 import { talosctlStandIn } from "../../harness/talosctl";
@@ -368,5 +369,26 @@ describe("the Talos image set", () => {
     test("the empty schematic's ID is the sha256 of its YAML", () => {
         const id = createHash("sha256").update("customization: {}\n").digest("hex");
         expect(emptySchematicId).toBe(id);
+    });
+});
+
+describe("verify --deep --repair's report", () => {
+    const repair = {
+        registry: "ghcr.io",
+        remote: "https://ghcr.io",
+        removed: [`sha256:${"a".repeat(64)}`],
+        images: ["ghcr.io/siderolabs/flannel:v0.27.4"],
+    };
+
+    test("online: the next pull fetches the images again", () => {
+        expect(formatRepairs([{ ...repair, offline: false }])).toBe(
+            "Removed 1 corrupt blob from the ghcr.io cache; ghcr.io/siderolabs/flannel:v0.27.4 will be fetched again from https://ghcr.io on the next pull.",
+        );
+    });
+
+    test("offline: it says which images can no longer be served, and until when", () => {
+        expect(formatRepairs([{ ...repair, offline: true }])).toBe(
+            "Removed 1 corrupt blob from the ghcr.io cache. It serves offline: ghcr.io/siderolabs/flannel:v0.27.4 cannot be served until https://ghcr.io answers.",
+        );
     });
 });
