@@ -22,7 +22,7 @@ import { withCacheViews } from "../tools/cache-view";
 import { exportBundle } from "../tools/export";
 import { importBundle } from "../tools/import";
 import { deepCheck } from "../tools/integrity";
-import { storageRoot } from "../tools/storage";
+import { storagePaths, storageRoot } from "../tools/storage";
 import { prewarmUntilStored, routeImages, verify } from "../tools/warm";
 import { benchImages } from "./image-set";
 import { benchId, cleanUp, median, planBenchCaches, startCaches } from "./stack";
@@ -113,14 +113,7 @@ export async function benchBundles(options: { scale: number; repeat: number; out
 
             const relativeRoot = path.relative("/var/lib/registry", storageRoot);
             const files = [...stored].map(([digest, { registry }]) =>
-                path.join(
-                    volumeOf(registry),
-                    relativeRoot,
-                    "blobs/sha256",
-                    digest.slice(7, 9),
-                    digest.slice(7),
-                    "data",
-                ),
+                path.join(volumeOf(registry), relativeRoot, storagePaths.blobData(digest)),
             );
             const sha256sum = await timed(() => execFileSync("sha256sum", files));
             let deep = 0;

@@ -101,8 +101,7 @@ const diskNotFull = `{ [ ! -s ${diskFullFile} ] || { cat ${diskFullFile}; false;
 const credentialsFile = "/etc/pullthrough-credentials.yml";
 
 /** Settings every registry over a cache volume runs with. */
-const registryEnvs = (ttl: string) => [
-    `REGISTRY_PROXY_TTL=${ttl}`,
+const storageEnvs = [
     "REGISTRY_LOG_LEVEL=info",
     // No in-memory blob descriptor cache: it outlives a blob `prune` removed, and the registry
     // would answer for it with 200 and no bytes instead of fetching it again. Any value but
@@ -119,7 +118,7 @@ function registryProcess(
     cache: Pick<Cache, "mode" | "remote" | "ttl" | "credential">,
     supervisor: string,
 ) {
-    const common = registryEnvs(cache.ttl);
+    const common = [`REGISTRY_PROXY_TTL=${cache.ttl}`, ...storageEnvs];
     return cache.mode === "proxy" && !cache.credential
         ? { envs: [`REGISTRY_PROXY_REMOTEURL=${cache.remote}`, ...common] }
         : {
@@ -234,10 +233,7 @@ export function cacheViewContainer(
                   supervisor,
               )
             : {
-                  envs: [
-                      ...registryEnvs("0"),
-                      "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS=none",
-                  ],
+                  envs: [...storageEnvs, "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS=none"],
               }),
         volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly }],
         networksAdvanced: [

@@ -20,6 +20,7 @@ import {
     readStorage,
     inStorage,
     removeStoragePaths,
+    storagePaths,
     writeVolumeFile,
 } from "./storage";
 import { CacheEndpoint, VerifyResult } from "./warm";
@@ -42,10 +43,6 @@ export interface DeepCheck {
     seconds: number;
 }
 
-const hexOf = (digest: string) => digest.slice("sha256:".length);
-const dataPath = (digest: string) =>
-    `blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}/data`;
-
 /**
  * Hashes each digest's stored data inside `container`: digest → the hash of its bytes, or
  * undefined when there is no data. In batches, so a command line stays inside the kernel's limit.
@@ -61,7 +58,7 @@ async function hashStored(
         const output = await inStorage(
             container,
             'sha256sum "$@" 2>/dev/null; true',
-            ...digests.slice(start, start + 200).map(dataPath),
+            ...digests.slice(start, start + 200).map(storagePaths.blobData),
         );
         for (const line of output.split("\n")) {
             const match =
@@ -196,17 +193,13 @@ export async function repair(
         const frontCopies: string[] = [];
         for (const [name, repository] of storage.repositories)
             for (const digest of digests) {
-                const base = `repositories/${name}`;
-                if (repository.layers.has(digest))
-                    links.push(`${base}/_layers/sha256/${hexOf(digest)}`);
+                if (repository.layers.has(digest)) links.push(storagePaths.layerLink(name, digest));
                 if (repository.revisions.has(digest))
-                    links.push(`${base}/_manifests/revisions/sha256/${hexOf(digest)}`);
+                    links.push(storagePaths.revisionLink(name, digest));
                 for (const kind of ["blobs", "manifests"])
                     frontCopies.push(frontCacheFile(cache.port, `/v2/${name}/${kind}/${digest}`));
             }
-        const blobs = digests.map(
-            (digest) => `blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}`,
-        );
+        const blobs = digests.map(storagePaths.blob);
         await removeStoragePaths(cache.container, [...links, ...blobs]);
         const front = await frontOf(cache.port);
         if (front) await docker("exec", front, "rm", "-f", "--", ...frontCopies);

@@ -23,6 +23,7 @@ import {
     pulledRecordFile,
     readStorage,
     removeStoragePaths,
+    storagePaths,
     storedImages,
     writeVolumeFile,
 } from "./storage";
@@ -321,27 +322,24 @@ function removalPaths(
     const tags: string[] = [];
     const revisions: string[] = [];
     const layers: string[] = [];
-    const hexOf = (digest: string) => digest.slice("sha256:".length);
     for (const [repository, stored] of storage.repositories) {
         const gone = removed.filter((image) => image.repository === repository);
         const kept = remaining.filter((image) => image.repository === repository);
         const keptManifests = new Set(kept.flatMap((image) => image.manifests));
         const keptBlobs = new Set(kept.flatMap((image) => image.blobs));
         const goneBlobs = new Set(gone.flatMap((image) => image.blobs));
-        const base = `repositories/${repository}`;
         for (const image of gone) {
-            for (const tag of image.tags) tags.push(`${base}/_manifests/tags/${tag}`);
+            for (const tag of image.tags)
+                tags.push(`repositories/${repository}/_manifests/tags/${tag}`);
             for (const manifest of image.manifests)
                 if (!keptManifests.has(manifest))
-                    revisions.push(`${base}/_manifests/revisions/sha256/${hexOf(manifest)}`);
+                    revisions.push(storagePaths.revisionLink(repository, manifest));
         }
         for (const layer of stored.layers)
             if (!keptBlobs.has(layer) && (goneBlobs.has(layer) || freed.has(layer)))
-                layers.push(`${base}/_layers/sha256/${hexOf(layer)}`);
+                layers.push(storagePaths.layerLink(repository, layer));
     }
-    const blobs = [...freed].map(
-        (digest) => `blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}`,
-    );
+    const blobs = [...freed].map(storagePaths.blob);
     return [...tags, ...new Set(revisions), ...layers, ...blobs];
 }
 

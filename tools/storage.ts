@@ -174,9 +174,19 @@ export function parseManifests(output: string): Map<string, ManifestRefs> {
     return manifests;
 }
 
-const blobDataPath = (digest: string) => {
-    const id = digest.slice("sha256:".length);
-    return `blobs/sha256/${id.slice(0, 2)}/${id}/data`;
+const hexOf = (digest: string) => digest.slice("sha256:".length);
+
+/** Paths under the storage root (distribution registry/storage/paths.go). */
+export const storagePaths = {
+    /** A blob's folder: its data, and nothing else. */
+    blob: (digest: string) => `blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}`,
+    blobData: (digest: string) => `${storagePaths.blob(digest)}/data`,
+    /** What makes a blob a layer or config of a repository. */
+    layerLink: (repository: string, digest: string) =>
+        `repositories/${repository}/_layers/sha256/${hexOf(digest)}`,
+    /** What makes a blob a manifest of a repository. */
+    revisionLink: (repository: string, digest: string) =>
+        `repositories/${repository}/_manifests/revisions/sha256/${hexOf(digest)}`,
 };
 
 /** Reads a cache's storage through its running container. */
@@ -187,7 +197,9 @@ export async function readStorage(container: string): Promise<Storage> {
             ...repository.revisions.keys(),
         ]),
     );
-    const paths = [...revisions].filter((digest) => listing.blobs.has(digest)).map(blobDataPath);
+    const paths = [...revisions]
+        .filter((digest) => listing.blobs.has(digest))
+        .map(storagePaths.blobData);
     const manifests = new Map<string, ManifestRefs>();
     // A few hundred paths per exec keeps the command line well inside the kernel's limit.
     for (let start = 0; start < paths.length; start += 200) {
