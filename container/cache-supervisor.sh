@@ -4,19 +4,55 @@
 # so a cache restarted offline would serve nothing although its volume holds every image. This
 # runs the image's registry as a proxy while the upstream answers and as a read-only registry over
 # the same storage while it does not. It also watches the volume: a full disk makes the cache
-# unhealthy, saying so, and partial uploads it left behind are removed. Only busybox applets
-# of the official registry:2 and registry:3 images are used (sh, wget, timeout, cat, head, df,
-# find, stat, date, rm).
+# unhealthy, saying so, and partial uploads that interrupted fetches left behind are removed.
+# Only busybox applets of the official registry:2 and registry:3 images are used (sh, wget,
+# timeout, cat, head, df, find, stat, date, ls, rm).
 #
 #   PULLTHROUGH_MODE=auto     follow the upstream: proxy when it answers, read-only when not
 #   PULLTHROUGH_MODE=offline  never contact the upstream; serve the cache read-only
-#   PULLTHROUGH_MODE=proxy    always proxy (supervised only to log in, see below)
+#   PULLTHROUGH_MODE=proxy    always proxy
 #   PULLTHROUGH_REMOTE        the upstream URL (REGISTRY_PROXY_REMOTEURL of proxy mode)
 #
 # An upstream login, when set, is a `proxy:` section uploaded to /etc/pullthrough-credentials.yml;
 # it is appended to the image's own config in a file only root can read, so it never appears in
 # the container's environment (docker inspect, /proc/*/environ).
+#
+# With the argument `uploads` it only lists the partial uploads (see list_uploads): how the tools
+# (status, prune, import) see them, by the same rule the supervisor removes them.
 set -u
+
+storage=/var/lib/registry
+root=$storage/docker/registry/v2
+# An upload nobody in this container holds open and that has not grown for this long is dead.
+# A live proxied fetch is held open by the registry however slow its upstream; the time is for
+# writers in other containers (the tools' writable views), which write without pause.
+stale_upload_seconds=30
+
+# One line per partial upload: `upload SIZE MTIME writing|stale PATH`, PATH under the registry's
+# root ($root). An upload is a folder `_uploads/<id>` of a repository; the registry
+# holds its `data` open for as long as the blob writer lives (distribution
+# registry/storage/driver/filesystem/driver.go, Writer).
+list_uploads() {
+    now=$(date +%s)
+    held=$(ls -l /proc/[0-9]*/fd/ 2>/dev/null)
+    find "$root/repositories" \( -name _layers -o -name _manifests \) -prune -o \
+        -path '*/_uploads/*' -prune -type d -print 2>/dev/null | while read -r upload; do
+        if [ -f "$upload/data" ]; then
+            set -- $(stat -c '%s %Y' "$upload/data")
+        else
+            set -- 0 "$(stat -c %Y "$upload")"
+        fi
+        state=stale
+        case "$held" in *" -> $upload/"*) state=writing ;; esac
+        [ $((now - $2)) -ge "$stale_upload_seconds" ] || state=writing
+        echo "upload $1 $2 $state ${upload#"$root"/}"
+    done
+}
+
+if [ "${1:-}" = uploads ]; then
+    list_uploads
+    exit 0
+fi
 
 config=/etc/docker/registry/config.yml
 [ -f /etc/distribution/config.yml ] && config=/etc/distribution/config.yml
@@ -31,48 +67,30 @@ serving_file=/tmp/pullthrough-serving
 probe_interval=10
 # Consecutive failed probes before a proxy gives way: one lost probe is not an outage.
 failures_before_offline=2
-storage=/var/lib/registry
 # Read by the healthcheck and the tools: present while the volume cannot take a small write.
 disk_full_file=/tmp/pullthrough-disk-full
-# A partial upload whose data has not grown for this long is dead: the registry gave up on it.
-stale_upload_seconds=30
 
 log() { echo "pullthrough: $*"; }
 describe() {
-    if [ "$1" = proxy ]; then echo "proxying $PULLTHROUGH_REMOTE"; else echo "serving the cache read-only ($PULLTHROUGH_REMOTE does not answer)"; fi
+    case "$PULLTHROUGH_MODE/$1" in
+    */proxy) echo "proxying $PULLTHROUGH_REMOTE" ;;
+    offline/*) echo "serving the cache read-only; $PULLTHROUGH_REMOTE is never contacted" ;;
+    *) echo "serving the cache read-only ($PULLTHROUGH_REMOTE does not answer)" ;;
+    esac
 }
-
-read_only='{"enabled":true}'
-
-if [ "$PULLTHROUGH_MODE" = proxy ]; then
-    log "proxy mode: proxying $PULLTHROUGH_REMOTE"
-    echo proxy >"$serving_file"
-    REGISTRY_PROXY_REMOTEURL="$PULLTHROUGH_REMOTE" exec registry serve "$config"
-fi
-
-if [ "$PULLTHROUGH_MODE" = offline ]; then
-    log "offline mode: serving the cache read-only; $PULLTHROUGH_REMOTE is never contacted"
-    echo offline >"$serving_file"
-    export REGISTRY_STORAGE_MAINTENANCE_READONLY="$read_only"
-    exec registry serve "$config"
-fi
 
 mib() { echo "$(($1 / 1024)) MiB"; }
 
-# Removes partial uploads (…/_uploads/<id>/data) that stopped growing: a failed write leaves them.
+# A volume mounted read-only (a read-only view) keeps what it has: rm fails and nothing is said.
 remove_stale_uploads() {
-    now=$(date +%s)
-    find "$storage" -path '*/_uploads/*' -name data 2>/dev/null | while read -r data; do
-        age=$((now - $(stat -c %Y "$data" 2>/dev/null || echo "$now")))
-        if [ "$age" -ge "$stale_upload_seconds" ]; then
-            rm -rf "${data%/data}" && log "removed a partial upload of a failed write: ${data%/data}"
-        fi
+    list_uploads | while read -r _ size _ state upload; do
+        [ "$state" = stale ] && rm -rf "${root:?}/$upload" 2>/dev/null &&
+            log "removed a partial upload an interrupted fetch left: $upload ($((size / 1024)) KiB)"
     done
 }
 
 # A full volume fails writes while reads still work; a failed blob write leaves it with no byte
 # free, so a 64 KiB probe write (checked every second) tells at once. df says how much is left.
-# A volume mounted read-only (a verify view) is left alone.
 check_disk() {
     probe="$storage/.pullthrough-probe"
     failed=$(head -c 65536 /dev/zero 2>&1 >"$probe") && failed=
@@ -98,6 +116,7 @@ upstream_answers() {
     return 1
 }
 
+read_only='{"enabled":true}'
 registry_pid=
 serving=
 
@@ -124,8 +143,14 @@ running() {
     [ -n "$registry_pid" ] && read -r _ _ process_state _ <"/proc/$registry_pid/stat" 2>/dev/null && [ "$process_state" != Z ]
 }
 
-# Sets $wanted from a fresh probe; a running proxy gives way only after repeated failures.
+# Sets $wanted: the fixed modes as they are; auto from a fresh probe, where a running proxy gives
+# way only after repeated failures.
 decide() {
+    case "$PULLTHROUGH_MODE" in proxy | offline)
+        wanted=$PULLTHROUGH_MODE
+        return
+        ;;
+    esac
     if upstream_answers; then
         failures=0
         wanted=proxy
@@ -139,8 +164,9 @@ trap 'stop; exit 0' TERM INT
 
 failures=0
 check_disk
+remove_stale_uploads
 decide
-log "auto mode: $(describe "$wanted")"
+log "$PULLTHROUGH_MODE mode: $(describe "$wanted")"
 start "$wanted"
 seconds=0
 while :; do
@@ -157,6 +183,7 @@ while :; do
         log "registry exited; restarting, $(describe "$wanted")"
         start "$wanted"
     elif [ $((seconds % probe_interval)) -eq 0 ]; then
+        remove_stale_uploads
         decide
         if [ "$wanted" != "$serving" ]; then
             log "switching to $wanted mode: $(describe "$wanted")"

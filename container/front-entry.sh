@@ -1,11 +1,18 @@
 # Pullthrough's front entry command (run by the nginx image's own sh), then nginx in the foreground.
 #
+# The front's cache is transient by design: PULLTHROUGH_FRONT_FILES (its cache, temp files and
+# socket) is emptied first, so a front that was killed mid-fetch starts clean instead of keeping
+# half-written temp files nginx never looks at again, and a socket it could not bind.
+#
 # docker-proxy hands the front every connection from this host's loopback and from other
 # containers with the source address of the front network's gateway, so that network must be
 # allowed; its subnet is only known inside the container. It goes to an nginx include of
 # `allow` lines, one per network the front is on, read from the kernel's routing table.
-# Only sh builtins and cat are used, which the Debian and Alpine nginx images both have.
+# Only sh builtins, cat, rm and mkdir are used, which the Debian and Alpine nginx images all have.
 set -eu
+
+rm -rf "${PULLTHROUGH_FRONT_FILES:?}"
+mkdir -p "$PULLTHROUGH_FRONT_FILES"
 
 allowed=/etc/nginx/pullthrough-networks.conf
 

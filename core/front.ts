@@ -62,8 +62,23 @@ const headerVariable = (header: string) => `$http_${header.toLowerCase().replace
 /** Port of the front's own health endpoint, inside its container only. */
 const healthPort = 8079;
 
+/**
+ * Everything the front writes: its blob cache, temp files and request bodies. The entry command
+ * (container/front-entry.sh) empties it before nginx starts, so a killed front leaves nothing.
+ */
+const frontCacheRoot = "/var/cache/nginx/pullthrough";
+
 /** The front's blob cache: nginx keeps each response in a file named by the md5 of its key. */
-const frontCachePath = "/var/cache/nginx/pullthrough";
+const frontCachePath = `${frontCacheRoot}/blobs`;
+
+/**
+ * The socket of the front's inner hop, which quotes the registry's ETags before they are cached.
+ * A killed nginx leaves it behind and could not bind it again: it goes with the rest at start.
+ */
+const quotingSocket = `${frontCacheRoot}/quoting.sock`;
+
+/** The registry a request to the inner hop goes to, set by the front and by no one else. */
+const registryHeader = "X-Pullthrough-Registry";
 
 /** Cache keys: the cache port, then the request path (`proxy_cache_key` in frontConfig). */
 const frontCacheKey = (port: number, uri: string) => `${port}${uri}`;
@@ -176,7 +191,11 @@ server {
     }
 
     location ~ "^/v2/.+/(blobs|manifests)/sha256:[0-9a-f]{64}$" {
-        proxy_pass $registry;
+        proxy_pass http://unix:${quotingSocket};
+        # A location's proxy_set_header replaces the server's: all three are set here.
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header ${registryHeader} $registry;
         proxy_cache pullthrough;
         proxy_cache_key "${frontCacheKey(cache.port, "$uri")}";
         proxy_cache_valid 200 ${frontCacheInactive};
@@ -185,6 +204,9 @@ server {
         proxy_cache_lock_age ${lockTimeoutSeconds}s;
         proxy_cache_bypass ${headerVariable(refreshHeader)};
         proxy_ignore_headers Cache-Control Expires Set-Cookie X-Accel-Expires X-Accel-Buffering;
+        # Byte ranges of every copy, cold or cached, as the registry answers from its volume; its
+        # proxy path sends no Accept-Ranges (ngx_http_proxy_module, since nginx 1.7.7).
+        proxy_force_ranges on;
         add_header X-Pullthrough-Cache $upstream_cache_status always;
     }
 
@@ -207,8 +229,33 @@ map ${headerVariable(viewHeader)} $pullthrough_pull {
 # retries) instead of hanging for nginx's default 60 s.
 resolver 127.0.0.11 valid=2s ipv6=off;
 proxy_cache_path ${frontCachePath} levels=1:2 keys_zone=pullthrough:16m max_size=${frontCacheMaxSize} inactive=${frontCacheInactive} use_temp_path=off;
-proxy_temp_path /var/cache/nginx/pullthrough-temp;
-client_body_temp_path /var/cache/nginx/pullthrough-body;
+proxy_temp_path ${frontCacheRoot}/temp;
+client_body_temp_path ${frontCacheRoot}/body;
+
+# The registry's proxy path sends an unquoted ETag (distribution registry/proxy/proxyblobstore.go,
+# setResponseHeaders), its volume path a quoted one (registry/storage/blobserver.go). nginx checks
+# If-None-Match against the ETag it received, before add_header applies, so the front's copies
+# are quoted here, one hop before the cache, and answer 304 as the registry's do.
+map $upstream_http_etag $pullthrough_quoted_etag {
+    "" "";
+    "~^\\"" $upstream_http_etag;
+    default "\\"$upstream_http_etag\\"";
+}
+server {
+    listen unix:${quotingSocket};
+    access_log off;
+    location / {
+        proxy_pass ${headerVariable(registryHeader)};
+        proxy_set_header Host $http_host;
+        proxy_set_header ${registryHeader} "";
+        proxy_http_version 1.1;
+        proxy_connect_timeout 2s;
+        proxy_read_timeout 900s;
+        proxy_buffering off;
+        proxy_hide_header ETag;
+        add_header ETag $pullthrough_quoted_etag;
+    }
+}
 
 server {
     listen 127.0.0.1:${healthPort};
@@ -232,6 +279,7 @@ export function frontContainer(front: Front, caches: readonly Cache[], entry: st
         image: front.image,
         // container/front-entry.sh: allows the front's own networks, then runs nginx.
         entrypoints: ["/bin/sh", "-c", entry],
+        envs: [`PULLTHROUGH_FRONT_FILES=${frontCacheRoot}`],
         uploads: [{ file: frontConfigPath, content: frontConfig(caches, front.allowed) }],
         ports: caches.map((cache) => ({
             internal: cache.port,

@@ -110,36 +110,30 @@ const storageEnvs = [
 ];
 
 /**
- * How the registry process of a cache runs: `proxy` without a login runs the image as it ships;
- * otherwise `supervisor` (the text of container/cache-supervisor.sh) is the entry command, which
- * starts the same registry binary as a proxy or read-only, with the login file when there is one.
+ * How the registry process of a cache runs: `supervisor` (the text of container/cache-supervisor.sh)
+ * is the entry command in every mode. It starts the image's own registry binary as a proxy or
+ * read-only, with the login file when there is one, and removes the partial uploads interrupted
+ * fetches leave behind.
  */
-function registryProcess(
-    cache: Pick<Cache, "mode" | "remote" | "ttl" | "credential">,
-    supervisor: string,
-) {
-    const common = [`REGISTRY_PROXY_TTL=${cache.ttl}`, ...storageEnvs];
-    return cache.mode === "proxy" && !cache.credential
-        ? { envs: [`REGISTRY_PROXY_REMOTEURL=${cache.remote}`, ...common] }
-        : {
-              entrypoints: ["/bin/sh", "-c", supervisor],
-              envs: [
-                  `PULLTHROUGH_MODE=${cache.mode}`,
-                  `PULLTHROUGH_REMOTE=${cache.remote}`,
-                  ...common,
-              ],
-          };
+function registryProcess(cache: Pick<Cache, "mode" | "remote" | "ttl">, supervisor: string) {
+    return {
+        entrypoints: ["/bin/sh", "-c", supervisor],
+        envs: [
+            `PULLTHROUGH_MODE=${cache.mode}`,
+            `PULLTHROUGH_REMOTE=${cache.remote}`,
+            `REGISTRY_PROXY_TTL=${cache.ttl}`,
+            ...storageEnvs,
+        ],
+    };
 }
 
 /**
  * The registry container of one cache, in the Docker provider's own input types. `args` is
  * plain; `secretUploads` carries the upstream login (the registry's `proxy.username` and
- * `proxy.password`) and must be wrapped as a Pulumi secret before it reaches a resource. A
- * supervised cache's healthcheck prints what it serves now (`docker inspect` shows it under
- * State.Health).
+ * `proxy.password`) and must be wrapped as a Pulumi secret before it reaches a resource. Its
+ * healthcheck prints what it serves now (`docker inspect` shows it under State.Health).
  */
 export function cacheContainer(cache: Cache, supervisor: string) {
-    const supervised = cache.mode !== "proxy" || cache.credential !== undefined;
     const args = {
         name: cache.name,
         image: cache.image,
@@ -150,12 +144,10 @@ export function cacheContainer(cache: Cache, supervisor: string) {
         restart: "always",
         // busybox wget is in both the registry:2 and registry:3 images; 127.0.0.1 needs no DNS.
         healthcheck: {
-            tests: supervised
-                ? [
-                      "CMD-SHELL",
-                      `${registryAnswers} && cat /tmp/pullthrough-serving && ${diskNotFull}`,
-                  ]
-                : ["CMD", ...registryAnswers.split(" ")],
+            tests: [
+                "CMD-SHELL",
+                `${registryAnswers} && cat /tmp/pullthrough-serving && ${diskNotFull}`,
+            ],
             interval: "3s",
             timeout: "3s",
             retries: 3,
@@ -229,7 +221,7 @@ export function cacheViewContainer(
         image,
         ...(readOnly
             ? registryProcess(
-                  { mode: "offline", remote: cache.remote, ttl: "0", credential: undefined },
+                  { mode: "offline", remote: cache.remote, ttl: "0" },
                   supervisor,
               )
             : {

@@ -56,6 +56,11 @@ export class Containerd {
         return containerd;
     }
 
+    /** containerd's `root`: its content store, partial downloads (`ingest`) included. */
+    get root(): string {
+        return path.join(this.dir, "root");
+    }
+
     async ctr(namespace: string, ...args: string[]): Promise<string> {
         const { stdout } = await run(
             "ctr",

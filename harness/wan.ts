@@ -30,6 +30,11 @@ class Link {
         this.bytes += size;
         return this.busyUntil;
     }
+
+    /** Nothing queued from now on leaves before `ms` have passed: a link that stalls. */
+    stall(ms: number): void {
+        this.busyUntil = Math.max(performance.now(), this.busyUntil) + ms;
+    }
 }
 
 /** Queued bytes per connection and direction before its sender is paused. */

@@ -19,7 +19,7 @@ import { RegistryClient } from "./registry-client";
 
 /** `docker run` flags for a view container: what the Docker provider makes of the same inputs. */
 function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
-    const [entrypoint, ...args] = view.entrypoints ?? [];
+    const [entrypoint, ...args] = "entrypoints" in view ? view.entrypoints : [];
     return [
         "--detach",
         ...view.labels.flatMap(({ label, value }) => ["--label", `${label}=${value}`]),

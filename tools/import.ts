@@ -29,12 +29,6 @@ import { CacheEndpoint, limiter } from "./warm";
 /** Where blobs wait until every one of them is in; never a repository anyone pulls. */
 const stagingRoot = "pullthrough-staging";
 
-/**
- * A partial upload written this recently means the cache is storing a pull now; an older one is
- * dead (the supervisor's bound for removing them, container/cache-supervisor.sh).
- */
-const liveUploadSeconds = 30;
-
 export interface ImportedImage {
     image: string;
     registry: string;
@@ -95,18 +89,15 @@ function heldContent(storage: Storage) {
     };
 }
 
-/** The paths of partial uploads written in the last `liveUploadSeconds`, outside the staging area. */
-async function liveUploads(container: string): Promise<string[]> {
-    const listing = await inStorage(
-        container,
-        `date +%s; find repositories -path '*/_uploads/*' -name data ! -path 'repositories/${stagingRoot}/*' -exec stat -c '%Y %n' {} + 2>/dev/null || true`,
-    );
-    const [now, ...lines] = listing.split("\n").filter(Boolean);
-    return lines
-        .map((line) => line.split(" "))
-        .filter(([modified]) => Number(now) - Number(modified) < liveUploadSeconds)
-        .map(([, file]) => file);
-}
+/** The partial uploads of a pull the cache is storing now (not an import's staging). */
+const pullsInFlight = (storage: Storage) =>
+    storage.uploads
+        .filter(
+            (upload) =>
+                upload.state === "writing" &&
+                !upload.path.startsWith(`repositories/${stagingRoot}/`),
+        )
+        .map((upload) => upload.path);
 
 /**
  * Refuses, before anything is written, an import a cache cannot take now: one storing a pull,
@@ -116,8 +107,8 @@ async function checkCaches(
     file: string,
     targets: readonly { cache: CacheEndpoint; steps: ImageSteps[]; storage: Storage }[],
 ) {
-    const uploads = await Promise.all(targets.map(({ cache }) => liveUploads(cache.container)));
-    const pulling = targets.findIndex((_, index) => uploads[index].length > 0);
+    const uploads = targets.map(({ storage }) => pullsInFlight(storage));
+    const pulling = uploads.findIndex((paths) => paths.length > 0);
     if (pulling >= 0)
         throw new BundleError(
             file,

@@ -18,6 +18,7 @@ import { docker } from "./docker";
 import { formatBytes } from "./format";
 import { frontOf } from "./status";
 import {
+    PartialUpload,
     Storage,
     StoredImage,
     pulledRecordFile,
@@ -124,6 +125,8 @@ export interface PrunePlan {
     protected: ImageVerdict[];
     /** Blobs no image lists, stored before the in-flight window. */
     strayBytes: number;
+    /** Partial uploads nobody writes any more: what cut fetches left behind. */
+    staleUploadBytes: number;
     freedBytes: number;
     /** What each cache's removal takes away, as paths under the storage root. */
     paths: Map<string, string[]>;
@@ -232,12 +235,22 @@ export function planPrune(contents: readonly CacheContents[], options: PruneOpti
     );
     const bytesOf = (ledger: Ledger, blobs: Iterable<string>) =>
         sum([...blobs].map((blob) => ledger.storage.blobs.get(blob)!.size));
-    const heldBytes = sum(
-        [...ledgers.values()].map((ledger) => bytesOf(ledger, ledger.storage.blobs.keys())),
-    );
+    // Partial uploads take disk like blobs: a fetch in flight counts, and what a cut one left goes.
+    const uploadBytes = (state?: PartialUpload["state"]) =>
+        sum(
+            contents.flatMap(({ storage }) =>
+                storage.uploads
+                    .filter((upload) => !state || upload.state === state)
+                    .map((upload) => upload.size),
+            ),
+        );
+    const heldBytes =
+        sum([...ledgers.values()].map((ledger) => bytesOf(ledger, ledger.storage.blobs.keys()))) +
+        uploadBytes();
     const strayBytes = sum([...ledgers.values()].map((ledger) => bytesOf(ledger, ledger.freed)));
+    const staleUploadBytes = uploadBytes("stale");
 
-    let held = heldBytes - strayBytes;
+    let held = heldBytes - strayBytes - staleUploadBytes;
     const removed: Candidate[] = [];
     const verdicts: ImageVerdict[] = [];
     const protectedImages: ImageVerdict[] = [];
@@ -283,16 +296,22 @@ export function planPrune(contents: readonly CacheContents[], options: PruneOpti
         removed: verdicts,
         protected: protectedImages,
         strayBytes,
+        staleUploadBytes,
         freedBytes: heldBytes - held,
         paths: new Map(
             [...ledgers].map(([registry, ledger]) => [
                 registry,
-                removalPaths(
-                    ledger.storage,
+                [
+                    ...ledger.storage.uploads
+                        .filter((upload) => upload.state === "stale")
+                        .map((upload) => upload.path),
+                    ...removalPaths(
+                        ledger.storage,
                     removed.filter(inCache(registry)),
-                    remaining.filter(inCache(registry)),
-                    ledger.freed,
-                ),
+                        remaining.filter(inCache(registry)),
+                        ledger.freed,
+                    ),
+                ],
             ]),
         ),
         records: new Map(
@@ -412,10 +431,14 @@ export function formatPrune(plan: PrunePlan, dryRun: boolean): string {
     ];
     if (plan.removed.length === 0 && plan.protected.length === 0) lines.push("  nothing to remove");
     const left = plan.heldBytes - plan.freedBytes;
-    const stray =
-        plan.strayBytes > 0
-            ? `, ${formatBytes(plan.strayBytes)} of it in blobs no image listed`
-            : "";
+    const stray = [
+        ...(plan.strayBytes > 0
+            ? [`, ${formatBytes(plan.strayBytes)} of it in blobs no image listed`]
+            : []),
+        ...(plan.staleUploadBytes > 0
+            ? [`, ${formatBytes(plan.staleUploadBytes)} in partial uploads of cut fetches`]
+            : []),
+    ].join("");
     lines.push(
         `${dryRun ? "Would free" : "Freed"} ${formatBytes(plan.freedBytes)}${stray}: ${formatBytes(left)} left.`,
     );
@@ -440,6 +463,7 @@ export function pruneReport(plan: PrunePlan, dryRun: boolean, ok: boolean) {
         olderThanSeconds: plan.olderThanSeconds ?? null,
         freedBytes: plan.freedBytes,
         strayBytes: plan.strayBytes,
+        staleUploadBytes: plan.staleUploadBytes,
         leftBytes: plan.heldBytes - plan.freedBytes,
         removed: plan.removed.map(listed),
         kept: plan.protected.map(listed),

@@ -13,7 +13,7 @@
 import { formatBytes } from "./format";
 import { readCacheHealth } from "./cache-view";
 import { docker } from "./docker";
-import { CacheCheck, lastCheckFile } from "./storage";
+import { CacheCheck, lastCheckFile, parseListing, readUploads } from "./storage";
 import { CacheEndpoint } from "./warm";
 
 /** The registry's debug address in the official registry:3 config (`http.debug.addr`). */
@@ -34,6 +34,11 @@ export interface CacheStatus {
     degraded: boolean;
     /** Bytes the volume holds, and what is left on its file system. */
     disk: { usedBytes: number; freeBytes: number };
+    /**
+     * Blobs begun and not committed, part of `usedBytes`: fetches in flight, and what cut fetches
+     * left until the supervisor removes it.
+     */
+    partialUploads: { count: number; bytes: number };
     repositories: number;
     images: number;
     /** When the counters below started: the front's and the registry's container starts. */
@@ -130,6 +135,7 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
             problem: `no container ${cache.container}; run npm run up`,
             degraded: true,
             disk: { usedBytes: 0, freeBytes: 0 },
+            partialUploads: { count: 0, bytes: 0 },
             repositories: 0,
             images: 0,
             since: { front: "", registry: "" },
@@ -144,6 +150,7 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
     );
     const [duLine = "", , dfLine = "", ...links] = inside.split("\n");
     const usedBytes = Number(duLine.split(/\s+/)[0] ?? 0) * 1024;
+    const { uploads } = parseListing(await readUploads(cache.container));
     const freeBytes = Number(dfLine.trim().split(/\s+/)[3] ?? 0) * 1024;
     const front = await frontOf(cache.port);
     const served = front
@@ -165,6 +172,10 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
             (cache.mode !== "offline" && serving === "offline") ||
             unrepaired(lastCheck) > 0,
         disk: { usedBytes, freeBytes },
+        partialUploads: {
+            count: uploads.length,
+            bytes: uploads.reduce((total, upload) => total + upload.size, 0),
+        },
         ...countImages(links.join("\n")),
         since: {
             front: front ? await containerStarted(front) : "",
@@ -216,6 +227,13 @@ function figures(requests: number, misses: number, servedBytes: number, upstream
     };
 }
 
+/** The part of a volume in partial uploads, when there is any. */
+function formatUploads({ count, bytes }: CacheStatus["partialUploads"]): string {
+    return count === 0
+        ? ""
+        : ` (${formatBytes(bytes)} of it in ${count} partial upload${count === 1 ? "" : "s"})`;
+}
+
 /** A bar of `width` cells for a fraction from 0 to 1. */
 export function bar(fraction: number, width = 10): string {
     const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
@@ -234,7 +252,7 @@ export function formatStatus(statuses: readonly CacheStatus[], bars: boolean): s
                 : `${bars ? `${bar(status.hitRatio)} ` : ""}${percent(status.hitRatio)} (${status.hits} of ${status.requests} requests; ${status.misses} fetched upstream)`;
         return [
             `${status.degraded ? "!" : " "} ${status.registry}  :${status.port}  mode ${status.mode}, serving ${status.serving}, ${status.health}${status.problem ? `: ${status.problem}` : ""}`,
-            `    disk   ${bars ? `${bar(diskShare)} ` : ""}${formatBytes(status.disk.usedBytes)} held, ${formatBytes(status.disk.freeBytes)} free; ${status.repositories} repositories, ${status.images} images`,
+            `    disk   ${bars ? `${bar(diskShare)} ` : ""}${formatBytes(status.disk.usedBytes)} held${formatUploads(status.partialUploads)}, ${formatBytes(status.disk.freeBytes)} free; ${status.repositories} repositories, ${status.images} images`,
             `    hits   ${ratio}`,
             `    bytes  ${formatBytes(status.servedBytes)} served, ${formatBytes(status.upstreamBytes)} from upstream, ${formatBytes(status.savedBytes)} saved`,
             `    check  ${formatCheck(status.lastCheck)}`,

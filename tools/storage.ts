@@ -6,6 +6,7 @@
  * calls, so it works wherever `docker` reaches the cache.
  */
 import { registryStoragePath } from "../core/plan";
+import { readCacheSupervisor } from "../host/assets";
 import { docker, dockerWithInput } from "./docker";
 
 /** The registry's storage root inside the cache container (`docker/registry/v2`). */
@@ -58,8 +59,24 @@ export interface ManifestRefs {
     blobs: string[];
 }
 
+/**
+ * A blob a registry began to write and has not committed: a folder `repositories/<name>/_uploads/<id>`.
+ * A fetch that was cut (a killed registry, a dropped link) leaves one behind; the cache's
+ * supervisor removes it once it is stale (container/cache-supervisor.sh, list_uploads).
+ */
+export interface PartialUpload {
+    /** Its folder under the storage root. */
+    path: string;
+    size: number;
+    /** Epoch seconds: when its data last grew. */
+    modified: number;
+    /** `writing`: held open by the cache's registry, or grown within the supervisor's bound. */
+    state: "writing" | "stale";
+}
+
 export interface Storage {
     blobs: Map<string, StoredBlob>;
+    uploads: PartialUpload[];
     repositories: Map<string, StoredRepository>;
     manifests: Map<string, ManifestRefs>;
     /** `<repository>@<digest>` → epoch seconds, from the record `prune` keeps. */
@@ -86,7 +103,10 @@ const revisionPath = new RegExp(`^repositories/(.+)/_manifests/revisions/sha256/
 const tagPath = /^repositories\/(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/;
 const layerPath = new RegExp(`^repositories/(.+)/_layers/sha256/(${hex})/link$`);
 
-/** Lists the storage: `blob SIZE MTIME PATH`, `link MTIME PATH`, `tag PATH DIGEST`, `pulled …`. */
+/**
+ * Lists the storage: `blob SIZE MTIME PATH`, `link MTIME PATH`, `tag PATH DIGEST`, `pulled …`.
+ * Partial uploads (`upload …`) come from the supervisor's own listing (readUploads).
+ */
 const listingScript = `
 cd ${storageRoot} 2>/dev/null || exit 0
 find blobs -type f -name data -exec stat -c 'blob %s %Y %n' {} +
@@ -104,9 +124,10 @@ const emptyRepository = (): StoredRepository => ({
     layers: new Set(),
 });
 
-/** Parses the listing script's output; manifests are read separately. */
+/** Parses the listing scripts' output; manifests are read separately. */
 export function parseListing(listing: string): Omit<Storage, "manifests"> {
     const blobs = new Map<string, StoredBlob>();
+    const uploads: PartialUpload[] = [];
     const repositories = new Map<string, StoredRepository>();
     const pulled = new Map<string, number>();
     const repository = (name: string) => {
@@ -139,9 +160,13 @@ export function parseListing(listing: string): Omit<Storage, "manifests"> {
                 });
         } else if (kind === "pulled" && fields.length === 2) {
             pulled.set(fields[1], Number(fields[0]));
+        } else if (kind === "upload" && fields.length === 4) {
+            const [size, modified, state, path] = fields;
+            if (state === "writing" || state === "stale")
+                uploads.push({ path, size: Number(size), modified: Number(modified), state });
         }
     }
-    return { blobs, repositories, pulled };
+    return { blobs, uploads, repositories, pulled };
 }
 
 /** What a manifest (OCI or Docker, image or index) refers to; nothing for what is not one. */
@@ -189,9 +214,21 @@ export const storagePaths = {
         `repositories/${repository}/_manifests/revisions/sha256/${hexOf(digest)}`,
 };
 
+/**
+ * The partial uploads in a cache's volume, as its supervisor sees them: `upload SIZE MTIME STATE
+ * PATH` lines. Run in the cache container, where the registry's open files are visible.
+ */
+export function readUploads(container: string): Promise<string> {
+    return docker("exec", container, "sh", "-c", readCacheSupervisor(), "sh", "uploads");
+}
+
 /** Reads a cache's storage through its running container. */
 export async function readStorage(container: string): Promise<Storage> {
-    const listing = parseListing(await docker("exec", container, "sh", "-c", listingScript));
+    const [files, uploads] = await Promise.all([
+        docker("exec", container, "sh", "-c", listingScript),
+        readUploads(container),
+    ]);
+    const listing = parseListing(`${files}\n${uploads}`);
     const revisions = new Set(
         [...listing.repositories.values()].flatMap((repository) => [
             ...repository.revisions.keys(),

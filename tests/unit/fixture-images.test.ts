@@ -15,6 +15,10 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+/** The layout an image-building script stamps on what it builds. */
+const layoutOf = (builder: string) =>
+    /^layout=(\d+)/m.exec(readFileSync(path.join(__dirname, "../../harness", builder), "utf8"))![1];
+
 /**
  * A `docker` that logs its arguments: the registry:3 fixture is absent, the two images built
  * from Debian packages are there in their current layout, and `pull` does what `pullWorks` says.
@@ -27,7 +31,8 @@ function dockerStandIn(pullWorks: boolean) {
 echo "$*" >>${log}
 case "$*" in
     "image inspect pullthrough-test/registry:3.0.0") exit 1 ;;
-    "image inspect --format"*) echo 2 ;;
+    "image inspect --format"*registry:2.8-debian) echo ${layoutOf("registry-image.sh")} ;;
+    "image inspect --format"*nginx:1.22-debian) echo ${layoutOf("front-image.sh")} ;;
     pull*) ${pullWorks ? "exit 0" : 'echo "dial tcp: lookup registry-1.docker.io: no such host" >&2; exit 1'} ;;
 esac
 `,

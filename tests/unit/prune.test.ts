@@ -3,11 +3,13 @@ import { parseImageReference } from "../../core/images";
 import { parseSettings, parseSize } from "../../mirrors";
 import {
     CacheContents,
+    formatPrune,
     inFlightSeconds,
     parseAge,
     parseLogTime,
     planPrune,
     readPullActivity,
+    withinBudget,
 } from "../../tools/prune";
 import { parseListing, parseManifests, storedImages } from "../../tools/storage";
 
@@ -244,6 +246,31 @@ test("blobs no manifest lists go only once older than the in-flight window", () 
     const fresh = contents([imageA], [], []);
     fresh[0].storage.blobs.set(stray, { size: 1000, modified: now - 10 });
     expect(planPrune(fresh, { targetBytes: 1e9, keep: [], now }).strayBytes).toBe(0);
+});
+
+test("partial uploads count toward the budget; a stale one goes, one being written stays", () => {
+    const [cache] = contents([imageA]);
+    const { uploads } = parseListing(
+        [
+            `upload 4000 ${hourAgo} stale repositories/team/a/_uploads/dead`,
+            `upload 3000 ${now - 2} writing repositories/team/a/_uploads/live`,
+            "upload 12 junk",
+        ].join("\n"),
+    );
+    cache.storage.uploads = uploads;
+    // Image A is 3000 bytes and within budget once the stale upload is gone.
+    const plan = planPrune([cache], { targetBytes: 6000, keep: [], now });
+    expect(plan).toMatchObject({ heldBytes: 10_000, staleUploadBytes: 4000, freedBytes: 4000 });
+    expect(plan.removed).toEqual([]);
+    expect(plan.paths.get("ghcr.io")).toEqual(["repositories/team/a/_uploads/dead"]);
+    expect(formatPrune(plan, false)).toContain(
+        "Freed 4.0 kB, 4.0 kB in partial uploads of cut fetches: 6.0 kB left.",
+    );
+    // The one being written is held: over a tighter budget the image goes, the upload stays.
+    const tight = planPrune([cache], { targetBytes: 3000, keep: [], now });
+    expect(tight.removed.map((image) => image.image)).toEqual(["ghcr.io/team/a:v1"]);
+    expect(tight.paths.get("ghcr.io")).not.toContain("repositories/team/a/_uploads/live");
+    expect(withinBudget(tight)).toBe(true);
 });
 
 test("last pulled falls back to prune's own record and to the tag's link", () => {

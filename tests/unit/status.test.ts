@@ -62,6 +62,7 @@ test("the screen marks a cache that needs attention and says so", () => {
         health: "healthy",
         degraded: true,
         disk: { usedBytes: 2_000_000_000, freeBytes: 8_000_000_000 },
+        partialUploads: { count: 2, bytes: 40_000_000 },
         repositories: 3,
         images: 4,
         since: { front: "2026-11-29T16:00:00Z", registry: "2026-11-29T16:00:00Z" },
@@ -85,7 +86,7 @@ test("the screen marks a cache that needs attention and says so", () => {
     expect(formatStatus([status], true)).toBe(
         [
             "! docker.io  :5000  mode auto, serving offline, healthy",
-            "    disk   ██░░░░░░░░ 2.0 GB held, 8.0 GB free; 3 repositories, 4 images",
+            "    disk   ██░░░░░░░░ 2.0 GB held (40.0 MB of it in 2 partial uploads), 8.0 GB free; 3 repositories, 4 images",
             "    hits   ██████░░░░ 60% (6 of 10 requests; 4 fetched upstream)",
             "    bytes  1.6 MB served, 800.0 kB from upstream, 800.0 kB saved",
             "    check  2026-11-30 10:00:00 UTC: 12 blobs (3.4 MB) re-hashed, 1 corrupt, 0 missing, 1 removed by --repair",
