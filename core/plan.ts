@@ -220,10 +220,7 @@ export function cacheViewContainer(
     return {
         image,
         ...(readOnly
-            ? registryProcess(
-                  { mode: "offline", remote: cache.remote, ttl: "0" },
-                  supervisor,
-              )
+            ? registryProcess({ mode: "offline", remote: cache.remote, ttl: "0" }, supervisor)
             : {
                   envs: [...storageEnvs, "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS=none"],
               }),

@@ -307,7 +307,7 @@ export function planPrune(contents: readonly CacheContents[], options: PruneOpti
                         .map((upload) => upload.path),
                     ...removalPaths(
                         ledger.storage,
-                    removed.filter(inCache(registry)),
+                        removed.filter(inCache(registry)),
                         remaining.filter(inCache(registry)),
                         ledger.freed,
                     ),

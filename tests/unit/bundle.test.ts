@@ -373,7 +373,9 @@ test("the front's copy of a path is where nginx files it (levels=1:2, md5 of the
     // md5("5000/v2/library/nginx/blobs/sha256:…") as nginx computes it for proxy_cache_key.
     const file = frontCacheFile(5000, "/v2/library/nginx/blobs/sha256:0");
     const key = file.split("/").at(-1)!;
-    expect(file).toBe(`/var/cache/nginx/pullthrough/blobs/${key.slice(-1)}/${key.slice(-3, -1)}/${key}`);
+    expect(file).toBe(
+        `/var/cache/nginx/pullthrough/blobs/${key.slice(-1)}/${key.slice(-3, -1)}/${key}`,
+    );
     expect(key).toBe(
         execFileSync("md5sum", { input: "5000/v2/library/nginx/blobs/sha256:0" })
             .toString()
