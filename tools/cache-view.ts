@@ -116,8 +116,10 @@ export async function readCacheHealth(container: string): Promise<CacheHealth | 
         health = JSON.parse(
             await docker("inspect", "--format", "{{json .State.Health}}", container),
         );
-    } catch {
-        return undefined;
+    } catch (error) {
+        // Only an absent container is missing; an engine that does not answer is not.
+        if (/No such (?:object|container)/i.test((error as Error).message)) return undefined;
+        throw error;
     }
     // The last check, not the status: Docker calls a cache unhealthy only after 3 failed checks.
     const last = health?.Log?.at(-1);

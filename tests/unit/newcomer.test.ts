@@ -3,9 +3,11 @@
  * help and errors. Downloads are tried in an empty network namespace, so nothing leaves.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createServer } from "node:net";
 import * as path from "node:path";
+import { engineUnreachable } from "../../tools/docker";
 
 const project = path.resolve(__dirname, "../..");
 const script = path.join(project, "scripts/pulumi-local.sh");
@@ -105,5 +107,62 @@ describe("the tools", () => {
         });
         const unknown = tool("verify", "--bogus", "--json");
         expect(JSON.parse(unknown.stdout).error).toBe("Unknown option '--bogus'; see --help");
+    });
+});
+
+describe("an engine the tools cannot reach: exit 2, one line naming the cause", () => {
+    const status = (env: NodeJS.ProcessEnv) =>
+        spawnSync(path.join(project, "node_modules/.bin/tsx"), ["tools/cli.ts", "status"], {
+            cwd: project,
+            env: { ...process.env, ...env },
+            encoding: "utf8",
+        });
+
+    test("no engine answers at the address", () => {
+        const run = status({ DOCKER_HOST: "unix:///nonexistent/docker.sock" });
+        expect(run.status).toBe(2);
+        expect(run.stderr.trimEnd().split("\n")).toEqual([
+            "error: the Docker engine at unix:///nonexistent/docker.sock does not answer: start Docker, or check pullthrough:dockerHost",
+        ]);
+    });
+
+    test("no docker CLI on PATH", () => {
+        // Node alone on PATH: its own folder may hold docker too (/usr/bin).
+        symlinkSync(process.execPath, path.join(home, "node"));
+        const run = status({ PATH: home });
+        expect(run.status).toBe(2);
+        expect(run.stderr.trimEnd().split("\n")).toEqual([
+            "error: the tools need the docker CLI (they look inside the caches); none found on PATH",
+        ]);
+    });
+
+    test("a socket this user may not use: what the docker CLI prints names the fix", async () => {
+        // The real CLI, as an unprivileged user, against a socket only root may open.
+        const socket = path.join(home, "docker.sock");
+        const server = createServer();
+        await new Promise<void>((resolve) => server.listen(socket, resolve));
+        try {
+            chmodSync(home, 0o755);
+            chmodSync(socket, 0o600);
+            const run = spawnSync(
+                "setpriv",
+                [
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "docker",
+                    "--host",
+                    `unix://${socket}`,
+                    "version",
+                ],
+                { encoding: "utf8", env: { PATH: process.env.PATH, HOME: "/nonexistent" } },
+            );
+            expect(run.status).not.toBe(0);
+            expect(engineUnreachable(run.stderr)).toBe(
+                `no permission to use the Docker engine at unix://${socket}: add your user to the docker group and log in again, or run as root`,
+            );
+        } finally {
+            server.close();
+        }
     });
 });
