@@ -1,12 +1,15 @@
 #!/bin/sh
-# Runs `pulumi <args> --stack dev` with a local file backend, so no Pulumi account is needed.
-# PULUMI_BACKEND_URL, PULUMI_STACK and PULUMI_CONFIG_PASSPHRASE override the defaults.
+# `npm run pulumi -- <args>` (and up, preview, outputs, destroy): runs `pulumi <args> --stack dev`
+# with a local file backend, so no Pulumi account is needed. PULUMI_BACKEND_URL, PULUMI_STACK and
+# PULUMI_CONFIG_PASSPHRASE override the defaults.
 #
-# The CLI is the first `pulumi` on PATH, else the `pulumi` npm package's (a dependency), which
-# downloads the CLI from get.pulumi.com on first use. npm puts node_modules/.bin first on PATH,
-# so that entry is skipped when looking for an installed one.
+# The CLI is the first `pulumi` on PATH at least as new as the floor below, else the `pulumi` npm
+# package's (a dependency), which downloads the CLI from get.pulumi.com on first use. npm puts
+# node_modules/.bin first on PATH, so that entry is skipped when looking for an installed one.
 set -eu
 project="$(cd "$(dirname "$0")/.." && pwd)"
+# Pulumi.yaml types its config (`type: object`), which the CLI understands from 3.187.0 on.
+floor=3.187.0
 
 installed_pulumi() {
     (
@@ -21,7 +24,29 @@ installed_pulumi() {
     )
 }
 
+# Whether version $1 (x.y.z, a suffix allowed) is at least $2; an unreadable one is given the benefit.
+at_least() {
+    case "$1" in [0-9]*.[0-9]*.[0-9]*) ;; *) return 0 ;; esac
+    saved_ifs=$IFS
+    IFS=.
+    # shellcheck disable=SC2086
+    set -- $1 $2
+    IFS=$saved_ifs
+    patch=${3%%[!0-9]*}
+    [ "$1" -ne "$4" ] && { [ "$1" -gt "$4" ]; return; }
+    [ "$2" -ne "$5" ] && { [ "$2" -gt "$5" ]; return; }
+    [ "${patch:-0}" -ge "$6" ]
+}
+
 pulumi="$(installed_pulumi)"
+if [ -n "$pulumi" ]; then
+    version="$("$pulumi" version 2>/dev/null || true)"
+    version=${version#v}
+    if ! at_least "$version" "$floor"; then
+        echo "pullthrough: $pulumi is v$version, older than the $floor Pulumi.yaml needs; using the pulumi npm package's CLI instead" >&2
+        pulumi=
+    fi
+fi
 if [ -z "$pulumi" ]; then
     pulumi="$project/node_modules/.bin/pulumi"
     get="install it from https://www.pulumi.com/docs/install/ and run this again"
@@ -32,6 +57,8 @@ if [ -z "$pulumi" ]; then
     if ! why="$("$pulumi" version 2>&1 >/dev/null)"; then
         version="$(node -p 'require(process.argv[1]).version' "$project/node_modules/pulumi/package.json")"
         reason="$(printf '%s' "$why" | tail -n 1)"
+        # Node's fetch says only "fetch failed" when no connection could be made at all.
+        case "$reason" in *"fetch failed") reason="$reason: get.pulumi.com could not be reached; is this machine offline?" ;; esac
         echo "error: no Pulumi CLI on PATH, and downloading v$version from get.pulumi.com failed ($reason): $get" >&2
         exit 127
     fi
@@ -41,5 +68,14 @@ export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://~}"
 # Encrypts the stack's secrets (upstream credentials); empty unless you choose one.
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE-}"
 stack="${PULUMI_STACK:-dev}"
+
+# Commands about the CLI itself take no stack.
+case "${1:-}" in "" | -* | version | help | login | logout | whoami | plugin | gen-completion)
+    exec "$pulumi" "$@"
+    ;;
+esac
 "$pulumi" stack select --create "$stack" >/dev/null
+for arg in "$@"; do
+    case "$arg" in --stack | --stack=* | -s) exec "$pulumi" "$@" ;; esac
+done
 exec "$pulumi" "$@" --stack "$stack"

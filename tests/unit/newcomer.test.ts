@@ -32,27 +32,72 @@ describe("npm run up without a Pulumi CLI on PATH", () => {
         ).version;
         expect(run.status).toBe(127);
         expect(run.stderr.trimEnd().split("\n")).toEqual([
-            `error: no Pulumi CLI on PATH, and downloading v${version} from get.pulumi.com failed (pulumi: fetch failed): install it from https://www.pulumi.com/docs/install/ and run this again`,
+            `error: no Pulumi CLI on PATH, and downloading v${version} from get.pulumi.com failed (pulumi: fetch failed: get.pulumi.com could not be reached; is this machine offline?): install it from https://www.pulumi.com/docs/install/ and run this again`,
         ]);
     });
 
-    test("a pulumi installed on PATH wins over the npm package's", () => {
+    /** A `pulumi` on PATH that reports `version` and records every call. */
+    function installedPulumi(version: string) {
         const bin = mkdtempSync(path.join(tmpdir(), "pt-bin-"));
-        try {
-            const calls = path.join(bin, "calls");
-            writeFileSync(path.join(bin, "pulumi"), `#!/bin/sh\necho "$@" >> '${calls}'\n`);
-            chmodSync(path.join(bin, "pulumi"), 0o755);
-            const run = spawnSync("sh", [script, "preview"], {
+        const calls = path.join(bin, "calls");
+        writeFileSync(
+            path.join(bin, "pulumi"),
+            `#!/bin/sh\necho "$@" >> '${calls}'\n[ "$1" != version ] || echo v${version}\n`,
+        );
+        chmodSync(path.join(bin, "pulumi"), 0o755);
+        const run = (...args: string[]) =>
+            spawnSync("unshare", ["-rn", "sh", script, ...args], {
                 env: { PATH: `${project}/node_modules/.bin:${bin}:/usr/bin:/bin`, HOME: home },
                 encoding: "utf8",
             });
-            expect(run.status).toBe(0);
-            expect(readFileSync(calls, "utf8").trim().split("\n")).toEqual([
+        const recorded = () => readFileSync(calls, "utf8").trim().split("\n");
+        return { run, recorded, remove: () => rmSync(bin, { recursive: true, force: true }) };
+    }
+
+    test("a pulumi installed on PATH wins over the npm package's", () => {
+        const pulumi = installedPulumi("3.190.0");
+        try {
+            expect(pulumi.run("preview").status).toBe(0);
+            expect(pulumi.recorded()).toEqual([
+                "version",
                 "stack select --create dev",
                 "preview --stack dev",
             ]);
         } finally {
-            rmSync(bin, { recursive: true, force: true });
+            pulumi.remove();
+        }
+    });
+
+    test("npm run pulumi passes any command through on the same stack; CLI commands take none", () => {
+        const pulumi = installedPulumi("3.265.0");
+        try {
+            pulumi.run("config", "set", "pullthrough:ttl", "168h");
+            pulumi.run("stack", "output", "--json", "--stack", "ci");
+            pulumi.run("version");
+            expect(pulumi.recorded().filter((call) => call !== "version")).toEqual([
+                "stack select --create dev",
+                "config set pullthrough:ttl 168h --stack dev",
+                "stack select --create dev",
+                "stack output --json --stack ci",
+            ]);
+        } finally {
+            pulumi.remove();
+        }
+    });
+
+    test("a pulumi on PATH older than Pulumi.yaml needs: the package's CLI instead, said in one line", () => {
+        const pulumi = installedPulumi("3.100.0");
+        try {
+            const run = pulumi.run("up", "--yes");
+            const [warning, error] = run.stderr.trimEnd().split("\n");
+            expect(warning).toMatch(
+                /^pullthrough: \S+\/pulumi is v3\.100\.0, older than the 3\.187\.0 Pulumi\.yaml needs; using the pulumi npm package's CLI instead$/,
+            );
+            // Here the package's CLI cannot download; it is what ran.
+            expect(error).toMatch(/^error: no Pulumi CLI on PATH, and downloading v/);
+            expect(pulumi.recorded()).toEqual(["version"]);
+        } finally {
+            pulumi.remove();
         }
     });
 });
