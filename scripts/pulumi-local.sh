@@ -74,8 +74,28 @@ case "${1:-}" in "" | -* | version | help | login | logout | whoami | plugin | g
     exec "$pulumi" "$@"
     ;;
 esac
+
+# Under sudo (a QEMU cluster needs root), the user's Pulumi state, talosctl state and stack file
+# go back to the user afterwards: otherwise what the run wrote stays root's, and the next run
+# without sudo fails on it. `sudo -E` keeps HOME, so both runs share one state.
+if [ "$(id -u)" = 0 ] && [ -n "${SUDO_UID:-}" ]; then
+    if [ "$HOME" = "$(getent passwd root | cut -d: -f6)" ]; then
+        echo "pullthrough: sudo set HOME to root's, so this run would use root's Pulumi state, not yours: run \`sudo -E npm run ...\` instead" >&2
+        exit 2
+    fi
+    give_back() {
+        find "$HOME/.pulumi" "$HOME/.talos" "$project/Pulumi.$stack.yaml" -user 0 \
+            -exec chown -h "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" {} + 2>/dev/null || true
+        echo "pullthrough: ran as root under sudo; gave ${SUDO_USER:-uid $SUDO_UID} back ~/.pulumi, ~/.talos and Pulumi.$stack.yaml" >&2
+    }
+    trap give_back EXIT
+    # exec would skip the trap.
+    run() { "$@"; }
+else
+    run() { exec "$@"; }
+fi
 "$pulumi" stack select --create "$stack" >/dev/null
 for arg in "$@"; do
-    case "$arg" in --stack | --stack=* | -s) exec "$pulumi" "$@" ;; esac
+    case "$arg" in --stack | --stack=* | -s) run "$pulumi" "$@" && exit ;; esac
 done
-exec "$pulumi" "$@" --stack "$stack"
+run "$pulumi" "$@" --stack "$stack"

@@ -3,7 +3,15 @@
  * help and errors. Downloads are tried in an empty network namespace, so nothing leaves.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+    chmodSync,
+    mkdtempSync,
+    readFileSync,
+    rmSync,
+    statSync,
+    symlinkSync,
+    writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import * as path from "node:path";
@@ -98,6 +106,43 @@ describe("npm run up without a Pulumi CLI on PATH", () => {
             expect(pulumi.recorded()).toEqual(["version"]);
         } finally {
             pulumi.remove();
+        }
+    });
+});
+
+describe("npm run up under sudo (a QEMU cluster needs root)", () => {
+    test("the user's state goes back to the user afterwards, said in one line", () => {
+        const bin = mkdtempSync(path.join(tmpdir(), "pt-bin-"));
+        try {
+            // A CLI that writes state as `pulumi up` does: in ~/.pulumi and talosctl's ~/.talos.
+            writeFileSync(
+                path.join(bin, "pulumi"),
+                `#!/bin/sh\nmkdir -p "$HOME/.pulumi/stacks" "$HOME/.talos/clusters"\necho "$@" >"$HOME/.pulumi/stacks/dev.json"\ntouch "$HOME/.talos/clusters/state.yaml"\n`,
+            );
+            chmodSync(path.join(bin, "pulumi"), 0o755);
+            const run = spawnSync("sh", [script, "up", "--yes"], {
+                env: {
+                    PATH: `${bin}:/usr/bin:/bin`,
+                    HOME: home,
+                    SUDO_USER: "nobody",
+                    SUDO_UID: "65534",
+                    SUDO_GID: "65534",
+                    // A stack with no file in the checkout, which is not the test's to give away.
+                    PULUMI_STACK: "sudo",
+                },
+                encoding: "utf8",
+            });
+            expect(run.status).toBe(0);
+            expect(run.stderr.trimEnd().split("\n")).toEqual([
+                "pullthrough: ran as root under sudo; gave nobody back ~/.pulumi, ~/.talos and Pulumi.sudo.yaml",
+            ]);
+            for (const file of [".pulumi/stacks/dev.json", ".talos/clusters/state.yaml", ".pulumi"])
+                expect(statSync(path.join(home, file)).uid).toBe(65534);
+            expect(readFileSync(path.join(home, ".pulumi/stacks/dev.json"), "utf8")).toBe(
+                "up --yes --stack sudo\n",
+            );
+        } finally {
+            rmSync(bin, { recursive: true, force: true });
         }
     });
 });
