@@ -450,6 +450,9 @@ export const configKeys = Object.keys(
     settingsObject.shape,
 ) as (keyof typeof settingsObject.shape)[];
 
+/** The keys of `cluster`, in the order the schema declares them. */
+export const clusterKeys = Object.keys(clusterSchema.shape) as (keyof ClusterSettings)[];
+
 /** The Pulumi CLI hands a key over as a plain string when its schema takes one, else as JSON. */
 const takesPlainString = (schema: z.ZodType): boolean => {
     const def = schema.def as { type: string; innerType?: z.ZodType; out?: z.ZodType };

@@ -43,6 +43,7 @@ import {
 } from "./integrity";
 import { RegistryClient } from "./registry-client";
 import { heldReferences, readStorage, storedImages } from "./storage";
+import { exportJson, failureJson, importJson, prewarmJson, statusJson, verifyJson } from "./json";
 import {
     CacheEndpoint,
     PrewarmEvent,
@@ -73,7 +74,7 @@ const usage = `Usage: npm run <prewarm|verify|status|prune> -- [options]
   import BUNDLE      put the images of BUNDLE (an OCI layout with reference annotations, from
                      export or skopeo) into the caches of their registries; works offline
 
-  --outputs FILE     read caches and images from \`pulumi stack output --json\` saved in FILE ("-": stdin)
+  --outputs FILE     read caches and images from \`npm run --silent outputs\` saved in FILE ("-": stdin)
   --stack NAME       otherwise plan them from Pulumi.NAME.yaml, as pulumi up does (default: dev)
   --platform LIST    platforms to warm, check or export, e.g. linux/amd64,linux/arm64 (default:
                      ${formatPlatform(hostPlatform())}; export: every platform the caches hold)
@@ -113,12 +114,12 @@ export function fromOutputs(document: string): StackView {
         outputs = JSON.parse(document);
     } catch {
         throw new UsageError(
-            "--outputs: not JSON; expected the output of `pulumi stack output --json`",
+            "--outputs: not JSON; expected the output of `npm run --silent outputs` (`pulumi stack output --json`)",
         );
     }
     if (!outputs.mirrors || typeof outputs.mirrors !== "object")
         throw new UsageError(
-            "--outputs: no `mirrors` output; expected the output of `pulumi stack output --json`",
+            "--outputs: no `mirrors` output; expected the output of `npm run --silent outputs` (`pulumi stack output --json`)",
         );
     return {
         caches: Object.entries(outputs.mirrors).map(([registry, mirror]) => ({
@@ -140,7 +141,7 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
         text = readFileSync(configFile, "utf8");
     } catch {
         throw new UsageError(
-            `no stack config at ${configFile}; pass --stack NAME, or --outputs FILE with \`pulumi stack output --json\``,
+            `no stack config at ${configFile}; pass --stack NAME, or --outputs FILE with \`npm run --silent outputs\``,
         );
     }
     const document = (parseYaml(text) ?? {}) as { config?: Record<string, unknown> };
@@ -279,7 +280,7 @@ function readOutputsDocument(file: string): string {
                 ? "no such file"
                 : String((error as Error).message);
         throw new UsageError(
-            `--outputs: cannot read ${file} (${reason}); expected a file holding \`pulumi stack output --json\``,
+            `--outputs: cannot read ${file} (${reason}); expected a file holding \`npm run --silent outputs\``,
         );
     }
 }
@@ -287,7 +288,7 @@ function readOutputsDocument(file: string): string {
 const commands = ["prewarm", "verify", "status", "prune", "export", "import"] as const;
 type Command = (typeof commands)[number];
 
-const optionSpec = {
+export const optionSpec = {
     outputs: { type: "string" },
     stack: { type: "string", default: "dev" },
     platform: { type: "string" },
@@ -357,13 +358,13 @@ async function main(argv: string[]): Promise<number> {
 
 async function runStatus({ stack, values }: Run): Promise<number> {
     const statuses = await Promise.all(stack.caches.map(readCacheStatus));
-    const ok = statuses.every((status) => !status.degraded);
+    const report = statusJson(statuses);
     console.log(
         values.json
-            ? JSON.stringify({ ok, caches: statuses }, null, 2)
+            ? JSON.stringify(report, null, 2)
             : formatStatus(statuses, Boolean(process.stdout.isTTY)),
     );
-    return ok ? 0 : 1;
+    return report.ok ? 0 : 1;
 }
 
 async function runPrune({ stack, values }: Run): Promise<number> {
@@ -441,17 +442,14 @@ async function runExport({ stack, values, bundle, platforms, concurrency }: Run)
         }),
     ).catch((error: unknown): ExportReport | undefined => {
         if (error instanceof NotHeld) {
-            if (values.json)
-                console.log(JSON.stringify({ ok: false, error: error.message }, null, 2));
+            if (values.json) console.log(JSON.stringify(failureJson(error.message), null, 2));
             else console.error(`error: ${error.message}; nothing was written`);
             return undefined;
         }
         throw error;
     });
     if (!report) return 1;
-    console.log(
-        values.json ? JSON.stringify({ ok: true, ...report }, null, 2) : formatExport(report),
-    );
+    console.log(values.json ? JSON.stringify(exportJson(report), null, 2) : formatExport(report));
     return 0;
 }
 
@@ -460,9 +458,7 @@ async function runImport({ stack, values, bundle }: Run): Promise<number> {
         ? undefined
         : (image: ImportedImage) => console.log(formatImportedImage(image));
     const report = await importBundle(bundle!, stack.caches, onImage);
-    console.log(
-        values.json ? JSON.stringify({ ok: true, ...report }, null, 2) : formatImport(report),
-    );
+    console.log(values.json ? JSON.stringify(importJson(report), null, 2) : formatImport(report));
     return 0;
 }
 
@@ -497,29 +493,14 @@ async function runVerify({ stack, values, platforms, concurrency }: Run): Promis
             return trouble ? { ...result, reason: `${trouble} (${result.reason})` } : result;
         }),
     );
-    const ok = results.every((result) => result.present);
+    const report = verifyJson(
+        results,
+        checkedPlatforms.map(formatPlatform),
+        deep && { seconds: deep.seconds, checks: deep.checks, findings: deep.findings },
+        values.repair ? repairs : undefined,
+    );
     if (values.json) {
-        console.log(
-            JSON.stringify(
-                {
-                    ok,
-                    platforms: checkedPlatforms.map(formatPlatform),
-                    images: results,
-                    ...(deep
-                        ? {
-                              deep: {
-                                  seconds: deep.seconds,
-                                  checks: deep.checks,
-                                  findings: deep.findings,
-                              },
-                          }
-                        : {}),
-                    ...(values.repair ? { repairs } : {}),
-                },
-                null,
-                2,
-            ),
-        );
+        console.log(JSON.stringify(report, null, 2));
     } else {
         // The cause first: each corrupt blob and what it breaks.
         const findings = deep && deep.findings.length > 0 ? `${formatFindings(deep)}\n\n` : "";
@@ -527,7 +508,7 @@ async function runVerify({ stack, values, platforms, concurrency }: Run): Promis
         if (deep) console.log(formatDeepSummary(deep));
         if (repairs.length > 0) console.log(formatRepairs(repairs));
     }
-    return ok ? 0 : 1;
+    return report.ok ? 0 : 1;
 }
 
 async function runPrewarm({ stack, values, platforms, concurrency }: Run): Promise<number> {
@@ -554,12 +535,13 @@ async function runPrewarm({ stack, values, platforms, concurrency }: Run): Promi
         ),
     ).finally(() => progress?.stop());
     const seconds = (Date.now() - started) / 1000;
+    const report = prewarmJson(results, seconds);
     console.log(
         values.json
-            ? JSON.stringify({ ok: results.every((r) => r.ok), seconds, images: results }, null, 2)
+            ? JSON.stringify(report, null, 2)
             : `\n${formatPrewarmSummary(results, seconds)}`,
     );
-    return results.every((result) => result.ok) ? 0 : 1;
+    return report.ok ? 0 : 1;
 }
 
 function fail(message: string): never {
@@ -573,7 +555,7 @@ function fail(message: string): never {
  */
 function reportFailure(error: unknown, json: boolean): void {
     const message = error instanceof Error ? error.message : String(error);
-    if (json) console.log(JSON.stringify({ ok: false, error: message }, null, 2));
+    if (json) console.log(JSON.stringify(failureJson(message), null, 2));
     else console.error(`error: ${message}`);
     if (process.env.PULLTHROUGH_DEBUG) console.error(error);
 }

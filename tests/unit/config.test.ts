@@ -4,6 +4,7 @@ import { parse as parseYaml } from "yaml";
 import {
     ConfigError,
     cidrAddress,
+    clusterKeys,
     configKeys,
     defaultUpstreams,
     nearestKey,
@@ -516,12 +517,17 @@ describe("validation", () => {
 describe("Pulumi.yaml", () => {
     const declared = (
         parseYaml(readFileSync(path.join(__dirname, "../../Pulumi.yaml"), "utf8")) as {
-            config: Record<string, { type: string; secret?: boolean }>;
+            config: Record<string, { type: string; secret?: boolean; description?: string }>;
         }
     ).config;
 
     test("declares exactly the keys the schema takes, in the same order", () => {
         expect(Object.keys(declared)).toEqual(configKeys);
+    });
+
+    test("describes cluster with exactly the schema's keys", () => {
+        const listed = /\{([^}]*)\}/.exec(declared.cluster.description!)![1];
+        expect(listed.split(", ")).toEqual(clusterKeys);
     });
 
     test("declares a plain string type exactly where the program reads a plain string", () => {

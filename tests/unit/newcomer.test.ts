@@ -173,7 +173,7 @@ describe("the tools", () => {
         const run = tool("verify", "--outputs", "/nonexistent/outputs.json");
         expect(run.status).toBe(2);
         expect(run.stderr.trimEnd().split("\n")).toEqual([
-            "error: --outputs: cannot read /nonexistent/outputs.json (no such file); expected a file holding `pulumi stack output --json`",
+            "error: --outputs: cannot read /nonexistent/outputs.json (no such file); expected a file holding `npm run --silent outputs`",
         ]);
     });
 

@@ -1,0 +1,223 @@
+/**
+ * The docs a newcomer follows stay true: every link lands on a heading, every command they show
+ * exists (no bare `pulumi`: only `npm run pulumi -- …` knows the stack), every tool flag is one
+ * the tools take, and the tables of config keys, cluster keys, outputs and JSON shapes match the
+ * code they describe.
+ */
+import { readFileSync, readdirSync } from "node:fs";
+import * as path from "node:path";
+import { clusterKeys, configKeys } from "../../mirrors";
+import { optionSpec } from "../../tools/cli";
+import {
+    exportJson,
+    failureJson,
+    importJson,
+    prewarmJson,
+    statusJson,
+    verifyJson,
+} from "../../tools/json";
+import { PrunePlan, pruneReport } from "../../tools/prune";
+import { CacheStatus } from "../../tools/status";
+
+const root = path.resolve(__dirname, "../..");
+const read = (file: string) => readFileSync(path.join(root, file), "utf8");
+const docs = [
+    "README.md",
+    "CONTRIBUTING.md",
+    "BENCHMARKS.md",
+    ...readdirSync(path.join(root, "docs")).map((file) => `docs/${file}`),
+];
+const scripts = Object.keys(JSON.parse(read("package.json")).scripts as Record<string, string>);
+const tools = ["prewarm", "verify", "status", "prune", "export", "import"];
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
+const anchorOf = (heading: string) =>
+    heading
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+        .replace(/\s/g, "-");
+
+const headings = (file: string) =>
+    new Set([...read(file).matchAll(/^#{1,6} (.+)$/gm)].map((match) => anchorOf(match[1])));
+
+/** Lines inside fenced code blocks. */
+function codeLines(text: string): string[] {
+    const lines: string[] = [];
+    let inside = false;
+    for (const line of text.split("\n")) {
+        if (/^\s*```/.test(line)) inside = !inside;
+        else if (inside) lines.push(line);
+    }
+    return lines;
+}
+
+/** Cells of a markdown table's rows whose header starts with `first`, column by column. */
+function tableRows(text: string, header: RegExp): string[][] {
+    const lines = text.split("\n");
+    const start = lines.findIndex((line) => header.test(line));
+    if (start < 0) throw new Error(`no table headed ${header}`);
+    const rows: string[][] = [];
+    for (const line of lines.slice(start + 2)) {
+        if (!line.startsWith("|")) break;
+        rows.push(
+            line
+                .split(/(?<!\\)\|/)
+                .slice(1, -1)
+                .map((cell) => cell.trim()),
+        );
+    }
+    return rows;
+}
+
+const backticked = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((match) => match[1]);
+/** `{ok, seconds, images}` → its keys; `deep?` is optional. */
+const shapeKeys = (shape: string) =>
+    shape
+        .replace(/^\{|\}$/g, "")
+        .split(",")
+        .map((key) => key.trim());
+
+test.each(docs)("%s: every relative link lands on a file and heading that exist", (file) => {
+    const broken: string[] = [];
+    for (const [, target] of read(file).matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target)) continue;
+        const [relative, anchor] = target.split("#");
+        const linked = relative ? path.join(path.dirname(file), relative) : file;
+        if (!docs.includes(linked) && !linked.endsWith(".md")) {
+            if (!readdirSync(path.join(root, path.dirname(linked))).includes(path.basename(linked)))
+                broken.push(target);
+            continue;
+        }
+        if (!docs.includes(linked)) broken.push(target);
+        else if (anchor !== undefined && !headings(linked).has(anchor)) broken.push(target);
+    }
+    expect(broken).toEqual([]);
+});
+
+test.each(docs)(
+    "%s: commands run Pulumi through npm run, and name scripts and flags that exist",
+    (file) => {
+        const wrong: string[] = [];
+        for (const line of codeLines(read(file))) {
+            if (/(?:^|\$ |[|;&(]\s*)pulumi\s/.test(line)) wrong.push(`bare pulumi: ${line}`);
+            for (const [, script, rest] of line.matchAll(
+                /npm run (?:--silent )?([\w:-]+)([^|;&#]*)/g,
+            )) {
+                if (!scripts.includes(script)) wrong.push(`no script ${script}: ${line}`);
+                if (!tools.includes(script)) continue;
+                for (const [flag] of rest.matchAll(/--[a-z][\w-]*/g))
+                    if (!(flag.slice(2) in optionSpec)) wrong.push(`no flag ${flag}: ${line}`);
+            }
+        }
+        for (const [, script] of read(file).matchAll(/`npm run (?:--silent )?([\w:-]+)/g))
+            if (!scripts.includes(script)) wrong.push(`no script ${script}`);
+        expect(wrong).toEqual([]);
+    },
+);
+
+const readme = read("README.md");
+const configuration = read("docs/configuration.md");
+
+test("the README's tool table names every tool, and flags the tools take", () => {
+    const rows = tableRows(readme, /^\| command \| what it does \|/);
+    expect(rows.map((row) => backticked(row[0])[0].split(" ")[2])).toEqual(tools);
+    const flags = rows.flatMap((row) => backticked(row[2]));
+    expect(flags.filter((flag) => !(flag.slice(2) in optionSpec))).toEqual([]);
+});
+
+test("the README's JSON shapes are what the tools print", () => {
+    const shapes = Object.fromEntries(
+        tableRows(readme, /^\| command \| what it does \|/).map((row) => [
+            backticked(row[0])[0].split(" ")[2],
+            shapeKeys(backticked(row[4])[0]),
+        ]),
+    );
+    const keys = (report: object, optional: string[] = []) => [
+        ...Object.keys(report).map((key) => (optional.includes(key) ? `${key}?` : key)),
+    ];
+    const plan: PrunePlan = {
+        heldBytes: 0,
+        removed: [],
+        protected: [],
+        strayBytes: 0,
+        staleUploadBytes: 0,
+        freedBytes: 0,
+        paths: new Map(),
+        records: new Map(),
+    };
+    const deep = { seconds: 0, checks: [], findings: [] };
+    expect(shapes).toEqual({
+        prewarm: keys(prewarmJson([], 0)),
+        verify: keys(verifyJson([], [], deep, []), ["deep", "repairs"]),
+        status: keys(statusJson([])),
+        prune: keys(pruneReport(plan, false, true)),
+        export: keys(
+            exportJson({
+                bundle: "",
+                images: [],
+                skipped: [],
+                blobs: 0,
+                blobBytes: 0,
+                bundleBytes: 0,
+                seconds: 0,
+            }),
+        ),
+        import: keys(importJson({ bundle: "", images: [], sentBytes: 0, seconds: 0 })),
+    });
+    expect(readme).toContain(
+        `\`{${Object.keys(failureJson("")).join(", ")}: false, error}\``.replace(
+            "ok, error: false, error",
+            "ok: false, error",
+        ),
+    );
+});
+
+test("status's documented fields are those of a cache's status", () => {
+    const status: Required<CacheStatus> = {
+        registry: "",
+        port: 0,
+        mode: "",
+        serving: "",
+        health: "",
+        problem: "",
+        degraded: false,
+        disk: { usedBytes: 0, freeBytes: 0 },
+        partialUploads: { count: 0, bytes: 0 },
+        repositories: 0,
+        images: 0,
+        since: { front: "", registry: "" },
+        requests: 0,
+        hits: 0,
+        misses: 0,
+        servedBytes: 0,
+        upstreamBytes: 0,
+        hitRatio: null,
+        savedBytes: 0,
+        lastCheck: null,
+    };
+    const documented = /each cache with these fields:\s([^.]*)\./.exec(read("docs/tools.md"))![1];
+    const fields = backticked(documented);
+    expect(new Set(fields)).toEqual(new Set(Object.keys(status)));
+});
+
+test("the configuration tables list exactly the schema's keys, in its order", () => {
+    const keysOf = (text: string, header: RegExp) =>
+        tableRows(text, header).map((row) => backticked(row[0])[0]);
+    expect(keysOf(configuration, /^\| key \| type \| default \|/)).toEqual(configKeys);
+    expect(keysOf(readme, /^\| key \| default \| what it sets \|/)).toEqual(configKeys);
+    const cluster = tableRows(read("docs/talos.md"), /^\| key \| default \| meaning \|/).flatMap(
+        (row) => backticked(row[0]),
+    );
+    expect(cluster).toEqual(clusterKeys);
+});
+
+test("the outputs table lists exactly what index.ts exports", () => {
+    const exported = [...read("index.ts").matchAll(/^export (?:const (\w+)|\{ (\w+) \})/gm)].map(
+        (match) => match[1] ?? match[2],
+    );
+    const documented = tableRows(configuration, /^\| output \| what it is \|/).map(
+        (row) => backticked(row[0])[0],
+    );
+    expect(documented.sort()).toEqual(exported.sort());
+});

@@ -1,0 +1,42 @@
+/**
+ * What each tool prints under `--json`: one builder per tool, so the shapes the README's tool
+ * table quotes can be checked against the code (tests/unit/docs.test.ts).
+ */
+import { CacheCheck } from "./storage";
+import { CacheStatus } from "./status";
+import { ExportReport } from "./export";
+import { ImportReport } from "./import";
+import { Finding, Repair } from "./integrity";
+import { PrewarmResult, VerifyResult } from "./warm";
+
+export const prewarmJson = (images: readonly PrewarmResult[], seconds: number) => ({
+    ok: images.every((image) => image.ok),
+    seconds,
+    images,
+});
+
+/** `deep` with `--deep`, `repairs` with `--repair`. */
+export const verifyJson = (
+    images: readonly VerifyResult[],
+    platforms: readonly string[],
+    deep?: { seconds: number; checks: CacheCheck[]; findings: Finding[] },
+    repairs?: readonly Repair[],
+) => ({
+    ok: images.every((image) => image.present),
+    platforms,
+    images,
+    ...(deep ? { deep } : {}),
+    ...(repairs ? { repairs } : {}),
+});
+
+export const statusJson = (caches: readonly CacheStatus[]) => ({
+    ok: caches.every((cache) => !cache.degraded),
+    caches,
+});
+
+export const exportJson = (report: ExportReport) => ({ ok: true, ...report });
+
+export const importJson = (report: ImportReport) => ({ ok: true, ...report });
+
+/** Any tool that could not run, or export's named image not whole in its cache. */
+export const failureJson = (error: string) => ({ ok: false, error });
