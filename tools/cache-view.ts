@@ -48,7 +48,7 @@ async function openCacheView(
 ): Promise<CacheView & { close(): Promise<void> }> {
     const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
         throw new UsageError(
-            `the cache container ${cache.container} (for ${cache.registry}) does not exist; run pulumi up first`,
+            `the cache container ${cache.container} (for ${cache.registry}) does not exist; run npm run up first`,
         );
     });
     const viewId = randomBytes(4).toString("hex");

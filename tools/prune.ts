@@ -379,7 +379,7 @@ export async function readCacheContents(
             const storage = await readStorage(cache.container).catch((error: Error) => {
                 throw /No such container/.test(error.message)
                     ? new UsageError(
-                          `the cache container ${cache.container} (for ${cache.registry}) does not exist; run pulumi up first`,
+                          `the cache container ${cache.container} (for ${cache.registry}) does not exist; run npm run up first`,
                       )
                     : error;
             });
