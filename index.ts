@@ -125,9 +125,11 @@ function loadPlan() {
         const caches = planCaches(settings, identity);
         const front = planFront(settings, identity);
         checkHost(settings, caches, front);
-        const prewarmImages = planPrewarm(settings, caches, () =>
-            readTalosImageSet(settings.cluster),
-        );
+        const prewarmImages = planPrewarm(settings, caches, () => {
+            const talosImages = readTalosImageSet(settings.cluster);
+            if (talosImages.notice) pulumi.log.info(talosImages.notice);
+            return talosImages;
+        });
         const talosctl = detectTalosctlVersion(settings.cluster);
         const host = { arch: hostPlatform().architecture, projectDir: __dirname };
         const clusterPlan = planCluster(settings, caches, host, talosctl);

@@ -98,17 +98,49 @@ function talosImageTag(talosVersion: string): string | undefined {
     return match ? `v${match[1]}` : undefined;
 }
 
+/** The image docker nodes of `release` run: talosctl's own default at another tag (clusterops/options.go). */
+export const talosNodeImage = (release: string) =>
+    `${talosImageRepository}:${talosImageTag(release) ?? release}`;
+
+/**
+ * Where a docker cluster's node image is pulled from. The host's Docker daemon pulls it, not the
+ * nodes' containerd, so the mirrors never apply to it (pkg/provision/providers/docker); it goes
+ * through the ghcr.io cache when this host reaches that on loopback, which Docker trusts over
+ * plain HTTP by default (moby registry/config.go, loadInsecureRegistries adds 127.0.0.0/8).
+ * Undefined when there is no such cache.
+ */
+function nodeImageThroughCache(release: string, caches: readonly Cache[]): string | undefined {
+    const ghcr = caches.find((cache) => cache.registry === "ghcr.io");
+    if (!ghcr) return undefined;
+    const endpoint = new URL(ghcr.hostEndpoint);
+    if (!endpoint.hostname.startsWith("127.")) return undefined;
+    return talosNodeImage(release).replace(/^ghcr\.io\//, `${endpoint.host}/`);
+}
+
 /**
  * How `talosVersion` reaches the nodes. Docker nodes run talosctl's own tag unless `--image`
  * says otherwise, whatever `--talos-version` says (that only versions the generated config), so
- * docker gets the image of that release, and on 1.7–1.11 the config version too. QEMU nodes
- * take `--talos-version`.
+ * docker gets the image of that release, through the ghcr.io cache where it can, and on 1.7–1.11
+ * the config version too. QEMU nodes take `--talos-version`.
  */
-function talosVersionArgs(cluster: ClusterSettings, modern: boolean): string[] {
-    if (cluster.talosVersion === undefined) return [];
-    if (cluster.provisioner === "qemu") return ["--talos-version", cluster.talosVersion];
-    const image = ["--image", `${talosImageRepository}:${talosImageTag(cluster.talosVersion)}`];
-    return modern ? image : ["--talos-version", cluster.talosVersion, ...image];
+function talosVersionArgs(
+    cluster: ClusterSettings,
+    version: TalosctlVersion,
+    caches: readonly Cache[],
+): string[] {
+    const modern = hasProvisionerSubcommands(version);
+    if (cluster.provisioner === "qemu")
+        return cluster.talosVersion === undefined ? [] : ["--talos-version", cluster.talosVersion];
+    const release = cluster.talosVersion ?? formatVersion(version);
+    const image = nodeImageThroughCache(release, caches) ?? talosNodeImage(release);
+    const configVersion =
+        !modern && cluster.talosVersion !== undefined
+            ? ["--talos-version", cluster.talosVersion]
+            : [];
+    // talosctl's own default needs no flag.
+    return image === talosNodeImage(formatVersion(version)) && configVersion.length === 0
+        ? []
+        : [...configVersion, "--image", image];
 }
 
 /** A file talosctl 1.7–1.11 boots QEMU nodes from, and where Talos publishes it. */
@@ -154,7 +186,7 @@ export function qemuBootAssets(
 export function clusterCreateArgv(
     cluster: ClusterSettings,
     version: TalosctlVersion,
-    registryMirrorFlags: readonly string[],
+    caches: readonly Cache[],
     bootAssets: readonly BootAsset[] = [],
 ): string[] {
     const modern = hasProvisionerSubcommands(version);
@@ -166,11 +198,11 @@ export function clusterCreateArgv(
     if (!(modern && cluster.provisioner === "docker"))
         argv.push("--controlplanes", String(cluster.controlplanes));
     argv.push("--workers", String(cluster.workers));
-    argv.push(...talosVersionArgs(cluster, modern));
+    argv.push(...talosVersionArgs(cluster, version, caches));
     argv.push(...bootAssets.flatMap((asset) => [asset.flag, asset.path]));
     if (cluster.kubernetesVersion !== undefined)
         argv.push("--kubernetes-version", cluster.kubernetesVersion);
-    argv.push(...registryMirrorFlags, ...cluster.extraArgs);
+    argv.push(...registryMirrorFlags(caches), ...cluster.extraArgs);
     return argv;
 }
 
@@ -268,7 +300,7 @@ export function planCluster(
     );
     if (problems.length > 0) throw new ConfigError(problems);
     const bootAssets = qemuBootAssets(cluster, version, host);
-    const createArgv = clusterCreateArgv(cluster, version, registryMirrorFlags(caches), bootAssets);
+    const createArgv = clusterCreateArgv(cluster, version, caches, bootAssets);
     return {
         create: shellQuote(createArgv),
         delete: clusterDeleteScript(cluster, version),

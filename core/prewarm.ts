@@ -9,10 +9,12 @@ import { parseImageReference } from "./images";
 import { Cache } from "./plan";
 import { mirrorsByRegistry } from "./render";
 
-/** The image set of a Talos cluster, and where the list came from. */
+/** The image set of a Talos cluster, where the list came from, and a line to print about it. */
 export interface TalosImageSet {
     images: string[];
     source: string;
+    /** Set when the list is not the release's own (see core/talos-images.ts). */
+    notice?: string;
 }
 
 const kubernetesVersionedImages =

@@ -5,13 +5,17 @@
  * other. `cluster create` does what a Talos node does with mirrors: turns every
  * `--registry-mirror` into a containerd hosts.toml (fallback closed off) and pulls the images in
  * TALOSCTL_STAND_IN_IMAGES through them with ctr, against the containerd at
- * TALOSCTL_STAND_IN_CONTAINERD; `image default` lists those images. Every call is appended to <state>/calls.jsonl.
+ * TALOSCTL_STAND_IN_CONTAINERD. `image default` lists those images (`cmd/talosctl/cmd/talos/image.go`:
+ * the command on 1.11, an alias of `image k8s-bundle` from 1.12, which from 1.13 also prints
+ * kube-network-policies). Every call is appended to <state>/calls.jsonl.
  *
  * State and teardown follow the real provisioners (`pkg/provision`): 1.12+ writes
  * `<state>/<name>/state.yaml` for every cluster and destroys by it, failing without one; 1.7–1.11
  * wrote it only for QEMU and destroyed docker clusters by `--provisioner` and labels. With
- * TALOSCTL_STAND_IN_NODE_IMAGE set (a local image), a docker cluster is real Docker objects as
- * the docker provisioner labels them: a network and one created container per node.
+ * `--image`, a docker cluster is real Docker objects as the docker provisioner labels them: a
+ * network and one created container per node, whose image this host's Docker daemon pulls as
+ * the provisioner has it do, but only from a loopback registry. Without it (talosctl's default,
+ * ghcr.io itself) no node is made: nothing here may pull from the internet.
  */
 "use strict";
 const { execFileSync } = require("node:child_process");
@@ -21,7 +25,8 @@ const path = require("node:path");
 
 const claimed = process.env.TALOSCTL_STAND_IN_VERSION ?? "v1.12.0";
 const [, major, minor] = /^v(\d+)\.(\d+)\.\d+$/.exec(claimed) ?? [];
-const modern = Number(major) > 1 || Number(minor) >= 12;
+const atLeast = (wanted) => Number(major) > 1 || Number(minor) >= wanted;
+const modern = atLeast(12);
 
 function fail(message) {
     process.stderr.write(`talosctl stand-in ${claimed}: ${message}\n`);
@@ -118,8 +123,10 @@ const labels = (name) => ["talos.owned=true", `talos.cluster.name=${name}`];
 const labelFilters = (name) => labels(name).flatMap((label) => ["--filter", `label=${label}`]);
 
 function createDockerNodes(name, flags) {
-    const image = process.env.TALOSCTL_STAND_IN_NODE_IMAGE;
-    if (!image) return;
+    const image = last(flags, "image");
+    if (!image) return undefined;
+    // What is not in a loopback registry must be here already: nothing is pulled from the internet.
+    const pull = /^127\.[\d.]+:\d+\//.test(image) ? "missing" : "never";
     const labelArgs = labels(name).flatMap((label) => ["--label", label]);
     const subnet = last(flags, "subnet", last(flags, "cidr", "10.5.0.0/24"));
     docker("network", "create", ...labelArgs, "--subnet", subnet, name);
@@ -138,9 +145,12 @@ function createDockerNodes(name, flags) {
             name,
             "--name",
             `${name}-${type}-${n}`,
+            "--pull",
+            pull,
             image,
         );
     }
+    return image;
 }
 
 function removeDockerNodes(name) {
@@ -204,10 +214,10 @@ function create(shape, args) {
         pulled.push(ref);
         process.stdout.write(`pulled ${ref}\n`);
     }
-    if (provisioner === "docker") createDockerNodes(namespace, flags);
+    const nodeImage = provisioner === "docker" ? createDockerNodes(namespace, flags) : undefined;
     fs.writeFileSync(
         path.join(dir, "cluster.json"),
-        JSON.stringify({ shape, flags, mirrors, pulled }, null, 2),
+        JSON.stringify({ shape, flags, mirrors, pulled, nodeImage }, null, 2),
     );
     if (modern || provisioner === "qemu")
         fs.writeFileSync(path.join(dir, "state.yaml"), `provisioner: ${provisioner}\n`);
@@ -226,10 +236,11 @@ function destroy(args) {
         : last(flags, "provisioner", "docker");
     if (provisioner === "qemu" && state === undefined)
         fail(`open ${stateFile}: no such file or directory`);
-    if (provisioner === "docker" && process.env.TALOSCTL_STAND_IN_NODE_IMAGE)
-        removeDockerNodes(path.basename(dir));
     if (fs.existsSync(path.join(dir, "cluster.json"))) {
-        const { pulled } = JSON.parse(fs.readFileSync(path.join(dir, "cluster.json"), "utf8"));
+        const { pulled, nodeImage } = JSON.parse(
+            fs.readFileSync(path.join(dir, "cluster.json"), "utf8"),
+        );
+        if (provisioner === "docker" && nodeImage) removeDockerNodes(path.basename(dir));
         if (pulled.length > 0) ctr(path.basename(dir), "images", "rm", ...pulled);
     }
     fs.rmSync(dir, { recursive: true, force: true });
@@ -239,10 +250,13 @@ const argv = process.argv.slice(2);
 if (argv[0] === "version") {
     // `version --client --short`: "Client:", then pkg/version's Short(), "<Name> <Tag>".
     process.stdout.write(`Client:\nTalos ${claimed}\n`);
-} else if (argv[0] === "image" && argv[1] === "default") {
-    // What a cluster of this version pulls: here, the images the stand-in's nodes pull.
+} else if (argv[0] === "image" && (argv[1] === "default" || (modern && argv[1] === "k8s-bundle"))) {
+    // What a cluster of this version pulls: here, the images the stand-in's nodes pull; from 1.13
+    // also the image only clusters with kubeNetworkPoliciesEnabled run.
     for (const ref of (process.env.TALOSCTL_STAND_IN_IMAGES ?? "").split(/\s+/).filter(Boolean))
         process.stdout.write(`${ref}\n`);
+    if (atLeast(13))
+        process.stdout.write("registry.k8s.io/networking/kube-network-policies:v1.1.0\n");
 } else if (argv[0] === "cluster" && argv[1] === "create") {
     if (!modern) create("create", argv.slice(2));
     else if (["docker", "qemu"].includes(argv[2])) create(`create ${argv[2]}`, argv.slice(3));

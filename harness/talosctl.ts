@@ -10,13 +10,12 @@ import * as path from "node:path";
 
 export function talosctlStandIn(
     version: string,
-    settings: { containerd?: string; images?: string[]; nodeImage?: string } = {},
+    settings: { containerd?: string; images?: string[] } = {},
 ): string {
     const env = {
         TALOSCTL_STAND_IN_VERSION: version,
         TALOSCTL_STAND_IN_CONTAINERD: settings.containerd ?? "",
         TALOSCTL_STAND_IN_IMAGES: (settings.images ?? []).join(" "),
-        TALOSCTL_STAND_IN_NODE_IMAGE: settings.nodeImage ?? "",
     };
     const exports = Object.entries(env).map(([key, value]) => `export ${key}='${value}'`);
     const script = path.join(__dirname, "talosctl-stand-in.js");

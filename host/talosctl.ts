@@ -6,7 +6,14 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { ClusterSettings, ConfigError, formatKey } from "../mirrors";
-import { BootAsset, TalosctlVersion, formatVersion, parseTalosctlVersion } from "../core/cluster";
+import {
+    BootAsset,
+    TalosctlVersion,
+    formatVersion,
+    parseTalosctlVersion,
+    talosNodeImage,
+} from "../core/cluster";
+import { KeptImageSets, chooseKeptImageSet, pulledByDefault } from "../core/talos-images";
 import { TalosImageSet, qemuInstallerImage, retagTalosImages } from "../core/prewarm";
 
 /** Runs the binary for its client version; a missing binary is an error that says what to set. */
@@ -46,22 +53,15 @@ export function detectTalosctlVersion(
     }
 }
 
-/** The set kept in data/talos-images.json for when talosctl cannot be run. */
-interface KeptImageSet {
-    talosVersion: string;
-    images: string[];
-}
-
-const minorOf = (version: string) => /^v?(\d+\.\d+)/.exec(version)?.[1];
-
 /**
- * What a cluster of these settings pulls: `talosctl image default` when the binary is there,
- * else the list kept in `talos-images.json`, which only holds for its own minor release; then
- * retagged for a configured Kubernetes or Talos version, plus the installer a 1.12+ QEMU node
- * pulls from the image factory.
+ * What a cluster of these settings pulls: `talosctl image default` when the binary is there (the
+ * command on 1.11, an alias of `image k8s-bundle` from 1.12), else the set `talos-images.json`
+ * keeps for that release; without the images a default cluster never pulls, retagged for a
+ * configured Kubernetes or Talos version; plus what the nodes boot from outside that list: the
+ * installer of a 1.12+ QEMU node, the node image of a docker one.
  *
- * @throws ConfigError when talosctl is absent and `cluster.talosVersion` is of another minor
- *   release than the kept list
+ * @throws ConfigError when talosctl is absent and no release of `cluster.talosVersion`'s minor
+ *   is kept
  */
 export function readTalosImageSet(
     cluster: Pick<
@@ -71,6 +71,7 @@ export function readTalosImageSet(
 ): TalosImageSet {
     let listed: TalosImageSet;
     let talosctl: TalosctlVersion | undefined;
+    let release: string;
     try {
         talosctl = readTalosctlVersion(cluster.talosctl);
         const output = execFileSync(cluster.talosctl, ["image", "default"], {
@@ -85,6 +86,7 @@ export function readTalosImageSet(
                 .filter(Boolean),
             source: `talosctl ${formatVersion(talosctl)} image default`,
         };
+        release = formatVersion(talosctl);
     } catch (error) {
         const why =
             (error as NodeJS.ErrnoException).code === "ENOENT" || /not found/.test(String(error))
@@ -92,21 +94,25 @@ export function readTalosImageSet(
                 : "talosctl image default failed";
         const kept = JSON.parse(
             readFileSync(path.join(__dirname, "../data/talos-images.json"), "utf8"),
-        ) as KeptImageSet;
-        const wanted = cluster.talosVersion;
-        if (wanted !== undefined && minorOf(wanted) !== minorOf(kept.talosVersion)) {
-            throw new ConfigError([
-                `${formatKey(["prewarm"])}: "talos" for Talos ${wanted} needs talosctl (${why}); the list kept for when it is absent is Talos ${kept.talosVersion}'s, and image sets differ between minor releases. Install talosctl ${wanted}, or list the images in pullthrough:prewarm`,
-            ]);
-        }
+        ) as KeptImageSets;
+        const chosen = chooseKeptImageSet(kept, cluster.talosVersion, why);
         listed = {
-            images: kept.images,
-            source: `talos-images.json (Talos ${kept.talosVersion}; ${why})`,
+            images: chosen.images,
+            source: `talos-images.json (Talos ${chosen.release}; ${why})`,
+            ...(chosen.notice ? { notice: chosen.notice } : {}),
         };
+        release = chosen.release;
     }
-    const installer = qemuInstallerImage(cluster, talosctl);
-    const images = retagTalosImages(listed.images, cluster);
-    return { ...listed, images: installer ? [...images, installer] : images };
+    const booted = [
+        qemuInstallerImage(cluster, talosctl),
+        cluster.provisioner === "docker"
+            ? talosNodeImage(cluster.talosVersion ?? release)
+            : undefined,
+    ].filter((image) => image !== undefined);
+    return {
+        ...listed,
+        images: [...retagTalosImages(pulledByDefault(listed.images), cluster), ...booted],
+    };
 }
 
 /** Stops before anything is created when a boot asset the cluster needs is not on this host. */

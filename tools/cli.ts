@@ -97,6 +97,8 @@ attention, or prune could not get under SIZE; 2 could not run (nothing was impor
 export interface StackView {
     caches: CacheEndpoint[];
     images: string[];
+    /** Which Talos image set `talos` stands for, when it is not the release's own. */
+    notice?: string;
     /** The `maxSize` budget, when planned from the stack config. */
     maxSize?: string;
     /** The engine the caches run on, when not this machine's. */
@@ -150,13 +152,19 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
     );
     const settings = parseSettings(encodeConfig(Object.fromEntries(plain)));
     const caches = planCaches(settings, { project: configNamespace, stack });
-    const images = planPrewarm(settings, caches, () => readTalosImageSet(settings.cluster));
+    let notice: string | undefined;
+    const images = planPrewarm(settings, caches, () => {
+        const talosImages = readTalosImageSet(settings.cluster);
+        notice = talosImages.notice;
+        return talosImages;
+    });
     return {
         caches: Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({
             ...mirror,
             registry,
         })),
         images,
+        ...(notice ? { notice } : {}),
         maxSize: settings.maxSize,
         dockerHost: settings.dockerHost,
     };
@@ -512,6 +520,7 @@ async function runVerify({ stack, values, platforms, concurrency }: Run): Promis
 }
 
 async function runPrewarm({ stack, values, platforms, concurrency }: Run): Promise<number> {
+    if (stack.notice) console.error(stack.notice);
     if (stack.images.length === 0) {
         console.log("No images to work on: set pullthrough:prewarm (see README).");
         return 0;

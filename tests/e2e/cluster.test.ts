@@ -3,32 +3,42 @@
  * cluster whose nodes pull through them. The cluster is the talosctl stand-in claiming v1.12.1:
  * it accepts only that version's flags and, like a node, turns the mirrors into containerd
  * hosts.toml files and pulls a Talos-like image set with ctr; its docker nodes and network are
- * real Docker objects, labelled as the docker provisioner labels them.
+ * real Docker objects, labelled as the docker provisioner labels them, made from the node image
+ * this host's Docker daemon pulls through the ghcr.io cache.
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { Containerd } from "../../harness/containerd";
-import { countLogLines, docker, fixtureRegistryImage } from "../../harness/engine";
+import { countLogLines, docker, engine, waitFor } from "../../harness/engine";
+import { image, layer } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { talosctlStandIn } from "../../harness/talosctl";
-import { byTag, talosLikeImages } from "../../harness/upstreams";
+import { FixtureImage, byTag, talosLikeImages } from "../../harness/upstreams";
 
 jest.setTimeout(240_000);
 
 const registries = ["registry.k8s.io", "ghcr.io"];
 
 const images = talosLikeImages();
+/** The node image docker nodes run, for each talosctl the suite installs (one shared layer). */
+const nodeLayer = layer("talos-node", 256 << 10);
+const nodeImages: FixtureImage[] = ["v1.11.0", "v1.12.1"].map((tag) => ({
+    registry: "ghcr.io",
+    repository: "siderolabs/talos",
+    tag,
+    artifact: image([nodeLayer]),
+}));
 let stack: TestStack;
 let clusterName: string;
 let containerd: Containerd;
 let state: string;
 
-function up(talosctl: string) {
+function up(talosctl: string, name = clusterName) {
     const cluster = {
         enabled: true,
         provisioner: "docker",
-        name: clusterName,
+        name,
         state,
         talosctl,
         cidr: `10.213.${process.pid % 250}.0/24`,
@@ -37,9 +47,9 @@ function up(talosctl: string) {
 }
 
 /** Names of the Docker containers and networks the docker provisioner made for the cluster. */
-function clusterDockerObjects() {
+function clusterDockerObjects(name = clusterName) {
     const filters = ["--filter", "label=talos.owned=true"];
-    filters.push("--filter", `label=talos.cluster.name=${clusterName}`);
+    filters.push("--filter", `label=talos.cluster.name=${name}`);
     const names = (...args: string[]) =>
         docker(...args, ...filters)
             .split("\n")
@@ -57,11 +67,17 @@ const calls = () =>
         .split("\n")
         .map((line) => JSON.parse(line) as { command: string; args: string[]; version: string });
 
+/** The node image as docker nodes ask for it: through the ghcr.io cache's loopback endpoint. */
+const nodeImageRef = (tag: string) => `127.0.0.1:${stack.ports["ghcr.io"]}/siderolabs/talos:${tag}`;
+
+/** How often the ghcr.io upstream sent the node image's layer. */
+const nodeLayerSent = () => stack.upstreams.timesServed("ghcr.io").get(nodeLayer.blob.digest) ?? 0;
+
 const cacheManifestRequests = (registry: string) =>
     countLogLines(stack.cacheName(registry), /"(GET|HEAD) \/v2\/\S+\/manifests\/\S+ HTTP/);
 
 beforeAll(async () => {
-    stack = await TestStack.start("cluster", registries, images);
+    stack = await TestStack.start("cluster", registries, [...images, ...nodeImages]);
     clusterName = `${stack.id}-talos`;
     containerd = await Containerd.start();
     state = mkdtempSync(path.join(tmpdir(), "pt-talos-state-"));
@@ -70,7 +86,6 @@ beforeAll(async () => {
         talosctlStandIn("v1.12.1", {
             containerd: containerd.address,
             images: images.map(byTag),
-            nodeImage: fixtureRegistryImage,
         }),
     );
     console.log(
@@ -79,13 +94,16 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-    // What a failed test may have left of the stand-in's docker nodes.
-    if (clusterName) {
-        const { nodes, networks } = clusterDockerObjects();
+    // What a failed test may have left of the stand-in's docker nodes, and the node images.
+    for (const name of clusterName ? [clusterName, `${clusterName}-2`] : []) {
+        const { nodes, networks } = clusterDockerObjects(name);
         if (nodes.length > 0) docker("rm", "--force", "--volumes", ...nodes);
         if (networks.length > 0) docker("network", "rm", ...networks);
     }
+    // Node images this host's daemon pulled, by the references only this stack's ports make.
+    const pulled = stack ? nodeImages.map((node) => nodeImageRef(node.tag)) : [];
     await stack?.remove();
+    for (const ref of pulled) if (docker("images", "--quiet", ref)) docker("rmi", "--force", ref);
     await containerd?.stop();
     if (state) rmSync(state, { recursive: true, force: true });
 });
@@ -102,6 +120,12 @@ test("one up boots the cluster entirely through the caches", async () => {
         nodes: [`${clusterName}-controlplane-1`, `${clusterName}-worker-1`],
         networks: [clusterName],
     });
+    // The node image came through the ghcr.io cache, which fetched its layer once.
+    expect(created.flags.image).toEqual([nodeImageRef("v1.12.1")]);
+    expect(docker("inspect", "--format", "{{.Config.Image}}", `${clusterName}-worker-1`)).toBe(
+        nodeImageRef("v1.12.1"),
+    );
+    expect(nodeLayerSent()).toBe(1);
     const listed = await containerd.ctr(clusterName, "images", "ls", "--quiet");
     expect(listed.trim().split("\n").sort()).toEqual(images.map(byTag).sort());
     // Every image was resolved at a cache, and the caches fetched its blobs from the upstream.
@@ -128,16 +152,40 @@ test("destroy runs talosctl cluster destroy with the create's name and state, an
     expect(clusterDockerObjects()).toEqual({ nodes: [], networks: [] });
 });
 
+test("the node image gone from Docker's store and every upstream stopped: another cluster still comes up", async () => {
+    // The first cluster is gone with its nodes, so its image can go too, layers and all.
+    docker("rmi", nodeImageRef("v1.12.1"));
+    for (const registry of registries) stack.upstreams.stop(registry);
+    try {
+        // The caches come back up with no upstream: in auto mode they serve their volumes
+        // read-only from the start.
+        await up(
+            talosctlStandIn("v1.12.1", { containerd: containerd.address }),
+            `${clusterName}-2`,
+        );
+        expect(clusterDockerObjects(`${clusterName}-2`).nodes).toHaveLength(2);
+        expect(nodeLayerSent()).toBe(1);
+    } finally {
+        for (const registry of registries) await stack.upstreams.start(registry);
+        // The next tests need new images: each cache proxies again after its next probe.
+        for (const registry of registries)
+            await waitFor(`the ${registry} cache to proxy again`, 60_000, async () => {
+                const { State } = await engine(
+                    "GET",
+                    `/containers/${stack.cacheName(registry)}/json`,
+                );
+                return State.Health?.Log?.at(-1)?.Output.startsWith("proxy") ? true : undefined;
+            });
+    }
+});
+
 test("a docker cluster made by talosctl 1.11 is replaced and destroyed after talosctl becomes 1.12", async () => {
     // One talosctl path whose binary the user upgrades, as a package manager would.
     const bin = mkdtempSync(path.join(tmpdir(), "pt-talosctl-bin-"));
     const talosctl = path.join(bin, "talosctl");
     const install = (version: string) => {
         mkdirSync(bin, { recursive: true });
-        const standIn = talosctlStandIn(version, {
-            containerd: containerd.address,
-            nodeImage: fixtureRegistryImage,
-        });
+        const standIn = talosctlStandIn(version, { containerd: containerd.address });
         copyFileSync(standIn, talosctl);
     };
     try {

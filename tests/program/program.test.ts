@@ -512,12 +512,13 @@ describe("with prewarm and the cluster enabled", () => {
         });
     });
 
-    test("the Talos set comes from `talosctl image default`, retagged for the configured Kubernetes version", async () => {
+    test("the Talos set comes from `talosctl image default`, retagged for the configured Kubernetes version, with the docker node image", async () => {
         const { outputs } = await run;
         expect(outputs.prewarmImages).toEqual([
             "docker.io/library/nginx:1.27",
             "registry.k8s.io/kube-apiserver:v1.34.2",
             "ghcr.io/siderolabs/kubelet:v1.34.2",
+            "ghcr.io/siderolabs/talos:v1.12.1",
         ]);
     });
 

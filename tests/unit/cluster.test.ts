@@ -2,8 +2,9 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { ClusterSettings, parseSettings } from "../../mirrors";
+import { ClusterSettings, encodeConfig, parseSettings } from "../../mirrors";
 import { planCaches } from "../../core/plan";
+import { registryMirrorFlags } from "../../core/render";
 import {
     planCluster,
     clusterCreateArgv,
@@ -21,6 +22,22 @@ const mirrors = [
     "--registry-mirror",
     "ghcr.io=http://10.5.0.1:5004",
 ];
+/**
+ * Caches published on a LAN address, so this host reaches them there and not on loopback: nodes
+ * get `mirrors`, and the node image comes from ghcr.io itself.
+ */
+const lanCaches = planCaches(
+    parseSettings(
+        encodeConfig({
+            bindAddress: "192.168.1.10",
+            upstreams: [
+                { registry: "docker.io", remote: "https://registry-1.docker.io", port: 5000 },
+                { registry: "ghcr.io", remote: "https://ghcr.io", port: 5004 },
+            ],
+        }),
+    ),
+    { project: "pullthrough", stack: "dev" },
+);
 /** The default cluster settings, enabled, with overrides. */
 const cluster = (overrides: Partial<ClusterSettings> = {}): ClusterSettings => ({
     ...parseSettings({}).cluster,
@@ -254,7 +271,7 @@ describe("create argv per version family", () => {
         ],
     ])("talosctl %s, %s", (version, provisioner, overrides, expected) => {
         const settings = cluster({ provisioner, ...overrides });
-        const argv = clusterCreateArgv(settings, v(version), mirrors);
+        const argv = clusterCreateArgv(settings, v(version), lanCaches);
         const { extraArgs } = settings;
         expect(argv).toEqual([
             "talosctl",
@@ -293,7 +310,7 @@ describe("create argv per version family", () => {
                         "/bin/sh",
                         [
                             "-c",
-                            shellQuote(clusterCreateArgv(settings, v(version), mirrors, assets)),
+                            shellQuote(clusterCreateArgv(settings, v(version), lanCaches, assets)),
                         ],
                         { env, stdio: "pipe" },
                     );
@@ -370,6 +387,7 @@ describe("create argv per version family", () => {
             rmSync(state, { recursive: true, force: true });
         }
         // Which is why Pullthrough repeats the flag and never joins values.
+        expect(registryMirrorFlags(lanCaches)).toEqual(mirrors);
         expect(mirrors.filter((item) => item.includes(","))).toEqual([]);
     });
 });
@@ -444,6 +462,28 @@ describe("settings the version cannot express", () => {
         // Before 1.12, --talos-version still versions the generated config.
         expect(clusterCreateArgv(settings, v("v1.11.0"), [])).toContain("--talos-version");
         expect(clusterCreateArgv(settings, v("v1.12.1"), [])).not.toContain("--talos-version");
+    });
+
+    test("docker nodes pull their image through the ghcr.io cache when this host reaches it on loopback", () => {
+        const local = planCaches(parseSettings({}), { project: "pullthrough", stack: "dev" });
+        const imageOf = (argv: string[]) =>
+            argv.includes("--image") ? argv[argv.indexOf("--image") + 1] : undefined;
+        // talosctl's own release, or talosVersion; on either talosctl family.
+        expect(imageOf(clusterCreateArgv(cluster(), v("v1.12.1"), local))).toBe(
+            "127.0.0.1:5004/siderolabs/talos:v1.12.1",
+        );
+        expect(imageOf(clusterCreateArgv(cluster(), v("v1.11.0"), local))).toBe(
+            "127.0.0.1:5004/siderolabs/talos:v1.11.0",
+        );
+        const pinned = cluster({ talosVersion: "1.13.9" });
+        expect(imageOf(clusterCreateArgv(pinned, v("v1.13.1"), local))).toBe(
+            "127.0.0.1:5004/siderolabs/talos:v1.13.9",
+        );
+        // QEMU nodes pull nothing through the host's daemon; a LAN address needs daemon settings.
+        expect(
+            imageOf(clusterCreateArgv(cluster({ provisioner: "qemu" }), v("v1.12.1"), local)),
+        ).toBeUndefined();
+        expect(imageOf(clusterCreateArgv(cluster(), v("v1.12.1"), lanCaches))).toBeUndefined();
     });
 
     test("talosctl older than 1.7 is refused", () => {

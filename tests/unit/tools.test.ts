@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 /** The prewarm/verify tools' pure parts, and where the Talos image set comes from. */
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -302,43 +303,130 @@ describe("the Talos image set", () => {
     const docker = "docker" as const;
     const absent = "/nonexistent/talosctl";
 
-    test("from the talosctl binary when it is there, else from the list kept in the repo", () => {
+    test("from the talosctl binary when it is there, else from the sets kept in the repo", () => {
         const fromBinary = readTalosImageSet({
             talosctl: talosctlStandIn("v1.12.1", { images: ["registry.k8s.io/pause:3.10"] }),
             provisioner: docker,
         });
+        // Docker nodes also run talosctl's own node image, which the host's daemon pulls.
         expect(fromBinary).toEqual({
-            images: ["registry.k8s.io/pause:3.10"],
+            images: ["registry.k8s.io/pause:3.10", "ghcr.io/siderolabs/talos:v1.12.1"],
             source: "talosctl v1.12.1 image default",
         });
-        const kept = readTalosImageSet({ talosctl: absent, provisioner: docker });
-        expect(kept.source).toMatch(/^talos-images\.json \(Talos v1\.11\.0; talosctl not found\)$/);
-        expect(kept.images).toContain("ghcr.io/siderolabs/kubelet:v1.34.0");
-        expect(kept.images).toHaveLength(10);
+        const kept = readTalosImageSet({ talosctl: absent, provisioner: "qemu" });
+        expect(kept.source).toBe("talos-images.json (Talos v1.13.9; talosctl not found)");
+        expect(kept.notice).toBe(
+            "pullthrough: no cluster.talosVersion and talosctl not found: warming Talos v1.13.9's image set, the newest release listed in data/talos-images.json",
+        );
     });
 
-    test("the kept list is Talos v1.11.0's defaults as its source has them", () => {
-        // pkg/machinery/constants/constants.go at v1.11.0.
-        const { images } = readTalosImageSet({ talosctl: absent, provisioner: docker });
-        expect(images.filter((image) => /coredns|etcd|flannel|pause/.test(image))).toEqual([
-            "ghcr.io/siderolabs/flannel:v0.27.2",
-            "registry.k8s.io/coredns/coredns:v1.12.2",
-            "gcr.io/etcd-development/etcd:v3.6.4",
-            "registry.k8s.io/pause:3.10",
-        ]);
+    test.each(["v1.11", "v1.12", "v1.13"])(
+        "talosctl %s: `image default` is the list, without what a default cluster never pulls",
+        (minor) => {
+            const talosctl = talosctlStandIn(`${minor}.2`, {
+                images: ["registry.k8s.io/pause:3.10"],
+            });
+            const { images } = readTalosImageSet({ talosctl, provisioner: "qemu" });
+            expect(images.filter((image) => !image.startsWith("factory.talos.dev/"))).toEqual([
+                "registry.k8s.io/pause:3.10",
+            ]);
+        },
+    );
+
+    test("the stand-in lists as talosctl does: `k8s-bundle` from 1.12 with `default` its alias, kube-network-policies from 1.13", () => {
+        const list = (version: string, subcommand: string) =>
+            execFileSync(talosctlStandIn(version, { images: ["a/b:c"] }), ["image", subcommand], {
+                encoding: "utf8",
+            });
+        expect(list("v1.11.6", "default")).toBe("a/b:c\n");
+        expect(() => list("v1.11.6", "k8s-bundle")).toThrow(/unknown command/);
+        expect(list("v1.12.11", "k8s-bundle")).toBe(list("v1.12.11", "default"));
+        expect(list("v1.13.9", "default")).toBe(
+            "a/b:c\nregistry.k8s.io/networking/kube-network-policies:v1.1.0\n",
+        );
     });
 
-    test("without talosctl, a talosVersion of another minor release is an error, not a wrong list", () => {
-        const patch = readTalosImageSet({
-            talosctl: absent,
-            provisioner: docker,
-            talosVersion: "v1.11.3",
-        });
-        expect(patch.images).toContain("ghcr.io/siderolabs/installer:v1.11.3");
-        expect(() =>
-            readTalosImageSet({ talosctl: absent, provisioner: docker, talosVersion: "v1.13.2" }),
-        ).toThrow(
-            /pullthrough:prewarm: "talos" for Talos v1\.13\.2 needs talosctl \(talosctl not found\); the list kept for when it is absent is Talos v1\.11\.0's/,
+    /** What `talos` stands for without talosctl, for a QEMU cluster of `talosVersion`. */
+    const keptFor = (talosVersion: string) =>
+        readTalosImageSet({ talosctl: absent, provisioner: "qemu", talosVersion });
+
+    test.each([
+        [
+            "v1.11.6",
+            [
+                "ghcr.io/siderolabs/flannel:v0.27.4",
+                "registry.k8s.io/coredns/coredns:v1.12.4",
+                "gcr.io/etcd-development/etcd:v3.6.5",
+                "registry.k8s.io/kube-apiserver:v1.34.1",
+                "registry.k8s.io/kube-controller-manager:v1.34.1",
+                "registry.k8s.io/kube-scheduler:v1.34.1",
+                "registry.k8s.io/kube-proxy:v1.34.1",
+                "ghcr.io/siderolabs/kubelet:v1.34.1",
+                "ghcr.io/siderolabs/installer:v1.11.6",
+                "registry.k8s.io/pause:3.10",
+            ],
+        ],
+        [
+            "v1.12.11",
+            [
+                "ghcr.io/siderolabs/flannel:v0.27.4",
+                "registry.k8s.io/coredns/coredns:v1.14.2",
+                "registry.k8s.io/etcd:v3.6.11",
+                "registry.k8s.io/kube-apiserver:v1.35.4",
+                "registry.k8s.io/kube-controller-manager:v1.35.4",
+                "registry.k8s.io/kube-scheduler:v1.35.4",
+                "registry.k8s.io/kube-proxy:v1.35.4",
+                "ghcr.io/siderolabs/kubelet:v1.35.4",
+                "registry.k8s.io/pause:3.10.1",
+            ],
+        ],
+        [
+            "v1.13.9",
+            [
+                // Upstream's tags as they are: flannel's has no `v` from 0.28.8.
+                "ghcr.io/siderolabs/flannel:0.28.8",
+                "registry.k8s.io/coredns/coredns:v1.14.6",
+                "registry.k8s.io/etcd:v3.6.12",
+                "registry.k8s.io/pause:3.10.1",
+                "registry.k8s.io/kube-apiserver:v1.36.3",
+                "registry.k8s.io/kube-controller-manager:v1.36.3",
+                "registry.k8s.io/kube-scheduler:v1.36.3",
+                "registry.k8s.io/kube-proxy:v1.36.3",
+                "ghcr.io/siderolabs/kubelet:v1.36.3",
+            ],
+        ],
+    ])(
+        "without talosctl, Talos %s gets its own release's set, as its source has it",
+        (version, set) => {
+            const chosen = keptFor(version);
+            expect(chosen.source).toBe(`talos-images.json (Talos ${version}; talosctl not found)`);
+            expect(chosen.notice).toBeUndefined();
+            expect(
+                chosen.images.filter((image) => !image.startsWith("factory.talos.dev/")),
+            ).toEqual(set);
+        },
+    );
+
+    test("an unlisted patch gets the newest listed of its minor, saying so; an unknown minor is an error", () => {
+        const patch = keptFor("v1.13.4");
+        expect(patch.source).toBe("talos-images.json (Talos v1.13.9; talosctl not found)");
+        expect(patch.notice).toBe(
+            "pullthrough: Talos v1.13.4 has no image set in data/talos-images.json and talosctl not found: warming v1.13.9's, the newest 1.13 release listed",
+        );
+        // Its own installer and Kubernetes images stay retaggable as before.
+        expect(keptFor("v1.11.3").images).toContain("ghcr.io/siderolabs/installer:v1.11.3");
+        expect(() => keptFor("v1.10.2")).toThrow(
+            'pullthrough:prewarm: "talos" for Talos v1.10.2 needs talosctl (talosctl not found): data/talos-images.json lists v1.11.0, v1.11.6, v1.12.0, v1.12.11, v1.13.0, v1.13.9, v1.14.0-rc.1, and image sets differ between minor releases. Install talosctl v1.10.2, or list the images in pullthrough:prewarm',
+        );
+    });
+
+    test("docker clusters warm their node image too, of talosVersion or the chosen release", () => {
+        expect(
+            readTalosImageSet({ talosctl: absent, provisioner: docker, talosVersion: "v1.12.11" })
+                .images,
+        ).toContain("ghcr.io/siderolabs/talos:v1.12.11");
+        expect(readTalosImageSet({ talosctl: absent, provisioner: docker }).images.at(-1)).toBe(
+            "ghcr.io/siderolabs/talos:v1.13.9",
         );
     });
 
@@ -356,9 +444,11 @@ describe("the Talos image set", () => {
             talosVersion: "v1.13.0",
         });
         expect(pinned.images).toContain(installer("v1.13.0"));
-        // Docker nodes install nothing; 1.7–1.11 QEMU lists its installer in image default.
+        // Docker nodes install nothing (they run the node image); 1.7–1.11 QEMU lists its installer
+        // in image default.
         expect(readTalosImageSet({ talosctl, provisioner: docker }).images).toEqual([
             "registry.k8s.io/pause:3.10",
+            "ghcr.io/siderolabs/talos:v1.12.1",
         ]);
         const older = talosctlStandIn("v1.11.0", { images: ["registry.k8s.io/pause:3.10"] });
         expect(readTalosImageSet({ talosctl: older, provisioner: "qemu" }).images).toEqual([
