@@ -6,15 +6,20 @@
 #
 # docker-proxy hands the front every connection from this host's loopback and from other
 # containers with the source address of the front network's gateway, so that network must be
-# allowed; its subnet is only known inside the container. It goes to an nginx include of
-# `allow` lines, one per network the front is on, read from the kernel's routing table.
+# allowed; its subnet is only known inside the container. It goes to an nginx include
+# (PULLTHROUGH_NETWORKS_CONF) of `allow` lines, one per network the front is on, read from the
+# kernel's routing table.
+#
+# nginx resolves the registries' names with the engine's DNS, which differs by engine (Docker's
+# embedded 127.0.0.11, Podman's network gateway): the first nameserver of /etc/resolv.conf goes
+# to another include (PULLTHROUGH_RESOLVER_CONF).
 # Only sh builtins, cat, rm and mkdir are used, which the Debian and Alpine nginx images all have.
 set -eu
 
 rm -rf "${PULLTHROUGH_FRONT_FILES:?}"
 mkdir -p "$PULLTHROUGH_FRONT_FILES"
 
-allowed=/etc/nginx/pullthrough-networks.conf
+allowed=$PULLTHROUGH_NETWORKS_CONF
 
 # /proc/net/route writes an IPv4 address as a little-endian hex word: 0060A8C0 is 192.168.96.0.
 dotted() {
@@ -42,5 +47,17 @@ while read -r _ destination _ _ _ _ _ mask _; do
     echo "allow $(dotted "$destination")/$(prefix_length "$mask");" >>"$allowed"
 done </proc/net/route
 echo "pullthrough: allowing the front's own networks: $(cat "$allowed")"
+
+nameserver=
+while read -r keyword address _; do
+    if [ "$keyword" = nameserver ]; then
+        nameserver=$address
+        break
+    fi
+done </etc/resolv.conf
+[ -n "$nameserver" ] || { echo "pullthrough: no nameserver in /etc/resolv.conf to find the caches by name" >&2 && exit 1; }
+case "$nameserver" in *:*) nameserver="[$nameserver]" ;; esac
+echo "resolver $nameserver valid=2s ipv6=off;" >"$PULLTHROUGH_RESOLVER_CONF"
+echo "pullthrough: resolving the caches' names with $nameserver"
 
 exec nginx -g 'daemon off;'

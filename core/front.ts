@@ -148,6 +148,13 @@ const logFormat =
 /** Where the entry command (container/front-entry.sh) writes `allow` lines for the front's networks. */
 const frontNetworksInclude = "/etc/nginx/pullthrough-networks.conf";
 
+/**
+ * Where the entry command writes the `resolver` line: the first nameserver of the container's
+ * /etc/resolv.conf, which is the engine's DNS for container names (Docker's embedded 127.0.0.11,
+ * Podman's the network's gateway).
+ */
+const frontResolverInclude = "/etc/nginx/pullthrough-resolver.conf";
+
 /** The nginx config of the front: a server per cache port, rendered from the plan. */
 export function frontConfig(caches: readonly Cache[], allowed: readonly string[]): string {
     const access = [
@@ -224,10 +231,10 @@ map ${headerVariable(viewHeader)} $pullthrough_pull {
     "" 1;
     default 0;
 }
-# Docker's embedded DNS. A restarted registry may come back at another address: names are
-# re-resolved every 2 s, and a connection to a stale address gives up after 2 s (a 502 the client
-# retries) instead of hanging for nginx's default 60 s.
-resolver 127.0.0.11 valid=2s ipv6=off;
+# The engine's DNS (written at start). A restarted registry may come back at another address:
+# names are re-resolved every 2 s, and a connection to a stale address gives up after 2 s (a 502
+# the client retries) instead of hanging for nginx's default 60 s.
+include ${frontResolverInclude};
 proxy_cache_path ${frontCachePath} levels=1:2 keys_zone=pullthrough:16m max_size=${frontCacheMaxSize} inactive=${frontCacheInactive} use_temp_path=off;
 proxy_temp_path ${frontCacheRoot}/temp;
 client_body_temp_path ${frontCacheRoot}/body;
@@ -279,7 +286,11 @@ export function frontContainer(front: Front, caches: readonly Cache[], entry: st
         image: front.image,
         // container/front-entry.sh: allows the front's own networks, then runs nginx.
         entrypoints: ["/bin/sh", "-c", entry],
-        envs: [`PULLTHROUGH_FRONT_FILES=${frontCacheRoot}`],
+        envs: [
+            `PULLTHROUGH_FRONT_FILES=${frontCacheRoot}`,
+            `PULLTHROUGH_NETWORKS_CONF=${frontNetworksInclude}`,
+            `PULLTHROUGH_RESOLVER_CONF=${frontResolverInclude}`,
+        ],
         uploads: [{ file: frontConfigPath, content: frontConfig(caches, front.allowed) }],
         ports: caches.map((cache) => ({
             internal: cache.port,

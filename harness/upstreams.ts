@@ -92,6 +92,24 @@ export function talosLikeImages(): FixtureImage[] {
     ];
 }
 
+/**
+ * The node image docker Talos nodes run, `ghcr.io/siderolabs/talos:<tag>`: one small Docker schema
+ * 2 layer, the same for every tag, which this host's Docker daemon can pull and create
+ * containers from.
+ */
+export function talosNodeImage(tag: string): FixtureImage {
+    return {
+        registry: "ghcr.io",
+        repository: "siderolabs/talos",
+        tag,
+        artifact: image([layer("talos-node", 256 << 10)]),
+    };
+}
+
+/** The node image as docker nodes ask for it: through the ghcr.io cache's loopback endpoint. */
+export const nodeImageThroughCache = (ghcrPort: number, tag: string) =>
+    `127.0.0.1:${ghcrPort}/siderolabs/talos:${tag}`;
+
 interface Upstream {
     container: string;
     /** URL caches use on the test network. */

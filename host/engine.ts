@@ -32,6 +32,27 @@ export function engineEnv(dockerHost: string): Record<string, string> {
     };
 }
 
+/**
+ * `docker ps --format` for parsePublishedPorts. Not `--filter publish=`, which Podman 4.3 rejects
+ * (`publish is an invalid filter`).
+ */
+export const publishedPortsFormat = "{{.Names}}\t{{.Ports}}";
+
+/**
+ * Host ports the engine publishes, by the container publishing them, from `docker ps` in
+ * publishedPortsFormat. Docker and Podman both write consecutive ports as one range
+ * (`127.0.0.1:5000-5004->5000-5004/tcp`).
+ */
+export function parsePublishedPorts(listing: string): Map<number, string> {
+    const ports = new Map<number, string>();
+    for (const line of listing.split("\n").filter(Boolean)) {
+        const [name, mappings = ""] = line.split("\t");
+        for (const [, first, last = first] of mappings.matchAll(/:(\d+)(?:-(\d+))?->/g))
+            for (let port = Number(first); port <= Number(last); port++) ports.set(port, name);
+    }
+    return ports;
+}
+
 /** The explicit Docker provider's inputs for `dockerHost`. */
 export function dockerProviderArgs(dockerHost: string) {
     const tcp = parseDockerHost(dockerHost)?.scheme === "tcp";

@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { ConfigError, Settings, formatKey, formatValue, remoteEngine } from "../mirrors";
-import { checkEngine, engineEnv } from "./engine";
+import { checkEngine, engineEnv, parsePublishedPorts, publishedPortsFormat } from "./engine";
 import { Cache } from "../core/plan";
 import { Front } from "../core/front";
 
@@ -59,7 +59,7 @@ function publishedPorts(dockerHost: string | undefined): Map<number, string> {
     const ports = new Map<number, string>();
     let listing: string;
     try {
-        listing = execFileSync("docker", ["ps", "--format", "{{.Names}}\t{{.Ports}}"], {
+        listing = execFileSync("docker", ["ps", "--format", publishedPortsFormat], {
             env: { ...process.env, ...(dockerHost ? engineEnv(dockerHost) : {}) },
             encoding: "utf8",
             stdio: ["ignore", "pipe", "ignore"],
@@ -68,11 +68,7 @@ function publishedPorts(dockerHost: string | undefined): Map<number, string> {
     } catch {
         return ports; // no engine here: the provider will say so
     }
-    for (const line of listing.split("\n").filter(Boolean)) {
-        const [name, mappings = ""] = line.split("\t");
-        for (const match of mappings.matchAll(/:(\d+)->/g)) ports.set(Number(match[1]), name);
-    }
-    return ports;
+    return parsePublishedPorts(listing);
 }
 
 interface ListeningSocket {

@@ -8,8 +8,11 @@
  *   default config; read from inside the container): `registry_proxy_misses_total` and
  *   `registry_proxy_pulled_bytes_total`, what it had to fetch upstream;
  * - the cache container: its healthcheck (what it serves now, a full disk) and its volume (`du`,
- *   `df`, and the tags under the registry's storage).
+ *   `df`, and the tags under the registry's storage);
+ * - the path clients use: `GET /v2/` at the cache's published port, through the front. A healthy
+ *   registry behind a front that cannot reach it looks well from the container alone.
  */
+import { parsePublishedPorts, publishedPortsFormat } from "../host/engine";
 import { formatBytes } from "./format";
 import { readCacheHealth } from "./cache-view";
 import { docker } from "./docker";
@@ -29,8 +32,10 @@ export interface CacheStatus {
     serving: string;
     /** Docker's health status, or `missing` when there is no such container. */
     health: string;
-    /** What the last failed healthcheck said (a full disk, say). */
+    /** What the last failed healthcheck said (a full disk, say), or what clients get instead of the cache. */
     problem?: string;
+    /** What `GET /v2/` at the cache's published port got: `200 OK`, or the failure. */
+    frontAnswer: string;
     degraded: boolean;
     /** Bytes the volume holds, and what is left on its file system. */
     disk: { usedBytes: number; freeBytes: number };
@@ -101,8 +106,7 @@ async function containerStarted(container: string): Promise<string> {
 
 /** The front container publishing `port`. */
 export async function frontOf(port: number): Promise<string | undefined> {
-    const names = await docker("ps", "--filter", `publish=${port}`, "--format", "{{.Names}}");
-    return names.split("\n").filter(Boolean)[0];
+    return parsePublishedPorts(await docker("ps", "--format", publishedPortsFormat)).get(port);
 }
 
 /**
@@ -119,6 +123,25 @@ async function registryMetrics(container: string): Promise<string> {
     ).catch(() => "");
 }
 
+/**
+ * What a client gets from the cache's published port. `/v2/` answers 200, or 401 from a registry
+ * that wants a token; anything else (a 502 from a front that cannot reach the registry, a 403
+ * for this host, no answer) means pulls fail.
+ */
+async function askThroughFront(hostEndpoint: string): Promise<{ ok: boolean; answer: string }> {
+    try {
+        const response = await fetch(`${hostEndpoint}/v2/`, { signal: AbortSignal.timeout(5000) });
+        await response.body?.cancel();
+        return {
+            ok: response.status === 200 || response.status === 401,
+            answer: `${response.status} ${response.statusText}`,
+        };
+    } catch (error) {
+        const cause = (error as { cause?: { code?: string } }).cause?.code;
+        return { ok: false, answer: `no answer (${cause ?? (error as Error).message})` };
+    }
+}
+
 /** Everything `status` shows for one cache; a missing container is a status, not an error. */
 export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus> {
     const base = {
@@ -133,6 +156,7 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
             serving: "nothing",
             health: "missing",
             problem: `no container ${cache.container}; run npm run up`,
+            frontAnswer: "",
             degraded: true,
             disk: { usedBytes: 0, freeBytes: 0 },
             partialUploads: { count: 0, bytes: 0 },
@@ -143,7 +167,11 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
             lastCheck: null,
         };
     }
-    const { serving, problem } = health;
+    const { serving } = health;
+    const front = await askThroughFront(cache.hostEndpoint);
+    const problem =
+        health.problem ??
+        (front.ok ? undefined : `clients get ${front.answer} at ${cache.hostEndpoint}/v2/`);
     const inside = await docker(
         ...["exec", cache.container, "sh", "-c"],
         `du -sk ${storage} && df -Pk ${storage} && find ${storage}/docker/registry/v2/repositories -path '*/_manifests/tags/*/current/link' 2>/dev/null || true`,
@@ -152,9 +180,9 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
     const usedBytes = Number(duLine.split(/\s+/)[0] ?? 0) * 1024;
     const { uploads } = parseListing(await readUploads(cache.container));
     const freeBytes = Number(dfLine.trim().split(/\s+/)[3] ?? 0) * 1024;
-    const front = await frontOf(cache.port);
-    const served = front
-        ? readFrontLog(await docker("logs", front), cache.port)
+    const frontContainer = await frontOf(cache.port);
+    const served = frontContainer
+        ? readFrontLog(await docker("logs", frontContainer), cache.port)
         : { requests: 0, bytes: 0 };
     const metrics = await registryMetrics(cache.container);
     const lastCheck = await readLastCheck(cache.container);
@@ -166,6 +194,7 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
         serving,
         health: status,
         problem,
+        frontAnswer: front.answer,
         degraded:
             status !== "healthy" ||
             problem !== undefined ||
@@ -178,7 +207,7 @@ export async function readCacheStatus(cache: CacheEndpoint): Promise<CacheStatus
         },
         ...countImages(links.join("\n")),
         since: {
-            front: front ? await containerStarted(front) : "",
+            front: frontContainer ? await containerStarted(frontContainer) : "",
             registry: await containerStarted(cache.container),
         },
         ...figures(served.requests, misses, served.bytes, upstreamBytes),

@@ -11,10 +11,14 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { Containerd } from "../../harness/containerd";
 import { countLogLines, docker, engine, waitFor } from "../../harness/engine";
-import { image, layer } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { talosctlStandIn } from "../../harness/talosctl";
-import { FixtureImage, byTag, talosLikeImages } from "../../harness/upstreams";
+import {
+    byTag,
+    nodeImageThroughCache,
+    talosLikeImages,
+    talosNodeImage,
+} from "../../harness/upstreams";
 
 jest.setTimeout(240_000);
 
@@ -22,13 +26,8 @@ const registries = ["registry.k8s.io", "ghcr.io"];
 
 const images = talosLikeImages();
 /** The node image docker nodes run, for each talosctl the suite installs (one shared layer). */
-const nodeLayer = layer("talos-node", 256 << 10);
-const nodeImages: FixtureImage[] = ["v1.11.0", "v1.12.1"].map((tag) => ({
-    registry: "ghcr.io",
-    repository: "siderolabs/talos",
-    tag,
-    artifact: image([nodeLayer]),
-}));
+const nodeImages = ["v1.11.0", "v1.12.1"].map(talosNodeImage);
+const nodeLayer = nodeImages[0].artifact.blobs.at(-1)!;
 let stack: TestStack;
 let clusterName: string;
 let containerd: Containerd;
@@ -67,11 +66,10 @@ const calls = () =>
         .split("\n")
         .map((line) => JSON.parse(line) as { command: string; args: string[]; version: string });
 
-/** The node image as docker nodes ask for it: through the ghcr.io cache's loopback endpoint. */
-const nodeImageRef = (tag: string) => `127.0.0.1:${stack.ports["ghcr.io"]}/siderolabs/talos:${tag}`;
+const nodeImageRef = (tag: string) => nodeImageThroughCache(stack.ports["ghcr.io"], tag);
 
 /** How often the ghcr.io upstream sent the node image's layer. */
-const nodeLayerSent = () => stack.upstreams.timesServed("ghcr.io").get(nodeLayer.blob.digest) ?? 0;
+const nodeLayerSent = () => stack.upstreams.timesServed("ghcr.io").get(nodeLayer.digest) ?? 0;
 
 const cacheManifestRequests = (registry: string) =>
     countLogLines(stack.cacheName(registry), /"(GET|HEAD) \/v2\/\S+\/manifests\/\S+ HTTP/);

@@ -9,6 +9,7 @@ import { hostPlatform, parseImageReference } from "../../core/images";
 import { Containerd } from "../../harness/containerd";
 import {
     countLogLines,
+    docker,
     engine,
     freePort,
     waitFor,
@@ -22,7 +23,9 @@ import {
     byDigest,
     byTag,
     fixtureImages,
+    nodeImageThroughCache,
     talosLikeImages,
+    talosNodeImage,
 } from "../../harness/upstreams";
 import { ToolRun, runTool } from "../../harness/tools";
 import { SimulatedWan } from "../../harness/wan";
@@ -32,6 +35,7 @@ jest.setTimeout(300_000);
 const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
 const fixtures = fixtureImages();
 const talosImages = talosLikeImages();
+const nodeImage = talosNodeImage("v1.12.1");
 /** 3 × 24 MB, read through a 200 Mbit/s link: seconds of transfer, so a crash lands mid-way. */
 const big: FixtureImage = {
     registry: "docker.io",
@@ -94,7 +98,12 @@ const refs = fixtures.map(byTag);
 const canonical = (ref: string) => parseImageReference(ref)!.canonical;
 
 beforeAll(async () => {
-    stack = await TestStack.start("prewarm", registries, [...fixtures, ...talosImages, big]);
+    stack = await TestStack.start("prewarm", registries, [
+        ...fixtures,
+        ...talosImages,
+        nodeImage,
+        big,
+    ]);
     upstreams = stack.upstreams;
     workDir = mkdtempSync(path.join(tmpdir(), "pt-prewarm-"));
     await stack.up();
@@ -250,8 +259,9 @@ test("with prewarm: [talos], up warms the caches before the cluster boots; the b
             talosctl,
         };
         await stack.up({ prewarm: ["talos"], cluster });
+        // The set, and the node image this host's Docker daemon pulls for docker nodes.
         expect(current().outputs.prewarmImages).toEqual(
-            talosImages.map((fixture) => canonical(byTag(fixture))),
+            [...talosImages, nodeImage].map((fixture) => canonical(byTag(fixture))),
         );
 
         const [prewarmRun, clusterRun] = stack.commands.runs.slice(-2);
@@ -263,5 +273,7 @@ test("with prewarm: [talos], up warms the caches before the cluster boots; the b
     } finally {
         await stack.destroy();
         await containerd.stop();
+        const pulled = nodeImageThroughCache(stack.ports["ghcr.io"], nodeImage.tag);
+        if (docker("images", "--quiet", pulled)) docker("rmi", "--force", pulled);
     }
 });

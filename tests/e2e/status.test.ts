@@ -70,6 +70,7 @@ test("a cold pull and a warm one: the figures match the upstream's log and the i
         mode: "auto",
         serving: "proxy",
         health: "healthy",
+        frontAnswer: "200 OK",
         degraded: false,
         repositories: 1,
         images: 1,
@@ -105,4 +106,26 @@ test("a cache serving offline against its mode needs attention: exit 1", async (
     } finally {
         await stack.upstreams.start(registry);
     }
+});
+
+test("a front that cannot reach its cache: the cache looks healthy, but status asks as clients do", async () => {
+    // The registry leaves the stack network: its own healthcheck still passes, every pull fails.
+    const network = (stack.run.outputs.mirrors as Record<string, { network: string }>)[registry]
+        .network;
+    const cache = stack.cacheName(registry);
+    docker("network", "disconnect", network, cache);
+    try {
+        const run = await status();
+        console.log(`status with the front path broken:\n${run.stdout}`);
+        expect(run.code).toBe(1);
+        expect(run.stdout).toMatch(
+            new RegExp(
+                `^! ghcr\\.io {2}:\\d+ {2}mode auto, serving proxy, healthy: clients get 502 Bad Gateway at http://127\\.0\\.0\\.1:${stack.ports[registry]}/v2/$`,
+                "m",
+            ),
+        );
+    } finally {
+        docker("network", "connect", network, cache);
+    }
+    expect((await status()).code).toBe(0);
 });

@@ -181,6 +181,7 @@ test("status's documented fields are those of a cache's status", () => {
         serving: "",
         health: "",
         problem: "",
+        frontAnswer: "",
         degraded: false,
         disk: { usedBytes: 0, freeBytes: 0 },
         partialUploads: { count: 0, bytes: 0 },

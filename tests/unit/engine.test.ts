@@ -1,6 +1,11 @@
 /** `dockerHost`: which addresses are taken, where the caches are then reached, and the errors. */
 import { planCaches } from "../../core/plan";
-import { describeEngineFailure, dockerProviderArgs, engineEnv } from "../../host/engine";
+import {
+    describeEngineFailure,
+    dockerProviderArgs,
+    engineEnv,
+    parsePublishedPorts,
+} from "../../host/engine";
 import { parseDockerHost, parseSettings } from "../../mirrors";
 
 const identity = { project: "pullthrough", stack: "dev" };
@@ -99,4 +104,21 @@ test("what the docker CLI printed becomes a reason a user can act on", () => {
     ).toBe(
         "no Docker engine answers at tcp://box:2376: Cannot connect to the Docker daemon at tcp://box:2376. Is the docker daemon running?",
     );
+});
+
+test("published ports are read from the container listing, ranges and all, as Docker and Podman print them", () => {
+    const listing = [
+        "registry-front\t127.0.0.1:5000-5004->5000-5004/tcp, 127.0.0.1:5006->5006/tcp",
+        "other\t0.0.0.0:8080->80/tcp, :::8080->80/tcp",
+        "quiet\t",
+    ].join("\n");
+    expect(Object.fromEntries(parsePublishedPorts(listing))).toEqual({
+        5000: "registry-front",
+        5001: "registry-front",
+        5002: "registry-front",
+        5003: "registry-front",
+        5004: "registry-front",
+        5006: "registry-front",
+        8080: "other",
+    });
 });

@@ -60,6 +60,7 @@ test("the screen marks a cache that needs attention and says so", () => {
         mode: "auto",
         serving: "offline",
         health: "healthy",
+        frontAnswer: "200 OK",
         degraded: true,
         disk: { usedBytes: 2_000_000_000, freeBytes: 8_000_000_000 },
         partialUploads: { count: 2, bytes: 40_000_000 },
