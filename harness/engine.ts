@@ -158,7 +158,9 @@ export function engine<T = any>(
                             ),
                         );
                     } else {
-                        resolve((text ? JSON.parse(text) : undefined) as T);
+                        // Podman answers some calls with a plain "OK" where Docker sends nothing.
+                        const json = /json/.test(res.headers["content-type"] ?? "");
+                        resolve((text && json ? JSON.parse(text) : undefined) as T);
                     }
                 });
             },

@@ -3,7 +3,7 @@
 # Docker engine. Idempotent, and quick when everything is already there. Needs root.
 set -euo pipefail
 
-packages=(docker.io containerd docker-registry busybox nginx curl xz-utils apache2-utils util-linux openssh-client openssh-server openssl skopeo)
+packages=(docker.io containerd docker-registry busybox nginx curl xz-utils apache2-utils util-linux openssh-client openssh-server openssl skopeo podman netavark aardvark-dns)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,0 +1,105 @@
+/**
+ * Podman as the engine: the whole stack on a rootful Podman 4.3 (netavark) reached through its
+ * Docker API socket, `dockerHost: unix://…`, as a Fedora or RHEL user runs it. The service is the
+ * test's own (harness/podman.ts), loaded with the fixture images from Docker's store. Its
+ * containers reach this host's addresses but not Docker's networks, so the fixture upstream is
+ * reached through a plain relay on the test network's gateway, an address of this host.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { fixtureFrontImage, fixtureRegistryImage } from "../../harness/engine";
+import { image, layer } from "../../harness/oci";
+import { PodmanService } from "../../harness/podman";
+import { TestStack } from "../../harness/stack";
+import { runTool } from "../../harness/tools";
+import { FixtureImage, byTag } from "../../harness/upstreams";
+import { SimulatedWan } from "../../harness/wan";
+
+jest.setTimeout(300_000);
+
+const registry = "ghcr.io";
+const fixture: FixtureImage = {
+    registry,
+    repository: "pullthrough/podman",
+    tag: "v1",
+    artifact: image([layer("podman-a", 1 << 20), layer("podman-b", 512 << 10)]),
+};
+let stack: TestStack;
+let podman: PodmanService;
+let relay: SimulatedWan;
+let workDir: string;
+let before: ReturnType<PodmanService["inventory"]>;
+const started = Date.now();
+
+const tool = (command: string, ...args: string[]) =>
+    runTool(
+        command,
+        {
+            mirrors: stack.run.outputs.mirrors,
+            prewarmImages: [byTag(fixture)],
+            dockerHost: stack.run.outputs.dockerHost,
+        },
+        workDir,
+        ...args,
+    );
+
+beforeAll(async () => {
+    stack = await TestStack.start("podman", [registry], [fixture]);
+    workDir = mkdtempSync(path.join(tmpdir(), "pt-podman-tools-"));
+    podman = await PodmanService.start();
+    podman.load([fixtureRegistryImage, fixtureFrontImage]);
+    before = podman.inventory();
+    // A relay, not a slow link: as fast as this host copies.
+    relay = new SimulatedWan({ bitsPerSecond: 10e9, roundTripMs: 0 });
+    const gateway = stack.upstreams.gateway();
+    const upstream = new URL(stack.upstreams.get(registry).hostUrl);
+    const port = await relay.route(gateway, upstream.hostname, Number(upstream.port));
+    await stack.up({ dockerHost: podman.dockerHost, keepCache: false }, [
+        { registry, remote: `http://${gateway}:${port}`, port: stack.ports[registry] },
+    ]);
+});
+
+afterAll(async () => {
+    await relay?.close();
+    await stack?.docker.removeEverything();
+    await podman?.stop();
+    await stack?.remove();
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+test("up puts the cache and the front on Podman, healthy", () => {
+    const { containers, networks } = podman.inventory();
+    expect(containers).toEqual([stack.cacheName(registry), stack.frontName].sort());
+    expect(networks).toContain(`${stack.id}-net`);
+    expect(stack.run.outputs.dockerHost).toBe(podman.dockerHost);
+});
+
+test("a containerd node pulls cold and then warm through the caches, every digest checked", async () => {
+    const blobs = fixture.artifact.blobs.length;
+    const cold = await stack.pullOnNewNode([byTag(fixture)]);
+    expect(cold).toEqual([fixture.artifact.manifest.digest]);
+    expect(stack.upstreams.blobRequests(registry)).toBe(blobs);
+    const warm = await stack.pullOnNewNode([byTag(fixture)]);
+    expect(warm).toEqual([fixture.artifact.manifest.digest]);
+    expect(stack.upstreams.blobRequests(registry)).toBe(blobs);
+    console.log(
+        `podman: ${blobs} blobs pulled cold, then warm with no upstream request; both digests ${cold[0]}; ${(Date.now() - started) / 1000} s since the suite began`,
+    );
+});
+
+test("status, verify and prune --dry-run work on Podman", async () => {
+    const status = await tool("status", "--json");
+    expect(status.code).toBe(0);
+    const [cache] = JSON.parse(status.stdout).caches;
+    expect(cache).toMatchObject({ health: "healthy", frontAnswer: "200 OK", degraded: false });
+    expect((await tool("verify")).code).toBe(0);
+    const prune = await tool("prune", "--to", "1GiB", "--dry-run");
+    expect(prune.code).toBe(0);
+    expect(prune.stdout).toContain("nothing to remove");
+});
+
+test("destroy leaves Podman as it was found", async () => {
+    await stack.destroy();
+    expect(podman.inventory()).toEqual(before);
+});
