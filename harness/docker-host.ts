@@ -19,7 +19,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { docker, engine, waitFor } from "./engine";
+import { docker, engine, engineInventory, waitFor } from "./engine";
 
 export const dockerHostImage = "pullthrough-test/docker-host:debian";
 const repoRoot = path.resolve(__dirname, "..");
@@ -135,17 +135,8 @@ export class RemoteDockerHost {
     }
 
     /** What the host's engine holds, by kind: to compare before and after a stack. */
-    inventory(): { containers: string[]; volumes: string[]; networks: string[] } {
-        const list = (...args: string[]) =>
-            this.docker(...args)
-                .split("\n")
-                .filter(Boolean)
-                .sort();
-        return {
-            containers: list("ps", "-a", "--format", "{{.Names}}"),
-            volumes: list("volume", "ls", "--format", "{{.Name}}"),
-            networks: list("network", "ls", "--format", "{{.Name}}"),
-        };
+    inventory() {
+        return engineInventory((...args) => this.docker(...args));
     }
 
     async remove(): Promise<void> {

@@ -206,6 +206,27 @@ export function waitUntilRestartedHealthy(
     });
 }
 
+/**
+ * What an engine holds, by kind, through its CLI (docker's or podman's, which list alike): to
+ * compare before and after a stack.
+ */
+export function engineInventory(cli: (...args: string[]) => string): {
+    containers: string[];
+    volumes: string[];
+    networks: string[];
+} {
+    const list = (...args: string[]) =>
+        cli(...args)
+            .split("\n")
+            .filter(Boolean)
+            .sort();
+    return {
+        containers: list("ps", "--all", "--format", "{{.Names}}"),
+        volumes: list("volume", "ls", "--format", "{{.Name}}"),
+        networks: list("network", "ls", "--format", "{{.Name}}"),
+    };
+}
+
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */
 export async function freePort(): Promise<number> {
     const { createServer } = await import("node:net");

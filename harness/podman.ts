@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { engine, waitFor } from "./engine";
+import { engine, engineInventory, waitFor } from "./engine";
 
 const run = promisify(execFile);
 
@@ -121,16 +121,7 @@ export class PodmanService {
 
     /** What Podman holds: containers, volumes and networks by name. */
     inventory() {
-        const names = (...args: string[]) =>
-            this.podman(...args)
-                .split("\n")
-                .filter(Boolean)
-                .sort();
-        return {
-            containers: names("ps", "--all", "--format", "{{.Names}}"),
-            volumes: names("volume", "ls", "--format", "{{.Name}}"),
-            networks: names("network", "ls", "--format", "{{.Name}}"),
-        };
+        return engineInventory((...args) => this.podman(...args));
     }
 
     /** Stops the service and removes everything it held, its folder last. */
