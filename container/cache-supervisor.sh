@@ -25,8 +25,12 @@ storage=/var/lib/registry
 root=$storage/docker/registry/v2
 # An upload nobody in this container holds open and that has not grown for this long is dead.
 # A live proxied fetch is held open by the registry however slow its upstream; the time is for
-# writers in other containers (the tools' writable views), which write without pause.
+# writers in other containers (the tools' writable views), which write without pause. While the
+# disk is full no write can succeed, and one the registry still holds is dead too (it closes a
+# failed write's file only when Go collects it, up to 2 minutes later).
 stale_upload_seconds=30
+# Read by the healthcheck and the tools: present while the volume cannot take a small write.
+disk_full_file=/tmp/pullthrough-disk-full
 
 # One line per partial upload: `upload SIZE MTIME writing|stale PATH`, PATH under the registry's
 # root ($root). An upload is a folder `_uploads/<id>` of a repository; the registry
@@ -43,7 +47,7 @@ list_uploads() {
             set -- 0 "$(stat -c %Y "$upload")"
         fi
         state=stale
-        case "$held" in *" -> $upload/"*) state=writing ;; esac
+        [ -s "$disk_full_file" ] || case "$held" in *" -> $upload/"*) state=writing ;; esac
         [ $((now - $2)) -ge "$stale_upload_seconds" ] || state=writing
         echo "upload $1 $2 $state ${upload#"$root"/}"
     done
@@ -67,8 +71,6 @@ serving_file=/tmp/pullthrough-serving
 probe_interval=10
 # Consecutive failed probes before a proxy gives way: one lost probe is not an outage.
 failures_before_offline=2
-# Read by the healthcheck and the tools: present while the volume cannot take a small write.
-disk_full_file=/tmp/pullthrough-disk-full
 
 log() { echo "pullthrough: $*"; }
 describe() {
@@ -99,12 +101,12 @@ check_disk() {
     case "$failed" in
     "" | *"Read-only"*) rm -f "$disk_full_file" ;;
     *)
-        remove_stale_uploads
         df -Pk "$storage" | {
             read -r _
             read -r _ size _ available _
             echo "disk is full: $(mib "$available") free of $(mib "$size") on $storage; still serving what it holds"
         } >"$disk_full_file"
+        remove_stale_uploads
         ;;
     esac
 }
