@@ -284,7 +284,8 @@ export function frontContainer(front: Front, caches: readonly Cache[], entry: st
     return {
         name: front.name,
         image: front.image,
-        // container/front-entry.sh: allows the front's own networks, then runs nginx.
+        // container/front-entry.sh: empties the front's files, allows its own networks, writes
+        // the engine's resolver, then runs nginx.
         entrypoints: ["/bin/sh", "-c", entry],
         envs: [
             `PULLTHROUGH_FRONT_FILES=${frontCacheRoot}`,

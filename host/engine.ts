@@ -66,6 +66,21 @@ const olderThan = (version: string, minimum: string) => {
     return major < minMajor || (major === minMajor && minor < minMinor);
 };
 
+/**
+ * Why the docker CLI could not reach its engine, from what it printed; undefined for any other
+ * failure. The tools exit 2 with this line: nothing about the caches can be known. (`up` words
+ * a `dockerHost` it cannot reach with describeEngineFailure, below.)
+ */
+export function engineUnreachable(stderr: string): string | undefined {
+    const address = /\b(?:unix|tcp|ssh|npipe):\/\/\S*?(?=[.:]?(?:\s|$))/.exec(stderr)?.[0];
+    const at = address ? ` at ${address}` : "";
+    if (/permission denied while trying to connect/i.test(stderr))
+        return `no permission to use the Docker engine${at}: add your user to the docker group and log in again, or run as root`;
+    if (/Cannot connect to the Docker (?:daemon|API)|error during connect/i.test(stderr))
+        return `the Docker engine${at} does not answer: start Docker, or check pullthrough:dockerHost`;
+    return undefined;
+}
+
 /** Why the docker CLI could not reach `dockerHost`, in a user's words, from what it printed. */
 export function describeEngineFailure(dockerHost: string, stderr: string): string {
     const url = new URL(dockerHost);

@@ -1,20 +1,7 @@
 /** The docker CLI for the tools: trimmed stdout, or an error that says which command failed. */
 import { execFile } from "node:child_process";
+import { engineUnreachable } from "../host/engine";
 import { UsageError } from "./warm";
-
-/**
- * Why the docker CLI could not reach its engine, from what it printed; undefined for any other
- * failure. The tools exit 2 with this line: nothing about the caches can be known.
- */
-export function engineUnreachable(stderr: string): string | undefined {
-    const address = /\b(?:unix|tcp|ssh|npipe):\/\/\S*?(?=[.:]?(?:\s|$))/.exec(stderr)?.[0];
-    const at = address ? ` at ${address}` : "";
-    if (/permission denied while trying to connect/i.test(stderr))
-        return `no permission to use the Docker engine${at}: add your user to the docker group and log in again, or run as root`;
-    if (/Cannot connect to the Docker (?:daemon|API)|error during connect/i.test(stderr))
-        return `the Docker engine${at} does not answer: start Docker, or check pullthrough:dockerHost`;
-    return undefined;
-}
 
 /** Runs `docker args…`, writing `input` to its stdin. */
 export function dockerWithInput(input: string, ...args: string[]): Promise<string> {

@@ -15,7 +15,7 @@ import {
 import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import * as path from "node:path";
-import { engineUnreachable } from "../../tools/docker";
+import { engineUnreachable } from "../../host/engine";
 
 const project = path.resolve(__dirname, "../..");
 const script = path.join(project, "scripts/pulumi-local.sh");
