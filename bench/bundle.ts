@@ -22,7 +22,8 @@ import { withCacheViews } from "../tools/cache-view";
 import { exportBundle } from "../tools/export";
 import { importBundle } from "../tools/import";
 import { deepCheck } from "../tools/integrity";
-import { storagePaths, storageRoot } from "../tools/storage";
+import { registryStoragePath, registryStorageRoot } from "../core/container-facts";
+import { storagePaths } from "../tools/storage";
 import { prewarmUntilStored, routeImages, verify } from "../tools/warm";
 import { benchImages } from "./image-set";
 import { benchId, cleanUp, median, planBenchCaches, startCaches } from "./stack";
@@ -111,7 +112,7 @@ export async function benchBundles(options: { scale: number; repeat: number; out
                 withCacheViews(endpoints, (views) => exportBundle(bundle, routed, views)),
             );
 
-            const relativeRoot = path.relative("/var/lib/registry", storageRoot);
+            const relativeRoot = path.relative(registryStoragePath, registryStorageRoot);
             const files = [...stored].map(([digest, { registry }]) =>
                 path.join(volumeOf(registry), relativeRoot, storagePaths.blobData(digest)),
             );

@@ -13,15 +13,20 @@
 #   PULLTHROUGH_MODE=proxy    always proxy
 #   PULLTHROUGH_REMOTE        the upstream URL (REGISTRY_PROXY_REMOTEURL of proxy mode)
 #
-# An upstream login, when set, is a `proxy:` section uploaded to /etc/pullthrough-credentials.yml;
-# it is appended to the image's own config in a file only root can read, so it never appears in
-# the container's environment (docker inspect, /proc/*/environ).
+# An upstream login, when set, is a `proxy:` section uploaded to $credentials; it is appended to
+# the image's own config in a file only root can read, so it never appears in the container's
+# environment (docker inspect, /proc/*/environ).
 #
 # With the argument `uploads` it only lists the partial uploads (see list_uploads): how the tools
 # (status, prune, import) see them, by the same rule the supervisor removes them.
 set -u
 
+# Paths the TypeScript side shares: these four lines are rendered from core/container-facts.ts.
 storage=/var/lib/registry
+serving_file=/tmp/pullthrough-serving
+disk_full_file=/tmp/pullthrough-disk-full
+credentials=/etc/pullthrough-credentials.yml
+
 root=$storage/docker/registry/v2
 # An upload nobody in this container holds open and that has not grown for this long is dead.
 # A live proxied fetch is held open by the registry however slow its upstream; the time is for
@@ -29,8 +34,6 @@ root=$storage/docker/registry/v2
 # disk is full no write can succeed, and one the registry still holds is dead too (it closes a
 # failed write's file only when Go collects it, up to 2 minutes later).
 stale_upload_seconds=30
-# Read by the healthcheck and the tools: present while the volume cannot take a small write.
-disk_full_file=/tmp/pullthrough-disk-full
 
 # One line per partial upload: `upload SIZE MTIME writing|stale PATH`, PATH under the registry's
 # root ($root). An upload is a folder `_uploads/<id>` of a repository; the registry
@@ -60,14 +63,11 @@ fi
 
 config=/etc/docker/registry/config.yml
 [ -f /etc/distribution/config.yml ] && config=/etc/distribution/config.yml
-credentials=/etc/pullthrough-credentials.yml
 if [ -f "$credentials" ]; then
     with_login=/tmp/pullthrough-registry.yml
     (umask 077 && { cat "$config" && echo && cat "$credentials"; } >"$with_login")
     config=$with_login
 fi
-# Read by the healthcheck, so `docker inspect` shows what the cache serves right now.
-serving_file=/tmp/pullthrough-serving
 probe_interval=10
 # Consecutive failed probes before a proxy gives way: one lost probe is not an outage.
 failures_before_offline=2

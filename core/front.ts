@@ -19,10 +19,10 @@ import {
     StackIdentity,
     cacheViewAlias,
     viewIdPattern,
-    registryContainerPort,
     stackNetworkName,
     toLabelList,
 } from "./plan";
+import { registryContainerPort } from "./container-facts";
 
 /**
  * How long a request waits for another request's fetch of the same blob before it is served on

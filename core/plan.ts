@@ -6,12 +6,7 @@
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
 import { CacheMode, Credential, Settings, remoteEngine } from "../mirrors";
-
-/** Where the registry image keeps its data; each cache volume is mounted here. */
-export const registryStoragePath = "/var/lib/registry";
-
-/** The port the registry listens on inside its container (both `registry:2` and `registry:3`). */
-export const registryContainerPort = 5000;
+import { healthcheckCommand, registryStoragePath, supervisorFacts } from "./container-facts";
 
 /** Everything about one cache that names, ports and client renderings must agree on. */
 export interface Cache {
@@ -88,18 +83,6 @@ export function cacheVolume(cache: Cache) {
     return { name: cache.name, labels: toLabelList(cache.labels) } satisfies docker.VolumeArgs;
 }
 
-const registryAnswers = `wget -q -O /dev/null http://127.0.0.1:${registryContainerPort}/v2/`;
-/** Where the supervisor says the volume is full, and how much is left (cache-supervisor.sh). */
-export const diskFullFile = "/tmp/pullthrough-disk-full";
-/** Unhealthy, saying why, while the volume is full. */
-const diskNotFull = `{ [ ! -s ${diskFullFile} ] || { cat ${diskFullFile}; false; }; }`;
-
-/**
- * Where a cache's upstream login goes: a file uploaded into the container, which the supervisor
- * appends to the registry's config. Unlike an environment variable it is not in `docker inspect`.
- */
-const credentialsFile = "/etc/pullthrough-credentials.yml";
-
 /** Settings every registry over a cache volume runs with. */
 const storageEnvs = [
     "REGISTRY_LOG_LEVEL=info",
@@ -142,12 +125,8 @@ export function cacheContainer(cache: Cache, supervisor: string) {
         // No published port: clients reach the registry through the front (core/front.ts).
         networksAdvanced: [{ name: cache.network }],
         restart: "always",
-        // busybox wget is in both the registry:2 and registry:3 images; 127.0.0.1 needs no DNS.
         healthcheck: {
-            tests: [
-                "CMD-SHELL",
-                `${registryAnswers} && cat /tmp/pullthrough-serving && ${diskNotFull}`,
-            ],
+            tests: ["CMD-SHELL", healthcheckCommand()],
             interval: "3s",
             timeout: "3s",
             retries: 3,
@@ -161,11 +140,12 @@ export function cacheContainer(cache: Cache, supervisor: string) {
             "pullthrough.mode": cache.mode,
         }),
     } satisfies docker.ContainerArgs;
-    // JSON strings are YAML strings: any password survives as it is.
+    // A file the supervisor appends to the registry's config: unlike an environment variable it
+    // is not in `docker inspect`. JSON strings are YAML strings: any password survives as it is.
     const secretUploads = cache.credential
         ? [
               {
-                  file: credentialsFile,
+                  file: supervisorFacts.credentialsFile,
                   content: [
                       "proxy:",
                       `  username: ${JSON.stringify(cache.credential.username)}`,

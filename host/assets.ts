@@ -4,10 +4,13 @@
  */
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
+import { renderSupervisor } from "../core/container-facts";
 
-/** The text of container/cache-supervisor.sh, the entry command of `auto` and `offline` caches. */
+/** container/cache-supervisor.sh, the cache's entry command, rendered with core/container-facts.ts. */
 export function readCacheSupervisor(): string {
-    return readFileSync(path.join(__dirname, "../container/cache-supervisor.sh"), "utf8");
+    return renderSupervisor(
+        readFileSync(path.join(__dirname, "../container/cache-supervisor.sh"), "utf8"),
+    );
 }
 
 /** The text of container/front-entry.sh, the front's entry command. */

@@ -11,7 +11,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { viewHeader } from "../core/front";
-import { cacheViewContainer, diskFullFile } from "../core/plan";
+import { readHealthcheck, supervisorFacts } from "../core/container-facts";
+import { cacheViewContainer } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
 import { docker } from "./docker";
 import { CacheEndpoint, CacheView, UsageError } from "./warm";
@@ -123,12 +124,9 @@ export async function readCacheHealth(container: string): Promise<CacheHealth | 
     }
     // The last check, not the status: Docker calls a cache unhealthy only after 3 failed checks.
     const last = health?.Log?.at(-1);
-    const lines = (last?.Output ?? "").trim().split("\n");
-    const failed = last !== undefined && last.ExitCode !== 0;
     return {
         status: health?.Status ?? "none",
-        serving: lines[0] || "unknown",
-        problem: failed ? lines.at(-1) || "the last healthcheck failed" : undefined,
+        ...readHealthcheck(last?.Output ?? "", last?.ExitCode ?? 0),
     };
 }
 
@@ -138,7 +136,9 @@ export async function readCacheHealth(container: string): Promise<CacheHealth | 
  * Docker cannot tell.
  */
 export async function cacheTrouble(cache: CacheEndpoint): Promise<string | undefined> {
-    const full = await docker("exec", cache.container, "cat", diskFullFile).catch(() => "");
+    const full = await docker("exec", cache.container, "cat", supervisorFacts.diskFullFile).catch(
+        () => "",
+    );
     if (full) return `the ${cache.registry} cache's ${full}`;
     const health = await readCacheHealth(cache.container);
     return health?.problem && `the ${cache.registry} cache is ${health.status}: ${health.problem}`;

@@ -16,12 +16,12 @@ import { parsePublishedPorts, publishedPortsFormat } from "../host/engine";
 import { formatBytes } from "./format";
 import { readCacheHealth } from "./cache-view";
 import { docker } from "./docker";
+import { registryStoragePath as storage } from "../core/container-facts";
 import { CacheCheck, lastCheckFile, parseListing, readUploads } from "./storage";
 import { CacheEndpoint } from "./warm";
 
 /** The registry's debug address in the official registry:3 config (`http.debug.addr`). */
 const metricsPort = 5001;
-const storage = "/var/lib/registry";
 
 export interface CacheStatus {
     registry: string;

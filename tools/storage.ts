@@ -5,12 +5,9 @@
  * cache container's own busybox (the official registry images are Alpine) in two `docker exec`
  * calls, so it works wherever `docker` reaches the cache.
  */
-import { registryStoragePath } from "../core/plan";
+import { registryStoragePath, registryStorageRoot } from "../core/container-facts";
 import { readCacheSupervisor } from "../host/assets";
 import { docker, dockerWithInput } from "./docker";
-
-/** The registry's storage root inside the cache container (`docker/registry/v2`). */
-export const storageRoot = `${registryStoragePath}/docker/registry/v2`;
 
 /**
  * When each image was last pulled, as `prune` last saw it (`<epoch seconds> <repository>@<digest>`
@@ -108,7 +105,7 @@ const layerPath = new RegExp(`^repositories/(.+)/_layers/sha256/(${hex})/link$`)
  * Partial uploads (`upload …`) come from the supervisor's own listing (readUploads).
  */
 const listingScript = `
-cd ${storageRoot} 2>/dev/null || exit 0
+cd ${registryStorageRoot} 2>/dev/null || exit 0
 find blobs -type f -name data -exec stat -c 'blob %s %Y %n' {} +
 find repositories -type f -name link -exec stat -c 'link %Y %n' {} +
 find repositories -path '*/_manifests/tags/*/current/link' -exec sh -c 'for f; do echo "tag $f $(cat "$f")"; done' sh {} +
@@ -241,7 +238,16 @@ export async function readStorage(container: string): Promise<Storage> {
     // A few hundred paths per exec keeps the command line well inside the kernel's limit.
     for (let start = 0; start < paths.length; start += 200) {
         const output = await docker(
-            ...["exec", "--workdir", storageRoot, container, "sh", "-c", manifestsScript, "sh"],
+            ...[
+                "exec",
+                "--workdir",
+                registryStorageRoot,
+                container,
+                "sh",
+                "-c",
+                manifestsScript,
+                "sh",
+            ],
             ...paths.slice(start, start + 200),
         );
         for (const [digest, refs] of parseManifests(output)) manifests.set(digest, refs);
@@ -303,7 +309,13 @@ export function heldReferences(registry: string, images: readonly StoredImage[])
  */
 export function inStorage(container: string, script: string, ...args: string[]): Promise<string> {
     return docker(
-        ...["exec", container, "sh", "-c", `cd ${storageRoot} 2>/dev/null || exit 0\n${script}`],
+        ...[
+            "exec",
+            container,
+            "sh",
+            "-c",
+            `cd ${registryStorageRoot} 2>/dev/null || exit 0\n${script}`,
+        ],
         ...["sh", ...args],
     );
 }

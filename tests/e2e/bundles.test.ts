@@ -21,7 +21,7 @@ import {
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { frontCacheFile } from "../../core/front";
-import { storageRoot } from "../../tools/storage";
+import { registryStorageRoot } from "../../core/container-facts";
 import { docker, sleep, waitFor } from "../../harness/engine";
 import { Containerd } from "../../harness/containerd";
 import { ImageArtifact, allBlobs, image, index, layer, sha256 } from "../../harness/oci";
@@ -106,7 +106,7 @@ function storedBlobs(artifact: ImageArtifact): { digest: string; bytes: Buffer }
 const storageListing = (registry: string, under = ".") =>
     docker(
         ...["exec", stack.cacheName(registry), "sh", "-c"],
-        `cd ${storageRoot} 2>/dev/null || exit 0; find ${under} -type f ! -path '*repositories/pullthrough-staging/*' -exec stat -c '%n %s %Y' {} + | sort`,
+        `cd ${registryStorageRoot} 2>/dev/null || exit 0; find ${under} -type f ! -path '*repositories/pullthrough-staging/*' -exec stat -c '%n %s %Y' {} + | sort`,
     );
 
 const runCommand = (command: string, args: string[]) =>
@@ -247,7 +247,7 @@ describe("on the connected machine", () => {
         // 16 bytes overwritten in place, as a bad sector would.
         docker(
             ...["exec", cache, "sh", "-c"],
-            `printf 'corrupt-16-bytes' | dd of=${storageRoot}/blobs/sha256/${hex.slice(0, 2)}/${hex}/data bs=1 seek=4096 conv=notrunc 2>/dev/null`,
+            `printf 'corrupt-16-bytes' | dd of=${registryStorageRoot}/blobs/sha256/${hex.slice(0, 2)}/${hex}/data bs=1 seek=4096 conv=notrunc 2>/dev/null`,
         );
         // The front's copy from prewarm expires (it keeps one a minute); from then on every pull fails.
         const frontCopy = frontCacheFile(
@@ -294,7 +294,16 @@ describe("on the connected machine", () => {
         const cache = stack.cacheName("registry.k8s.io");
         const pull = stack.pullOnNewNode([byTag(slow)]);
         await waitFor("a live partial upload", 30_000, async () =>
-            docker("exec", cache, "find", storageRoot, "-path", "*/_uploads/*", "-name", "data")
+            docker(
+                "exec",
+                cache,
+                "find",
+                registryStorageRoot,
+                "-path",
+                "*/_uploads/*",
+                "-name",
+                "data",
+            )
                 ? true
                 : undefined,
         );
@@ -474,7 +483,7 @@ describe("on a host that has never had a network", () => {
                 "exec",
                 cache,
                 "find",
-                `${storageRoot}/repositories/pullthrough-staging`,
+                `${registryStorageRoot}/repositories/pullthrough-staging`,
                 "-name",
                 "data",
             )
@@ -492,7 +501,7 @@ describe("on a host that has never had a network", () => {
         const done = await tool("import", extraDir());
         expect(done.code).toBe(0);
         expect(await stack.pullOnNewNode([byTag(extra)])).toEqual([digestOf(extra)]);
-        expect(docker("exec", cache, "ls", `${storageRoot}/repositories`)).not.toContain(
+        expect(docker("exec", cache, "ls", `${registryStorageRoot}/repositories`)).not.toContain(
             "pullthrough-staging",
         );
         // The blob store gained the image's blobs and nothing else.

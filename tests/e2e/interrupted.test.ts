@@ -15,7 +15,8 @@ import { Blob, image, layer, sha256 } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { FixtureImage, byTag } from "../../harness/upstreams";
 import { SimulatedWan } from "../../harness/wan";
-import { parseListing, readUploads, storageRoot } from "../../tools/storage";
+import { registryStorageRoot } from "../../core/container-facts";
+import { parseListing, readUploads } from "../../tools/storage";
 
 jest.setTimeout(300_000);
 
@@ -154,7 +155,7 @@ test("a cache killed mid-fetch: its partial upload goes within the bound, a stal
         "exec",
         cache,
         "find",
-        storageRoot,
+        registryStorageRoot,
         "-path",
         `*${layerOf(stalled).digest.slice(7)}/data`,
     );
