@@ -4,13 +4,11 @@
  * interrupted run may have left.
  */
 import { Front, planFront } from "../core/front";
-import { Cache, planCaches } from "../core/plan";
-import { mirrorsByRegistry } from "../core/render";
+import { Cache, CacheEndpoint, cacheEndpoint, planCaches } from "../core/plan";
 import { DockerProviderStandIn } from "../harness/docker-provider-stand-in";
 import { docker } from "../harness/engine";
 import { localStackConfig } from "../harness/stack";
 import { parseSettings } from "../mirrors";
-import { CacheEndpoint } from "../tools/warm";
 
 export const benchId = "pt-bench";
 
@@ -36,10 +34,7 @@ export function planBenchCaches(
     return {
         caches,
         front: planFront(settings, identity),
-        endpoints: Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({
-            ...mirror,
-            registry,
-        })),
+        endpoints: caches.map(cacheEndpoint),
     };
 }
 

@@ -22,6 +22,7 @@ import {
     stackNetworkName,
     toLabelList,
 } from "./plan";
+import { accessLogFormat } from "./access-log";
 import { registryContainerPort } from "./container-facts";
 
 /**
@@ -140,11 +141,6 @@ export function networkOptions() {
     return { deleteBeforeReplace: true } satisfies pulumi.CustomResourceOptions;
 }
 
-/** The access log: nginx's `combined` plus the cache port and whether the front's cache hit. */
-const logFormat =
-    `'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent ` +
-    `"$http_referer" "$http_user_agent" port=$server_port cache=$upstream_cache_status'`;
-
 /** Where the entry command (container/front-entry.sh) writes `allow` lines for the front's networks. */
 const frontNetworksInclude = "/etc/nginx/pullthrough-networks.conf";
 
@@ -224,7 +220,7 @@ server {
 }`,
     );
     return `# Rendered by Pullthrough (core/front.ts); replaced with the front container on every change.
-log_format pullthrough ${logFormat};
+log_format pullthrough '${accessLogFormat}';
 # What the tools send to a cache's view (verify, prewarm's checks, import) is not a pull: the log
 # that status and prune read holds pulls only.
 map ${headerVariable(viewHeader)} $pullthrough_pull {

@@ -33,6 +33,39 @@ export interface Cache {
     credential?: Credential;
 }
 
+/**
+ * A cache as the stack outputs carry it (`mirrors.<registry>`), with its registry: everything a
+ * tool needs to reach it and look inside it.
+ */
+export interface CacheEndpoint {
+    registry: string;
+    /** The upstream's URL. */
+    remote: string;
+    /** Host port the front publishes the cache on. */
+    port: number;
+    mode: string;
+    /** URL cluster nodes pull through. */
+    endpoint: string;
+    /** URL this host reaches the cache at. */
+    hostEndpoint: string;
+    container: string;
+    volume: string;
+    /** The stack network the front reaches the cache (and its views) on. */
+    network: string;
+}
+
+export const cacheEndpoint = (cache: Cache): CacheEndpoint => ({
+    registry: cache.registry,
+    remote: cache.remote,
+    port: cache.port,
+    mode: cache.mode,
+    endpoint: cache.endpoint,
+    hostEndpoint: cache.hostEndpoint,
+    container: cache.name,
+    volume: cache.name,
+    network: cache.network,
+});
+
 export interface StackIdentity {
     project: string;
     stack: string;
@@ -158,16 +191,6 @@ export function cacheContainer(cache: Cache, supervisor: string) {
     return { args, secretUploads };
 }
 
-/** A cache as the stack outputs describe it: enough to look inside its volume. */
-export interface CacheRef {
-    registry: string;
-    remote: string;
-    container: string;
-    volume: string;
-    /** The stack network its front reaches it on. */
-    network: string;
-}
-
 /**
  * A view's name on the stack network: one per view, so a name never outlives its container in a
  * resolver's cache and leads to another cache's view. The front sends requests carrying
@@ -190,7 +213,7 @@ export const viewIdPattern = "^[0-9a-f]{8}$";
  *   `validation.manifests.indexes.platforms: none` (registry/handlers/app.go).
  */
 export function cacheViewContainer(
-    cache: CacheRef,
+    cache: Pick<CacheEndpoint, "remote" | "container" | "volume" | "network">,
     supervisor: string,
     image: string,
     viewId: string,

@@ -3,24 +3,23 @@
  * `talosctl` take. Pure; every function maps caches to text or plain data.
  */
 import { stringify as toYaml } from "yaml";
-import { Cache } from "./plan";
+import { Cache, CacheEndpoint, cacheEndpoint } from "./plan";
 
-export function mirrorsByRegistry(caches: readonly Cache[]) {
+/** The `mirrors` output: each cache's endpoint, keyed by its registry. */
+export type MirrorsOutput = Record<string, Omit<CacheEndpoint, "registry">>;
+
+export function mirrorsByRegistry(caches: readonly Cache[]): MirrorsOutput {
     return Object.fromEntries(
-        caches.map((cache) => [
-            cache.registry,
-            {
-                remote: cache.remote,
-                port: cache.port,
-                mode: cache.mode,
-                endpoint: cache.endpoint,
-                hostEndpoint: cache.hostEndpoint,
-                container: cache.name,
-                volume: cache.name,
-                network: cache.network,
-            },
-        ]),
+        caches.map((cache) => {
+            const { registry, ...mirror } = cacheEndpoint(cache);
+            return [registry, mirror];
+        }),
     );
+}
+
+/** The caches of a `mirrors` output, as the tools take them: the one way back from the outputs. */
+export function cacheEndpoints(mirrors: MirrorsOutput): CacheEndpoint[] {
+    return Object.entries(mirrors).map(([registry, mirror]) => ({ registry, ...mirror }));
 }
 
 /** `talosctl cluster create` flags: the flag is a string slice, so one pair per registry. */

@@ -15,7 +15,8 @@ import { readHealthcheck, supervisorFacts } from "../core/container-facts";
 import { cacheViewContainer } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
 import { docker } from "./docker";
-import { CacheEndpoint, CacheView, UsageError } from "./warm";
+import { CacheEndpoint } from "../core/plan";
+import { CacheView, UsageError } from "./types";
 import { RegistryClient } from "./registry-client";
 
 /** `docker run` flags for a view container: what the Docker provider makes of the same inputs. */

@@ -13,9 +13,9 @@ import * as path from "node:path";
 import { ParseArgsConfig, parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../core/images";
-import { planCaches } from "../core/plan";
+import { CacheEndpoint, cacheEndpoint, planCaches } from "../core/plan";
 import { planPrewarm } from "../core/prewarm";
-import { mirrorsByRegistry } from "../core/render";
+import { MirrorsOutput, cacheEndpoints } from "../core/render";
 import { engineEnv } from "../host/engine";
 import { readTalosImageSet } from "../host/talosctl";
 import { configNamespace, encodeConfig, parseSettings, parseSize } from "../mirrors";
@@ -44,12 +44,10 @@ import {
 import { RegistryClient } from "./registry-client";
 import { heldReferences, readStorage, storedImages } from "./storage";
 import { exportJson, failureJson, importJson, prewarmJson, statusJson, verifyJson } from "./json";
+import { RoutedImage, UsageError } from "./types";
 import {
-    CacheEndpoint,
     PrewarmEvent,
     PrewarmResult,
-    RoutedImage,
-    UsageError,
     VerifyResult,
     prewarmUntilStored,
     routeImages,
@@ -108,7 +106,7 @@ export interface StackView {
 /** Reads the `mirrors` and `prewarmImages` stack outputs. */
 export function fromOutputs(document: string): StackView {
     let outputs: {
-        mirrors?: Record<string, Omit<CacheEndpoint, "registry">>;
+        mirrors?: MirrorsOutput;
         prewarmImages?: string[];
         dockerHost?: string | null;
     };
@@ -124,10 +122,7 @@ export function fromOutputs(document: string): StackView {
             "--outputs: no `mirrors` output; expected the output of `npm run --silent outputs` (`pulumi stack output --json`)",
         );
     return {
-        caches: Object.entries(outputs.mirrors).map(([registry, mirror]) => ({
-            ...mirror,
-            registry,
-        })),
+        caches: cacheEndpoints(outputs.mirrors),
         images: outputs.prewarmImages ?? [],
         dockerHost: outputs.dockerHost ?? undefined,
     };
@@ -159,10 +154,7 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
         return talosImages;
     });
     return {
-        caches: Object.entries(mirrorsByRegistry(caches)).map(([registry, mirror]) => ({
-            ...mirror,
-            registry,
-        })),
+        caches: caches.map(cacheEndpoint),
         images,
         ...(notice ? { notice } : {}),
         maxSize: settings.maxSize,

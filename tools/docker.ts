@@ -1,7 +1,7 @@
 /** The docker CLI for the tools: trimmed stdout, or an error that says which command failed. */
 import { execFile } from "node:child_process";
 import { engineUnreachable } from "../host/engine";
-import { UsageError } from "./warm";
+import { UsageError } from "./types";
 
 /** Runs `docker args…`, writing `input` to its stdin. */
 export function dockerWithInput(input: string, ...args: string[]): Promise<string> {

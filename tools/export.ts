@@ -14,7 +14,8 @@ import { Descriptor, Manifest, renderBundleIndex } from "../core/oci";
 import { BundleWriter } from "../host/oci-layout";
 import { formatBytes } from "./format";
 import { RegistryClient, RegistryError, matchesPlatform } from "./registry-client";
-import { CacheView, RoutedImage, limiter } from "./warm";
+import { CacheView, RoutedImage } from "./types";
+import { limiter } from "./warm";
 
 export interface ExportedImage {
     image: string;

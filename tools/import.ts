@@ -24,7 +24,8 @@ import { withCacheViews } from "./cache-view";
 import { formatBytes } from "./format";
 import { RegistryClient, RegistryError } from "./registry-client";
 import { Storage, inStorage, readStorage, volumeSpace } from "./storage";
-import { CacheEndpoint, limiter } from "./warm";
+import { CacheEndpoint } from "../core/plan";
+import { limiter } from "./warm";
 
 /** Where blobs wait until every one of them is in; never a repository anyone pulls. */
 const stagingRoot = "pullthrough-staging";

@@ -23,7 +23,8 @@ import {
     storagePaths,
     writeVolumeFile,
 } from "./storage";
-import { CacheEndpoint, VerifyResult } from "./warm";
+import { CacheEndpoint } from "../core/plan";
+import { VerifyResult } from "./warm";
 
 /** A corrupt or missing blob, with the images it breaks. */
 export interface Finding {

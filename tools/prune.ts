@@ -28,7 +28,8 @@ import {
     storedImages,
     writeVolumeFile,
 } from "./storage";
-import { CacheEndpoint, UsageError } from "./warm";
+import { CacheEndpoint } from "../core/plan";
+import { UsageError } from "./types";
 
 /**
  * A pull whose manifest was fetched this recently and whose blobs have not all been fetched

@@ -18,7 +18,7 @@ import { readCacheHealth } from "./cache-view";
 import { docker } from "./docker";
 import { registryStoragePath as storage } from "../core/container-facts";
 import { CacheCheck, lastCheckFile, parseListing, readUploads } from "./storage";
-import { CacheEndpoint } from "./warm";
+import { CacheEndpoint } from "../core/plan";
 
 /** The registry's debug address in the official registry:3 config (`http.debug.addr`). */
 const metricsPort = 5001;

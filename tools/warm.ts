@@ -3,7 +3,7 @@
  * check that the caches hold them in full. The CLI (tools/cli.ts) and `pulumi up` drive these.
  */
 import { refreshHeader } from "../core/front";
-import { ImageReference, Platform, parseImageReference } from "../core/images";
+import { Platform, parseImageReference } from "../core/images";
 import {
     DigestMismatch,
     Descriptor,
@@ -12,40 +12,8 @@ import {
     RegistryError,
     readImage,
 } from "./registry-client";
-
-/** One cache as the stack outputs describe it (`mirrors.<registry>`). */
-export interface CacheEndpoint {
-    registry: string;
-    remote: string;
-    /** Host port the front publishes the cache on. */
-    port: number;
-    mode: string;
-    /** URL this host reaches the cache at. */
-    hostEndpoint: string;
-    container: string;
-    volume: string;
-    /** The stack network the front reaches the cache (and its view) on. */
-    network: string;
-}
-
-/** Where a cache's read-only view answers (tools/cache-view.ts): its endpoint, with these headers. */
-export interface CacheView {
-    endpoint: string;
-    headers: Record<string, string>;
-}
-
-export interface RoutedImage {
-    image: ImageReference;
-    cache: CacheEndpoint;
-}
-
-/** Thrown for input the tools cannot work with: an unknown image, a registry without a cache. */
-export class UsageError extends Error {
-    constructor(message: string) {
-        super(message);
-        this.name = "UsageError";
-    }
-}
+import { CacheEndpoint } from "../core/plan";
+import { CacheView, RoutedImage, UsageError } from "./types";
 
 /** Pairs each image with the cache of its registry. */
 export function routeImages(

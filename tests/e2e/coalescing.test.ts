@@ -15,7 +15,8 @@ import { TestStack } from "../../harness/stack";
 import { SimulatedWan } from "../../harness/wan";
 import { withCacheViews } from "../../tools/cache-view";
 import { RegistryClient, readImage } from "../../tools/registry-client";
-import { CacheEndpoint, prewarmUntilStored, routeImages } from "../../tools/warm";
+import { MirrorsOutput, cacheEndpoints } from "../../core/render";
+import { prewarmUntilStored, routeImages } from "../../tools/warm";
 
 jest.setTimeout(300_000);
 
@@ -198,9 +199,7 @@ test("a blob a registry served but did not store is stored by the next prewarm, 
         [sharingA, sharingB].map((image) => getBlob(image.repository, digest)),
     );
     expect(both.map((result) => result.digest)).toEqual([digest, digest]);
-    const caches: CacheEndpoint[] = Object.entries(
-        stack.run.outputs.mirrors as Record<string, Omit<CacheEndpoint, "registry">>,
-    ).map(([name, mirror]) => ({ ...mirror, registry: name }));
+    const caches = cacheEndpoints(stack.run.outputs.mirrors as MirrorsOutput);
     await withCacheViews(caches, async (views) => {
         const stored = (image: FixtureImage) =>
             new RegistryClient(

@@ -17,7 +17,8 @@ import {
 } from "../../tools/cli";
 import { formatRepairs } from "../../tools/integrity";
 import { Manifest, RegistryError, selectPlatforms } from "../../tools/registry-client";
-import { UsageError, limiter, routeImages } from "../../tools/warm";
+import { UsageError } from "../../tools/types";
+import { limiter, routeImages } from "../../tools/warm";
 import { talosctlStandIn } from "../../harness/talosctl";
 
 describe("where the tools find caches and images", () => {

@@ -1,0 +1,23 @@
+/** What every tool shares: the caches it works on, how it reaches them, and how it fails. */
+import { ImageReference } from "../core/images";
+import { CacheEndpoint } from "../core/plan";
+
+/** Thrown for input the tools cannot work with: an unknown image, a registry without a cache. */
+export class UsageError extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "UsageError";
+    }
+}
+
+/** Where a cache's read-only view answers (tools/cache-view.ts): its endpoint, with these headers. */
+export interface CacheView {
+    endpoint: string;
+    headers: Record<string, string>;
+}
+
+/** An image, and the cache of its registry. */
+export interface RoutedImage {
+    image: ImageReference;
+    cache: CacheEndpoint;
+}
