@@ -19,14 +19,18 @@ import { docker, fixtureRegistryImage, freePort, prepareTestHost } from "../harn
 import { allBlobs } from "../harness/oci";
 import { FixtureUpstreams, byTag } from "../harness/upstreams";
 import { withCacheViews } from "../tools/cache-view";
+import { dockerCli } from "../tools/docker";
 import { exportBundle } from "../tools/export";
 import { importBundle } from "../tools/import";
 import { deepCheck } from "../tools/integrity";
 import { registryStoragePath, registryStorageRoot } from "../core/container-facts";
-import { storagePaths } from "../tools/storage";
+import { storagePaths } from "../core/storage-layout";
 import { prewarmUntilStored, routeImages, verify } from "../tools/warm";
 import { benchImages } from "./image-set";
 import { benchId, cleanUp, median, planBenchCaches, startCaches } from "./stack";
+
+/** The tools' docker CLI, on this machine's engine. */
+const toolsDocker = dockerCli();
 
 interface BundleSample {
     tarExport: number;
@@ -89,7 +93,7 @@ export async function benchBundles(options: { scale: number; repeat: number; out
         const samples: BundleSample[] = [];
         for (let run = 1; run <= options.repeat; run++) {
             await emptyCaches();
-            const warmed = await withCacheViews(endpoints, (views) =>
+            const warmed = await withCacheViews(toolsDocker, endpoints, (views) =>
                 prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, views),
             );
             if (!warmed.every((result) => result.ok)) throw new Error("prewarm failed");
@@ -109,7 +113,9 @@ export async function benchBundles(options: { scale: number; repeat: number; out
             );
             const bundle = path.join(workDir, "talos-set.tar");
             const exportSeconds = await timed(() =>
-                withCacheViews(endpoints, (views) => exportBundle(bundle, routed, views)),
+                withCacheViews(toolsDocker, endpoints, (views) =>
+                    exportBundle(bundle, routed, views),
+                ),
             );
 
             const relativeRoot = path.relative(registryStoragePath, registryStorageRoot);
@@ -119,11 +125,11 @@ export async function benchBundles(options: { scale: number; repeat: number; out
             const sha256sum = await timed(() => execFileSync("sha256sum", files));
             let deep = 0;
             const verifyDeep = await timed(async () => {
-                const results = await withCacheViews(endpoints, (views) =>
+                const results = await withCacheViews(toolsDocker, endpoints, (views) =>
                     verify(routed, views, [hostPlatform()], 4),
                 );
                 const started = performance.now();
-                const checked = await deepCheck(results, endpoints);
+                const checked = await deepCheck(toolsDocker, results, endpoints);
                 deep = seconds(started);
                 if (checked.findings.length > 0) throw new Error("the deep check found damage");
             });
@@ -135,7 +141,7 @@ export async function benchBundles(options: { scale: number; repeat: number; out
                 ),
             );
             await emptyCaches();
-            const importSeconds = await timed(() => importBundle(bundle, endpoints));
+            const importSeconds = await timed(() => importBundle(toolsDocker, bundle, endpoints));
             samples.push({
                 tarExport,
                 export: exportSeconds,

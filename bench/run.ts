@@ -34,10 +34,14 @@ import { allBlobs } from "../harness/oci";
 import { FixtureUpstreams, byTag } from "../harness/upstreams";
 import { SimulatedWan } from "../harness/wan";
 import { withCacheViews } from "../tools/cache-view";
+import { dockerCli } from "../tools/docker";
 import { prewarmUntilStored, routeImages } from "../tools/warm";
 import { benchBundles } from "./bundle";
 import { benchImages } from "./image-set";
 import { benchId, cleanUp, containerAddress, median, planBenchCaches, startCaches } from "./stack";
+
+/** The tools' docker CLI, on this machine's engine. */
+const toolsDocker = dockerCli();
 
 const { values: flags } = parseArgs({
     options: {
@@ -197,7 +201,7 @@ async function main() {
         const routed = routeImages(refs, endpoints);
         async function prewarm(): Promise<number> {
             const started = performance.now();
-            const results = await withCacheViews(endpoints, (views) =>
+            const results = await withCacheViews(toolsDocker, endpoints, (views) =>
                 prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, views),
             );
             const failed = results.filter((result) => !result.ok);

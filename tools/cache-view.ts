@@ -14,7 +14,7 @@ import { viewHeader } from "../core/front";
 import { readHealthcheck, supervisorFacts } from "../core/container-facts";
 import { cacheViewContainer } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
-import { docker } from "./docker";
+import { DockerCli } from "./docker";
 import { CacheEndpoint } from "../core/plan";
 import { CacheView, UsageError } from "./types";
 import { RegistryClient } from "./registry-client";
@@ -45,6 +45,7 @@ type ViewAccess = Parameters<typeof cacheViewContainer>[4];
 
 /** Starts a view of `cache`; `close` removes it. */
 async function openCacheView(
+    docker: DockerCli,
     cache: CacheEndpoint,
     access: ViewAccess,
 ): Promise<CacheView & { close(): Promise<void> }> {
@@ -87,11 +88,14 @@ async function waitUntilServing(client: RegistryClient): Promise<void> {
  * removes them afterwards.
  */
 export async function withCacheViews<T>(
+    docker: DockerCli,
     caches: readonly CacheEndpoint[],
     work: (views: Map<string, CacheView>) => Promise<T>,
     access: ViewAccess = "read-only",
 ): Promise<T> {
-    const opened = await Promise.allSettled(caches.map((cache) => openCacheView(cache, access)));
+    const opened = await Promise.allSettled(
+        caches.map((cache) => openCacheView(docker, cache, access)),
+    );
     const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
     try {
         const failure = opened.find((view) => view.status === "rejected");
@@ -112,7 +116,10 @@ export interface CacheHealth {
 }
 
 /** Undefined when there is no such container. */
-export async function readCacheHealth(container: string): Promise<CacheHealth | undefined> {
+export async function readCacheHealth(
+    docker: DockerCli,
+    container: string,
+): Promise<CacheHealth | undefined> {
     let health: { Status?: string; Log?: { ExitCode: number; Output: string }[] } | null;
     try {
         health = JSON.parse(
@@ -136,11 +143,14 @@ export async function readCacheHealth(container: string): Promise<CacheHealth | 
  * is full (checked every second), else a failed last healthcheck. Undefined when all is well or
  * Docker cannot tell.
  */
-export async function cacheTrouble(cache: CacheEndpoint): Promise<string | undefined> {
+export async function cacheTrouble(
+    docker: DockerCli,
+    cache: CacheEndpoint,
+): Promise<string | undefined> {
     const full = await docker("exec", cache.container, "cat", supervisorFacts.diskFullFile).catch(
         () => "",
     );
     if (full) return `the ${cache.registry} cache's ${full}`;
-    const health = await readCacheHealth(cache.container);
+    const health = await readCacheHealth(docker, cache.container);
     return health?.problem && `the ${cache.registry} cache is ${health.status}: ${health.problem}`;
 }

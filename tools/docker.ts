@@ -1,12 +1,27 @@
 /** The docker CLI for the tools: trimmed stdout, or an error that says which command failed. */
 import { execFile } from "node:child_process";
-import { engineUnreachable } from "../host/engine";
+import { engineEnv, engineUnreachable } from "../host/engine";
 import { UsageError } from "./types";
 
-/** Runs `docker args…`, writing `input` to its stdin. */
-export function dockerWithInput(input: string, ...args: string[]): Promise<string> {
+/** The docker CLI pointed at the engine the caches run on. */
+export interface DockerCli {
+    /** Runs `docker args…`; resolves to its trimmed stdout. */
+    (...args: string[]): Promise<string>;
+    /** The same, with `input` on its stdin. */
+    withInput(input: string, ...args: string[]): Promise<string>;
+}
+
+/** The docker CLI for `dockerHost` (the stack's `dockerHost` output), else this machine's engine. */
+export function dockerCli(dockerHost?: string): DockerCli {
+    const env = dockerHost ? { ...process.env, ...engineEnv(dockerHost) } : process.env;
+    const withInput = (input: string, ...args: string[]) => run(env, input, args);
+    return Object.assign((...args: string[]) => withInput("", ...args), { withInput });
+}
+
+function run(env: NodeJS.ProcessEnv, input: string, args: string[]): Promise<string> {
     return new Promise((resolve, reject) => {
-        const child = execFile("docker", args, { maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+        const options = { env, maxBuffer: 64 << 20 };
+        const child = execFile("docker", args, options, (error, stdout, stderr) => {
             if (!error) return resolve(stdout.trim());
             if ((error as NodeJS.ErrnoException).code === "ENOENT")
                 return reject(
@@ -24,8 +39,4 @@ export function dockerWithInput(input: string, ...args: string[]): Promise<strin
         });
         child.stdin?.end(input);
     });
-}
-
-export function docker(...args: string[]): Promise<string> {
-    return dockerWithInput("", ...args);
 }

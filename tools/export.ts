@@ -12,7 +12,7 @@
 import { ImageReference, Platform, formatPlatform } from "../core/images";
 import { Descriptor, Manifest, renderBundleIndex } from "../core/oci";
 import { BundleWriter } from "../host/oci-layout";
-import { formatBytes } from "./format";
+import { formatBytes } from "../core/format";
 import { RegistryClient, RegistryError, matchesPlatform } from "./registry-client";
 import { CacheView, RoutedImage } from "./types";
 import { limiter } from "./warm";

@@ -21,9 +21,11 @@ import { ImportImage, ImageSteps, bytesToAdd, planCacheWrites, planImport } from
 import { parseManifest } from "../core/oci";
 import { Bundle, BundleError, openBundle } from "../host/oci-layout";
 import { withCacheViews } from "./cache-view";
-import { formatBytes } from "./format";
+import { formatBytes } from "../core/format";
 import { RegistryClient, RegistryError } from "./registry-client";
-import { Storage, inStorage, readStorage, volumeSpace } from "./storage";
+import { Storage } from "../core/storage-layout";
+import { DockerCli } from "./docker";
+import { inStorage, readStorage, volumeSpace } from "./storage";
 import { CacheEndpoint } from "../core/plan";
 import { limiter } from "./warm";
 
@@ -105,6 +107,7 @@ const pullsInFlight = (storage: Storage) =>
  * or one whose disk cannot hold what the import adds (volumes on one disk share its space).
  */
 async function checkCaches(
+    docker: DockerCli,
     file: string,
     targets: readonly { cache: CacheEndpoint; steps: ImageSteps[]; storage: Storage }[],
 ) {
@@ -121,7 +124,9 @@ async function checkCaches(
             needed: bytesToAdd(steps, heldContent(storage)),
         }))
         .filter(({ needed }) => needed > 0);
-    const spaces = await Promise.all(needs.map(({ cache }) => volumeSpace(cache.container)));
+    const spaces = await Promise.all(
+        needs.map(({ cache }) => volumeSpace(docker, cache.container)),
+    );
     const disks = new Map<string, { freeBytes: number; needed: number; caches: string[] }>();
     needs.forEach(({ cache, needed }, index) => {
         const space = spaces[index];
@@ -146,7 +151,7 @@ async function checkCaches(
  * Removes a staging repository (by default every one: those of imports that were killed), and
  * the blobs it linked that no other repository links: after a failure they belong to nothing.
  */
-async function removeStaging(container: string, staging = `${stagingRoot}/*`) {
+async function removeStaging(docker: DockerCli, container: string, staging = `${stagingRoot}/*`) {
     const script = `for link in $(find repositories/${staging} -path '*/_layers/sha256/*' -name link 2>/dev/null); do
     id=\${link%/link}
     echo "\${id##*/}"
@@ -158,7 +163,7 @@ while read -r id; do
         rm -rf "blobs/sha256/\${id%"\${id#??}"}/$id"
 done </tmp/pullthrough-staged
 rm -f /tmp/pullthrough-staged`;
-    await inStorage(container, script);
+    await inStorage(docker, container, script);
 }
 
 /** Uploads `digest` from the bundle into `repository`, checking its bytes against the digest. */
@@ -299,6 +304,7 @@ async function putManifests(
  *   nothing is written then
  */
 export async function importBundle(
+    docker: DockerCli,
     file: string,
     caches: readonly CacheEndpoint[],
     onImage: (result: ImportedImage) => void = () => {},
@@ -321,7 +327,7 @@ export async function importBundle(
                 plan.images.some((image) => image.reference.registry === cache.registry),
             )
             .map(async (cache) => {
-                const storage = await readStorage(cache.container).catch((error: Error) => {
+                const storage = await readStorage(docker, cache.container).catch((error: Error) => {
                     throw new RegistryError(
                         `the ${cache.registry} cache cannot be read (${error.message}); is the stack up (npm run up)?`,
                     );
@@ -332,8 +338,9 @@ export async function importBundle(
                 return { cache, storage, steps: planCacheWrites(images, heldContent(storage)) };
             }),
     );
-    await checkCaches(file, targets);
+    await checkCaches(docker, file, targets);
     const images = await withCacheViews(
+        docker,
         targets.map(({ cache }) => cache),
         async (views) => {
             const imports: CacheImport[] = targets.map(({ cache, steps }) => {
@@ -347,7 +354,7 @@ export async function importBundle(
                 };
             });
             // A staging area left by an import that was killed holds nothing anyone needs.
-            await Promise.all(imports.map(({ cache }) => removeStaging(cache.container)));
+            await Promise.all(imports.map(({ cache }) => removeStaging(docker, cache.container)));
             try {
                 // Every cache has all its blobs before any image is linked anywhere: a bad blob
                 // in one cache leaves the repositories of all of them as they were.
@@ -359,7 +366,9 @@ export async function importBundle(
                 return await Promise.all(imports.map((target) => linkImages(target, onImage)));
             } finally {
                 await Promise.all(
-                    imports.map(({ cache, staging }) => removeStaging(cache.container, staging)),
+                    imports.map(({ cache, staging }) =>
+                        removeStaging(docker, cache.container, staging),
+                    ),
                 );
             }
         },

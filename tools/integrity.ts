@@ -10,19 +10,12 @@
  * volume for `status`.
  */
 import { frontCacheFile } from "../core/front";
+import { formatBytes } from "../core/format";
+import { CacheCheck, lastCheckFile, storagePaths } from "../core/storage-layout";
 import { readCacheHealth } from "./cache-view";
-import { docker } from "./docker";
-import { formatBytes } from "./format";
-import { frontOf } from "./status";
-import {
-    CacheCheck,
-    lastCheckFile,
-    readStorage,
-    inStorage,
-    removeStoragePaths,
-    storagePaths,
-    writeVolumeFile,
-} from "./storage";
+import { DockerCli } from "./docker";
+import { frontOf } from "./front";
+import { batches, inStorage, readStorage, removeStoragePaths, writeVolumeFile } from "./storage";
 import { CacheEndpoint } from "../core/plan";
 import { VerifyResult } from "./warm";
 
@@ -49,17 +42,19 @@ export interface DeepCheck {
  * undefined when there is no data. In batches, so a command line stays inside the kernel's limit.
  */
 async function hashStored(
+    docker: DockerCli,
     container: string,
     digests: readonly string[],
 ): Promise<Map<string, string | undefined>> {
     const hashes = new Map<string, string | undefined>(
         digests.map((digest) => [digest, undefined]),
     );
-    for (let start = 0; start < digests.length; start += 200) {
+    for (const batch of batches(digests)) {
         const output = await inStorage(
+            docker,
             container,
             'sha256sum "$@" 2>/dev/null; true',
-            ...digests.slice(start, start + 200).map(storagePaths.blobData),
+            ...batch.map(storagePaths.blobData),
         );
         for (const line of output.split("\n")) {
             const match =
@@ -75,6 +70,7 @@ async function hashStored(
  * once, and records each cache's check in its volume.
  */
 export async function deepCheck(
+    docker: DockerCli,
     results: readonly VerifyResult[],
     caches: readonly CacheEndpoint[],
 ): Promise<DeepCheck> {
@@ -90,7 +86,7 @@ export async function deepCheck(
                     entry.images.push(result.image);
                     users.set(digest, entry);
                 }
-            const hashes = await hashStored(cache.container, [...users.keys()]);
+            const hashes = await hashStored(docker, cache.container, [...users.keys()]);
             const check: CacheCheck = {
                 registry: cache.registry,
                 checkedAt: new Date().toISOString(),
@@ -150,12 +146,14 @@ export async function deepCheck(
 
 /** Records each cache's check where `status` reads it. */
 export async function recordChecks(
+    docker: DockerCli,
     checks: readonly CacheCheck[],
     caches: readonly CacheEndpoint[],
 ) {
     await Promise.all(
         checks.map((check) =>
             writeVolumeFile(
+                docker,
                 caches.find((cache) => cache.registry === check.registry)!.container,
                 lastCheckFile,
                 `${JSON.stringify(check)}\n`,
@@ -179,6 +177,7 @@ export interface Repair {
  * or a manifest revision) and the front's copies, so the next pull fetches it anew.
  */
 export async function repair(
+    docker: DockerCli,
     findings: readonly Finding[],
     caches: readonly CacheEndpoint[],
 ): Promise<Repair[]> {
@@ -189,7 +188,7 @@ export async function repair(
         );
         if (corrupt.length === 0) continue;
         const digests = [...new Set(corrupt.map((finding) => finding.digest))];
-        const storage = await readStorage(cache.container);
+        const storage = await readStorage(docker, cache.container);
         const links: string[] = [];
         const frontCopies: string[] = [];
         for (const [name, repository] of storage.repositories)
@@ -201,10 +200,10 @@ export async function repair(
                     frontCopies.push(frontCacheFile(cache.port, `/v2/${name}/${kind}/${digest}`));
             }
         const blobs = digests.map(storagePaths.blob);
-        await removeStoragePaths(cache.container, [...links, ...blobs]);
-        const front = await frontOf(cache.port);
+        await removeStoragePaths(docker, cache.container, [...links, ...blobs]);
+        const front = await frontOf(docker, cache.port);
         if (front) await docker("exec", front, "rm", "-f", "--", ...frontCopies);
-        const health = await readCacheHealth(cache.container);
+        const health = await readCacheHealth(docker, cache.container);
         repairs.push({
             registry: cache.registry,
             remote: cache.remote,

@@ -2,8 +2,8 @@
  * What each tool prints under `--json`: one builder per tool, so the shapes the README's tool
  * table quotes can be checked against the code (tests/unit/docs.test.ts).
  */
-import { CacheCheck } from "./storage";
-import { CacheStatus } from "./status";
+import { CacheStatus } from "../core/status-report";
+import { CacheCheck } from "../core/storage-layout";
 import { ExportReport } from "./export";
 import { ImportReport } from "./import";
 import { Finding, Repair } from "./integrity";

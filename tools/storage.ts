@@ -1,305 +1,51 @@
 /**
- * What a cache's volume holds, read straight from the registry's storage layout (distribution's
- * registry/storage/paths.go): content-addressed blobs under `blobs/`, and per repository the
- * links that make them visible, namely manifest revisions, tags and layer links. Read with the
- * cache container's own busybox (the official registry images are Alpine) in two `docker exec`
- * calls, so it works wherever `docker` reaches the cache.
+ * Reads and writes a cache's volume through its running container, with the container's own
+ * busybox (the official registry images are Alpine), so it works wherever `docker` reaches the
+ * cache. What the listings mean is core/storage-layout.ts.
  */
 import { registryStoragePath, registryStorageRoot } from "../core/container-facts";
+import {
+    ManifestRefs,
+    Storage,
+    listingScript,
+    manifestsScript,
+    parseListing,
+    parseManifests,
+    storedManifestPaths,
+} from "../core/storage-layout";
 import { readCacheSupervisor } from "../host/assets";
-import { docker, dockerWithInput } from "./docker";
-
-/**
- * When each image was last pulled, as `prune` last saw it (`<epoch seconds> <repository>@<digest>`
- * per line). It lives beside the registry's data, so it outlives the front and its log.
- */
-export const pulledRecordFile = `${registryStoragePath}/pullthrough/last-pulled`;
-
-/** The last deep check (`verify --deep`) of a cache, in its volume: what `status` shows. */
-export const lastCheckFile = `${registryStoragePath}/pullthrough/last-check.json`;
-
-/** What a deep check found in one cache. */
-export interface CacheCheck {
-    registry: string;
-    /** ISO 8601. */
-    checkedAt: string;
-    blobs: number;
-    bytes: number;
-    /** Digests whose stored bytes hash to something else. */
-    corrupt: string[];
-    /** Digests that were listed but had no data when hashed. */
-    missing: string[];
-    /** Corrupt digests `--repair` removed. */
-    repaired: string[];
-}
-
-export interface StoredBlob {
-    size: number;
-    /** Modification time, epoch seconds: when the registry stored it. */
-    modified: number;
-}
-
-export interface StoredRepository {
-    /** Manifest digests the repository holds, with when each was stored. */
-    revisions: Map<string, number>;
-    /** Tag → the manifest it points at, and when the link was last written. */
-    tags: Map<string, { digest: string; modified: number }>;
-    /** Blobs linked into the repository (configs and layers). */
-    layers: Set<string>;
-}
-
-/** The digests a manifest refers to. */
-export interface ManifestRefs {
-    /** An index's (manifest list's) platform manifests. */
-    children: string[];
-    /** An image manifest's config and layers. */
-    blobs: string[];
-}
-
-/**
- * A blob a registry began to write and has not committed: a folder `repositories/<name>/_uploads/<id>`.
- * A fetch that was cut (a killed registry, a dropped link) leaves one behind; the cache's
- * supervisor removes it once it is stale (container/cache-supervisor.sh, list_uploads).
- */
-export interface PartialUpload {
-    /** Its folder under the storage root. */
-    path: string;
-    size: number;
-    /** Epoch seconds: when its data last grew. */
-    modified: number;
-    /** `writing`: held open by the cache's registry, or grown within the supervisor's bound. */
-    state: "writing" | "stale";
-}
-
-export interface Storage {
-    blobs: Map<string, StoredBlob>;
-    uploads: PartialUpload[];
-    repositories: Map<string, StoredRepository>;
-    manifests: Map<string, ManifestRefs>;
-    /** `<repository>@<digest>` → epoch seconds, from the record `prune` keeps. */
-    pulled: Map<string, number>;
-}
-
-/** One image as stored: a manifest no other stored manifest of its repository lists. */
-export interface StoredImage {
-    repository: string;
-    /** Its top manifest: an index, or a single image manifest. */
-    digest: string;
-    tags: string[];
-    /** The top manifest and those of its platforms that are stored. */
-    manifests: string[];
-    /** Every stored blob it needs: its manifests, configs and layers. */
-    blobs: string[];
-    /** When the registry stored its top manifest, epoch seconds. */
-    stored: number;
-}
-
-const hex = "[0-9a-f]{64}";
-const blobPath = new RegExp(`^blobs/sha256/[0-9a-f]{2}/(${hex})/data$`);
-const revisionPath = new RegExp(`^repositories/(.+)/_manifests/revisions/sha256/(${hex})/link$`);
-const tagPath = /^repositories\/(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/;
-const layerPath = new RegExp(`^repositories/(.+)/_layers/sha256/(${hex})/link$`);
-
-/**
- * Lists the storage: `blob SIZE MTIME PATH`, `link MTIME PATH`, `tag PATH DIGEST`, `pulled …`.
- * Partial uploads (`upload …`) come from the supervisor's own listing (readUploads).
- */
-const listingScript = `
-cd ${registryStorageRoot} 2>/dev/null || exit 0
-find blobs -type f -name data -exec stat -c 'blob %s %Y %n' {} +
-find repositories -type f -name link -exec stat -c 'link %Y %n' {} +
-find repositories -path '*/_manifests/tags/*/current/link' -exec sh -c 'for f; do echo "tag $f $(cat "$f")"; done' sh {} +
-[ ! -f ${pulledRecordFile} ] || sed 's/^/pulled /' ${pulledRecordFile}
-`;
-
-/** Prints `manifest DIGEST JSON` per manifest path given, the JSON on one line. */
-const manifestsScript = `for f; do printf 'manifest %s ' "$f"; tr -d '\\r\\n' <"$f"; echo; done`;
-
-const emptyRepository = (): StoredRepository => ({
-    revisions: new Map(),
-    tags: new Map(),
-    layers: new Set(),
-});
-
-/** Parses the listing scripts' output; manifests are read separately. */
-export function parseListing(listing: string): Omit<Storage, "manifests"> {
-    const blobs = new Map<string, StoredBlob>();
-    const uploads: PartialUpload[] = [];
-    const repositories = new Map<string, StoredRepository>();
-    const pulled = new Map<string, number>();
-    const repository = (name: string) => {
-        if (!repositories.has(name)) repositories.set(name, emptyRepository());
-        return repositories.get(name)!;
-    };
-    const tagModified = new Map<string, number>();
-    for (const line of listing.split("\n")) {
-        const [kind, ...fields] = line.trim().split(" ");
-        if (kind === "blob") {
-            const match = blobPath.exec(fields[2] ?? "");
-            if (match)
-                blobs.set(`sha256:${match[1]}`, {
-                    size: Number(fields[0]),
-                    modified: Number(fields[1]),
-                });
-        } else if (kind === "link") {
-            const [modified, path] = [Number(fields[0]), fields[1] ?? ""];
-            const revision = revisionPath.exec(path);
-            const layer = layerPath.exec(path);
-            if (revision) repository(revision[1]).revisions.set(`sha256:${revision[2]}`, modified);
-            else if (layer) repository(layer[1]).layers.add(`sha256:${layer[2]}`);
-            else if (tagPath.test(path)) tagModified.set(path, modified);
-        } else if (kind === "tag") {
-            const match = tagPath.exec(fields[0] ?? "");
-            if (match && /^sha256:[0-9a-f]{64}$/.test(fields[1] ?? ""))
-                repository(match[1]).tags.set(match[2], {
-                    digest: fields[1],
-                    modified: tagModified.get(fields[0]) ?? 0,
-                });
-        } else if (kind === "pulled" && fields.length === 2) {
-            pulled.set(fields[1], Number(fields[0]));
-        } else if (kind === "upload" && fields.length === 4) {
-            const [size, modified, state, path] = fields;
-            if (state === "writing" || state === "stale")
-                uploads.push({ path, size: Number(size), modified: Number(modified), state });
-        }
-    }
-    return { blobs, uploads, repositories, pulled };
-}
-
-/** What a manifest (OCI or Docker, image or index) refers to; nothing for what is not one. */
-export function manifestRefs(json: string): ManifestRefs {
-    let document: {
-        manifests?: { digest?: string }[];
-        config?: { digest?: string };
-        layers?: { digest?: string }[];
-    };
-    try {
-        document = JSON.parse(json);
-    } catch {
-        return { children: [], blobs: [] };
-    }
-    const digests = (list: { digest?: string }[] | undefined) =>
-        (list ?? []).flatMap((entry) => (typeof entry?.digest === "string" ? [entry.digest] : []));
-    return {
-        children: digests(document.manifests),
-        blobs: digests([...(document.config ? [document.config] : []), ...(document.layers ?? [])]),
-    };
-}
-
-/** Parses the manifests script's output. */
-export function parseManifests(output: string): Map<string, ManifestRefs> {
-    const manifests = new Map<string, ManifestRefs>();
-    for (const line of output.split("\n")) {
-        const match = new RegExp(`^manifest \\S*/(${hex})/data (.*)$`).exec(line);
-        if (match) manifests.set(`sha256:${match[1]}`, manifestRefs(match[2]));
-    }
-    return manifests;
-}
-
-const hexOf = (digest: string) => digest.slice("sha256:".length);
-
-/** Paths under the storage root (distribution registry/storage/paths.go). */
-export const storagePaths = {
-    /** A blob's folder: its data, and nothing else. */
-    blob: (digest: string) => `blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}`,
-    blobData: (digest: string) => `${storagePaths.blob(digest)}/data`,
-    /** What makes a blob a layer or config of a repository. */
-    layerLink: (repository: string, digest: string) =>
-        `repositories/${repository}/_layers/sha256/${hexOf(digest)}`,
-    /** What makes a blob a manifest of a repository. */
-    revisionLink: (repository: string, digest: string) =>
-        `repositories/${repository}/_manifests/revisions/sha256/${hexOf(digest)}`,
-};
+import { DockerCli } from "./docker";
 
 /**
  * The partial uploads in a cache's volume, as its supervisor sees them: `upload SIZE MTIME STATE
  * PATH` lines. Run in the cache container, where the registry's open files are visible.
  */
-export function readUploads(container: string): Promise<string> {
+export function readUploads(docker: DockerCli, container: string): Promise<string> {
     return docker("exec", container, "sh", "-c", readCacheSupervisor(), "sh", "uploads");
 }
 
 /** Reads a cache's storage through its running container. */
-export async function readStorage(container: string): Promise<Storage> {
+export async function readStorage(docker: DockerCli, container: string): Promise<Storage> {
     const [files, uploads] = await Promise.all([
         docker("exec", container, "sh", "-c", listingScript),
-        readUploads(container),
+        readUploads(docker, container),
     ]);
     const listing = parseListing(`${files}\n${uploads}`);
-    const revisions = new Set(
-        [...listing.repositories.values()].flatMap((repository) => [
-            ...repository.revisions.keys(),
-        ]),
-    );
-    const paths = [...revisions]
-        .filter((digest) => listing.blobs.has(digest))
-        .map(storagePaths.blobData);
     const manifests = new Map<string, ManifestRefs>();
-    // A few hundred paths per exec keeps the command line well inside the kernel's limit.
-    for (let start = 0; start < paths.length; start += 200) {
+    for (const paths of batches(storedManifestPaths(listing))) {
         const output = await docker(
-            ...[
-                "exec",
-                "--workdir",
-                registryStorageRoot,
-                container,
-                "sh",
-                "-c",
-                manifestsScript,
-                "sh",
-            ],
-            ...paths.slice(start, start + 200),
+            ...["exec", "--workdir", registryStorageRoot, container],
+            ...["sh", "-c", manifestsScript, "sh", ...paths],
         );
         for (const [digest, refs] of parseManifests(output)) manifests.set(digest, refs);
     }
     return { ...listing, manifests };
 }
 
-/** The images a storage holds: per repository, each stored manifest no stored index lists. */
-export function storedImages(storage: Storage): StoredImage[] {
-    const images: StoredImage[] = [];
-    for (const [repository, stored] of storage.repositories) {
-        const children = new Set(
-            [...stored.revisions.keys()].flatMap(
-                (digest) => storage.manifests.get(digest)?.children ?? [],
-            ),
-        );
-        for (const [digest, modified] of stored.revisions) {
-            if (children.has(digest)) continue;
-            const manifests = [
-                digest,
-                ...(storage.manifests.get(digest)?.children ?? []).filter((child) =>
-                    stored.revisions.has(child),
-                ),
-            ];
-            const blobs = new Set(
-                manifests.flatMap((manifest) => [
-                    manifest,
-                    ...(storage.manifests.get(manifest)?.blobs ?? []),
-                ]),
-            );
-            images.push({
-                repository,
-                digest,
-                tags: [...stored.tags]
-                    .filter(([, tag]) => tag.digest === digest)
-                    .map(([tag]) => tag)
-                    .sort(),
-                manifests,
-                blobs: [...blobs].filter((blob) => storage.blobs.has(blob)),
-                stored: modified,
-            });
-        }
-    }
-    return images;
-}
-
-/** The references of what a cache holds: each tag, and an untagged image by its digest. */
-export function heldReferences(registry: string, images: readonly StoredImage[]): string[] {
-    return images.flatMap((image) =>
-        image.tags.length > 0
-            ? image.tags.map((tag) => `${registry}/${image.repository}:${tag}`)
-            : [`${registry}/${image.repository}@${image.digest}`],
+/** A few hundred paths per `docker exec` keeps the command line well inside the kernel's limit. */
+export function batches<T>(items: readonly T[], size = 200): T[][] {
+    return Array.from({ length: Math.ceil(items.length / size) }, (_, index) =>
+        items.slice(index * size, (index + 1) * size),
     );
 }
 
@@ -307,29 +53,34 @@ export function heldReferences(registry: string, images: readonly StoredImage[])
  * Runs a shell script in the storage root inside the cache container, with `args` as "$@"; a cache
  * that has stored nothing yet has no storage root, and the script does not run.
  */
-export function inStorage(container: string, script: string, ...args: string[]): Promise<string> {
-    return docker(
-        ...[
-            "exec",
-            container,
-            "sh",
-            "-c",
-            `cd ${registryStorageRoot} 2>/dev/null || exit 0\n${script}`,
-        ],
-        ...["sh", ...args],
-    );
+export function inStorage(
+    docker: DockerCli,
+    container: string,
+    script: string,
+    ...args: string[]
+): Promise<string> {
+    const inRoot = `cd ${registryStorageRoot} 2>/dev/null || exit 0\n${script}`;
+    return docker("exec", container, "sh", "-c", inRoot, "sh", ...args);
 }
 
-/** Removes `paths` (relative to the storage root) in order, a few hundred per `docker exec`. */
-export async function removeStoragePaths(container: string, paths: readonly string[]) {
-    // The command line stays well inside the kernel's limit.
-    for (let start = 0; start < paths.length; start += 200)
-        await inStorage(container, 'rm -rf -- "$@"', ...paths.slice(start, start + 200));
+/** Removes `paths` (relative to the storage root) in order. */
+export async function removeStoragePaths(
+    docker: DockerCli,
+    container: string,
+    paths: readonly string[],
+) {
+    for (const batch of batches(paths))
+        await inStorage(docker, container, 'rm -rf -- "$@"', ...batch);
 }
 
 /** Writes `content` to a file in the cache's volume, replacing it whole. */
-export async function writeVolumeFile(container: string, file: string, content: string) {
-    await dockerWithInput(
+export async function writeVolumeFile(
+    docker: DockerCli,
+    container: string,
+    file: string,
+    content: string,
+) {
+    await docker.withInput(
         content,
         ...["exec", "-i", container, "sh", "-c"],
         `mkdir -p "$(dirname ${file})" && cat >${file}.new && mv ${file}.new ${file}`,
@@ -338,11 +89,12 @@ export async function writeVolumeFile(container: string, file: string, content: 
 
 /** The volume's file system: its device (volumes on one disk share it) and the bytes free. */
 export async function volumeSpace(
+    docker: DockerCli,
     container: string,
 ): Promise<{ device: string; freeBytes: number }> {
-    const [, line = ""] = (await docker("exec", container, "df", "-Pk", registryStoragePath)).split(
-        "\n",
-    );
-    const [device = "", size = "", , available = "0"] = line.trim().split(/\s+/);
+    const df = await docker("exec", container, "df", "-Pk", registryStoragePath);
+    const [device = "", size = "", , available = "0"] = (df.split("\n")[1] ?? "")
+        .trim()
+        .split(/\s+/);
     return { device: `${device} ${size}`, freeBytes: Number(available) * 1024 };
 }

@@ -14,6 +14,7 @@ import { ImageArtifact, image, layer, push } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { SimulatedWan } from "../../harness/wan";
 import { withCacheViews } from "../../tools/cache-view";
+import { dockerCli } from "../../tools/docker";
 import { RegistryClient, readImage } from "../../tools/registry-client";
 import { MirrorsOutput, cacheEndpoints } from "../../core/render";
 import { prewarmUntilStored, routeImages } from "../../tools/warm";
@@ -200,7 +201,7 @@ test("a blob a registry served but did not store is stored by the next prewarm, 
     );
     expect(both.map((result) => result.digest)).toEqual([digest, digest]);
     const caches = cacheEndpoints(stack.run.outputs.mirrors as MirrorsOutput);
-    await withCacheViews(caches, async (views) => {
+    await withCacheViews(dockerCli(), caches, async (views) => {
         const stored = (image: FixtureImage) =>
             new RegistryClient(
                 views.get(registry)!.endpoint,

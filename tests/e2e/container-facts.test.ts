@@ -14,7 +14,7 @@ import {
     renderSupervisor,
 } from "../../core/container-facts";
 import { docker, fixtureRegistryImage, prepareTestHost, waitFor } from "../../harness/engine";
-import { parseListing } from "../../tools/storage";
+import { parseListing } from "../../core/storage-layout";
 
 jest.setTimeout(120_000);
 

@@ -16,7 +16,9 @@ import { TestStack } from "../../harness/stack";
 import { FixtureImage, byTag } from "../../harness/upstreams";
 import { SimulatedWan } from "../../harness/wan";
 import { registryStorageRoot } from "../../core/container-facts";
-import { parseListing, readUploads } from "../../tools/storage";
+import { parseListing } from "../../core/storage-layout";
+import { dockerCli } from "../../tools/docker";
+import { readUploads } from "../../tools/storage";
 
 jest.setTimeout(300_000);
 
@@ -77,7 +79,7 @@ async function getBlob(image: FixtureImage, headers: Record<string, string> = {}
 }
 
 /** The cache's partial uploads as its supervisor lists them. */
-const uploads = async () => parseListing(await readUploads(cache)).uploads;
+const uploads = async () => parseListing(await readUploads(dockerCli(), cache)).uploads;
 
 /** Kills a container's PID 1 from the host, as a crash or the OOM killer does. */
 function killInit(container: string) {

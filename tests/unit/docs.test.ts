@@ -16,8 +16,8 @@ import {
     statusJson,
     verifyJson,
 } from "../../tools/json";
-import { PrunePlan, pruneReport } from "../../tools/prune";
-import { CacheStatus } from "../../tools/status";
+import { PrunePlan, pruneReport } from "../../core/prune-plan";
+import { CacheStatus } from "../../core/status-report";
 
 const root = path.resolve(__dirname, "../..");
 const read = (file: string) => readFileSync(path.join(root, file), "utf8");

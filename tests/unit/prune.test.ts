@@ -1,17 +1,17 @@
 /** The pure parts of `npm run prune`: reading storage and the front's log, and deciding what goes. */
 import { parseImageReference } from "../../core/images";
 import { parseSettings, parseSize } from "../../mirrors";
+import { formatAccessLogLine, parseLogTime } from "../../core/access-log";
 import {
     CacheContents,
     formatPrune,
     inFlightSeconds,
     parseAge,
-    parseLogTime,
     planPrune,
     readPullActivity,
     withinBudget,
-} from "../../tools/prune";
-import { parseListing, parseManifests, storedImages } from "../../tools/storage";
+} from "../../core/prune-plan";
+import { parseListing, parseManifests, storedImages } from "../../core/storage-layout";
 
 const digest = (char: string) => `sha256:${char.repeat(64)}`;
 const hexOf = (value: string) => value.slice("sha256:".length);
@@ -68,14 +68,17 @@ function storageOf(images: FakeImage[], size = 1000, extraBlobs: string[] = []) 
     return { ...parseListing(listing), manifests: parseManifests(manifests) };
 }
 
-const logLine = (time: string, request: string, port = 5000) =>
-    `172.18.0.1 - - [${time}] "${request} HTTP/1.1" 200 10 "-" "containerd/1.7" port=${port} cache=-`;
-const logTime = (epoch: number) => {
-    const date = new Date(epoch * 1000);
-    const month = date.toLocaleString("en", { month: "short", timeZone: "UTC" });
-    const pad = (value: number) => String(value).padStart(2, "0");
-    return `${pad(date.getUTCDate())}/${month}/${date.getUTCFullYear()}:${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} +0000`;
-};
+const logLine = (time: number, request: string, port = 5000) =>
+    formatAccessLogLine({
+        client: "172.18.0.1",
+        time,
+        request: `${request} HTTP/1.1`,
+        status: 200,
+        bytes: 10,
+        userAgent: "containerd/1.7",
+        port,
+        cache: "-",
+    });
 
 function contents(images: FakeImage[], log: string[] = [], extraBlobs: string[] = []) {
     return [
@@ -102,10 +105,8 @@ const imageB: FakeImage = {
 };
 /** A whole pull of `image` at `epoch`: its manifest by tag, then every blob. */
 const pulledAt = (image: FakeImage, epoch: number) => [
-    logLine(logTime(epoch), `GET /v2/${image.repository}/manifests/${image.tag}`),
-    ...image.blobs.map((blob) =>
-        logLine(logTime(epoch), `GET /v2/${image.repository}/blobs/${blob}`),
-    ),
+    logLine(epoch, `GET /v2/${image.repository}/manifests/${image.tag}`),
+    ...image.blobs.map((blob) => logLine(epoch, `GET /v2/${image.repository}/blobs/${blob}`)),
 ];
 
 test("nginx's local time, with its offset, is epoch seconds", () => {
@@ -121,11 +122,11 @@ test("nginx's local time, with its offset, is epoch seconds", () => {
 test("the front's log: manifest requests by tag and digest, containerd's ?ns= dropped; blobs by GET only", () => {
     const activity = readPullActivity(
         [
-            logLine(logTime(now - 5), "HEAD /v2/team/a/manifests/v1?ns=ghcr.io"),
-            logLine(logTime(now - 4), `GET /v2/team/a/manifests/${digest("a")}?ns=ghcr.io`),
-            logLine(logTime(now - 3), `GET /v2/team/a/blobs/${digest("1")}?ns=ghcr.io`),
-            logLine(logTime(now - 2), `HEAD /v2/team/a/blobs/${digest("5")}`),
-            logLine(logTime(now - 1), `GET /v2/team/a/blobs/${digest("9")}`, 5001),
+            logLine(now - 5, "HEAD /v2/team/a/manifests/v1?ns=ghcr.io"),
+            logLine(now - 4, `GET /v2/team/a/manifests/${digest("a")}?ns=ghcr.io`),
+            logLine(now - 3, `GET /v2/team/a/blobs/${digest("1")}?ns=ghcr.io`),
+            logLine(now - 2, `HEAD /v2/team/a/blobs/${digest("5")}`),
+            logLine(now - 1, `GET /v2/team/a/blobs/${digest("9")}`, 5001),
         ].join("\n"),
         5000,
     );
@@ -227,7 +228,7 @@ test("in flight: manifest fetched within the window, a layer not yet sent since"
     expect(during.removed).toEqual([]);
     expect(during.protected).toEqual([expect.objectContaining({ kept: "in flight" })]);
 
-    const done = [...fetchingA, logLine(logTime(now - 20), `GET /v2/team/a/blobs/${shared}`)];
+    const done = [...fetchingA, logLine(now - 20, `GET /v2/team/a/blobs/${shared}`)];
     expect(
         planPrune(contents([imageA], done), { targetBytes: 0, keep: [], now }).removed,
     ).toHaveLength(1);

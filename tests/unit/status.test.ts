@@ -1,4 +1,5 @@
 /** The pure parts of `npm run status`: reading the front's log, the registry's metrics and storage. */
+import { formatAccessLogLine } from "../../core/access-log";
 import {
     CacheStatus,
     bar,
@@ -6,11 +7,20 @@ import {
     counter,
     formatStatus,
     readFrontLog,
-} from "../../tools/status";
+} from "../../core/status-report";
 
 const digest = `sha256:${"a".repeat(64)}`;
 const line = (request: string, status: number, bytes: number, port: number) =>
-    `172.18.0.1 - - [29/Nov/2026:16:00:00 +0000] "${request} HTTP/1.1" ${status} ${bytes} "-" "containerd/1.7" port=${port} cache=-`;
+    formatAccessLogLine({
+        client: "172.18.0.1",
+        time: 1_800_000_000,
+        request: `${request} HTTP/1.1`,
+        status,
+        bytes,
+        userAgent: "containerd/1.7",
+        port,
+        cache: "-",
+    });
 
 test("the front's log: content requests of one port that succeeded, and their bytes", () => {
     const log = [

@@ -6,15 +6,14 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { emptySchematicId, retagTalosImages } from "../../core/prewarm";
 import { readTalosImageSet } from "../../host/talosctl";
-import { formatBytes } from "../../tools/format";
+import { formatBytes } from "../../core/format";
 import {
     formatPrewarmSummary,
     formatVerifyReport,
-    fromOutputs,
-    fromStackConfig,
     progressIntervalMs,
     progressReporter,
-} from "../../tools/cli";
+} from "../../tools/report";
+import { fromOutputs, fromStackConfig } from "../../tools/stack";
 import { formatRepairs } from "../../tools/integrity";
 import { Manifest, RegistryError, selectPlatforms } from "../../tools/registry-client";
 import { UsageError } from "../../tools/types";

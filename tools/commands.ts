@@ -1,0 +1,274 @@
+/**
+ * The tools' subcommands, one function each: what `npm run <tool>` does once its command line
+ * is parsed (tools/cli.ts) and its stack read (tools/stack.ts). Each returns its exit code.
+ */
+import * as path from "node:path";
+import { formatPlatform, hostPlatform, Platform } from "../core/images";
+import { CacheEndpoint } from "../core/plan";
+import { formatPrune, parseAge, planPrune, pruneReport, withinBudget } from "../core/prune-plan";
+import { formatStatus } from "../core/status-report";
+import { heldReferences, storedImages } from "../core/storage-layout";
+import { parseSize } from "../mirrors";
+import { cacheTrouble, withCacheViews } from "./cache-view";
+import { DockerCli } from "./docker";
+import { ExportReport, NotHeld, exportBundle, formatExport, formatExportedImage } from "./export";
+import { ImportedImage, formatImport, formatImportedImage, importBundle } from "./import";
+import {
+    deepCheck,
+    formatDeepSummary,
+    formatFindings,
+    formatRepairs,
+    recordChecks,
+    repair,
+} from "./integrity";
+import { exportJson, failureJson, importJson, prewarmJson, statusJson, verifyJson } from "./json";
+import { applyPrune, readCacheContents } from "./prune";
+import { RegistryClient } from "./registry-client";
+import { formatPrewarmSummary, formatVerifyReport, progressReporter } from "./report";
+import { StackView } from "./stack";
+import { readCacheStatus } from "./status";
+import { readStorage } from "./storage";
+import { RoutedImage, UsageError } from "./types";
+import { prewarmUntilStored, routeImages, storeRounds, verify } from "./warm";
+
+const sizeHint = "a size such as 20GiB, 500MB or 1.5TB";
+
+/** A parsed command line, the stack it works on, and the docker CLI that reaches its caches. */
+export interface Run {
+    values: {
+        to?: string;
+        "older-than"?: string;
+        "dry-run": boolean;
+        images?: string;
+        deep: boolean;
+        repair: boolean;
+        json: boolean;
+    };
+    /** The BUNDLE of export and import. */
+    bundle?: string;
+    stack: StackView;
+    /** `--platform`, when given. */
+    platforms?: Platform[];
+    concurrency: number;
+    docker: DockerCli;
+}
+
+export async function runStatus({ stack, values, docker }: Run): Promise<number> {
+    const statuses = await Promise.all(stack.caches.map((cache) => readCacheStatus(docker, cache)));
+    const report = statusJson(statuses);
+    console.log(
+        values.json
+            ? JSON.stringify(report, null, 2)
+            : formatStatus(statuses, Boolean(process.stdout.isTTY)),
+    );
+    return report.ok ? 0 : 1;
+}
+
+export async function runPrune({ stack, values, docker }: Run): Promise<number> {
+    const budget = values.to ?? stack.maxSize;
+    const targetBytes =
+        budget === undefined
+            ? undefined
+            : (parseSize(budget) ?? fail(`--to: ${JSON.stringify(budget)} is not ${sizeHint}`));
+    const age = values["older-than"];
+    const olderThanSeconds =
+        age === undefined
+            ? undefined
+            : (parseAge(age) ??
+              fail(`--older-than: ${JSON.stringify(age)} is not an age such as 7d, 36h or 90m`));
+    if (targetBytes === undefined && olderThanSeconds === undefined)
+        fail("nothing to prune to: pass --to SIZE or --older-than AGE, or set pullthrough:maxSize");
+    const keep = routeImages(stack.images, stack.caches).map(({ image }) => image);
+    const plan = planPrune(await readCacheContents(docker, stack.caches), {
+        targetBytes,
+        olderThanSeconds,
+        keep,
+        now: Math.floor(Date.now() / 1000),
+    });
+    if (!values["dry-run"]) await applyPrune(docker, stack.caches, plan);
+    const ok = withinBudget(plan);
+    console.log(
+        values.json
+            ? JSON.stringify(pruneReport(plan, values["dry-run"], ok), null, 2)
+            : formatPrune(plan, values["dry-run"]),
+    );
+    return ok ? 0 : 1;
+}
+
+/**
+ * The images `--images` names: every image the caches hold, the prewarm list, or a list of
+ * references; each paired with its cache.
+ */
+async function selectImages(
+    docker: DockerCli,
+    which: string,
+    stack: StackView,
+): Promise<RoutedImage[]> {
+    if (which === "prewarm") return routeImages(stack.images, stack.caches);
+    if (which !== "all") return routeImages(which.split(",").filter(Boolean), stack.caches);
+    const held = await Promise.all(
+        stack.caches.map(async (cache) =>
+            heldReferences(
+                cache.registry,
+                storedImages(await readStorage(docker, cache.container)),
+            ),
+        ),
+    );
+    return routeImages(held.flat(), stack.caches);
+}
+
+/** The caches of `routed` images, each once, checked to answer; fails naming the first that does not. */
+async function reachableCaches(routed: readonly RoutedImage[]): Promise<CacheEndpoint[]> {
+    const caches = [...new Map(routed.map(({ cache }) => [cache.registry, cache])).values()];
+    await Promise.all(
+        caches.map((cache) =>
+            new RegistryClient(cache.hostEndpoint, cache.registry).ping().catch((error: Error) => {
+                throw new UsageError(
+                    `the ${cache.registry} cache: ${error.message}; is the stack up (npm run up)?`,
+                );
+            }),
+        ),
+    );
+    return caches;
+}
+
+export async function runExport({
+    stack,
+    values,
+    bundle,
+    platforms,
+    concurrency,
+    docker,
+}: Run): Promise<number> {
+    const which = values.images ?? "all";
+    const routed = await selectImages(docker, which, stack);
+    if (routed.length === 0) fail("the caches hold no images to export");
+    const caches = await reachableCaches(routed);
+    const report = await withCacheViews(docker, caches, (views) =>
+        exportBundle(path.resolve(bundle!), routed, views, {
+            platforms,
+            concurrency,
+            skipIncomplete: which === "all",
+            onImage: values.json ? undefined : (image) => console.log(formatExportedImage(image)),
+        }),
+    ).catch((error: unknown): ExportReport | undefined => {
+        if (error instanceof NotHeld) {
+            if (values.json) console.log(JSON.stringify(failureJson(error.message), null, 2));
+            else console.error(`error: ${error.message}; nothing was written`);
+            return undefined;
+        }
+        throw error;
+    });
+    if (!report) return 1;
+    console.log(values.json ? JSON.stringify(exportJson(report), null, 2) : formatExport(report));
+    return 0;
+}
+
+export async function runImport({ stack, values, bundle, docker }: Run): Promise<number> {
+    const onImage = values.json
+        ? undefined
+        : (image: ImportedImage) => console.log(formatImportedImage(image));
+    const report = await importBundle(docker, bundle!, stack.caches, onImage);
+    console.log(values.json ? JSON.stringify(importJson(report), null, 2) : formatImport(report));
+    return 0;
+}
+
+export async function runVerify({
+    stack,
+    values,
+    platforms,
+    concurrency,
+    docker,
+}: Run): Promise<number> {
+    const routed = await selectImages(docker, values.images ?? "prewarm", stack);
+    if (routed.length === 0) {
+        console.log("No images to work on: set pullthrough:prewarm (see README).");
+        return 0;
+    }
+    const caches = await reachableCaches(routed);
+    const checkedPlatforms = platforms ?? [hostPlatform()];
+    const checked = await withCacheViews(docker, caches, (views) =>
+        verify(routed, views, checkedPlatforms, concurrency),
+    );
+    const deep = values.deep ? await deepCheck(docker, checked, caches) : undefined;
+    const repairs = deep && values.repair ? await repair(docker, deep.findings, caches) : [];
+    if (deep)
+        await recordChecks(
+            docker,
+            deep.checks.map((check) => ({
+                ...check,
+                repaired: repairs.find((done) => done.registry === check.registry)?.removed ?? [],
+            })),
+            caches,
+        );
+    // A missing image of a cache that cannot store is that cache's trouble: say so first.
+    const results = await Promise.all(
+        // `content` is what the deep check read, not part of the report.
+        (deep?.results ?? checked).map(async ({ content, ...result }) => {
+            const cache = caches.find((candidate) => candidate.registry === result.registry)!;
+            const trouble =
+                result.present || result.corrupt ? undefined : await cacheTrouble(docker, cache);
+            return trouble ? { ...result, reason: `${trouble} (${result.reason})` } : result;
+        }),
+    );
+    const report = verifyJson(
+        results,
+        checkedPlatforms.map(formatPlatform),
+        deep && { seconds: deep.seconds, checks: deep.checks, findings: deep.findings },
+        values.repair ? repairs : undefined,
+    );
+    if (values.json) {
+        console.log(JSON.stringify(report, null, 2));
+    } else {
+        // The cause first: each corrupt blob and what it breaks.
+        const findings = deep && deep.findings.length > 0 ? `${formatFindings(deep)}\n\n` : "";
+        console.log(`${findings}${formatVerifyReport(results)}`);
+        if (deep) console.log(formatDeepSummary(deep));
+        if (repairs.length > 0) console.log(formatRepairs(repairs));
+    }
+    return report.ok ? 0 : 1;
+}
+
+export async function runPrewarm({
+    stack,
+    values,
+    platforms,
+    concurrency,
+    docker,
+}: Run): Promise<number> {
+    if (stack.notice) console.error(stack.notice);
+    if (stack.images.length === 0) {
+        console.log("No images to work on: set pullthrough:prewarm (see README).");
+        return 0;
+    }
+    const routed = routeImages(stack.images, stack.caches);
+    const caches = await reachableCaches(routed);
+    const byRegistry = new Map(caches.map((cache) => [cache.registry, cache]));
+    const troubleOf = (registry: string) => cacheTrouble(docker, byRegistry.get(registry)!);
+    const started = Date.now();
+    const progress = values.json ? undefined : progressReporter(routed.length, process.stdout);
+    const onRetry = (images: number, round: number) =>
+        console.error(
+            `${images} image(s) served but not yet stored by their cache; pulling again (round ${round} of ${storeRounds})`,
+        );
+    const onEvent = progress?.onEvent;
+    const results = await withCacheViews(docker, caches, (views) =>
+        prewarmUntilStored(
+            routed,
+            { platforms: platforms ?? [hostPlatform()], concurrency, onEvent, onRetry, troubleOf },
+            views,
+        ),
+    ).finally(() => progress?.stop());
+    const seconds = (Date.now() - started) / 1000;
+    const report = prewarmJson(results, seconds);
+    console.log(
+        values.json
+            ? JSON.stringify(report, null, 2)
+            : `\n${formatPrewarmSummary(results, seconds)}`,
+    );
+    return report.ok ? 0 : 1;
+}
+
+function fail(message: string): never {
+    throw new UsageError(message);
+}
