@@ -13,6 +13,11 @@ export default tseslint.config(
         rules: { "@typescript-eslint/no-unused-vars": ["error", { ignoreRestSiblings: true }] },
     },
     {
+        // A function does one job and reads on one screen (tests' describe blocks excepted).
+        files: ["*.ts", "core/**", "host/**", "tools/**", "bench/**", "harness/**"],
+        rules: { "max-lines-per-function": ["error", { max: 80 }] },
+    },
+    {
         // The harness and tests handle provider inputs as the engine passes them: untyped data.
         files: ["harness/**", "tests/**"],
         rules: { "@typescript-eslint/no-explicit-any": "off" },

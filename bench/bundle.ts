@@ -12,25 +12,31 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { Front } from "../core/front";
 import { hostPlatform } from "../core/images";
+import { Cache, CacheEndpoint } from "../core/plan";
 import { docker, fixtureRegistryImage, freePort, prepareTestHost } from "../harness/engine";
 import { allBlobs } from "../harness/oci";
 import { FixtureUpstreams, byTag } from "../harness/upstreams";
 import { withCacheViews } from "../tools/cache-view";
-import { dockerCli } from "../tools/docker";
 import { exportBundle } from "../tools/export";
 import { importBundle } from "../tools/import";
 import { deepCheck } from "../tools/integrity";
-import { registryStoragePath, registryStorageRoot } from "../core/container-facts";
-import { storagePaths } from "../core/storage-layout";
+import { RoutedImage } from "../tools/types";
 import { prewarmUntilStored, routeImages, verify } from "../tools/warm";
 import { benchImages } from "./image-set";
-import { benchId, cleanUp, median, planBenchCaches, startCaches } from "./stack";
-
-/** The tools' docker CLI, on this machine's engine. */
-const toolsDocker = dockerCli();
+import {
+    benchId,
+    blobFile,
+    cleanUp,
+    machineDescription,
+    median,
+    planBenchCaches,
+    startCaches,
+    toolsDocker,
+} from "./stack";
 
 interface BundleSample {
     tarExport: number;
@@ -53,6 +59,19 @@ async function timed(work: () => unknown): Promise<number> {
     return seconds(started);
 }
 
+/** The caches of a bundle run, and what they hold once warm. */
+interface BundleBench {
+    registries: string[];
+    caches: Cache[];
+    front: Front;
+    endpoints: CacheEndpoint[];
+    routed: RoutedImage[];
+    upstreams: FixtureUpstreams;
+    workDir: string;
+    /** The set's blobs and manifests, each once, with the registry that stores it. */
+    stored: Map<string, { registry: string; size: number }>;
+}
+
 export async function benchBundles(options: { scale: number; repeat: number; out: string }) {
     prepareTestHost();
     const images = benchImages(options.scale);
@@ -70,14 +89,6 @@ export async function benchBundles(options: { scale: number; repeat: number; out
             registries.map((registry) => [registry, upstreams.get(registry).remote]),
         );
         const { caches, front, endpoints } = planBenchCaches(remotes, ports, fixtureRegistryImage);
-        const emptyCaches = () => startCaches(caches, front, upstreams.network);
-        const routed = routeImages(refs, endpoints);
-        const volumeOf = (registry: string) =>
-            docker(
-                ...["volume", "inspect", "--format", "{{.Mountpoint}}"],
-                caches.find((cache) => cache.registry === registry)!.name,
-            );
-        // What the caches store: the set's blobs and manifests, each once.
         const stored = new Map(
             images.flatMap((image) =>
                 [image.artifact.manifest, ...allBlobs(image.artifact)].map((blob) => [
@@ -86,106 +97,120 @@ export async function benchBundles(options: { scale: number; repeat: number; out
                 ]),
             ),
         );
+        const routed = routeImages(refs, endpoints);
+        const bench = { registries, caches, front, endpoints, routed, upstreams, workDir, stored };
         const setBytes = [...stored.values()].reduce((sum, blob) => sum + blob.size, 0);
         console.log(
             `Image set: ${images.length} images, ${(setBytes / 1e6).toFixed(1)} MB of distinct blobs and manifests (scale ${options.scale}); ${options.repeat} runs.`,
         );
         const samples: BundleSample[] = [];
         for (let run = 1; run <= options.repeat; run++) {
-            await emptyCaches();
-            const warmed = await withCacheViews(toolsDocker, endpoints, (views) =>
-                prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, views),
-            );
-            if (!warmed.every((result) => result.ok)) throw new Error("prewarm failed");
-
-            const perVolume = registries.map((registry) => path.join(workDir, `${registry}.tar`));
-            const tarExport = await timed(() =>
-                registries.forEach((registry, index) =>
-                    // The registry's storage: the volume's root also holds the supervisor's probe.
-                    execFileSync("tar", [
-                        "-cf",
-                        perVolume[index],
-                        "-C",
-                        volumeOf(registry),
-                        "docker",
-                    ]),
-                ),
-            );
-            const bundle = path.join(workDir, "talos-set.tar");
-            const exportSeconds = await timed(() =>
-                withCacheViews(toolsDocker, endpoints, (views) =>
-                    exportBundle(bundle, routed, views),
-                ),
-            );
-
-            const relativeRoot = path.relative(registryStoragePath, registryStorageRoot);
-            const files = [...stored].map(([digest, { registry }]) =>
-                path.join(volumeOf(registry), relativeRoot, storagePaths.blobData(digest)),
-            );
-            const sha256sum = await timed(() => execFileSync("sha256sum", files));
-            let deep = 0;
-            const verifyDeep = await timed(async () => {
-                const results = await withCacheViews(toolsDocker, endpoints, (views) =>
-                    verify(routed, views, [hostPlatform()], 4),
-                );
-                const started = performance.now();
-                const checked = await deepCheck(toolsDocker, results, endpoints);
-                deep = seconds(started);
-                if (checked.findings.length > 0) throw new Error("the deep check found damage");
-            });
-
-            await emptyCaches();
-            const tarImport = await timed(() =>
-                registries.forEach((registry, index) =>
-                    execFileSync("tar", ["-xf", perVolume[index], "-C", volumeOf(registry)]),
-                ),
-            );
-            await emptyCaches();
-            const importSeconds = await timed(() => importBundle(toolsDocker, bundle, endpoints));
-            samples.push({
-                tarExport,
-                export: exportSeconds,
-                tarImport,
-                import: importSeconds,
-                sha256sum,
-                deep,
-                verifyDeep,
-                bundleBytes: statSync(bundle).size,
-            });
+            const sample = await sampleBundles(bench);
+            samples.push(sample);
             console.log(
-                `run ${run}: export ${exportSeconds.toFixed(2)} s (tar ${tarExport.toFixed(2)} s), import ${importSeconds.toFixed(2)} s (tar ${tarImport.toFixed(2)} s), deep ${deep.toFixed(2)} s (sha256sum ${sha256sum.toFixed(2)} s)`,
+                `run ${run}: export ${sample.export.toFixed(2)} s (tar ${sample.tarExport.toFixed(2)} s), import ${sample.import.toFixed(2)} s (tar ${sample.tarImport.toFixed(2)} s), deep ${sample.deep.toFixed(2)} s (sha256sum ${sample.sha256sum.toFixed(2)} s)`,
             );
-            for (const file of [bundle, ...perVolume]) rmSync(file, { force: true });
         }
-        const of = (field: keyof BundleSample) => median(samples.map((sample) => sample[field]));
-        const ratios = {
-            exportOverTar: of("export") / of("tarExport"),
-            importOverTar: of("import") / of("tarImport"),
-            bundleOverDistinctBlobs: of("bundleBytes") / setBytes,
-            deepOverSha256sum: of("deep") / of("sha256sum"),
-        };
-        const markdown = [
-            "| step | Pullthrough s (median) | floor | floor s (median) | ratio | target |",
-            "|---|---:|---|---:|---:|---|",
-            `| export | ${of("export").toFixed(2)} | \`tar -c\` of the cache volumes | ${of("tarExport").toFixed(2)} | ${ratios.exportOverTar.toFixed(2)}× | ≤ 1.5× |`,
-            `| import into empty caches | ${of("import").toFixed(2)} | \`tar -x\` into the volumes | ${of("tarImport").toFixed(2)} | ${ratios.importOverTar.toFixed(2)}× | ≤ 1.5× |`,
-            `| \`verify --deep\` re-hash | ${of("deep").toFixed(2)} | one \`sha256sum\` over the same files | ${of("sha256sum").toFixed(2)} | ${ratios.deepOverSha256sum.toFixed(2)}× | ≤ 2× |`,
-            `| whole \`verify --deep\` | ${of("verifyDeep").toFixed(2)} | | | | (views, manifests, re-hash) |`,
-            "",
-            `Bundle ${(of("bundleBytes") / 1e6).toFixed(1)} MB for ${(setBytes / 1e6).toFixed(1)} MB of distinct blobs: ${ratios.bundleOverDistinctBlobs.toFixed(4)}× (target ≤ 1.02×).`,
-        ].join("\n");
-        const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
-        const command = `npm run bench -- --bundle --scale ${options.scale} --repeat ${options.repeat}`;
-        writeFileSync(
-            options.out,
-            `${JSON.stringify({ date: new Date().toISOString(), machine, command, setBytes, images: refs, samples, ratios, markdown }, null, 2)}\n`,
-        );
-        console.log(
-            `\n${markdown}\n\nMachine: ${machine}\nCommand: ${command}\nJSON: ${options.out}`,
-        );
+        writeBundleResults(samples, setBytes, refs, options);
     } finally {
         cleanUp();
         await upstreams.remove();
         rmSync(workDir, { recursive: true, force: true });
     }
+}
+
+/** One run: warm caches, then export, deep check and import, each beside its floor. */
+async function sampleBundles(bench: BundleBench): Promise<BundleSample> {
+    const { registries, endpoints, routed, workDir } = bench;
+    const emptyCaches = () => startCaches(bench.caches, bench.front, bench.upstreams.network);
+    const volumeOf = (registry: string) =>
+        docker(
+            ...["volume", "inspect", "--format", "{{.Mountpoint}}"],
+            bench.caches.find((cache) => cache.registry === registry)!.name,
+        );
+    await emptyCaches();
+    const warmed = await withCacheViews(toolsDocker, endpoints, (views) =>
+        prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, views),
+    );
+    if (!warmed.every((result) => result.ok)) throw new Error("prewarm failed");
+
+    const perVolume = registries.map((registry) => path.join(workDir, `${registry}.tar`));
+    const tarExport = await timed(() =>
+        registries.forEach((registry, index) =>
+            // The registry's storage: the volume's root also holds the supervisor's probe.
+            execFileSync("tar", ["-cf", perVolume[index], "-C", volumeOf(registry), "docker"]),
+        ),
+    );
+    const bundle = path.join(workDir, "talos-set.tar");
+    const exportSeconds = await timed(() =>
+        withCacheViews(toolsDocker, endpoints, (views) => exportBundle(bundle, routed, views)),
+    );
+
+    const files = [...bench.stored].map(([digest, { registry }]) =>
+        blobFile(volumeOf(registry), digest),
+    );
+    const sha256sum = await timed(() => execFileSync("sha256sum", files));
+    let deep = 0;
+    const verifyDeep = await timed(async () => {
+        const results = await withCacheViews(toolsDocker, endpoints, (views) =>
+            verify(routed, views, [hostPlatform()], 4),
+        );
+        const started = performance.now();
+        const checked = await deepCheck(toolsDocker, results, endpoints);
+        deep = seconds(started);
+        if (checked.findings.length > 0) throw new Error("the deep check found damage");
+    });
+
+    await emptyCaches();
+    const tarImport = await timed(() =>
+        registries.forEach((registry, index) =>
+            execFileSync("tar", ["-xf", perVolume[index], "-C", volumeOf(registry)]),
+        ),
+    );
+    await emptyCaches();
+    const importSeconds = await timed(() => importBundle(toolsDocker, bundle, endpoints));
+    const bundleBytes = statSync(bundle).size;
+    for (const file of [bundle, ...perVolume]) rmSync(file, { force: true });
+    return {
+        tarExport,
+        export: exportSeconds,
+        tarImport,
+        import: importSeconds,
+        sha256sum,
+        deep,
+        verifyDeep,
+        bundleBytes,
+    };
+}
+
+function writeBundleResults(
+    samples: readonly BundleSample[],
+    setBytes: number,
+    refs: string[],
+    options: { scale: number; repeat: number; out: string },
+) {
+    const of = (field: keyof BundleSample) => median(samples.map((sample) => sample[field]));
+    const ratios = {
+        exportOverTar: of("export") / of("tarExport"),
+        importOverTar: of("import") / of("tarImport"),
+        bundleOverDistinctBlobs: of("bundleBytes") / setBytes,
+        deepOverSha256sum: of("deep") / of("sha256sum"),
+    };
+    const markdown = [
+        "| step | Pullthrough s (median) | floor | floor s (median) | ratio | target |",
+        "|---|---:|---|---:|---:|---|",
+        `| export | ${of("export").toFixed(2)} | \`tar -c\` of the cache volumes | ${of("tarExport").toFixed(2)} | ${ratios.exportOverTar.toFixed(2)}× | ≤ 1.5× |`,
+        `| import into empty caches | ${of("import").toFixed(2)} | \`tar -x\` into the volumes | ${of("tarImport").toFixed(2)} | ${ratios.importOverTar.toFixed(2)}× | ≤ 1.5× |`,
+        `| \`verify --deep\` re-hash | ${of("deep").toFixed(2)} | one \`sha256sum\` over the same files | ${of("sha256sum").toFixed(2)} | ${ratios.deepOverSha256sum.toFixed(2)}× | ≤ 2× |`,
+        `| whole \`verify --deep\` | ${of("verifyDeep").toFixed(2)} | | | | (views, manifests, re-hash) |`,
+        "",
+        `Bundle ${(of("bundleBytes") / 1e6).toFixed(1)} MB for ${(setBytes / 1e6).toFixed(1)} MB of distinct blobs: ${ratios.bundleOverDistinctBlobs.toFixed(4)}× (target ≤ 1.02×).`,
+    ].join("\n");
+    const machine = machineDescription();
+    const command = `npm run bench -- --bundle --scale ${options.scale} --repeat ${options.repeat}`;
+    writeFileSync(
+        options.out,
+        `${JSON.stringify({ date: new Date().toISOString(), machine, command, setBytes, images: refs, samples, ratios, markdown }, null, 2)}\n`,
+    );
+    console.log(`\n${markdown}\n\nMachine: ${machine}\nCommand: ${command}\nJSON: ${options.out}`);
 }

@@ -3,14 +3,34 @@
  * fixture upstreams, started as `pulumi up` declares them, and removed again, along with what an
  * interrupted run may have left.
  */
+import { cpus, totalmem } from "node:os";
+import * as path from "node:path";
+import { registryStoragePath, registryStorageRoot } from "../core/container-facts";
 import { Front, planFront } from "../core/front";
 import { Cache, CacheEndpoint, cacheEndpoint, planCaches } from "../core/plan";
 import { DockerProviderStandIn } from "../harness/docker-provider-stand-in";
 import { docker } from "../harness/engine";
 import { localStackConfig } from "../harness/stack";
 import { parseSettings } from "../mirrors";
+import { storagePaths } from "../core/storage-layout";
+import { dockerCli } from "../tools/docker";
 
 export const benchId = "pt-bench";
+
+/** The tools' docker CLI, on this machine's engine. */
+export const toolsDocker = dockerCli();
+
+/** The machine a result was measured on. */
+export const machineDescription = () =>
+    `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+
+/** Where a blob's data lies under a cache volume's mount point on this host. */
+export const blobFile = (volumeMountpoint: string, digest: string) =>
+    path.join(
+        volumeMountpoint,
+        path.relative(registryStoragePath, registryStorageRoot),
+        storagePaths.blobData(digest),
+    );
 
 /** The bench stack's caches, front and endpoints, for `remotes` (registry → URL) on `ports`. */
 export function planBenchCaches(

@@ -151,15 +151,73 @@ const frontNetworksInclude = "/etc/nginx/pullthrough-networks.conf";
  */
 const frontResolverInclude = "/etc/nginx/pullthrough-resolver.conf";
 
-/** The nginx config of the front: a server per cache port, rendered from the plan. */
+/** The nginx config of the front: what every cache port shares, then a server per cache port. */
 export function frontConfig(caches: readonly Cache[], allowed: readonly string[]): string {
+    return `${sharedFrontConfig()}${caches.map((cache) => cacheServer(cache, allowed)).join("\n")}
+`;
+}
+
+/** The front's log, its cache, the hop that quotes ETags and its health endpoint. */
+function sharedFrontConfig(): string {
+    return `# Rendered by Pullthrough (core/front.ts); replaced with the front container on every change.
+log_format pullthrough '${accessLogFormat}';
+# What the tools send to a cache's view (verify, prewarm's checks, import) is not a pull: the log
+# that status and prune read holds pulls only.
+map ${headerVariable(viewHeader)} $pullthrough_pull {
+    "" 1;
+    default 0;
+}
+# The engine's DNS (written at start). A restarted registry may come back at another address:
+# names are re-resolved every 2 s, and a connection to a stale address gives up after 2 s (a 502
+# the client retries) instead of hanging for nginx's default 60 s.
+include ${frontResolverInclude};
+proxy_cache_path ${frontCachePath} levels=1:2 keys_zone=pullthrough:16m max_size=${frontCacheMaxSize} inactive=${frontCacheInactive} use_temp_path=off;
+proxy_temp_path ${frontCacheRoot}/temp;
+client_body_temp_path ${frontCacheRoot}/body;
+
+# The registry's proxy path sends an unquoted ETag (distribution registry/proxy/proxyblobstore.go,
+# setResponseHeaders), its volume path a quoted one (registry/storage/blobserver.go). nginx checks
+# If-None-Match against the ETag it received, before add_header applies, so the front's copies
+# are quoted here, one hop before the cache, and answer 304 as the registry's do.
+map $upstream_http_etag $pullthrough_quoted_etag {
+    "" "";
+    "~^\\"" $upstream_http_etag;
+    default "\\"$upstream_http_etag\\"";
+}
+server {
+    listen unix:${quotingSocket};
+    access_log off;
+    location / {
+        proxy_pass ${headerVariable(registryHeader)};
+        proxy_set_header Host $http_host;
+        proxy_set_header ${registryHeader} "";
+        proxy_http_version 1.1;
+        proxy_connect_timeout 2s;
+        proxy_read_timeout 900s;
+        proxy_buffering off;
+        proxy_hide_header ETag;
+        add_header ETag $pullthrough_quoted_etag;
+    }
+}
+
+server {
+    listen 127.0.0.1:${healthPort};
+    access_log off;
+    location = /health {
+        return 200 "front\\n";
+    }
+}
+`;
+}
+
+/** The server of one cache port: who may pull, the front's cache, and the way to a view. */
+function cacheServer(cache: Cache, allowed: readonly string[]): string {
     const access = [
         `include ${frontNetworksInclude};`,
         ...allowed.map((network) => `allow ${network};`),
         "deny all;",
     ].join("\n    ");
-    const servers = caches.map(
-        (cache) => `
+    return `
 # ${cache.registry}
 server {
     listen ${cache.port};
@@ -217,58 +275,7 @@ server {
         proxy_pass $registry;
         proxy_buffering off;
     }
-}`,
-    );
-    return `# Rendered by Pullthrough (core/front.ts); replaced with the front container on every change.
-log_format pullthrough '${accessLogFormat}';
-# What the tools send to a cache's view (verify, prewarm's checks, import) is not a pull: the log
-# that status and prune read holds pulls only.
-map ${headerVariable(viewHeader)} $pullthrough_pull {
-    "" 1;
-    default 0;
-}
-# The engine's DNS (written at start). A restarted registry may come back at another address:
-# names are re-resolved every 2 s, and a connection to a stale address gives up after 2 s (a 502
-# the client retries) instead of hanging for nginx's default 60 s.
-include ${frontResolverInclude};
-proxy_cache_path ${frontCachePath} levels=1:2 keys_zone=pullthrough:16m max_size=${frontCacheMaxSize} inactive=${frontCacheInactive} use_temp_path=off;
-proxy_temp_path ${frontCacheRoot}/temp;
-client_body_temp_path ${frontCacheRoot}/body;
-
-# The registry's proxy path sends an unquoted ETag (distribution registry/proxy/proxyblobstore.go,
-# setResponseHeaders), its volume path a quoted one (registry/storage/blobserver.go). nginx checks
-# If-None-Match against the ETag it received, before add_header applies, so the front's copies
-# are quoted here, one hop before the cache, and answer 304 as the registry's do.
-map $upstream_http_etag $pullthrough_quoted_etag {
-    "" "";
-    "~^\\"" $upstream_http_etag;
-    default "\\"$upstream_http_etag\\"";
-}
-server {
-    listen unix:${quotingSocket};
-    access_log off;
-    location / {
-        proxy_pass ${headerVariable(registryHeader)};
-        proxy_set_header Host $http_host;
-        proxy_set_header ${registryHeader} "";
-        proxy_http_version 1.1;
-        proxy_connect_timeout 2s;
-        proxy_read_timeout 900s;
-        proxy_buffering off;
-        proxy_hide_header ETag;
-        add_header ETag $pullthrough_quoted_etag;
-    }
-}
-
-server {
-    listen 127.0.0.1:${healthPort};
-    access_log off;
-    location = /health {
-        return 200 "front\\n";
-    }
-}
-${servers.join("\n")}
-`;
+}`;
 }
 
 /**

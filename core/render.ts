@@ -55,9 +55,10 @@ export function talosMirrorDocuments(caches: readonly Cache[]): string {
  */
 export function containerdHosts(caches: readonly Cache[]): Record<string, string> {
     return Object.fromEntries(
-        caches.map((cache) => [
-            cache.registry,
-            `server = ${JSON.stringify(cache.remote)}\n\n[host.${JSON.stringify(cache.endpoint)}]\n  capabilities = ["pull", "resolve"]\n`,
-        ]),
+        caches.map((cache) => [cache.registry, hostsToml(cache.remote, cache.endpoint)]),
     );
 }
+
+/** One registry's `hosts.toml`: pull from `mirror`, and from `server` when the mirror fails. */
+export const hostsToml = (server: string, mirror: string) =>
+    `server = ${JSON.stringify(server)}\n\n[host.${JSON.stringify(mirror)}]\n  capabilities = ["pull", "resolve"]\n`;

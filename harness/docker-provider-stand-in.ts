@@ -249,48 +249,10 @@ export class DockerProviderStandIn implements ProviderStandIn {
         if (inputs.wait && !healthcheck)
             throw new Error("wait needs a healthcheck (the provider errors too)");
 
-        const ports: Record<string, any>[] = inputs.ports ?? [];
-        const portKey = (port: Record<string, any>) => `${port.internal}/${port.protocol ?? "tcp"}`;
         const { Id: id } = await engine(
             "POST",
             `/containers/create?name=${encodeURIComponent(inputs.name)}`,
-            {
-                Image: inputs.image,
-                // As with the provider: an entrypoint given drops the image's CMD (Engine API merge rule).
-                Entrypoint: inputs.entrypoints,
-                Cmd: inputs.command,
-                Env: inputs.envs ?? [],
-                Labels: labelMap(inputs.labels),
-                ExposedPorts: Object.fromEntries(ports.map((port) => [portKey(port), {}])),
-                Healthcheck: healthcheck && {
-                    Test: healthcheck.tests,
-                    Interval: healthcheck.interval && nanoseconds(healthcheck.interval),
-                    Timeout: healthcheck.timeout && nanoseconds(healthcheck.timeout),
-                    StartPeriod: healthcheck.startPeriod && nanoseconds(healthcheck.startPeriod),
-                    Retries: healthcheck.retries,
-                },
-                HostConfig: {
-                    Mounts: (inputs.volumes ?? []).map((volume: Record<string, any>) => ({
-                        Type: "volume",
-                        Source: volume.volumeName,
-                        Target: volume.containerPath,
-                        ReadOnly: volume.readOnly ?? false,
-                    })),
-                    PortBindings: Object.fromEntries(
-                        ports.map((port) => [
-                            portKey(port),
-                            [
-                                {
-                                    HostIp: port.ip ?? "0.0.0.0",
-                                    HostPort: String(port.external ?? ""),
-                                },
-                            ],
-                        ]),
-                    ),
-                    RestartPolicy: { Name: inputs.restart ?? "no" },
-                    NetworkMode: config.host ? "default" : this.testNetwork,
-                },
-            },
+            containerCreateBody(inputs, config.host ? "default" : this.testNetwork),
         );
         this.created.push([containerType, id, config]);
         for (const network of inputs.networksAdvanced ?? []) {
@@ -320,6 +282,50 @@ export class DockerProviderStandIn implements ProviderStandIn {
         }
         return { id, state: { ...inputs } };
     }
+}
+
+/** The Engine API's container create body for the provider's inputs, as the provider builds it. */
+function containerCreateBody(inputs: Record<string, any>, networkMode: string) {
+    const healthcheck: Record<string, any> | undefined = inputs.healthcheck;
+    const ports: Record<string, any>[] = inputs.ports ?? [];
+    const portKey = (port: Record<string, any>) => `${port.internal}/${port.protocol ?? "tcp"}`;
+    return {
+        Image: inputs.image,
+        // As with the provider: an entrypoint given drops the image's CMD (Engine API merge rule).
+        Entrypoint: inputs.entrypoints,
+        Cmd: inputs.command,
+        Env: inputs.envs ?? [],
+        Labels: labelMap(inputs.labels),
+        ExposedPorts: Object.fromEntries(ports.map((port) => [portKey(port), {}])),
+        Healthcheck: healthcheck && {
+            Test: healthcheck.tests,
+            Interval: healthcheck.interval && nanoseconds(healthcheck.interval),
+            Timeout: healthcheck.timeout && nanoseconds(healthcheck.timeout),
+            StartPeriod: healthcheck.startPeriod && nanoseconds(healthcheck.startPeriod),
+            Retries: healthcheck.retries,
+        },
+        HostConfig: {
+            Mounts: (inputs.volumes ?? []).map((volume: Record<string, any>) => ({
+                Type: "volume",
+                Source: volume.volumeName,
+                Target: volume.containerPath,
+                ReadOnly: volume.readOnly ?? false,
+            })),
+            PortBindings: Object.fromEntries(
+                ports.map((port) => [
+                    portKey(port),
+                    [
+                        {
+                            HostIp: port.ip ?? "0.0.0.0",
+                            HostPort: String(port.external ?? ""),
+                        },
+                    ],
+                ]),
+            ),
+            RestartPolicy: { Name: inputs.restart ?? "no" },
+            NetworkMode: networkMode,
+        },
+    };
 }
 
 /** A one-file tar archive (ustar), as the provider builds for `uploads`. */

@@ -147,29 +147,7 @@ export async function exportBundle(
 ): Promise<ExportReport> {
     const started = Date.now();
     const run = limiter(options.concurrency ?? 4);
-    const skipped: ExportReport["skipped"] = [];
-    const read = await Promise.all(
-        images.map((routed) =>
-            run(async (): Promise<HeldImage | undefined> => {
-                const view = views.get(routed.cache.registry)!;
-                const client = new RegistryClient(
-                    view.endpoint,
-                    routed.cache.registry,
-                    view.headers,
-                );
-                try {
-                    const held = await readHeldImage(client, routed.image, options.platforms);
-                    return { routed, client, ...held };
-                } catch (error) {
-                    if (!(error instanceof NotHeld) || !options.skipIncomplete) throw error;
-                    skipped.push({ image: error.image, reason: error.reason });
-                    return undefined;
-                }
-            }),
-        ),
-    );
-    const held = read.filter((image): image is HeldImage => image !== undefined);
-
+    const { held, skipped } = await readHeldImages(images, views, options, run);
     const distinct = new Map(
         held.flatMap((image) =>
             [...image.manifests, ...image.blobs].map((blob) => [blob.digest, blob.size]),
@@ -184,27 +162,7 @@ export async function exportBundle(
     try {
         const exported = await Promise.all(
             held.map(async (image) => {
-                const { repository } = image.routed.image;
-                for (const manifest of image.manifests)
-                    await writer.addBlob(manifest.digest, (sink) => sink(manifest.bytes));
-                await Promise.all(
-                    image.blobs.map((blob) =>
-                        run(() =>
-                            writer.addBlob(blob.digest, (sink) =>
-                                image.client.fetchBlob(repository, blob.digest, undefined, sink),
-                            ),
-                        ),
-                    ),
-                );
-                const top = image.manifests[0];
-                const done: ExportedImage = {
-                    image: image.routed.image.canonical,
-                    registry: image.routed.cache.registry,
-                    digest: top.digest,
-                    platforms: image.platforms,
-                    blobs: image.blobs.length,
-                    bytes: image.blobs.reduce((sum, blob) => sum + blob.size, 0),
-                };
+                const done = await writeImage(writer, image, run);
                 options.onImage?.(done);
                 return done;
             }),
@@ -232,6 +190,67 @@ export async function exportBundle(
     } finally {
         process.off("SIGINT", abort).off("SIGTERM", abort);
     }
+}
+
+type Limiter = ReturnType<typeof limiter>;
+
+/** What the caches hold of each image; with `skipIncomplete`, the images left out and why. */
+async function readHeldImages(
+    images: readonly RoutedImage[],
+    views: ReadonlyMap<string, CacheView>,
+    options: { platforms?: readonly Platform[]; skipIncomplete?: boolean },
+    run: Limiter,
+): Promise<{ held: HeldImage[]; skipped: ExportReport["skipped"] }> {
+    const skipped: ExportReport["skipped"] = [];
+    const read = await Promise.all(
+        images.map((routed) =>
+            run(async (): Promise<HeldImage | undefined> => {
+                const view = views.get(routed.cache.registry)!;
+                const client = new RegistryClient(
+                    view.endpoint,
+                    routed.cache.registry,
+                    view.headers,
+                );
+                try {
+                    const held = await readHeldImage(client, routed.image, options.platforms);
+                    return { routed, client, ...held };
+                } catch (error) {
+                    if (!(error instanceof NotHeld) || !options.skipIncomplete) throw error;
+                    skipped.push({ image: error.image, reason: error.reason });
+                    return undefined;
+                }
+            }),
+        ),
+    );
+    return { held: read.filter((image): image is HeldImage => image !== undefined), skipped };
+}
+
+/** Writes one image's manifests and blobs into the bundle (each blob once, whoever asks first). */
+async function writeImage(
+    writer: BundleWriter,
+    image: HeldImage,
+    run: Limiter,
+): Promise<ExportedImage> {
+    const { repository } = image.routed.image;
+    for (const manifest of image.manifests)
+        await writer.addBlob(manifest.digest, (sink) => sink(manifest.bytes));
+    await Promise.all(
+        image.blobs.map((blob) =>
+            run(() =>
+                writer.addBlob(blob.digest, (sink) =>
+                    image.client.fetchBlob(repository, blob.digest, undefined, sink),
+                ),
+            ),
+        ),
+    );
+    return {
+        image: image.routed.image.canonical,
+        registry: image.routed.cache.registry,
+        digest: image.manifests[0].digest,
+        platforms: image.platforms,
+        blobs: image.blobs.length,
+        bytes: image.blobs.reduce((sum, blob) => sum + blob.size, 0),
+    };
 }
 
 export function formatExport(report: ExportReport): string {

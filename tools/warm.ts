@@ -3,7 +3,7 @@
  * check that the caches hold them in full. The CLI (tools/cli.ts) and `pulumi up` drive these.
  */
 import { refreshHeader } from "../core/front";
-import { Platform, parseImageReference } from "../core/images";
+import { ImageReference, Platform, parseImageReference } from "../core/images";
 import {
     DigestMismatch,
     Descriptor,
@@ -105,78 +105,77 @@ export async function prewarm(
 ): Promise<PrewarmResult[]> {
     const run = limiter(options.concurrency);
     const emit = options.onEvent ?? (() => {});
-    const blobFetches = new Map<string, Promise<number>>();
-    const digestQueues = new Map<string, Promise<number>>();
+    const fetchBlob = blobFetcher(run, emit);
+    return Promise.all(routed.map((image) => prewarmImage(image, options, run, emit, fetchBlob)));
+}
 
-    return Promise.all(
-        routed.map(async ({ image, cache }): Promise<PrewarmResult> => {
-            const started = Date.now();
-            const headers: Record<string, string> = options.refresh ? { [refreshHeader]: "1" } : {};
-            const client = new RegistryClient(cache.hostEndpoint, cache.registry, headers);
-            const result = {
-                image: image.canonical,
-                registry: image.registry,
-                blobs: 0,
-                bytes: 0,
-                transferred: 0,
-            };
-            try {
-                const content = await run(() =>
-                    withRetries(() => readImage(client, image, options.platforms)),
-                );
-                result.blobs = content.blobs.length;
-                result.bytes = content.blobs.reduce((sum, blob) => sum + blob.size, 0);
-                emit({
-                    kind: "started",
-                    image: image.canonical,
-                    blobs: result.blobs,
-                    bytes: result.bytes,
-                });
-                // A registry links blobs per repository, so each repository fetches its own. One
-                // digest is fetched by one repository at a time: a proxy does not store a blob it
-                // is already fetching for another request.
-                const fetchOnce = (blob: Descriptor) => {
-                    const key = `${cache.registry}/${image.repository}@${blob.digest}`;
-                    const first = !blobFetches.has(key);
-                    if (first) {
-                        const onBytes = (bytes: number) =>
-                            emit({ kind: "bytes", image: image.canonical, bytes });
-                        const digestKey = `${cache.registry}@${blob.digest}`;
-                        const fetched = (digestQueues.get(digestKey) ?? Promise.resolve())
-                            .catch(() => 0)
-                            .then(() =>
-                                run(() =>
-                                    withRetries(() =>
-                                        client.fetchBlob(image.repository, blob.digest, onBytes),
-                                    ),
-                                ),
-                            );
-                        digestQueues.set(digestKey, fetched);
-                        blobFetches.set(key, fetched);
-                    }
-                    return blobFetches.get(key)!.then((bytes) => (first ? bytes : 0));
-                };
-                const transferred = await Promise.all(content.blobs.map(fetchOnce));
-                const done = {
-                    ...result,
-                    ok: true,
-                    transferred: transferred.reduce((a, b) => a + b, 0),
-                    seconds: (Date.now() - started) / 1000,
-                };
-                emit({ kind: "finished", result: done });
-                return done;
-            } catch (error) {
-                const failed = {
-                    ...result,
-                    ok: false,
-                    error: (error as Error).message,
-                    seconds: (Date.now() - started) / 1000,
-                };
-                emit({ kind: "finished", result: failed });
-                return failed;
-            }
-        }),
-    );
+type BlobFetcher = ReturnType<typeof blobFetcher>;
+
+/**
+ * Fetches blobs through the caches; each fetch resolves to the bytes it read, 0 for a blob an
+ * earlier call fetched. A registry links blobs per repository, so each repository fetches its
+ * own. One digest is fetched by one repository at a time: a proxy does not store a blob it is
+ * already fetching for another request.
+ */
+function blobFetcher(run: ReturnType<typeof limiter>, emit: (event: PrewarmEvent) => void) {
+    const fetches = new Map<string, Promise<number>>();
+    const digestQueues = new Map<string, Promise<number>>();
+    return (client: RegistryClient, image: ImageReference, blob: Descriptor): Promise<number> => {
+        const key = `${image.registry}/${image.repository}@${blob.digest}`;
+        const earlier = fetches.get(key);
+        if (earlier) return earlier.then(() => 0);
+        const onBytes = (bytes: number) => emit({ kind: "bytes", image: image.canonical, bytes });
+        const digestKey = `${image.registry}@${blob.digest}`;
+        const fetched = (digestQueues.get(digestKey) ?? Promise.resolve())
+            .catch(() => 0)
+            .then(() =>
+                run(() =>
+                    withRetries(() => client.fetchBlob(image.repository, blob.digest, onBytes)),
+                ),
+            );
+        digestQueues.set(digestKey, fetched);
+        fetches.set(key, fetched);
+        return fetched;
+    };
+}
+
+/** Pulls one image through its cache: its manifests, then its blobs. */
+async function prewarmImage(
+    { image, cache }: RoutedImage,
+    options: PrewarmOptions,
+    run: ReturnType<typeof limiter>,
+    emit: (event: PrewarmEvent) => void,
+    fetchBlob: BlobFetcher,
+): Promise<PrewarmResult> {
+    const started = Date.now();
+    const headers: Record<string, string> = options.refresh ? { [refreshHeader]: "1" } : {};
+    const client = new RegistryClient(cache.hostEndpoint, cache.registry, headers);
+    const result = {
+        image: image.canonical,
+        registry: image.registry,
+        blobs: 0,
+        bytes: 0,
+        transferred: 0,
+    };
+    const finish = (outcome: { ok: true; transferred: number } | { ok: false; error: string }) => {
+        const done = { ...result, ...outcome, seconds: (Date.now() - started) / 1000 };
+        emit({ kind: "finished", result: done });
+        return done;
+    };
+    try {
+        const content = await run(() =>
+            withRetries(() => readImage(client, image, options.platforms)),
+        );
+        result.blobs = content.blobs.length;
+        result.bytes = content.blobs.reduce((sum, blob) => sum + blob.size, 0);
+        emit({ kind: "started", image: image.canonical, blobs: result.blobs, bytes: result.bytes });
+        const transferred = await Promise.all(
+            content.blobs.map((blob) => fetchBlob(client, image, blob)),
+        );
+        return finish({ ok: true, transferred: transferred.reduce((a, b) => a + b, 0) });
+    } catch (error) {
+        return finish({ ok: false, error: (error as Error).message });
+    }
 }
 
 export interface VerifyResult {
