@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
+import fc from "fast-check";
 import { parse as parseYaml } from "yaml";
 import {
     ConfigError,
@@ -533,5 +534,50 @@ describe("Pulumi.yaml", () => {
     test("declares a plain string type exactly where the program reads a plain string", () => {
         const strings = Object.keys(declared).filter((key) => declared[key].type === "string");
         expect(strings).toEqual(configKeys.filter((key) => plainStringKeys.has(key)));
+    });
+});
+
+describe("the cluster network's arithmetic, for any IPv4 network", () => {
+    const toNumber = (address: string) =>
+        address.split(".").reduce((value, octet) => value * 256 + Number(octet), 0);
+    const network = fc
+        .tuple(fc.ipV4(), fc.integer({ min: 8, max: 30 }))
+        .map(([address, prefix]) => ({ address, prefix, size: 2 ** (32 - prefix) }));
+
+    test("the address at an offset lies in the network, that far from its start", () => {
+        fc.assert(
+            fc.property(
+                network.chain((net) =>
+                    fc.record({ net: fc.constant(net), offset: fc.nat(net.size - 1) }),
+                ),
+                ({ net, offset }) => {
+                    const start = toNumber(net.address) - (toNumber(net.address) % net.size);
+                    const address = cidrAddress(`${net.address}/${net.prefix}`, offset);
+                    expect(address).toMatch(/^(\d{1,3}\.){3}\d{1,3}$/);
+                    expect(toNumber(address) - start).toBe(offset);
+                },
+            ),
+        );
+    });
+
+    test("a network takes as many nodes as leave room for its gateway and broadcast address", () => {
+        fc.assert(
+            fc.property(
+                fc.integer({ min: 24, max: 30 }),
+                fc.integer({ min: 1, max: 5 }),
+                fc.integer({ min: 0, max: 80 }),
+                (prefix, controlplanes, workers) => {
+                    const values = {
+                        cluster: { cidr: `10.7.0.0/${prefix}`, controlplanes, workers },
+                    };
+                    const fits = controlplanes + workers + 3 <= 2 ** (32 - prefix);
+                    if (fits) expect(() => parseSettings(config(values))).not.toThrow();
+                    else
+                        expect(() => parseSettings(config(values))).toThrow(
+                            "pullthrough:cluster.cidr",
+                        );
+                },
+            ),
+        );
     });
 });

@@ -1,4 +1,6 @@
 /** The pure parts of `npm run prune`: reading storage and the front's log, and deciding what goes. */
+import { createHash } from "node:crypto";
+import fc from "fast-check";
 import { parseImageReference } from "../../core/images";
 import { parseSettings, parseSize } from "../../mirrors";
 import { formatAccessLogLine, parseLogTime } from "../../core/access-log";
@@ -11,7 +13,14 @@ import {
     readPullActivity,
     withinBudget,
 } from "../../core/prune-plan";
-import { parseListing, parseManifests, storedImages } from "../../core/storage-layout";
+import {
+    Storage,
+    StoredImage,
+    parseListing,
+    parseManifests,
+    storagePaths,
+    storedImages,
+} from "../../core/storage-layout";
 
 const digest = (char: string) => `sha256:${char.repeat(64)}`;
 const hexOf = (value: string) => value.slice("sha256:".length);
@@ -313,4 +322,155 @@ test("maxSize: a size is accepted; anything else names the key and what would do
     expect(() => parseSettings({ "pullthrough:maxSize": "lots" })).toThrow(
         /pullthrough:maxSize: got "lots"; expected a size in bytes with a unit/,
     );
+});
+
+describe("planPrune, for any caches", () => {
+    const sha = (label: string) => `sha256:${createHash("sha256").update(label).digest("hex")}`;
+    const repositories = ["team/a", "team/b", "team/c"];
+
+    interface Arbitrary {
+        layerSizes: number[];
+        images: { repository: number; layers: number[]; pulledAgo: number }[];
+        keep: boolean[];
+        targetBytes: number;
+    }
+
+    /** One cache's storage holding `images`: each an image manifest and its layers. */
+    function storageOf({ layerSizes, images }: Arbitrary): Storage {
+        const storage: Storage = {
+            blobs: new Map(),
+            uploads: [],
+            repositories: new Map(),
+            manifests: new Map(),
+            pulled: new Map(),
+        };
+        layerSizes.forEach((size, index) =>
+            storage.blobs.set(sha(`layer ${index}`), { size, modified: hourAgo }),
+        );
+        images.forEach((image, index) => {
+            const name = repositories[image.repository];
+            const manifest = sha(`manifest ${index}`);
+            const layers = [...new Set(image.layers)].map((layer) => sha(`layer ${layer}`));
+            storage.blobs.set(manifest, { size: 500, modified: hourAgo });
+            storage.manifests.set(manifest, { children: [], blobs: layers });
+            const repository = storage.repositories.get(name) ?? {
+                revisions: new Map(),
+                tags: new Map(),
+                layers: new Set<string>(),
+            };
+            repository.revisions.set(manifest, hourAgo);
+            repository.tags.set(`v${index}`, { digest: manifest, modified: hourAgo });
+            layers.forEach((layer) => repository.layers.add(layer));
+            storage.repositories.set(name, repository);
+            storage.pulled.set(`${name}@${manifest}`, now - image.pulledAgo);
+        });
+        return storage;
+    }
+
+    const caches = fc
+        .record({
+            layerSizes: fc.array(fc.integer({ min: 1, max: 10_000 }), {
+                minLength: 1,
+                maxLength: 8,
+            }),
+            images: fc.array(
+                fc.record({
+                    repository: fc.nat(repositories.length - 1),
+                    layers: fc.array(fc.nat(7), { minLength: 1, maxLength: 4 }),
+                    pulledAgo: fc.integer({ min: 3600, max: 864_000 }),
+                }),
+                { minLength: 1, maxLength: 6 },
+            ),
+            keep: fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }),
+            targetBytes: fc.nat(60_000),
+        })
+        .map((value) => ({
+            ...value,
+            images: value.images.map((image) => ({
+                ...image,
+                layers: image.layers.map((layer) => layer % value.layerSizes.length),
+            })),
+        }));
+
+    const planFor = (arbitrary: Arbitrary) => {
+        const storage = storageOf(arbitrary);
+        const kept = arbitrary.images.flatMap((image, index) =>
+            arbitrary.keep[index] ? [{ ...image, index }] : [],
+        );
+        const keep = kept.map(({ repository, index }) =>
+            parseImageReference(`ghcr.io/${repositories[repository]}:v${index}`)!,
+        );
+        const cache = {
+            cache: { registry: "ghcr.io", container: "registry-ghcr.io" },
+            storage,
+            activity: readPullActivity("", 5000),
+        };
+        const plan = planPrune([cache], { targetBytes: arbitrary.targetBytes, keep, now });
+        return { storage, kept, plan, paths: plan.paths.get("ghcr.io") ?? [] };
+    };
+
+    /** Every path whose removal would take something an image needs. */
+    const neededPaths = (storage: Storage, image: StoredImage) => [
+        ...image.tags.map((tag) => `repositories/${image.repository}/_manifests/tags/${tag}`),
+        ...image.manifests.map((digest) => storagePaths.revisionLink(image.repository, digest)),
+        ...image.blobs
+            .filter((blob) => storage.repositories.get(image.repository)!.layers.has(blob))
+            .map((blob) => storagePaths.layerLink(image.repository, blob)),
+        ...image.blobs.map(storagePaths.blob),
+    ];
+
+    test("a prewarm image is never removed, nor anything it needs", () => {
+        fc.assert(
+            fc.property(caches, (arbitrary) => {
+                const { storage, kept, plan, paths } = planFor(arbitrary);
+                const keptNames = kept.map(
+                    ({ repository, index }) => `ghcr.io/${repositories[repository]}:v${index}`,
+                );
+                expect(plan.removed.filter(({ image }) => keptNames.includes(image))).toEqual([]);
+                for (const image of storedImages(storage))
+                    if (
+                        image.tags.some((tag) =>
+                            keptNames.includes(`ghcr.io/${image.repository}:${tag}`),
+                        )
+                    )
+                        expect(
+                            paths.filter((p) => neededPaths(storage, image).includes(p)),
+                        ).toEqual([]);
+            }),
+        );
+    });
+
+    test("no image that stays loses anything it needs", () => {
+        fc.assert(
+            fc.property(caches, (arbitrary) => {
+                const { storage, plan, paths } = planFor(arbitrary);
+                const removed = new Set(plan.removed.map(({ image }) => image));
+                for (const image of storedImages(storage))
+                    if (!removed.has(`ghcr.io/${image.repository}:${image.tags[0]}`))
+                        expect(
+                            paths.filter((p) => neededPaths(storage, image).includes(p)),
+                        ).toEqual([]);
+            }),
+        );
+    });
+
+    test("the caches end under budget whenever the prewarm images alone fit in it", () => {
+        fc.assert(
+            fc.property(caches, (arbitrary) => {
+                const { storage, kept, plan } = planFor(arbitrary);
+                const keptBlobs = new Set(
+                    kept.flatMap(({ index }) => [
+                        sha(`manifest ${index}`),
+                        ...storage.manifests.get(sha(`manifest ${index}`))!.blobs,
+                    ]),
+                );
+                const floor = [...keptBlobs].reduce(
+                    (sum, blob) => sum + storage.blobs.get(blob)!.size,
+                    0,
+                );
+                expect(plan.heldBytes - plan.freedBytes).toBeGreaterThanOrEqual(floor);
+                if (floor <= arbitrary.targetBytes) expect(withinBudget(plan)).toBe(true);
+            }),
+        );
+    });
 });
