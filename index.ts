@@ -21,7 +21,7 @@ import {
 import { importCommand, planPrewarm, prewarmCommand, pruneCommand } from "./core/prewarm";
 import * as render from "./core/render";
 import { readCacheSupervisor, readFrontEntry } from "./host/assets";
-import { dockerProviderArgs } from "./host/engine";
+import { dockerProviderArgs } from "./host/docker-host";
 import { bundleToImport } from "./host/oci-layout";
 import { checkHost } from "./host/preflight";
 import { detectTalosctlVersion, readTalosImageSet, requireBootAssets } from "./host/talosctl";
@@ -32,21 +32,21 @@ const supervisor = readCacheSupervisor();
 const toolInput = { images: prewarmImages, caches, dockerHost: settings.dockerHost };
 
 // The engine the caches run on: `dockerHost` (another machine's), else the provider's default.
-const engine = settings.dockerHost
+const onDockerHost = settings.dockerHost
     ? { provider: new docker.Provider("docker-host", dockerProviderArgs(settings.dockerHost)) }
     : {};
 
 // The stack's private network: the front reaches each registry on it by container name.
 const network = new docker.Network(front.network, stackNetwork(front), {
     ...networkOptions(),
-    ...engine,
+    ...onDockerHost,
 });
 
 const registries = caches.map((cache) => {
     // The cache's storage; kept on destroy when keepCache is set, so the next up starts warm.
     const volume = new docker.Volume(cache.name, cacheVolume(cache), {
         ...volumeOptions(settings),
-        ...engine,
+        ...onDockerHost,
     });
     // The registry, run per `mode` (container/cache-supervisor.sh); `wait` holds `up` until healthy.
     const { args, secretUploads } = cacheContainer(cache, supervisor);
@@ -54,7 +54,7 @@ const registries = caches.map((cache) => {
     return new docker.Container(
         cache.name,
         { ...args, uploads },
-        { ...containerOptions(), ...engine, dependsOn: [volume, network] },
+        { ...containerOptions(), ...onDockerHost, dependsOn: [volume, network] },
     );
 });
 
@@ -63,7 +63,7 @@ const registries = caches.map((cache) => {
 const frontArgs = frontContainer(front, caches, readFrontEntry());
 const coalescingFront = new docker.Container(front.name, frontArgs, {
     ...containerOptions(),
-    ...engine,
+    ...onDockerHost,
     dependsOn: registries,
 });
 
@@ -130,9 +130,9 @@ function loadPlan() {
             if (talosImages.notice) pulumi.log.info(talosImages.notice);
             return talosImages;
         });
-        const talosctl = detectTalosctlVersion(settings.cluster);
+        const talosctlVersion = detectTalosctlVersion(settings.cluster);
         const host = { arch: hostPlatform().architecture, projectDir: __dirname };
-        const clusterPlan = planCluster(settings, caches, host, talosctl);
+        const clusterPlan = planCluster(settings, caches, host, talosctlVersion);
         if (settings.cluster.enabled) requireBootAssets(clusterPlan.bootAssets);
         const bundle = bundleToImport(settings.importFrom, __dirname);
         return { settings, caches, front, prewarmImages, clusterPlan, bundle };

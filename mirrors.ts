@@ -4,7 +4,6 @@
  * what would be valid. Everything downstream (core/, host/, tools/) takes `Settings` from here.
  */
 import { z } from "zod";
-import { parseImageReference } from "./core/images";
 
 /** Pulumi project name, and so the namespace of every config key (`pullthrough:<key>`). */
 export const configNamespace = "pullthrough";
@@ -142,11 +141,57 @@ const sizeUnits: Readonly<Record<string, number>> = {
     TiB: 2 ** 40,
 };
 
-/** Where a `dockerHost` engine is: `remote` is its host name or address, for ssh:// and tcp://. */
-export interface DockerHost {
+/**
+ * Image references as containerd and Docker read them: config validation, `pulumi up` and the
+ * tools all agree on where an image lives.
+ */
+export interface ImageReference {
+    /** Registry host as mirrors are keyed: `docker.io`, `registry.k8s.io`, `registry.local:5000`. */
+    registry: string;
+    /** Repository path on that registry: `library/nginx`, `coredns/coredns`. */
+    repository: string;
+    /** What to ask the registry for: the digest when there is one, else the tag. */
+    reference: string;
+    tag?: string;
+    digest?: string;
+    /** The fully qualified form, e.g. `docker.io/library/nginx:1.27`. */
+    canonical: string;
+}
+
+const component = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+const referencePattern = new RegExp(
+    `^(?:(?<domain>[a-zA-Z0-9.-]+(?::[0-9]+)?)/)?(?<path>${component}(?:/${component})*)(?::(?<tag>[\\w][\\w.-]{0,127}))?(?:@(?<digest>sha256:[a-f0-9]{64}))?$`,
+);
+
+/**
+ * Parses `ref` with Docker's normalisation: no registry means `docker.io`, and a one-part
+ * Docker Hub name lives under `library/`. Without a tag or digest the tag is `latest`.
+ *
+ * @returns undefined when `ref` is not an image reference
+ */
+export function parseImageReference(ref: string): ImageReference | undefined {
+    const match = referencePattern.exec(ref);
+    if (!match?.groups) return undefined;
+    let { domain, path } = match.groups as { domain?: string; path: string };
+    const { tag: explicitTag, digest } = match.groups;
+    // A first part without "." or ":" (and not localhost) is a Docker Hub namespace, not a host.
+    if (domain !== undefined && !/[.:]/.test(domain) && domain !== "localhost") {
+        if (!new RegExp(`^${component}$`).test(domain)) return undefined;
+        path = `${domain}/${path}`;
+        domain = undefined;
+    }
+    const registry = domain === undefined || domain === "index.docker.io" ? "docker.io" : domain;
+    const repository = registry === "docker.io" && !path.includes("/") ? `library/${path}` : path;
+    const tag = explicitTag ?? (digest ? undefined : "latest");
+    const canonical = `${registry}/${repository}${tag ? `:${tag}` : ""}${digest ? `@${digest}` : ""}`;
+    return { registry, repository, reference: digest ?? tag!, tag, digest, canonical };
+}
+
+/** Where a `dockerHost` engine is: `address` is its host name or address, for ssh:// and tcp://. */
+interface DockerHost {
     url: string;
     scheme: "ssh" | "tcp" | "unix";
-    remote?: string;
+    address?: string;
 }
 
 /** Parses a `dockerHost` value; undefined when Docker would not take it. */
@@ -161,9 +206,9 @@ export function parseDockerHost(value: string): DockerHost | undefined {
     const bare = url.pathname === "" || url.pathname === "/";
     const plain = !url.search && !url.hash;
     if (scheme === "ssh" && url.hostname && bare && plain && !url.password)
-        return { url: value, scheme, remote: url.hostname.replace(/^\[|\]$/g, "") };
+        return { url: value, scheme, address: url.hostname.replace(/^\[|\]$/g, "") };
     if (scheme === "tcp" && url.hostname && url.port && bare && plain && !url.username)
-        return { url: value, scheme, remote: url.hostname.replace(/^\[|\]$/g, "") };
+        return { url: value, scheme, address: url.hostname.replace(/^\[|\]$/g, "") };
     if (scheme === "unix" && !url.hostname && url.pathname.length > 1 && plain)
         return { url: value, scheme };
     return undefined;
@@ -317,34 +362,34 @@ const settingsSchema = settingsObject
     .superRefine(requireCredentialsForConfiguredRegistries)
     .superRefine(requireCachesForPrewarmImages)
     .superRefine(requireRoomForClusterNodes)
-    .superRefine(requireAllowFromForRemoteEngine)
+    .superRefine(requireAllowFromForOtherDockerHost)
     .transform((settings) => ({
         ...settings,
         mirrorHost:
             settings.mirrorHost ??
-            remoteEngine(settings.dockerHost) ??
+            dockerHostAddress(settings.dockerHost) ??
             defaultMirrorHost(settings.cluster),
     }));
 
-/** The host of a remote `dockerHost` (ssh:// or tcp://); undefined for this machine's engine. */
-export const remoteEngine = (dockerHost: string | undefined) =>
-    dockerHost === undefined ? undefined : parseDockerHost(dockerHost)?.remote;
+/** The machine of a `dockerHost` on another machine (ssh:// or tcp://); undefined for this one's. */
+export const dockerHostAddress = (dockerHost: string | undefined) =>
+    dockerHost === undefined ? undefined : parseDockerHost(dockerHost)?.address;
 
 /**
  * On another machine the front sees this one's nodes and tools from this machine's own address,
  * which nothing in the default allow-list covers: everyone would get 403.
  */
-function requireAllowFromForRemoteEngine(
+function requireAllowFromForOtherDockerHost(
     settings: { dockerHost?: string; allowFrom: string[] },
     ctx: z.RefinementCtx,
 ) {
-    const remote = remoteEngine(settings.dockerHost);
-    if (remote && settings.allowFrom.length === 0)
+    const address = dockerHostAddress(settings.dockerHost);
+    if (address && settings.allowFrom.length === 0)
         ctx.addIssue({
             code: "custom",
             path: ["allowFrom"],
             input: settings.allowFrom,
-            message: `who may pull from ${remote}, this machine at least: with dockerHost set, an empty list leaves every pull a 403 (${expected.allowFrom})`,
+            message: `who may pull from ${address}, this machine at least: with dockerHost set, an empty list leaves every pull a 403 (${expected.allowFrom})`,
         });
 }
 

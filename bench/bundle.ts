@@ -17,7 +17,7 @@ import * as path from "node:path";
 import { Front } from "../core/front";
 import { hostPlatform } from "../core/images";
 import { Cache, CacheEndpoint } from "../core/plan";
-import { docker, fixtureRegistryImage, freePort, prepareTestHost } from "../harness/engine";
+import { docker, fixtureRegistryImage, freePort, prepareTestHost } from "../harness/docker";
 import { allBlobs } from "../harness/oci";
 import { FixtureUpstreams, byTag } from "../harness/upstreams";
 import { withCacheViews } from "../tools/cache-view";

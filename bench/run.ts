@@ -32,7 +32,7 @@ import {
     docker,
     freePort,
     prepareTestHost,
-} from "../harness/engine";
+} from "../harness/docker";
 import { allBlobs } from "../harness/oci";
 import { FixtureImage, FixtureUpstreams, byTag } from "../harness/upstreams";
 import { SimulatedWan } from "../harness/wan";

@@ -9,7 +9,7 @@ import { registryStoragePath, registryStorageRoot } from "../core/container-fact
 import { Front, planFront } from "../core/front";
 import { Cache, CacheEndpoint, cacheEndpoint, planCaches } from "../core/plan";
 import { DockerProviderStandIn } from "../harness/docker-provider-stand-in";
-import { docker } from "../harness/engine";
+import { docker } from "../harness/docker";
 import { localStackConfig } from "../harness/stack";
 import { parseSettings } from "../mirrors";
 import { storagePaths } from "../core/storage-layout";

@@ -3,7 +3,7 @@
  * manifests and blobs it needs, all checked against the bundle before anything is written. Pure:
  * the caller reads the bundle's manifests and sizes (host/oci-layout.ts) and the caches' storage.
  */
-import { ImageReference } from "./images";
+import { ImageReference } from "../mirrors";
 import { Descriptor, Manifest, OciIndex, entryReference, parseManifest, sha256Digest } from "./oci";
 
 /** One image to import, as the registry API takes it. */

@@ -128,13 +128,13 @@ function talosVersionArgs(
     version: TalosctlVersion,
     caches: readonly Cache[],
 ): string[] {
-    const modern = hasProvisionerSubcommands(version);
+    const withSubcommands = hasProvisionerSubcommands(version);
     if (cluster.provisioner === "qemu")
         return cluster.talosVersion === undefined ? [] : ["--talos-version", cluster.talosVersion];
     const release = cluster.talosVersion ?? formatVersion(version);
     const image = nodeImageThroughCache(release, caches) ?? talosNodeImage(release);
     const configVersion =
-        !modern && cluster.talosVersion !== undefined
+        !withSubcommands && cluster.talosVersion !== undefined
             ? ["--talos-version", cluster.talosVersion]
             : [];
     // talosctl's own default needs no flag.
@@ -189,13 +189,18 @@ export function clusterCreateArgv(
     caches: readonly Cache[],
     bootAssets: readonly BootAsset[] = [],
 ): string[] {
-    const modern = hasProvisionerSubcommands(version);
+    const withSubcommands = hasProvisionerSubcommands(version);
     const argv = [cluster.talosctl, "cluster", "create"];
-    argv.push(...(modern ? [cluster.provisioner] : ["--provisioner", cluster.provisioner]));
+    argv.push(
+        ...(withSubcommands ? [cluster.provisioner] : ["--provisioner", cluster.provisioner]),
+    );
     argv.push("--name", cluster.name);
     if (cluster.state !== undefined) argv.push("--state", cluster.state);
-    argv.push(modern && cluster.provisioner === "docker" ? "--subnet" : "--cidr", cluster.cidr);
-    if (!(modern && cluster.provisioner === "docker"))
+    argv.push(
+        withSubcommands && cluster.provisioner === "docker" ? "--subnet" : "--cidr",
+        cluster.cidr,
+    );
+    if (!(withSubcommands && cluster.provisioner === "docker"))
         argv.push("--controlplanes", String(cluster.controlplanes));
     argv.push("--workers", String(cluster.workers));
     argv.push(...talosVersionArgs(cluster, version, caches));

@@ -3,8 +3,9 @@
  * and the image layout of a bundle (image-spec `image-layout.md`: `oci-layout`, `index.json`,
  * `blobs/sha256/<hex>`). Pure: the tools and the `up`-time checks share one reading of each.
  */
+import { ImageReference, parseImageReference } from "../mirrors";
 import { createHash } from "node:crypto";
-import { ImageReference, Platform, parseImageReference } from "./images";
+import { Platform } from "./images";
 
 export const mediaTypes = {
     ociIndex: "application/vnd.oci.image.index.v1+json",

@@ -5,7 +5,7 @@
  */
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
-import { CacheMode, Credential, Settings, remoteEngine } from "../mirrors";
+import { CacheMode, Credential, Settings, dockerHostAddress } from "../mirrors";
 import { healthcheckCommand, registryStoragePath, supervisorFacts } from "./container-facts";
 
 /** Everything about one cache that names, ports and client renderings must agree on. */
@@ -78,7 +78,7 @@ export const stackNetworkName = (settings: Pick<Settings, "namePrefix">) =>
 /** Derives one cache per upstream from validated settings. */
 export function planCaches(settings: Settings, identity: StackIdentity): Cache[] {
     // Where this machine reaches the front: the engine's machine, at its bind address if one is set.
-    const engineAddress = remoteEngine(settings.dockerHost) ?? "127.0.0.1";
+    const engineAddress = dockerHostAddress(settings.dockerHost) ?? "127.0.0.1";
     const hostAddress = settings.bindAddress === "0.0.0.0" ? engineAddress : settings.bindAddress;
     return settings.upstreams.map((upstream) => {
         const remote = new URL(upstream.remote).origin;

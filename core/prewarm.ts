@@ -3,9 +3,15 @@
  * the Command that does it. Pure; the Talos image set is read by the caller (host/talosctl.ts).
  */
 import type * as command from "@pulumi/command";
-import { ConfigError, ClusterSettings, Settings, formatKey, talosImageSet } from "../mirrors";
+import {
+    ConfigError,
+    ClusterSettings,
+    Settings,
+    formatKey,
+    talosImageSet,
+    parseImageReference,
+} from "../mirrors";
 import { TalosctlVersion, formatVersion, hasProvisionerSubcommands, shellQuote } from "./cluster";
-import { parseImageReference } from "./images";
 import { Cache } from "./plan";
 import { mirrorsByRegistry } from "./render";
 

@@ -10,8 +10,8 @@
  * prune keeps in each volume (pulledRecordFile), the tag's link (rewritten by every online pull
  * by tag) and when the image was stored.
  */
+import { ImageReference } from "../mirrors";
 import { readAccessLog, contentRequest, wasServed } from "./access-log";
-import { ImageReference } from "./images";
 import { CacheEndpoint } from "./plan";
 import { PartialUpload, Storage, StoredImage, storagePaths, storedImages } from "./storage-layout";
 import { formatBytes } from "./format";

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { waitFor } from "./engine";
+import { waitFor } from "./docker";
 
 const run = promisify(execFile);
 

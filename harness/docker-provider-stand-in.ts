@@ -18,7 +18,7 @@
  *
  * - Provider: `host` picks the engine (the local socket when unset); ssh:// is reached as the
  *   provider reaches it, through Docker's connection helper, and tcp:// with TLS from `certPath`
- *   (harness/engine.ts).
+ *   (harness/docker.ts).
  *
  * Every input it receives must be one it implements; anything else fails the run, so no setting
  * is silently dropped. One deliberate difference: every container on the local engine also joins
@@ -28,7 +28,7 @@
 import { Front, frontContainer, stackNetwork } from "../core/front";
 import { Cache, cacheContainer, cacheVolume } from "../core/plan";
 import { readCacheSupervisor, readFrontEntry } from "../host/assets";
-import { engine, waitFor } from "./engine";
+import { dockerApi, waitFor } from "./docker";
 import type { ProviderStandIn } from "./pulumi-engine";
 
 export const volumeType = "docker:index/volume:Volume";
@@ -118,10 +118,10 @@ const ignoreMissing = (error: Error) => {
 };
 
 /** The Engine API of the engine a provider configuration names. */
-const engineOf =
+const dockerApiOf =
     (config: Record<string, any>) =>
     (method: string, apiPath: string, body?: unknown, archive?: Buffer) =>
-        engine(method, apiPath, body, archive, config.host, config.certPath);
+        dockerApi(method, apiPath, body, archive, config.host, config.certPath);
 
 export class DockerProviderStandIn implements ProviderStandIn {
     /** Everything ever created, for test teardown: `[type, id, provider config]`. */
@@ -158,7 +158,7 @@ export class DockerProviderStandIn implements ProviderStandIn {
         config: Record<string, any> = {},
     ) {
         if (type === containerType && olds.restart !== news.restart) {
-            await engineOf(config)("POST", `/containers/${id}/update`, {
+            await dockerApiOf(config)("POST", `/containers/${id}/update`, {
                 RestartPolicy: { Name: news.restart ?? "no" },
             });
         }
@@ -170,15 +170,15 @@ export class DockerProviderStandIn implements ProviderStandIn {
         _inputs: Record<string, any>,
         config: Record<string, any> = {},
     ) {
-        const engine = engineOf(config);
+        const api = dockerApiOf(config);
         if (type === containerType) {
-            await engine("DELETE", `/containers/${id}?force=true&v=true`).catch(ignoreMissing);
+            await api("DELETE", `/containers/${id}?force=true&v=true`).catch(ignoreMissing);
         } else if (type === networkType) {
-            await engine("DELETE", `/networks/${id}`).catch(ignoreMissing);
+            await api("DELETE", `/networks/${id}`).catch(ignoreMissing);
         } else {
             // Forced, and retried while a container still uses it, as the provider does (30 s).
             await waitFor(`volume ${id} to be removed`, 30_000, async () => {
-                await engine("DELETE", `/volumes/${encodeURIComponent(id)}?force=true`).catch(
+                await api("DELETE", `/volumes/${encodeURIComponent(id)}?force=true`).catch(
                     ignoreMissing,
                 );
                 return true;
@@ -210,7 +210,7 @@ export class DockerProviderStandIn implements ProviderStandIn {
     private async createVolume(inputs: Record<string, any>, config: Record<string, any> = {}) {
         requireImplemented("volume", inputs);
         requireEach("labels", inputs.labels);
-        const volume = await engineOf(config)("POST", "/volumes/create", {
+        const volume = await dockerApiOf(config)("POST", "/volumes/create", {
             Name: inputs.name,
             Labels: labelMap(inputs.labels),
         });
@@ -226,7 +226,7 @@ export class DockerProviderStandIn implements ProviderStandIn {
     private async createNetwork(inputs: Record<string, any>, config: Record<string, any> = {}) {
         requireImplemented("network", inputs);
         requireEach("labels", inputs.labels);
-        const { Id: id } = await engineOf(config)("POST", "/networks/create", {
+        const { Id: id } = await dockerApiOf(config)("POST", "/networks/create", {
             Name: inputs.name,
             CheckDuplicate: true,
             Internal: inputs.internal ?? false,
@@ -237,7 +237,7 @@ export class DockerProviderStandIn implements ProviderStandIn {
     }
 
     private async createContainer(inputs: Record<string, any>, config: Record<string, any> = {}) {
-        const engine = engineOf(config);
+        const api = dockerApiOf(config);
         requireImplemented("container", inputs);
         requireEach("container.volumes", inputs.volumes);
         requireEach("container.ports", inputs.ports);
@@ -249,33 +249,33 @@ export class DockerProviderStandIn implements ProviderStandIn {
         if (inputs.wait && !healthcheck)
             throw new Error("wait needs a healthcheck (the provider errors too)");
 
-        const { Id: id } = await engine(
+        const { Id: id } = await api(
             "POST",
             `/containers/create?name=${encodeURIComponent(inputs.name)}`,
             containerCreateBody(inputs, config.host ? "default" : this.testNetwork),
         );
         this.created.push([containerType, id, config]);
         for (const network of inputs.networksAdvanced ?? []) {
-            await engine("POST", `/networks/${encodeURIComponent(network.name)}/connect`, {
+            await api("POST", `/networks/${encodeURIComponent(network.name)}/connect`, {
                 Container: id,
                 EndpointConfig: { Aliases: network.aliases ?? [] },
             });
         }
         for (const upload of inputs.uploads ?? []) {
-            await engine(
+            await api(
                 "PUT",
                 `/containers/${id}/archive?path=/`,
                 undefined,
                 tarOf(upload.file, upload.content),
             );
         }
-        await engine("POST", `/containers/${id}/start`);
+        await api("POST", `/containers/${id}/start`);
         if (inputs.wait) {
             await waitFor(
                 `container ${inputs.name} to be healthy`,
                 (inputs.waitTimeout ?? 60) * 1000,
                 async () => {
-                    const state = (await engine("GET", `/containers/${id}/json`)).State;
+                    const state = (await api("GET", `/containers/${id}/json`)).State;
                     return state.Health?.Status === "healthy" ? true : undefined;
                 },
             );

@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { engine, engineInventory, waitFor } from "./engine";
+import { dockerApi, dockerInventory, waitFor } from "./docker";
 
 const run = promisify(execFile);
 
@@ -82,7 +82,7 @@ export class PodmanService {
         service.stderr!.on("data", (chunk: Buffer) => (log = (log + chunk).slice(-4000)));
         await waitFor("podman system service to answer", 30_000, async () => {
             if (service.exitCode !== null) throw new Error(`podman exited: ${log}`);
-            await engine("GET", "/version", undefined, undefined, `unix://${socketIn(dir)}`);
+            await dockerApi("GET", "/version", undefined, undefined, `unix://${socketIn(dir)}`);
             return true;
         });
         const healthchecks = setInterval(() => void runHealthchecks(dir), healthcheckIntervalMs);
@@ -121,7 +121,7 @@ export class PodmanService {
 
     /** What Podman holds: containers, volumes and networks by name. */
     inventory() {
-        return engineInventory((...args) => this.podman(...args));
+        return dockerInventory((...args) => this.podman(...args));
     }
 
     /** Stops the service and removes everything it held, its folder last. */

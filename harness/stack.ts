@@ -19,7 +19,7 @@ import {
     fixtureRegistryImage,
     freePort,
     prepareTestHost,
-} from "./engine";
+} from "./docker";
 import { ProgramRun } from "./program";
 import { PulumiEngineStandIn } from "./pulumi-engine";
 import { FixtureImage, FixtureUpstreams } from "./upstreams";

@@ -3,7 +3,14 @@
  * seeded with generated images, standing in for docker.io, registry.k8s.io, ghcr.io and the rest.
  * Their access logs tell how many blobs each one served.
  */
-import { blobGet, countLogLines, docker, engine, fixtureRegistry2Image, waitFor } from "./engine";
+import {
+    blobGet,
+    countLogLines,
+    docker,
+    dockerApi,
+    fixtureRegistry2Image,
+    waitFor,
+} from "./docker";
 import { ImageArtifact, image, index, layer, push } from "./oci";
 
 export interface FixtureImage {
@@ -260,10 +267,10 @@ export class FixtureUpstreams {
 
     async remove(): Promise<void> {
         for (const { container } of this.upstreams.values()) {
-            await engine("DELETE", `/containers/${container}?force=true&v=true`).catch(
+            await dockerApi("DELETE", `/containers/${container}?force=true&v=true`).catch(
                 () => undefined,
             );
         }
-        await engine("DELETE", `/networks/${this.network}`).catch(() => undefined);
+        await dockerApi("DELETE", `/networks/${this.network}`).catch(() => undefined);
     }
 }

@@ -5,8 +5,13 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { networkInterfaces } from "node:os";
-import { ConfigError, Settings, formatKey, formatValue, remoteEngine } from "../mirrors";
-import { checkEngine, engineEnv, parsePublishedPorts, publishedPortsFormat } from "./engine";
+import { ConfigError, Settings, formatKey, formatValue, dockerHostAddress } from "../mirrors";
+import {
+    checkDockerHost,
+    dockerHostEnv,
+    parsePublishedPorts,
+    publishedPortsFormat,
+} from "./docker-host";
 import { Cache } from "../core/plan";
 import { Front } from "../core/front";
 
@@ -15,9 +20,9 @@ import { Front } from "../core/front";
  *   but this stack's own front (a second `up` finds its own ports taken, by itself)
  */
 export function checkHost(settings: Settings, caches: readonly Cache[], front: Front): void {
-    if (settings.dockerHost) checkEngine(settings.dockerHost);
+    if (settings.dockerHost) checkDockerHost(settings.dockerHost);
     // On another machine's engine only that engine's own containers can be seen.
-    const remote = remoteEngine(settings.dockerHost) !== undefined;
+    const remote = dockerHostAddress(settings.dockerHost) !== undefined;
     const problems: string[] = [];
     const addresses = localAddresses();
     if (
@@ -60,7 +65,7 @@ function publishedPorts(dockerHost: string | undefined): Map<number, string> {
     let listing: string;
     try {
         listing = execFileSync("docker", ["ps", "--format", publishedPortsFormat], {
-            env: { ...process.env, ...(dockerHost ? engineEnv(dockerHost) : {}) },
+            env: { ...process.env, ...(dockerHost ? dockerHostEnv(dockerHost) : {}) },
             encoding: "utf8",
             stdio: ["ignore", "pipe", "ignore"],
             timeout: 15_000,

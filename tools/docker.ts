@@ -1,6 +1,6 @@
 /** The docker CLI for the tools: trimmed stdout, or an error that says which command failed. */
 import { execFile } from "node:child_process";
-import { engineEnv, engineUnreachable } from "../host/engine";
+import { dockerHostEnv, dockerUnreachable } from "../host/docker-host";
 import { UsageError } from "./types";
 
 /** The docker CLI pointed at the engine the caches run on. */
@@ -13,7 +13,7 @@ export interface DockerCli {
 
 /** The docker CLI for `dockerHost` (the stack's `dockerHost` output), else this machine's engine. */
 export function dockerCli(dockerHost?: string): DockerCli {
-    const env = dockerHost ? { ...process.env, ...engineEnv(dockerHost) } : process.env;
+    const env = dockerHost ? { ...process.env, ...dockerHostEnv(dockerHost) } : process.env;
     const withInput = (input: string, ...args: string[]) => run(env, input, args);
     return Object.assign((...args: string[]) => withInput("", ...args), { withInput });
 }
@@ -29,7 +29,7 @@ function run(env: NodeJS.ProcessEnv, input: string, args: string[]): Promise<str
                         "the tools need the docker CLI (they look inside the caches); none found on PATH",
                     ),
                 );
-            const unreachable = engineUnreachable(stderr);
+            const unreachable = dockerUnreachable(stderr);
             if (unreachable) return reject(new UsageError(unreachable));
             reject(
                 new Error(`docker ${args[0]}: ${(stderr || String(error)).trim()}`, {

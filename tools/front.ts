@@ -1,5 +1,5 @@
 /** The coalescing front as the tools find it: the container publishing a cache's port. */
-import { parsePublishedPorts, publishedPortsFormat } from "../host/engine";
+import { parsePublishedPorts, publishedPortsFormat } from "../host/docker-host";
 import { DockerCli } from "./docker";
 
 /** The front container publishing `port`, if any. */

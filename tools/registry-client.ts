@@ -3,11 +3,12 @@
  * does (manifests with the same Accept list, `?ns=<registry>` on mirror requests) and to check
  * what a registry holds. Every manifest and blob read is checked against its digest.
  */
+import { ImageReference } from "../mirrors";
 import { createHash } from "node:crypto";
 import { IncomingMessage, get as httpGet, request as httpRequest } from "node:http";
 import { get as httpsGet, request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
-import { ImageReference, Platform, formatPlatform } from "../core/images";
+import { Platform, formatPlatform } from "../core/images";
 import { Descriptor, Manifest, mediaTypes, parseManifest } from "../core/oci";
 
 export type { Descriptor, Manifest };

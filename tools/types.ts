@@ -1,5 +1,5 @@
 /** What every tool shares: the caches it works on, how it reaches them, and how it fails. */
-import { ImageReference } from "../core/images";
+import { ImageReference } from "../mirrors";
 import { CacheEndpoint } from "../core/plan";
 
 /** Thrown for input the tools cannot work with: an unknown image, a registry without a cache. */

@@ -2,8 +2,9 @@
  * Prewarm and verify: pull a list of images through the caches that serve their registries, and
  * check that the caches hold them in full. The CLI (tools/cli.ts) and `pulumi up` drive these.
  */
+import { ImageReference, parseImageReference } from "../mirrors";
 import { refreshHeader } from "../core/front";
-import { ImageReference, Platform, parseImageReference } from "../core/images";
+import { Platform } from "../core/images";
 import {
     DigestMismatch,
     Descriptor,

@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { frontCacheFile } from "../../core/front";
 import { registryStorageRoot } from "../../core/container-facts";
-import { docker, sleep, waitFor } from "../../harness/engine";
+import { docker, sleep, waitFor } from "../../harness/docker";
 import { Containerd } from "../../harness/containerd";
 import { ImageArtifact, allBlobs, image, index, layer, sha256 } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";

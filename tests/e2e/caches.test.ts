@@ -5,7 +5,7 @@
  * DockerProviderStandIn. Upstreams are local fixture registries; containerd's `server` fallback
  * points at a closed loopback port, so a broken mirror fails instead of reaching out.
  */
-import { engine, waitUntilRestartedHealthy } from "../../harness/engine";
+import { dockerApi, waitUntilRestartedHealthy } from "../../harness/docker";
 import { TestStack } from "../../harness/stack";
 import { FixtureImage, byDigest, byTag, fixtureImages } from "../../harness/upstreams";
 
@@ -45,7 +45,7 @@ function expectUpstreamDigests(digests: Map<string, string>) {
 
 async function expectAllHealthy() {
     for (const container of [...registries.map(cacheName), stack.frontName]) {
-        const state = (await engine("GET", `/containers/${container}/json`)).State;
+        const state = (await dockerApi("GET", `/containers/${container}/json`)).State;
         expect({ container, running: state.Running, health: state.Health?.Status }).toEqual({
             container,
             running: true,
@@ -70,7 +70,7 @@ afterAll(async () => {
 test("every cache and the front run healthy; each cache has its own volume at /var/lib/registry", async () => {
     await expectAllHealthy();
     for (const registry of registries) {
-        const mounts = (await engine("GET", `/containers/${cacheName(registry)}/json`)).Mounts;
+        const mounts = (await dockerApi("GET", `/containers/${cacheName(registry)}/json`)).Mounts;
         expect(mounts).toEqual([
             expect.objectContaining({
                 Type: "volume",
@@ -87,13 +87,13 @@ test("registryMirrorFlags and endpoints name the ports the front publishes; regi
         string,
         { endpoint: string; hostEndpoint: string }
     >;
-    const published = (await engine("GET", `/containers/${stack.frontName}/json`)).NetworkSettings
-        .Ports;
+    const published = (await dockerApi("GET", `/containers/${stack.frontName}/json`))
+        .NetworkSettings.Ports;
     for (const registry of registries) {
         const port = stack.ports[registry];
         expect(published[`${port}/tcp`]).toEqual([{ HostIp: "127.0.0.1", HostPort: String(port) }]);
-        const bindings = (await engine("GET", `/containers/${cacheName(registry)}/json`)).HostConfig
-            .PortBindings;
+        const bindings = (await dockerApi("GET", `/containers/${cacheName(registry)}/json`))
+            .HostConfig.PortBindings;
         expect(bindings).toEqual({});
         expect(flags[flags.indexOf(`${registry}=${mirrors[registry].endpoint}`) - 1]).toBe(
             "--registry-mirror",
@@ -141,7 +141,7 @@ test("a push to a cache is refused", async () => {
 // until the daemon restarts (documented restart-policy behaviour).
 test("a crashed cache comes back by itself and serves its cache again", async () => {
     const container = cacheName("docker.io");
-    const { RestartCount: restartsBefore, State: state } = await engine(
+    const { RestartCount: restartsBefore, State: state } = await dockerApi(
         "GET",
         `/containers/${container}/json`,
     );
@@ -166,10 +166,10 @@ test("with the upstreams stopped, cached images still pull by tag and by digest"
 test("destroy with keepCache keeps the volumes; the next up serves from them with zero upstream blob requests", async () => {
     await stack.destroy();
     for (const registry of registries) {
-        await expect(engine("GET", `/containers/${cacheName(registry)}/json`)).rejects.toThrow(
+        await expect(dockerApi("GET", `/containers/${cacheName(registry)}/json`)).rejects.toThrow(
             /HTTP 404/,
         );
-        expect((await engine("GET", `/volumes/${cacheName(registry)}`)).Name).toBe(
+        expect((await dockerApi("GET", `/volumes/${cacheName(registry)}`)).Name).toBe(
             cacheName(registry),
         );
     }
@@ -185,8 +185,12 @@ test("destroy with keepCache false removes the volumes, and destroy always remov
     await up(false);
     await stack.destroy();
     for (const registry of registries) {
-        await expect(engine("GET", `/volumes/${cacheName(registry)}`)).rejects.toThrow(/HTTP 404/);
+        await expect(dockerApi("GET", `/volumes/${cacheName(registry)}`)).rejects.toThrow(
+            /HTTP 404/,
+        );
     }
-    await expect(engine("GET", `/containers/${stack.frontName}/json`)).rejects.toThrow(/HTTP 404/);
-    await expect(engine("GET", `/networks/${stack.id}-net`)).rejects.toThrow(/HTTP 404/);
+    await expect(dockerApi("GET", `/containers/${stack.frontName}/json`)).rejects.toThrow(
+        /HTTP 404/,
+    );
+    await expect(dockerApi("GET", `/networks/${stack.id}-net`)).rejects.toThrow(/HTTP 404/);
 });

@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync 
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { Containerd } from "../../harness/containerd";
-import { countLogLines, docker, engine, waitFor } from "../../harness/engine";
+import { countLogLines, docker, dockerApi, waitFor } from "../../harness/docker";
 import { TestStack } from "../../harness/stack";
 import { talosctlStandIn } from "../../harness/talosctl";
 import {
@@ -168,7 +168,7 @@ test("the node image gone from Docker's store and every upstream stopped: anothe
         // The next tests need new images: each cache proxies again after its next probe.
         for (const registry of registries)
             await waitFor(`the ${registry} cache to proxy again`, 60_000, async () => {
-                const { State } = await engine(
+                const { State } = await dockerApi(
                     "GET",
                     `/containers/${stack.cacheName(registry)}/json`,
                 );

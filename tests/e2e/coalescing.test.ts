@@ -5,10 +5,10 @@
  * client (distribution #3969). The fixture upstream sits behind the simulated WAN link, so every
  * fetch takes long enough for the clients to overlap.
  */
+import { parseImageReference } from "../../mirrors";
 import { createHash } from "node:crypto";
 import { lockTimeoutSeconds } from "../../core/front";
-import { parseImageReference } from "../../core/images";
-import { docker } from "../../harness/engine";
+import { docker } from "../../harness/docker";
 import { FixtureImage, byTag } from "../../harness/upstreams";
 import { ImageArtifact, image, layer, push } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";

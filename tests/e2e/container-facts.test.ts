@@ -13,7 +13,7 @@ import {
     readHealthcheck,
     renderSupervisor,
 } from "../../core/container-facts";
-import { docker, fixtureRegistryImage, prepareTestHost, waitFor } from "../../harness/engine";
+import { docker, fixtureRegistryImage, prepareTestHost, waitFor } from "../../harness/docker";
 import { parseListing } from "../../core/storage-layout";
 
 jest.setTimeout(120_000);

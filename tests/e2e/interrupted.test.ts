@@ -10,7 +10,7 @@ import { readFileSync, readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { frontCacheFile } from "../../core/front";
 import { Containerd } from "../../harness/containerd";
-import { docker, engine, waitFor, waitUntilRestartedHealthy } from "../../harness/engine";
+import { docker, dockerApi, waitFor, waitUntilRestartedHealthy } from "../../harness/docker";
 import { Blob, image, layer, sha256 } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { FixtureImage, byTag } from "../../harness/upstreams";
@@ -87,7 +87,7 @@ function killInit(container: string) {
 }
 
 const restartCount = async (container: string): Promise<number> =>
-    (await engine("GET", `/containers/${container}/json`)).RestartCount;
+    (await dockerApi("GET", `/containers/${container}/json`)).RestartCount;
 
 /** How often the upstream sent `image`'s layer in full. */
 const timesSent = (image: FixtureImage) =>

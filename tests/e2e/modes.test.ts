@@ -4,10 +4,10 @@
  * Stopping a fixture upstream takes its name off the test network, which is what a cache sees on
  * a plane: the upstream does not answer at all.
  */
+import { parseImageReference } from "../../mirrors";
 import { createServer } from "node:http";
 import { AddressInfo } from "node:net";
-import { parseImageReference } from "../../core/images";
-import { docker, engine, sleep, waitFor } from "../../harness/engine";
+import { docker, dockerApi, sleep, waitFor } from "../../harness/docker";
 import { image, layer } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { FixtureImage, byDigest, byTag, fixtureImages } from "../../harness/upstreams";
@@ -47,13 +47,13 @@ const cachedDigests = cached.flatMap((fixture) => [
 /** What the healthcheck last printed: the mode the cache serves in now. */
 async function serving(): Promise<string> {
     const log: { Output: string }[] =
-        (await engine("GET", `/containers/${cache}/json`)).State.Health?.Log ?? [];
+        (await dockerApi("GET", `/containers/${cache}/json`)).State.Health?.Log ?? [];
     return log.at(-1)?.Output.trim() ?? "";
 }
 
 async function waitHealthy(timeoutMs: number) {
     await waitFor("the cache to be healthy", timeoutMs, async () =>
-        (await engine("GET", `/containers/${cache}/json`)).State.Health?.Status === "healthy"
+        (await dockerApi("GET", `/containers/${cache}/json`)).State.Health?.Status === "healthy"
             ? true
             : undefined,
     );
@@ -196,7 +196,8 @@ test("proxy mode proxies or nothing: restarted with no upstream, its registry ex
         const since = new Date();
         docker("restart", "-t", "2", cache);
         await waitFor("the cache to be unhealthy", 60_000, async () =>
-            (await engine("GET", `/containers/${cache}/json`)).State.Health?.Status === "unhealthy"
+            (await dockerApi("GET", `/containers/${cache}/json`)).State.Health?.Status ===
+            "unhealthy"
                 ? true
                 : undefined,
         );

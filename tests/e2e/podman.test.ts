@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { fixtureFrontImage, fixtureRegistryImage } from "../../harness/engine";
+import { fixtureFrontImage, fixtureRegistryImage } from "../../harness/docker";
 import { image, layer } from "../../harness/oci";
 import { PodmanService } from "../../harness/podman";
 import { TestStack } from "../../harness/stack";

@@ -2,19 +2,20 @@
  * `npm run prewarm`, `npm run verify` and `pullthrough:prewarm` on the real engine: the CLI runs
  * as a user runs it (tsx, exit codes, --json), against caches the program declared.
  */
+import { parseImageReference } from "../../mirrors";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { hostPlatform, parseImageReference } from "../../core/images";
+import { hostPlatform } from "../../core/images";
 import { Containerd } from "../../harness/containerd";
 import {
     countLogLines,
     docker,
-    engine,
+    dockerApi,
     freePort,
     waitFor,
     waitUntilRestartedHealthy,
-} from "../../harness/engine";
+} from "../../harness/docker";
 import { ImageArtifact, image, layer } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { talosctlStandIn } from "../../harness/talosctl";
@@ -139,7 +140,7 @@ test("verify on a half-warm cache names exactly the missing images, exits 1, and
         expect(entry.reason).toMatch(/tag \S+: not in the cache/);
     expect(totalContentRequests()).toBe(requestsBefore);
     // Its read-only views are gone.
-    const views: { Labels: Record<string, string> }[] = await engine(
+    const views: { Labels: Record<string, string> }[] = await dockerApi(
         "GET",
         `/containers/json?all=true&filters=${encodeURIComponent(JSON.stringify({ label: ["pullthrough.view-of"] }))}`,
     );
@@ -205,7 +206,7 @@ test("an unreachable cache or an image without a cache is a clear error (exit 2)
 test("a cache killed mid-prewarm: the re-run completes and verify passes", async () => {
     const cache = cacheName("docker.io");
     const bigRef = byTag(big);
-    const { RestartCount: restartsBefore } = await engine("GET", `/containers/${cache}/json`);
+    const { RestartCount: restartsBefore } = await dockerApi("GET", `/containers/${cache}/json`);
     const manifestServed = () =>
         countLogLines(cache, /"GET \/v2\/library\/big\/manifests\/v1\S* HTTP\/1.1" 200/);
     const link = new SimulatedWan({ bitsPerSecond: 200e6, roundTripMs: 2 });
@@ -219,7 +220,7 @@ test("a cache killed mid-prewarm: the re-run completes and verify passes", async
         await waitFor("prewarm to reach the big image's blobs", 60_000, async () =>
             manifestServed() > 0 ? true : undefined,
         );
-        process.kill((await engine("GET", `/containers/${cache}/json`)).State.Pid, "SIGKILL");
+        process.kill((await dockerApi("GET", `/containers/${cache}/json`)).State.Pid, "SIGKILL");
         expect(finished).toBe(false);
         // Its retries may carry it through the restart, or it reports the failure: either will do.
         measured.interruptedRunExit = (await interrupted).code;

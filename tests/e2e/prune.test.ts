@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { docker, sleep, waitFor } from "../../harness/engine";
+import { docker, sleep, waitFor } from "../../harness/docker";
 import { FixtureImage, byTag } from "../../harness/upstreams";
 import { image, layer, sha256 } from "../../harness/oci";
 import { refreshHeader } from "../../core/front";

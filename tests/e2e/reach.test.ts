@@ -5,7 +5,7 @@
  * container on such a network pulls an image through the caches at the default `mirrorHost`:
  * the manifest and every blob, each checked against its digest.
  */
-import { docker, fixtureRegistryImage } from "../../harness/engine";
+import { docker, fixtureRegistryImage } from "../../harness/docker";
 import { TestStack } from "../../harness/stack";
 import { FixtureImage } from "../../harness/upstreams";
 import { image, layer } from "../../harness/oci";

@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { countLogLines, docker, fixtureRegistry2Image } from "../../harness/engine";
+import { countLogLines, docker, fixtureRegistry2Image } from "../../harness/docker";
 import { TestStack } from "../../harness/stack";
 import { FixtureImage, byTag } from "../../harness/upstreams";
 import { image, layer } from "../../harness/oci";

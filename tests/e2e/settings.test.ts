@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { containerType } from "../../harness/docker-provider-stand-in";
-import { docker, engine, fixtureRegistryImage, freePort } from "../../harness/engine";
+import { docker, dockerApi, fixtureRegistryImage, freePort } from "../../harness/docker";
 import { StackUpstream, TestStack } from "../../harness/stack";
 import { byDigest, byTag, fixtureImages } from "../../harness/upstreams";
 
@@ -35,7 +35,7 @@ const marker = randomUUID();
  * `CreatedAt` for a local volume is its directory's modification time, which mounts change.)
  */
 async function volumeMarker(): Promise<string | undefined> {
-    const { Mountpoint: mountpoint } = await engine("GET", `/volumes/${cache}`);
+    const { Mountpoint: mountpoint } = await dockerApi("GET", `/volumes/${cache}`);
     const file = path.join(mountpoint, "pullthrough-test-marker");
     return existsSync(file) ? readFileSync(file, "utf8") : undefined;
 }
@@ -83,7 +83,7 @@ beforeAll(async () => {
     ]);
     // Warm: a node pulls everything once through the cache.
     expect(await stack.pullOnNewNode(refs)).toEqual(digests);
-    const { Mountpoint: mountpoint } = await engine("GET", `/volumes/${cache}`);
+    const { Mountpoint: mountpoint } = await dockerApi("GET", `/volumes/${cache}`);
     writeFileSync(path.join(mountpoint, "pullthrough-test-marker"), marker);
 });
 
@@ -155,5 +155,5 @@ test("a cache port another container holds stops up before anything changes; the
 
 test("only destroy removes the cache when keepCache is false", async () => {
     await stack.destroy();
-    await expect(engine("GET", `/volumes/${cache}`)).rejects.toThrow(/HTTP 404/);
+    await expect(dockerApi("GET", `/volumes/${cache}`)).rejects.toThrow(/HTTP 404/);
 });

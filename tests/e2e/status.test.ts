@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { docker } from "../../harness/engine";
+import { docker } from "../../harness/docker";
 import { image, layer } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { ToolRun, runTool } from "../../harness/tools";

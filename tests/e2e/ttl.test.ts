@@ -4,7 +4,7 @@
  * a layer both pull again, fetched anew; with it unreachable, an expired image cannot be served.
  * The README's description of `ttl` rests on this.
  */
-import { docker, waitFor } from "../../harness/engine";
+import { docker, waitFor } from "../../harness/docker";
 import { image, layer } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { FixtureImage, byTag } from "../../harness/upstreams";

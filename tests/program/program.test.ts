@@ -577,7 +577,7 @@ describe("with dockerHost, another machine's engine", () => {
     let pathBefore: string;
     /**
      * A docker CLI answering as an engine of API `version` with nothing running. What a real one
-     * over ssh does is tests/e2e/remote.test.ts's; here only what the program declares counts.
+     * over ssh does is tests/e2e/docker-host.test.ts's; here only what the program declares counts.
      */
     const engineAnswers = (version: string) => {
         writeFileSync(

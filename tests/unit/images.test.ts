@@ -1,4 +1,5 @@
-import { formatPlatform, parseImageReference, parsePlatform } from "../../core/images";
+import { parseImageReference } from "../../mirrors";
+import { formatPlatform, parsePlatform } from "../../core/images";
 
 describe("image references, normalised as Docker and containerd do", () => {
     test.each([

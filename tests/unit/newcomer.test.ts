@@ -15,7 +15,7 @@ import {
 import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import * as path from "node:path";
-import { engineUnreachable } from "../../host/engine";
+import { dockerUnreachable } from "../../host/docker-host";
 
 const project = path.resolve(__dirname, "../..");
 const script = path.join(project, "scripts/pulumi-local.sh");
@@ -248,7 +248,7 @@ describe("an engine the tools cannot reach: exit 2, one line naming the cause", 
                 { encoding: "utf8", env: { PATH: process.env.PATH, HOME: "/nonexistent" } },
             );
             expect(run.status).not.toBe(0);
-            expect(engineUnreachable(run.stderr)).toBe(
+            expect(dockerUnreachable(run.stderr)).toBe(
                 `no permission to use the Docker engine at unix://${socket}: add your user to the docker group and log in again, or run as root`,
             );
         } finally {

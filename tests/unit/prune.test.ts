@@ -1,8 +1,7 @@
 /** The pure parts of `npm run prune`: reading storage and the front's log, and deciding what goes. */
 import { createHash } from "node:crypto";
 import fc from "fast-check";
-import { parseImageReference } from "../../core/images";
-import { parseSettings, parseSize } from "../../mirrors";
+import { parseSettings, parseSize, parseImageReference } from "../../mirrors";
 import { formatAccessLogLine, parseLogTime } from "../../core/access-log";
 import {
     CacheContents,

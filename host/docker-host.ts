@@ -24,7 +24,7 @@ function certPath(): string {
 }
 
 /** The environment that points the docker CLI at `dockerHost`, TLS included for tcp://. */
-export function engineEnv(dockerHost: string): Record<string, string> {
+export function dockerHostEnv(dockerHost: string): Record<string, string> {
     const tcp = parseDockerHost(dockerHost)?.scheme === "tcp";
     return {
         DOCKER_HOST: dockerHost,
@@ -69,9 +69,9 @@ const olderThan = (version: string, minimum: string) => {
 /**
  * Why the docker CLI could not reach its engine, from what it printed; undefined for any other
  * failure. The tools exit 2 with this line: nothing about the caches can be known. (`up` words
- * a `dockerHost` it cannot reach with describeEngineFailure, below.)
+ * a `dockerHost` it cannot reach with describeDockerHostFailure, below.)
  */
-export function engineUnreachable(stderr: string): string | undefined {
+export function dockerUnreachable(stderr: string): string | undefined {
     const address = /\b(?:unix|tcp|ssh|npipe):\/\/\S*?(?=[.:]?(?:\s|$))/.exec(stderr)?.[0];
     const at = address ? ` at ${address}` : "";
     if (/permission denied while trying to connect/i.test(stderr))
@@ -82,7 +82,7 @@ export function engineUnreachable(stderr: string): string | undefined {
 }
 
 /** Why the docker CLI could not reach `dockerHost`, in a user's words, from what it printed. */
-export function describeEngineFailure(dockerHost: string, stderr: string): string {
+export function describeDockerHostFailure(dockerHost: string, stderr: string): string {
     const url = new URL(dockerHost);
     const login = `${url.username ? `${url.username}@` : ""}${url.hostname}`;
     const said = stderr.replace(/\s+/g, " ").trim();
@@ -98,9 +98,9 @@ export function describeEngineFailure(dockerHost: string, stderr: string): strin
  * @throws ConfigError naming `dockerHost` when it cannot be reached, refuses the login, is older
  *   than minimumApiVersion, or (tcp://) the TLS client certificates are missing
  */
-export function checkEngine(dockerHost: string): void {
+export function checkDockerHost(dockerHost: string): void {
     const key = formatKey(["dockerHost"]);
-    const env = engineEnv(dockerHost);
+    const env = dockerHostEnv(dockerHost);
     if (env.DOCKER_CERT_PATH) {
         const missing = tlsFiles.filter(
             (file) => !existsSync(path.join(env.DOCKER_CERT_PATH, file)),
@@ -124,7 +124,7 @@ export function checkEngine(dockerHost: string): void {
             throw new ConfigError([
                 `${key}: reaching ${dockerHost} needs the docker CLI on this machine, and there is none on PATH`,
             ]);
-        throw new ConfigError([`${key}: ${describeEngineFailure(dockerHost, stderr ?? "")}`]);
+        throw new ConfigError([`${key}: ${describeDockerHostFailure(dockerHost, stderr ?? "")}`]);
     }
     if (olderThan(version, minimumApiVersion))
         throw new ConfigError([

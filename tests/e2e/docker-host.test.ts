@@ -1,14 +1,14 @@
 /**
  * `dockerHost`: the stack on a second Docker host, reached over ssh the way Docker's CLI and the
  * Docker provider reach one. The host is a container on a network the test creates, running
- * Debian's dockerd and sshd (harness/docker-host.ts); the fixture upstream is on the same network,
+ * Debian's dockerd and sshd (harness/second-docker-host.ts); the fixture upstream is on the same network,
  * and a containerd node on this machine pulls through the caches at the host's address.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { docker, fixtureFrontImage, fixtureRegistryImage } from "../../harness/engine";
-import { RemoteDockerHost } from "../../harness/docker-host";
+import { docker, fixtureFrontImage, fixtureRegistryImage } from "../../harness/docker";
+import { SecondDockerHost } from "../../harness/second-docker-host";
 import { image, layer } from "../../harness/oci";
 import { runProgram } from "../../harness/program";
 import { TestStack, localStackConfig } from "../../harness/stack";
@@ -32,9 +32,9 @@ const prewarmed: FixtureImage = {
     artifact: image([layer("remote-prewarmed", 256 << 10)]),
 };
 let stack: TestStack;
-let host: RemoteDockerHost;
+let host: SecondDockerHost;
 let workDir: string;
-let before: ReturnType<RemoteDockerHost["inventory"]>;
+let before: ReturnType<SecondDockerHost["inventory"]>;
 /** Stack config for the remote host, as a team would set it. */
 let remoteConfig: Record<string, unknown>;
 let upstreams: { registry: string; remote: string; port: number }[];
@@ -48,7 +48,7 @@ const outputs = () => ({
 beforeAll(async () => {
     stack = await TestStack.start("remote", [registry], [fixture, prewarmed]);
     workDir = mkdtempSync(path.join(tmpdir(), "pt-remote-"));
-    host = await RemoteDockerHost.start(`${stack.id}-host`, stack.upstreams.network);
+    host = await SecondDockerHost.start(`${stack.id}-host`, stack.upstreams.network);
     host.load([fixtureRegistryImage, fixtureFrontImage]);
     before = host.inventory();
     const network = stack.upstreams.network;

@@ -19,7 +19,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { docker, engine, engineInventory, waitFor } from "./engine";
+import { docker, dockerApi, dockerInventory, waitFor } from "./docker";
 
 export const dockerHostImage = "pullthrough-test/docker-host:debian";
 const repoRoot = path.resolve(__dirname, "..");
@@ -34,7 +34,7 @@ const nestedEngineFlags = [
     ...["--device-cgroup-rule", "a *:* rwm"],
 ];
 
-export class RemoteDockerHost {
+export class SecondDockerHost {
     private constructor(
         readonly container: string,
         /** Its address on the test's network: how this machine reaches it. */
@@ -56,7 +56,7 @@ export class RemoteDockerHost {
     }
 
     /** Starts the host on `network` and waits until its engine answers over ssh. */
-    static async start(name: string, network: string): Promise<RemoteDockerHost> {
+    static async start(name: string, network: string): Promise<SecondDockerHost> {
         execFileSync(
             "bash",
             [path.join(repoRoot, "harness/docker-host-image.sh"), dockerHostImage],
@@ -103,7 +103,7 @@ export class RemoteDockerHost {
         chmodSync(path.join(bin, "ssh"), 0o755);
         const pathBefore = process.env.PATH ?? "";
         process.env.PATH = `${bin}:${pathBefore}`;
-        const host = new RemoteDockerHost(name, address, sshDir, tls.client, pathBefore);
+        const host = new SecondDockerHost(name, address, sshDir, tls.client, pathBefore);
         await waitFor("the second Docker host to answer over ssh", 60_000, async () =>
             host.docker("version", "--format", "{{.Server.APIVersion}}") ? true : undefined,
         ).catch((error: Error) => {
@@ -136,12 +136,12 @@ export class RemoteDockerHost {
 
     /** What the host's engine holds, by kind: to compare before and after a stack. */
     inventory() {
-        return engineInventory((...args) => this.docker(...args));
+        return dockerInventory((...args) => this.docker(...args));
     }
 
     async remove(): Promise<void> {
         process.env.PATH = this.pathBefore;
-        await engine("DELETE", `/containers/${this.container}?force=true&v=true`).catch(
+        await dockerApi("DELETE", `/containers/${this.container}?force=true&v=true`).catch(
             () => undefined,
         );
         rmSync(this.sshDir, { recursive: true, force: true });

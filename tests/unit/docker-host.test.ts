@@ -1,11 +1,11 @@
 /** `dockerHost`: which addresses are taken, where the caches are then reached, and the errors. */
 import { planCaches } from "../../core/plan";
 import {
-    describeEngineFailure,
+    describeDockerHostFailure,
     dockerProviderArgs,
-    engineEnv,
+    dockerHostEnv,
     parsePublishedPorts,
-} from "../../host/engine";
+} from "../../host/docker-host";
 import { parseDockerHost, parseSettings } from "../../mirrors";
 
 const identity = { project: "pullthrough", stack: "dev" };
@@ -16,8 +16,8 @@ test.each([
     ["ssh://10.0.0.7", "ssh", "10.0.0.7"],
     ["tcp://cache.team.lan:2376", "tcp", "cache.team.lan"],
     ["unix:///var/run/docker.sock", "unix", undefined],
-])("%s is a Docker host", (value, scheme, remote) => {
-    expect(parseDockerHost(value)).toEqual({ url: value, scheme, remote });
+])("%s is a Docker host", (value, scheme, address) => {
+    expect(parseDockerHost(value)).toEqual({ url: value, scheme, address });
 });
 
 test.each([
@@ -69,13 +69,13 @@ test("tcp:// is TLS: the provider's certPath and the CLI's DOCKER_TLS_VERIFY nam
             host: "tcp://cache.team.lan:2376",
             certPath: "/home/me/.docker-team",
         });
-        expect(engineEnv("tcp://cache.team.lan:2376")).toEqual({
+        expect(dockerHostEnv("tcp://cache.team.lan:2376")).toEqual({
             DOCKER_HOST: "tcp://cache.team.lan:2376",
             DOCKER_TLS_VERIFY: "1",
             DOCKER_CERT_PATH: "/home/me/.docker-team",
         });
         expect(dockerProviderArgs("ssh://me@box")).toEqual({ host: "ssh://me@box" });
-        expect(engineEnv("ssh://me@box")).toEqual({ DOCKER_HOST: "ssh://me@box" });
+        expect(dockerHostEnv("ssh://me@box")).toEqual({ DOCKER_HOST: "ssh://me@box" });
     } finally {
         if (before === undefined) delete process.env.DOCKER_CERT_PATH;
         else process.env.DOCKER_CERT_PATH = before;
@@ -86,18 +86,18 @@ test("what the docker CLI printed becomes a reason a user can act on", () => {
     const cli = (ssh: string) =>
         `error during connect: Get "http://docker.example.com/v1.24/version": command [ssh -o ConnectTimeout=30 -T -l nobody -- box docker system dial-stdio] has exited with exit status 255, please make sure the URL is valid, and Docker 18.09 or later is installed on the remote host: stderr=${ssh}`;
     expect(
-        describeEngineFailure(
+        describeDockerHostFailure(
             "ssh://nobody@box",
             cli("nobody@box: Permission denied (publickey)."),
         ),
     ).toBe(
         'ssh refused the login to nobody@box (Permission denied (publickey)); check that "ssh nobody@box" logs in without a prompt (a key in ssh-agent or ~/.ssh/config)',
     );
-    expect(describeEngineFailure("ssh://me@box", cli("Host key verification failed."))).toBe(
+    expect(describeDockerHostFailure("ssh://me@box", cli("Host key verification failed."))).toBe(
         `ssh does not know box's host key; run "ssh me@box" once and accept it`,
     );
     expect(
-        describeEngineFailure(
+        describeDockerHostFailure(
             "tcp://box:2376",
             "Cannot connect to the Docker daemon at tcp://box:2376. Is the docker daemon running?",
         ),

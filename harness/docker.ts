@@ -47,7 +47,7 @@ export function countLogLines(container: string, pattern: RegExp, since?: Date):
         .filter((line) => pattern.test(line)).length;
 }
 
-const engineIsUp = () => {
+const dockerIsUp = () => {
     try {
         docker("info", "--format", "{{.ServerVersion}}");
         return true;
@@ -61,7 +61,7 @@ const engineIsUp = () => {
  * the fixture images. Fails, never skips, when the engine cannot be had.
  */
 export function prepareTestHost(): void {
-    if (!engineIsUp()) {
+    if (!dockerIsUp()) {
         if (process.getuid?.() !== 0)
             throw new Error(
                 "Docker is not running and only root can start it: run scripts/test-host.sh as root",
@@ -124,7 +124,7 @@ function connectionTo(dockerHost: string | undefined, certPath: string | undefin
  * `archive` is sent as a tar body (for PUT …/archive) instead of a JSON `body`. `dockerHost`
  * picks another engine than this machine's; for tcp://, `certPath` holds the TLS client files.
  */
-export function engine<T = any>(
+export function dockerApi<T = any>(
     method: string,
     apiPath: string,
     body?: unknown,
@@ -200,7 +200,7 @@ export function waitUntilRestartedHealthy(
     restartsBefore: number,
 ): Promise<true> {
     return waitFor(`${container} to restart healthy`, 60_000, async () => {
-        const inspected = await engine("GET", `/containers/${container}/json`);
+        const inspected = await dockerApi("GET", `/containers/${container}/json`);
         const healthy = inspected.State.Health?.Status === "healthy";
         return inspected.RestartCount > restartsBefore && healthy ? true : undefined;
     });
@@ -210,7 +210,7 @@ export function waitUntilRestartedHealthy(
  * What an engine holds, by kind, through its CLI (docker's or podman's, which list alike): to
  * compare before and after a stack.
  */
-export function engineInventory(cli: (...args: string[]) => string): {
+export function dockerInventory(cli: (...args: string[]) => string): {
     containers: string[];
     volumes: string[];
     networks: string[];
