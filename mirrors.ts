@@ -403,7 +403,7 @@ export type CacheMode = Settings["mode"];
  * (QEMU's bridge; the bridge of the Docker network talosctl makes), as Talos 1.12+ documents it.
  * Unlike docker0's 172.17.0.1 it does not depend on how the Docker daemon is configured.
  */
-export function defaultMirrorHost(cluster: Pick<ClusterSettings, "cidr">): string {
+function defaultMirrorHost(cluster: Pick<ClusterSettings, "cidr">): string {
     return cidrAddress(cluster.cidr, 1);
 }
 
@@ -487,7 +487,7 @@ function requireCachesForPrewarmImages(
     });
 }
 
-export const noCacheFor = (registry: string, registries: readonly string[]) =>
+const noCacheFor = (registry: string, registries: readonly string[]) =>
     `an image from a registry with a cache (${registry} has none; caches: ${registries.join(", ")})`;
 
 /** Every top-level config key, in the order the schema declares them (and Pulumi.yaml lists them). */

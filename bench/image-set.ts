@@ -25,7 +25,7 @@ interface Shape {
 /** distroless/static base of the Kubernetes control-plane images: small, shared layers. */
 const distrolessBase = [0.1, 0.3, 0.1, 0.6, 0.1];
 
-export const talosClusterShapes: Shape[] = [
+const talosClusterShapes: Shape[] = [
     { registry: "ghcr.io", repository: "siderolabs/kubelet", tag: "v1.34.1", layers: [30, 45, 28] },
     {
         registry: "ghcr.io",

@@ -75,7 +75,7 @@ export function containerAddress(container: string, network: string): string {
 }
 
 /** Removes the bench stack's containers, volumes and network (everything labelled with it). */
-export function cleanUpCaches() {
+function cleanUpCaches() {
     const listed = (kind: "ps" | "volume" | "network", ...args: string[]) =>
         docker(
             ...(kind === "ps" ? ["ps", "--all"] : [kind, "ls"]),

@@ -68,7 +68,7 @@ export function parseLogTime(text: string): number | undefined {
 }
 
 /** Epoch seconds as `$time_local` of a front running in UTC. */
-export function formatLogTime(seconds: number): string {
+function formatLogTime(seconds: number): string {
     const date = new Date(seconds * 1000);
     return (
         `${pad(date.getUTCDate())}/${months[date.getUTCMonth()]}/${date.getUTCFullYear()}:` +

@@ -24,7 +24,7 @@ export interface TalosctlVersion {
 }
 
 /** The oldest talosctl whose `cluster create` flags this program knows. */
-export const oldestSupported: TalosctlVersion = { major: 1, minor: 7, patch: 0 };
+const oldestSupported: TalosctlVersion = { major: 1, minor: 7, patch: 0 };
 
 export const formatVersion = (version: TalosctlVersion) =>
     `v${version.major}.${version.minor}.${version.patch}`;
@@ -90,7 +90,7 @@ export function unsupportedSettings(
 }
 
 /** The Talos node image: talosctl's own default repository (`pkg/images`), at another tag. */
-export const talosImageRepository = "ghcr.io/siderolabs/talos";
+const talosImageRepository = "ghcr.io/siderolabs/talos";
 
 /** `v1.11.0` for `1.11.0` or `v1.11.0`; undefined for what is not a release (`v1.11`). */
 function talosImageTag(talosVersion: string): string | undefined {

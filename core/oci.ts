@@ -40,7 +40,7 @@ export interface Manifest {
 export const sha256Digest = (data: Buffer | string) =>
     `sha256:${createHash("sha256").update(data).digest("hex")}`;
 
-export const digestPattern = /^sha256:[0-9a-f]{64}$/;
+const digestPattern = /^sha256:[0-9a-f]{64}$/;
 
 /**
  * Reads a manifest or index. The media type is the document's own, else the one it was served
@@ -91,7 +91,7 @@ export const layoutBlobPath = (digest: string) => `blobs/sha256/${digest.slice("
  * every registry's images and each tool finds them by the name a node asks for.
  */
 export const refNameAnnotation = "org.opencontainers.image.ref.name";
-export const containerdNameAnnotation = "io.containerd.image.name";
+const containerdNameAnnotation = "io.containerd.image.name";
 
 export interface OciIndex {
     schemaVersion: number;

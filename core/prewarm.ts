@@ -101,7 +101,7 @@ export function planPrewarm(
 }
 
 /** What a tool run by `pulumi up` needs, as `pulumi stack output --json` gives it to CI jobs. */
-export interface ToolInput {
+interface ToolInput {
     images: readonly string[];
     caches: readonly Cache[];
     dockerHost: string | undefined;

@@ -165,7 +165,7 @@ export function parseListing(listing: string): Omit<Storage, "manifests"> {
 }
 
 /** What a manifest (OCI or Docker, image or index) refers to; nothing for what is not one. */
-export function manifestRefs(json: string): ManifestRefs {
+function manifestRefs(json: string): ManifestRefs {
     let document: {
         manifests?: { digest?: string }[];
         config?: { digest?: string };

@@ -22,7 +22,7 @@ interface Release {
 }
 
 /** `v1.13.9`, `1.13.9` or `v1.14.0-rc.1`; undefined for anything else. */
-export function parseRelease(text: string): Release | undefined {
+function parseRelease(text: string): Release | undefined {
     const match = /^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$/.exec(text);
     if (!match) return undefined;
     const [, major, minor, patch, pre] = match;

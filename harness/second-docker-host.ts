@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { docker, dockerApi, dockerInventory, waitFor } from "./docker";
 
-export const dockerHostImage = "pullthrough-test/docker-host:debian";
+const dockerHostImage = "pullthrough-test/docker-host:debian";
 const repoRoot = path.resolve(__dirname, "..");
 
 /**

@@ -15,13 +15,13 @@ const shared = process.env.PULLTHROUGH_SHARED ?? path.join(repoRoot, "../shared"
 const sharedDir = path.join(shared, "reference/talos-schemas");
 const cacheDir = path.join(repoRoot, ".cache/talos-schemas");
 
-export const talosSchemaDigests = {
+const talosSchemaDigests = {
     "v1.11.0": "9791769e639e5c211e725825dfd5522524b6fab29a3ca7c43f47295c29f3bf4f",
     "v1.13.9": "3729ac38813c92a35d3159444402d9e7955b5b67aa28303969d5e1d1fa9d2d1d",
 } as const;
 export type TalosSchemaVersion = keyof typeof talosSchemaDigests;
 
-export const talosSchemaUrl = (version: TalosSchemaVersion) =>
+const talosSchemaUrl = (version: TalosSchemaVersion) =>
     `https://raw.githubusercontent.com/siderolabs/talos/${version}/pkg/machinery/config/schemas/config.schema.json`;
 
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");

@@ -14,7 +14,7 @@ import { ConfigError, formatKey, parseDockerHost } from "../mirrors";
  * The oldest Engine API the caches work with: Docker's ssh:// transport needs `docker system
  * dial-stdio` on the engine's machine (Docker 18.09, API 1.39); healthcheck start periods need 1.29.
  */
-export const minimumApiVersion = "1.39";
+const minimumApiVersion = "1.39";
 
 const tlsFiles = ["ca.pem", "cert.pem", "key.pem"];
 

@@ -247,7 +247,7 @@ function tarFiles(file: string): Map<string, TarSpan> {
 }
 
 /** Whether `file` names a tar bundle rather than a directory. */
-export const isTarBundle = (file: string) => file.endsWith(".tar");
+const isTarBundle = (file: string) => file.endsWith(".tar");
 
 /**
  * Writes a bundle of the blobs it is told of to a `.partial-…` sibling of `destination`;

@@ -17,7 +17,7 @@ import { KeptImageSets, chooseKeptImageSet, pulledByDefault } from "../core/talo
 import { TalosImageSet, qemuInstallerImage, retagTalosImages } from "../core/prewarm";
 
 /** Runs the binary for its client version; a missing binary is an error that says what to set. */
-export function readTalosctlVersion(talosctl: string): TalosctlVersion {
+function readTalosctlVersion(talosctl: string): TalosctlVersion {
     let output: string;
     try {
         output = execFileSync(talosctl, ["version", "--client", "--short"], {
