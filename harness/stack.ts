@@ -8,13 +8,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { encodeConfig } from "../mirrors";
 import { CommandProviderStandIn } from "./command-provider-stand-in";
 import { Containerd, withClosedFallback, writeHostsDir } from "./containerd";
 import { DockerProviderStandIn } from "./docker-provider-stand-in";
+import { contentRequest, readAccessLog } from "../core/access-log";
+import { encodeConfig } from "../mirrors";
 import {
-    blobGet,
-    countLogLines,
+    docker,
     fixtureFrontImage,
     fixtureRegistryImage,
     freePort,
@@ -116,8 +116,12 @@ export class TestStack {
 
     /** Blob responses the front sent for a cache (its access log), optionally only since a moment. */
     blobsServedBy(registry: string, since?: Date): number {
-        const port = new RegExp(`${blobGet.source}.* port=${this.ports[registry]} `);
-        return countLogLines(this.frontName, port, since);
+        const sinceArgs = since ? ["--since", since.toISOString()] : [];
+        const log = docker("logs", ...sinceArgs, this.frontName);
+        return readAccessLog(log, this.ports[registry]).filter((entry) => {
+            const request = contentRequest(entry);
+            return request?.kind === "blobs" && request.method === "GET";
+        }).length;
     }
 
     /** Pulls `refs` as a freshly booted node through the current hosts.toml; resolves to their digests. */
