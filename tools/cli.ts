@@ -15,7 +15,7 @@ import { Run, runExport, runImport, runPrewarm, runPrune, runStatus, runVerify }
 import { dockerCli } from "./docker";
 import { failureJson } from "./json";
 import { fromOutputs, fromStackConfig, readOutputsDocument } from "./stack";
-import { UsageError } from "./types";
+import { UsageError, fail } from "./types";
 
 const projectDir = path.resolve(__dirname, "..");
 
@@ -135,10 +135,6 @@ function parseConcurrency(text: string): number {
     if (!Number.isInteger(concurrency) || concurrency < 1)
         fail(`--concurrency: ${text} is not a positive integer`);
     return concurrency;
-}
-
-function fail(message: string): never {
-    throw new UsageError(message);
 }
 
 /**

@@ -28,7 +28,7 @@ import { formatPrewarmSummary, formatVerifyReport, progressReporter } from "./re
 import { StackView } from "./stack";
 import { readCacheStatus } from "./status";
 import { readStorage } from "./storage";
-import { RoutedImage, UsageError } from "./types";
+import { RoutedImage, UsageError, fail } from "./types";
 import { prewarmUntilStored, routeImages, storeRounds, verify } from "./warm";
 
 const sizeHint = "a size such as 20GiB, 500MB or 1.5TB";
@@ -267,8 +267,4 @@ export async function runPrewarm({
             : `\n${formatPrewarmSummary(results, seconds)}`,
     );
     return report.ok ? 0 : 1;
-}
-
-function fail(message: string): never {
-    throw new UsageError(message);
 }

@@ -10,6 +10,11 @@ export class UsageError extends Error {
     }
 }
 
+/** Stops the tool with a UsageError: input it cannot work with. */
+export function fail(message: string): never {
+    throw new UsageError(message);
+}
+
 /** Where a cache's read-only view answers (tools/cache-view.ts): its endpoint, with these headers. */
 export interface CacheView {
     endpoint: string;
