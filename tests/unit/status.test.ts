@@ -1,8 +1,10 @@
 /** The pure parts of `npm run status`: reading the front's log, the registry's metrics and storage. */
 import { formatAccessLogLine } from "../../core/access-log";
 import {
+    CacheReadings,
     CacheStatus,
     bar,
+    cacheStatus,
     countImages,
     counter,
     formatStatus,
@@ -106,4 +108,68 @@ test("the screen marks a cache that needs attention and says so", () => {
             "1 of 1 caches need attention (marked !).",
         ].join("\n"),
     );
+});
+
+describe("a cache's status from what was read", () => {
+    const cache = {
+        registry: "docker.io",
+        remote: "https://registry-1.docker.io",
+        port: 5000,
+        mode: "auto",
+        endpoint: "http://10.5.0.1:5000",
+        hostEndpoint: "http://127.0.0.1:5000",
+        container: "registry-docker.io",
+        volume: "registry-docker.io",
+        network: "registry-net",
+    };
+    const readings: CacheReadings = {
+        health: { status: "healthy", serving: "proxy" },
+        front: { ok: true, answer: "200 OK" },
+        disk: { usedBytes: 4096, freeBytes: 8192 },
+        uploads: [{ size: 100 }, { size: 50 }],
+        tagLinks: [
+            "/r/library/nginx/_manifests/tags/1.27/current/link",
+            "/r/library/nginx/_manifests/tags/1.28/current/link",
+        ].join("\n"),
+        served: { requests: 10, bytes: 5000 },
+        metrics:
+            'registry_proxy_misses_total{type="blob"} 4\nregistry_proxy_pulled_bytes_total 2000',
+        since: { front: "a", registry: "b" },
+        lastCheck: null,
+    };
+
+    test("a well cache: its figures, nothing to attend to", () => {
+        expect(cacheStatus(cache, readings)).toMatchObject({
+            degraded: false,
+            partialUploads: { count: 2, bytes: 150 },
+            repositories: 1,
+            images: 2,
+            requests: 10,
+            hits: 6,
+            misses: 4,
+            hitRatio: 0.6,
+            savedBytes: 3000,
+        });
+    });
+
+    test("a front that cannot reach it is the problem clients see", () => {
+        const status = cacheStatus(cache, {
+            ...readings,
+            front: { ok: false, answer: "502 Bad Gateway" },
+        });
+        expect(status.degraded).toBe(true);
+        expect(status.problem).toBe("clients get 502 Bad Gateway at http://127.0.0.1:5000/v2/");
+    });
+
+    test("an auto cache serving offline needs attention; its healthcheck's problem comes first", () => {
+        const offline = { ...readings.health, serving: "offline" };
+        expect(cacheStatus(cache, { ...readings, health: offline }).degraded).toBe(true);
+        const full = { status: "unhealthy", serving: "proxy", problem: "disk is full" };
+        const status = cacheStatus(cache, {
+            ...readings,
+            health: full,
+            front: { ok: false, answer: "502" },
+        });
+        expect(status.problem).toBe("disk is full");
+    });
 });
