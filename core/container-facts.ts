@@ -57,7 +57,10 @@ export function renderSupervisor(script: string, facts: SupervisorFacts = superv
                 `cache-supervisor.sh assigns ${variable} ${found} times; it must once (core/container-facts.ts)`,
             );
         const value = facts[fact as keyof SupervisorFacts];
-        rendered = rendered.replace(assignment, `${variable}=${value}`);
+        // Plain paths only: the value lands unquoted in a shell assignment.
+        if (!/^\/[\w./-]+$/.test(value))
+            throw new Error(`${fact}: ${JSON.stringify(value)} is not a plain absolute path`);
+        rendered = rendered.replace(assignment, () => `${variable}=${value}`);
     }
     return rendered;
 }

@@ -32,3 +32,9 @@ test("the healthcheck's first line is what the cache serves, its last the proble
         problem: "the last healthcheck failed",
     });
 });
+
+test("a fact that is not a plain absolute path is refused: it lands unquoted in the script", () => {
+    expect(() =>
+        renderSupervisor(script, { ...supervisorFacts, servingFile: "/tmp/a b; rm -rf /" }),
+    ).toThrow('servingFile: "/tmp/a b; rm -rf /" is not a plain absolute path');
+});
