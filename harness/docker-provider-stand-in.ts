@@ -1,7 +1,7 @@
 /**
  * A test stand-in for the Pulumi Docker provider: it applies each `docker.Network`,
  * `docker.Volume` and `docker.Container` to the real local engine the way the provider does, for
- * the engine stand-in (harness/pulumi-engine.ts). What it models, from kreuzwerker
+ * the Pulumi engine stand-in (harness/pulumi-engine.ts). What it models, from kreuzwerker
  * terraform-provider-docker v4.5.0 (the upstream of pulumi-docker v5) and pulumi-docker's
  * `provider/resources.go`:
  *

@@ -97,7 +97,7 @@ function connectionTo(dockerHost: string | undefined, certPath: string | undefin
     }
     if (url.protocol !== "ssh:")
         throw new Error(
-            `the engine stand-in reaches unix://, ssh:// and tcp:// engines, not ${dockerHost}`,
+            `the Docker provider stand-in reaches unix://, ssh:// and tcp:// engines, not ${dockerHost}`,
         );
     const agent = new Agent();
     agent.createConnection = () => {

@@ -1,7 +1,7 @@
 /**
  * A stand-in for the Pulumi engine across several `pulumi up`s. Mocks alone run the program once
  * and forget it; users live in the second and later runs. This keeps each resource's last applied
- * inputs and, on the next `up`, steps each resource the way the engine's step generator does
+ * inputs and, on the next `up`, steps each resource the way the Pulumi engine's step generator does
  * (pulumi/pulumi `pkg/resource/deploy/step_generator.go`):
  *
  * - not in state: create;
@@ -145,7 +145,9 @@ export class PulumiEngineStandIn {
         const id = `${name}-provider`;
         const before = this.providerConfigs.get(id);
         if (before && JSON.stringify(before) !== JSON.stringify(inputs))
-            throw new Error(`the engine stand-in does not model a change of provider ${name}`);
+            throw new Error(
+                `the Pulumi engine stand-in does not model a change of provider ${name}`,
+            );
         this.providerConfigs.set(id, inputs);
         return { id, state: inputs };
     }

@@ -5,7 +5,7 @@
  *
  * ssh is set up as a user's ~/.ssh/config would be, without touching it: a key made for the run
  * and a config naming it, applied by an `ssh` first on PATH that adds `-F <config>`. Both the
- * docker CLI (the tools) and the engine stand-in run that `ssh`.
+ * docker CLI (the tools) and the Docker provider stand-in run that `ssh`.
  */
 import { execFileSync } from "node:child_process";
 import {

@@ -1,6 +1,6 @@
 /**
  * Changing a setting never costs the cache: the second and later `pulumi up`s on the real engine,
- * stepped by the engine stand-in with the Docker provider's own replace rules. After every change
+ * stepped by the Pulumi engine stand-in with the Docker provider's own replace rules. After every change
  * the cached images pull with the upstream stopped, the volume is the one made at the start, and
  * a repeated `up` plans nothing.
  */

@@ -110,7 +110,7 @@ test("a cache serving offline against its mode needs attention: exit 1", async (
 
 test("a front that cannot reach its cache: the cache looks healthy, but status asks as clients do", async () => {
     // The registry leaves every network the front shares with it (the stack's, and the test's,
-    // which the engine stand-in adds): its own healthcheck still passes, every pull fails.
+    // which the Pulumi engine stand-in adds): its own healthcheck still passes, every pull fails.
     const cache = stack.cacheName(registry);
     const networks = Object.keys(
         JSON.parse(docker("inspect", "--format", "{{json .NetworkSettings.Networks}}", cache)),

@@ -1,6 +1,6 @@
 /**
  * The second and later `pulumi up`s: which resources a setting change replaces, updates or leaves
- * alone, stepped by the engine stand-in with the Docker and Command providers' own
+ * alone, stepped by the Pulumi engine stand-in with the Docker and Command providers' own
  * replace-on-change rules, and applied to an in-memory record instead of a Docker engine.
  */
 import { CommandProviderStandIn } from "../../harness/command-provider-stand-in";
