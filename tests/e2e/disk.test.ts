@@ -1,8 +1,9 @@
 /**
  * A full cache volume, on the real engine: a tmpfs-backed volume of 32 MiB stands in for a full
  * disk. An image that does not fit makes the cache unhealthy with the reason, prewarm names that
- * reason and stops, what the cache holds keeps pulling, and the partial upload the failed write
- * left behind is removed.
+ * reason and stops, verify leads with it, what the cache holds keeps pulling, and the partial
+ * upload the failed write left behind is removed. A file filling what is left keeps the disk full
+ * until the last test, whatever the machine's pace.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -46,6 +47,8 @@ const lastHealthCheck = () =>
         Log: { ExitCode: number; Output: string }[];
     };
 
+const filler = "/var/lib/registry/filler";
+
 const partialUploads = () =>
     docker("exec", cache, "find", "/var/lib/registry", "-path", "*/_uploads/*", "-name", "data");
 
@@ -75,6 +78,9 @@ test("an image that does not fit: the cache says its disk is full, prewarm names
     expect(failed).toMatch(
         /^ {2}ghcr\.io\/pullthrough\/too-big:v1: the ghcr\.io cache's disk is full: \d+ MiB free of 3\d MiB on \/var\/lib\/registry; still serving what it holds \(.*no space left on device\)$/m,
     );
+    // Something else fills the disk too, so it stays full however long the steps below take: the
+    // supervisor removes the failed write's partial upload 30 s after it stopped growing.
+    docker("exec", cache, "sh", "-c", `head -c ${64 << 20} /dev/zero >${filler} || true`);
     const verified = await runTool(
         "verify",
         { mirrors: stack.run.outputs.mirrors, prewarmImages: [byTag(tooBig)] },
@@ -97,6 +103,7 @@ test("what the full cache holds still pulls", async () => {
 });
 
 test("the failed write's partial upload is removed, and the cache is healthy again", async () => {
+    docker("exec", cache, "rm", "-f", filler);
     await waitFor("the partial upload to go", 90_000, async () =>
         partialUploads() === "" ? true : undefined,
     );
