@@ -85,6 +85,12 @@ export interface HealthcheckReading {
     problem?: string;
 }
 
+/** A cache's Docker health: its status, and what its last check said. */
+export interface CacheHealth extends HealthcheckReading {
+    /** Docker's health status: `healthy`, `unhealthy`, `starting`. */
+    status: string;
+}
+
 /** Reads healthcheckCommand's output (as Docker keeps it under State.Health.Log). */
 export function readHealthcheck(output: string, exitCode: number): HealthcheckReading {
     const lines = output.trim().split("\n");

@@ -1,3 +1,10 @@
+/** An instant as the tools print it: `2026-11-29 17:03:16 UTC`. */
+export const formatUtc = (instant: Date) =>
+    instant
+        .toISOString()
+        .replace("T", " ")
+        .replace(/\.\d+Z$/, " UTC");
+
 /** Decimal units, as registries and Docker report sizes: 1.5 kB, 2.3 GB. */
 export function formatBytes(bytes: number): string {
     const units = ["B", "kB", "MB", "GB"];

@@ -78,8 +78,9 @@ export const stackNetworkName = (settings: Pick<Settings, "namePrefix">) =>
 /** Derives one cache per upstream from validated settings. */
 export function planCaches(settings: Settings, identity: StackIdentity): Cache[] {
     // Where this machine reaches the front: the engine's machine, at its bind address if one is set.
-    const engineAddress = dockerHostAddress(settings.dockerHost) ?? "127.0.0.1";
-    const hostAddress = settings.bindAddress === "0.0.0.0" ? engineAddress : settings.bindAddress;
+    const dockerHostMachine = dockerHostAddress(settings.dockerHost) ?? "127.0.0.1";
+    const hostAddress =
+        settings.bindAddress === "0.0.0.0" ? dockerHostMachine : settings.bindAddress;
     return settings.upstreams.map((upstream) => {
         const remote = new URL(upstream.remote).origin;
         return {

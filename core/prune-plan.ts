@@ -14,7 +14,7 @@ import { ImageReference } from "../mirrors";
 import { readAccessLog, contentRequest, wasServed } from "./access-log";
 import { CacheEndpoint } from "./plan";
 import { PartialUpload, Storage, StoredImage, storagePaths, storedImages } from "./storage-layout";
-import { formatBytes } from "./format";
+import { formatBytes, formatUtc } from "./format";
 
 /**
  * A pull whose manifest was fetched this recently and whose blobs have not all been fetched
@@ -368,11 +368,7 @@ function removalPaths(
     return [...tags, ...new Set(revisions), ...layers, ...blobs];
 }
 
-const formatTime = (seconds: number) =>
-    new Date(seconds * 1000)
-        .toISOString()
-        .replace("T", " ")
-        .replace(/\.\d+Z$/, " UTC");
+const formatTime = (seconds: number) => formatUtc(new Date(seconds * 1000));
 
 /** What prune did (or, on a dry run, would do), a line per image it removed. */
 export function formatPrune(plan: PrunePlan, dryRun: boolean): string {

@@ -4,7 +4,8 @@
  * Pure: the figures, whether a cache needs attention, and the screen.
  */
 import { contentRequest, readAccessLog, wasServed } from "./access-log";
-import { formatBytes } from "./format";
+import { CacheHealth } from "./container-facts";
+import { formatBytes, formatUtc } from "./format";
 import { CacheEndpoint } from "./plan";
 import { CacheCheck } from "./storage-layout";
 
@@ -80,7 +81,7 @@ export function countImages(tagLinks: string): { repositories: number; images: n
 
 /** What status read about one running cache. */
 export interface CacheReadings {
-    health: { status: string; serving: string; problem?: string };
+    health: CacheHealth;
     /** What `GET /v2/` at the published port got, and whether that lets clients pull. */
     front: { ok: boolean; answer: string };
     disk: CacheStatus["disk"];
@@ -157,7 +158,7 @@ const unrepaired = (check: CacheCheck | null) =>
 /** The last deep check in a line. */
 function formatCheck(check: CacheCheck | null): string {
     if (!check) return "never re-hashed (npm run verify -- --deep)";
-    const when = check.checkedAt.replace("T", " ").replace(/\.\d+Z$/, " UTC");
+    const when = formatUtc(new Date(check.checkedAt));
     const bad = check.corrupt.length + check.missing.length;
     const found =
         bad === 0

@@ -11,11 +11,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { viewHeader } from "../core/front";
-import { readHealthcheck, supervisorFacts } from "../core/container-facts";
-import { cacheViewContainer } from "../core/plan";
+import { CacheHealth, readHealthcheck, supervisorFacts } from "../core/container-facts";
+import { CacheEndpoint, cacheViewContainer } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
 import { DockerCli } from "./docker";
-import { CacheEndpoint } from "../core/plan";
 import { CacheView, UsageError } from "./types";
 import { RegistryClient } from "./registry-client";
 
@@ -104,15 +103,6 @@ export async function withCacheViews<T>(
     } finally {
         await Promise.all(views.map((view) => view.close()));
     }
-}
-
-/** A cache's Docker health: its status, what its last check says it serves, and why that check failed. */
-export interface CacheHealth {
-    status: string;
-    /** The first line of the last check's output: `proxy` or `offline` for a supervised cache. */
-    serving: string;
-    /** The last line of the last check's output, when that check failed (a full disk, say). */
-    problem?: string;
 }
 
 /** Undefined when there is no such container. */
