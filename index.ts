@@ -10,7 +10,13 @@ import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
 import { parseSettings } from "./mirrors";
 import { planCluster, clusterCommand, clusterCommandOptions } from "./core/cluster";
-import { frontContainer, networkOptions, planFront, stackNetwork } from "./core/front";
+import {
+    frontContainer,
+    frontLedgerVolume,
+    networkOptions,
+    planFront,
+    stackNetwork,
+} from "./core/front";
 import {
     cacheContainer,
     cacheVolume,
@@ -20,7 +26,7 @@ import {
 } from "./core/plan";
 import { importCommand, planPrewarm, prewarmCommand, pruneCommand } from "./core/prewarm";
 import * as render from "./core/render";
-import { readCacheSupervisor, readFrontEntry } from "./host/assets";
+import { readCacheSupervisor, readFrontScripts } from "./host/assets";
 import { dockerProviderArgs } from "./host/docker-host";
 import { bundleToImport } from "./host/oci-layout";
 import { checkHost } from "./host/preflight";
@@ -58,13 +64,19 @@ const registries = caches.map((cache) => {
     );
 });
 
+// The ledger of what was pulled (status's figures, prune's last pulls); kept like the caches.
+const ledger = new docker.Volume(front.ledgerVolume, frontLedgerVolume(front), {
+    ...volumeOptions(settings),
+    ...onDockerHost,
+});
+
 // The coalescing front publishes every cache port, to allowed clients only: one upstream fetch per
 // blob, however many ask.
-const frontArgs = frontContainer(front, caches, readFrontEntry());
+const frontArgs = frontContainer(front, caches, readFrontScripts());
 const coalescingFront = new docker.Container(front.name, frontArgs, {
     ...containerOptions(),
     ...onDockerHost,
-    dependsOn: registries,
+    dependsOn: [...registries, ledger],
 });
 
 // Fills the caches from a bundle (`importFrom`), with no network needed, before anything pulls.

@@ -123,6 +123,10 @@ const expected = {
     allowFrom: 'a list of IPv4 networks or addresses (e.g. ["192.168.1.0/24", "10.0.0.7"])',
     network: 'an IPv4 network in CIDR form or an IPv4 address (e.g. "192.168.1.0/24")',
     size: 'a size in bytes with a unit, decimal or binary (e.g. "20GiB", "500MB", "1.5TB")',
+    logs: "an object of log limits per container: {maxSize?, maxFiles?}",
+    logSize:
+        'a whole number of kilobytes, megabytes or gigabytes as Docker\'s json-file max-size takes it (e.g. "10m", "500k", "1g")',
+    logFiles: "an integer from 1 to 100",
     bundle: "the path of a bundle made by npm run export (an OCI image layout directory or .tar)",
     dockerHost:
         'a Docker engine address as DOCKER_HOST takes it: "ssh://user@host" (optionally :port), "tcp://host:2376" (TLS) or "unix:///path/to/docker.sock"',
@@ -301,6 +305,32 @@ const clusterSchema = z.strictObject(
     expected.cluster,
 );
 
+/**
+ * Docker's log of every container the stack makes, rotated at `maxSize` with `maxFiles` files
+ * kept: 3 × 10 MB by default, so a cache that runs for months holds at most 30 MB of log each.
+ */
+const logsSchema = z.strictObject(
+    {
+        maxSize: z
+            .string(expected.logSize)
+            .regex(/^[1-9][0-9]*[kmg]$/, expected.logSize)
+            .default("10m"),
+        maxFiles: z
+            .number(expected.logFiles)
+            .int(expected.logFiles)
+            .min(1, expected.logFiles)
+            .max(100, expected.logFiles)
+            .default(3),
+    },
+    expected.logs,
+);
+
+/** `pullthrough:logs` as validated, defaults filled in. */
+export type LogLimits = z.output<typeof logsSchema>;
+
+/** The log limits of containers made outside the stack config: the tools' views. */
+export const defaultLogLimits: LogLimits = logsSchema.parse({});
+
 /** `pullthrough:cluster` as validated, defaults filled in. */
 export type ClusterSettings = z.output<typeof clusterSchema>;
 
@@ -356,6 +386,7 @@ const settingsObject = z.strictObject({
         .string(expected.size)
         .refine((value) => parseSize(value) !== undefined, expected.size)
         .optional(),
+    logs: logsSchema.default(() => logsSchema.parse({})),
 });
 
 const settingsSchema = settingsObject
@@ -529,6 +560,7 @@ const expectedForKey = {
     dockerHost: expected.dockerHost,
     importFrom: expected.bundle,
     maxSize: expected.size,
+    logs: expected.logs,
 } satisfies Record<(typeof configKeys)[number], string>;
 
 /**
@@ -612,6 +644,7 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
     if (path.length === 0) return Object.keys(settingsObject.shape);
     if (path[0] === "upstreams") return Object.keys(upstreamSchema.shape);
     if (path[0] === "cluster") return Object.keys(clusterSchema.shape);
+    if (path[0] === "logs") return Object.keys(logsSchema.shape);
     return Object.keys(credentialSchema.shape);
 }
 

@@ -13,7 +13,14 @@
 # nginx resolves the registries' names with the engine's DNS, which differs by engine (Docker's
 # embedded 127.0.0.11, Podman's network gateway): the first nameserver of /etc/resolv.conf goes
 # to another include (PULLTHROUGH_RESOLVER_CONF).
-# Only sh builtins, cat, rm and mkdir are used, which the Debian and Alpine nginx images all have.
+#
+# The ledger (core/ledger.ts): nginx writes one line per pull into a pipe, which awk folds into a
+# record on the front's volume (PULLTHROUGH_LEDGER_*). This shell stays PID 1: on the engine's
+# stop signal it asks nginx to finish its requests and quit, and once nginx has closed the pipe
+# awk writes the record a last time, so a restart or a replaced front loses no pull. Should the
+# fold stop, nginx is stopped too and the engine restarts the front: no pull goes uncounted.
+# Only sh builtins, cat, rm, mkdir, mkfifo, date, sleep and awk are used, which the Debian and
+# Alpine nginx images all have (mawk in one, busybox awk in the other).
 set -eu
 
 rm -rf "${PULLTHROUGH_FRONT_FILES:?}"
@@ -60,4 +67,31 @@ case "$nameserver" in *:*) nameserver="[$nameserver]" ;; esac
 echo "resolver $nameserver valid=2s ipv6=off;" >"$PULLTHROUGH_RESOLVER_CONF"
 echo "pullthrough: resolving the caches' names with $nameserver"
 
-exec nginx -g 'daemon off;'
+pipe=$PULLTHROUGH_LEDGER_PIPE
+rm -f "$pipe"
+mkfifo -m 600 "$pipe"
+# The pipe's reader first: nginx's open of it for writing waits for one.
+awk -v record="$PULLTHROUGH_LEDGER_RECORD" -v started="$(date +%s)" -f "$PULLTHROUGH_LEDGER_PROGRAM" <"$pipe" &
+fold=$!
+nginx -g 'daemon off;' &
+server=$!
+echo "pullthrough: counting pulls in $PULLTHROUGH_LEDGER_RECORD"
+
+stopping=
+trap 'stopping=1; kill -QUIT "$server" 2>/dev/null || true' TERM QUIT INT
+# A child that exited stays a zombie until waited for, and kill -0 still succeeds on it.
+alive() { read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null && [ "$state" != Z ]; }
+while alive "$server" && alive "$fold"; do
+    # A background sleep keeps the trap immediate.
+    sleep 1 &
+    wait $! || true
+done
+if alive "$server"; then
+    echo "pullthrough: the ledger's fold stopped; stopping nginx so the front restarts" >&2
+    kill -QUIT "$server" 2>/dev/null || true
+fi
+status=0
+wait "$server" || status=$?
+# nginx is gone and the pipe has no writer: awk reads to its end and writes the record.
+wait "$fold" || true
+[ -n "$stopping" ] || exit "$((status == 0 ? 1 : status))"

@@ -24,6 +24,8 @@ export interface SupervisorFacts {
     diskFullFile: string;
     /** An upstream login (`proxy:` section) uploaded into the container, when there is one. */
     credentialsFile: string;
+    /** A tool's view only: the file its tool touches to keep the view alive (tools/cache-view.ts). */
+    leaseFile: string;
 }
 
 export const supervisorFacts: SupervisorFacts = {
@@ -31,6 +33,7 @@ export const supervisorFacts: SupervisorFacts = {
     servingFile: "/tmp/pullthrough-serving",
     diskFullFile: "/tmp/pullthrough-disk-full",
     credentialsFile: "/etc/pullthrough-credentials.yml",
+    leaseFile: "/tmp/pullthrough-view-lease",
 };
 
 /** The shell variable of the supervisor that holds each fact. */
@@ -39,6 +42,7 @@ const supervisorVariables: Record<keyof SupervisorFacts, string> = {
     servingFile: "serving_file",
     diskFullFile: "disk_full_file",
     credentialsFile: "credentials",
+    leaseFile: "lease_file",
 };
 
 /**

@@ -13,17 +13,19 @@
 import { createHash } from "node:crypto";
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
-import { Settings } from "../mirrors";
+import { LogLimits, Settings } from "../mirrors";
 import {
     Cache,
     StackIdentity,
     cacheViewAlias,
+    logOptions,
     viewIdPattern,
     stackNetworkName,
     toLabelList,
 } from "./plan";
 import { accessLogFormat } from "./access-log";
 import { registryContainerPort } from "./container-facts";
+import { ledgerFiles, ledgerLogFormat, ledgerPathPattern } from "./ledger";
 
 /**
  * How long a request waits for another request's fetch of the same blob before it is served on
@@ -100,6 +102,8 @@ const frontConfigPath = "/etc/nginx/conf.d/default.conf";
 export interface Front {
     /** Name of the front container. */
     name: string;
+    /** The front's volume: the ledger of what was pulled (core/ledger.ts), kept like the caches'. */
+    ledgerVolume: string;
     /** The stack-private network the front and the registries share. */
     network: string;
     image: string;
@@ -111,11 +115,13 @@ export interface Front {
      */
     allowed: string[];
     labels: Record<string, string>;
+    logs: LogLimits;
 }
 
 export function planFront(settings: Settings, identity: StackIdentity): Front {
     return {
         name: `${settings.namePrefix}front`,
+        ledgerVolume: `${settings.namePrefix}ledger`,
         network: stackNetworkName(settings),
         image: settings.frontImage,
         bindAddress: settings.bindAddress,
@@ -128,7 +134,16 @@ export function planFront(settings: Settings, identity: StackIdentity): Front {
             ]),
         ],
         labels: { "pullthrough.project": identity.project, "pullthrough.stack": identity.stack },
+        logs: settings.logs,
     };
+}
+
+/** The front's volume, which holds the ledger; its inputs never change, as a cache volume's. */
+export function frontLedgerVolume(front: Front) {
+    return {
+        name: front.ledgerVolume,
+        labels: toLabelList(front.labels),
+    } satisfies docker.VolumeArgs;
 }
 
 /** The stack's private network: the front reaches each registry by container name. */
@@ -153,19 +168,28 @@ const frontResolverInclude = "/etc/nginx/pullthrough-resolver.conf";
 
 /** The nginx config of the front: what every cache port shares, then a server per cache port. */
 export function frontConfig(caches: readonly Cache[], allowed: readonly string[]): string {
-    return `${sharedFrontConfig()}${caches.map((cache) => cacheServer(cache, allowed)).join("\n")}
+    return `${sharedFrontConfig(caches)}${caches.map((cache) => cacheServer(cache, allowed)).join("\n")}
 `;
 }
 
-/** The front's log, its cache, the hop that quotes ETags and its health endpoint. */
-function sharedFrontConfig(): string {
+/** The front's logs, its cache, the hop that quotes ETags and its health endpoint. */
+function sharedFrontConfig(caches: readonly Cache[]): string {
+    const registries = caches.map((cache) => `    ${cache.port} "${cache.registry}";`).join("\n");
     return `# Rendered by Pullthrough (core/front.ts); replaced with the front container on every change.
 log_format pullthrough '${accessLogFormat}';
-# What the tools send to a cache's view (verify, prewarm's checks, import) is not a pull: the log
-# that status and prune read holds pulls only.
+log_format pullthrough_ledger '${ledgerLogFormat}';
+# What the tools send to a cache's view (verify, prewarm's checks, import) is not a pull: the
+# access log and the ledger hold pulls only, and the ledger only pulls of content.
 map ${headerVariable(viewHeader)} $pullthrough_pull {
     "" 1;
     default 0;
+}
+map $uri $pullthrough_content {
+    "~${ledgerPathPattern}" $pullthrough_pull;
+    default 0;
+}
+map $server_port $pullthrough_registry {
+${registries}
 }
 # The engine's DNS (written at start). A restarted registry may come back at another address:
 # names are re-resolved every 2 s, and a connection to a stale address gives up after 2 s (a 502
@@ -222,6 +246,7 @@ function cacheServer(cache: Cache, allowed: readonly string[]): string {
 server {
     listen ${cache.port};
     access_log /var/log/nginx/access.log pullthrough if=$pullthrough_pull;
+    access_log ${ledgerFiles.pipe} pullthrough_ledger if=$pullthrough_content;
     # Who may pull (README, Security): everyone else gets 403.
     ${access}
     # Pushes are refused by the registry; their bodies need not be buffered first.
@@ -278,24 +303,39 @@ server {
 }`;
 }
 
+/** The scripts the front runs, from container/ (host/assets.ts reads them). */
+export interface FrontScripts {
+    /** container/front-entry.sh */
+    entry: string;
+    /** container/ledger.awk */
+    ledgerProgram: string;
+}
+
 /**
  * The front container: the official nginx image with the rendered config uploaded in place of its
- * default site, every cache port published, on the stack network only.
+ * default site, every cache port published, on the stack network only, its ledger on its volume.
  */
-export function frontContainer(front: Front, caches: readonly Cache[], entry: string) {
+export function frontContainer(front: Front, caches: readonly Cache[], scripts: FrontScripts) {
     const health = `http://127.0.0.1:${healthPort}/health`;
     return {
         name: front.name,
         image: front.image,
         // container/front-entry.sh: empties the front's files, allows its own networks, writes
-        // the engine's resolver, then runs nginx.
-        entrypoints: ["/bin/sh", "-c", entry],
+        // the engine's resolver, then runs nginx and the ledger's fold until nginx stops.
+        entrypoints: ["/bin/sh", "-c", scripts.entry],
         envs: [
             `PULLTHROUGH_FRONT_FILES=${frontCacheRoot}`,
             `PULLTHROUGH_NETWORKS_CONF=${frontNetworksInclude}`,
             `PULLTHROUGH_RESOLVER_CONF=${frontResolverInclude}`,
+            `PULLTHROUGH_LEDGER_PIPE=${ledgerFiles.pipe}`,
+            `PULLTHROUGH_LEDGER_RECORD=${ledgerFiles.record}`,
+            `PULLTHROUGH_LEDGER_PROGRAM=${ledgerFiles.program}`,
         ],
-        uploads: [{ file: frontConfigPath, content: frontConfig(caches, front.allowed) }],
+        uploads: [
+            { file: frontConfigPath, content: frontConfig(caches, front.allowed) },
+            { file: ledgerFiles.program, content: scripts.ledgerProgram },
+        ],
+        volumes: [{ volumeName: front.ledgerVolume, containerPath: ledgerFiles.volumePath }],
         ports: caches.map((cache) => ({
             internal: cache.port,
             external: cache.port,
@@ -317,6 +357,7 @@ export function frontContainer(front: Front, caches: readonly Cache[], entry: st
         },
         wait: true,
         waitTimeout: 60,
+        ...logOptions(front.logs),
         labels: toLabelList(front.labels),
     } satisfies docker.ContainerArgs;
 }

@@ -5,7 +5,14 @@
  */
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
-import { CacheMode, Credential, Settings, dockerHostAddress } from "../mirrors";
+import {
+    CacheMode,
+    Credential,
+    LogLimits,
+    Settings,
+    defaultLogLimits,
+    dockerHostAddress,
+} from "../mirrors";
 import { healthcheckCommand, registryStoragePath, supervisorFacts } from "./container-facts";
 
 /** Everything about one cache that names, ports and client renderings must agree on. */
@@ -31,6 +38,7 @@ export interface Cache {
      */
     labels: Record<string, string>;
     credential?: Credential;
+    logs: LogLimits;
 }
 
 /**
@@ -101,9 +109,20 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
                 "pullthrough.registry": upstream.registry,
             },
             credential: settings.credentials[upstream.registry],
+            logs: settings.logs,
         };
     });
 }
+
+/**
+ * Docker's json-file log, rotated at `maxSize` into `maxFiles` files: the provider's `logDriver`
+ * and `logOpts` (HostConfig.LogConfig). Podman takes the same through its Docker API, and caps a
+ * log at `maxSize` by truncating it.
+ */
+export const logOptions = (limits: LogLimits) => ({
+    logDriver: "json-file",
+    logOpts: { "max-size": limits.maxSize, "max-file": String(limits.maxFiles) },
+});
 
 /** Docker labels as the provider takes them. */
 export const toLabelList = (labels: Record<string, string>) =>
@@ -132,7 +151,10 @@ const storageEnvs = [
  * read-only, with the login file when there is one, and removes the partial uploads interrupted
  * fetches leave behind.
  */
-function registryProcess(cache: Pick<Cache, "mode" | "remote" | "ttl">, supervisor: string) {
+function registryProcess(
+    cache: { mode: CacheMode | "writable"; remote: string; ttl: string },
+    supervisor: string,
+) {
     return {
         entrypoints: ["/bin/sh", "-c", supervisor],
         envs: [
@@ -168,6 +190,7 @@ export function cacheContainer(cache: Cache, supervisor: string) {
         },
         wait: true,
         waitTimeout: 90,
+        ...logOptions(cache.logs),
         labels: toLabelList({
             ...cache.labels,
             "pullthrough.remote": cache.remote,
@@ -199,12 +222,26 @@ export function cacheContainer(cache: Cache, supervisor: string) {
  */
 export const cacheViewAlias = (container: string, viewId: string) => `${container}-view-${viewId}`;
 
-/** A view's id: what the front accepts in `viewHeader`, so the header can name nothing else. */
-export const viewIdPattern = "^[0-9a-f]{8}$";
+/**
+ * A view's id: what the front accepts in `viewHeader`, so the header can name nothing else. 128
+ * random bits: no other client of the front can guess a live view's id, so a view answers only
+ * the tool that made it.
+ */
+export const viewIdPattern = "^[0-9a-f]{32}$";
+
+/** The label that marks a container as a tool's view of a cache: its value is the cache container. */
+export const viewLabel = "pullthrough.view-of";
+
+/**
+ * How long a view outlives its tool's last lease renewal (tools/cache-view.ts renews it every
+ * few seconds): a tool killed outright leaves its views for at most this long.
+ */
+export const viewLeaseSeconds = 60;
 
 /**
  * A second registry over a cache's volume, on the stack's network under cacheViewAlias, never
- * restarted. `image` is the running cache's image id, so nothing is pulled.
+ * restarted, run by the cache's supervisor under a lease (`viewLeaseSeconds`). `image` is the
+ * running cache's image id, so nothing is pulled.
  *
  * - `read-only`: the registry in `offline` mode over the volume mounted read-only. It answers
  *   only from storage, exactly as the cache would with no network (verify, prewarm).
@@ -221,18 +258,24 @@ export function cacheViewContainer(
     access: "read-only" | "writable" = "read-only",
 ) {
     const readOnly = access === "read-only";
+    const registry = registryProcess(
+        { mode: readOnly ? "offline" : "writable", remote: cache.remote, ttl: "0" },
+        supervisor,
+    );
     return {
         image,
-        ...(readOnly
-            ? registryProcess({ mode: "offline", remote: cache.remote, ttl: "0" }, supervisor)
-            : {
-                  envs: [...storageEnvs, "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS=none"],
-              }),
+        entrypoints: registry.entrypoints,
+        envs: [
+            ...registry.envs,
+            `PULLTHROUGH_VIEW_LEASE_SECONDS=${viewLeaseSeconds}`,
+            ...(readOnly ? [] : ["REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS=none"]),
+        ],
         volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly }],
         networksAdvanced: [
             { name: cache.network, aliases: [cacheViewAlias(cache.container, viewId)] },
         ],
-        labels: [{ label: "pullthrough.view-of", value: cache.container }],
+        ...logOptions(defaultLogLimits),
+        labels: [{ label: viewLabel, value: cache.container }],
     } satisfies docker.ContainerArgs;
 }
 

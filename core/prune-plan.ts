@@ -1,17 +1,16 @@
 /**
- * What `npm run prune` removes, decided from each cache's storage and the front's log: the least
+ * What `npm run prune` removes, decided from each cache's storage and the front's ledger: the least
  * recently pulled images first, never one in the prewarm list or one being pulled, and then the
  * blobs no remaining image needs. The registry's own `garbage-collect` cannot do this on a live
  * cache: it deletes layers shared with kept images when run beside a running registry (seen on
  * 3.0.0), so the mark phase is done here, over every stored manifest and its platforms. Pure:
  * tools/prune.ts reads the caches and applies the plan.
  *
- * "Last pulled" is the latest of: the front's access log (since the front started), the record
+ * "Last pulled" is the latest of: the front's ledger (core/ledger.ts), the record
  * prune keeps in each volume (pulledRecordFile), the tag's link (rewritten by every online pull
  * by tag) and when the image was stored.
  */
 import { ImageReference } from "../mirrors";
-import { readAccessLog, contentRequest, wasServed } from "./access-log";
 import { CacheEndpoint } from "./plan";
 import { PartialUpload, Storage, StoredImage, storagePaths, storedImages } from "./storage-layout";
 import { formatBytes, formatUtc } from "./format";
@@ -23,31 +22,12 @@ import { formatBytes, formatUtc } from "./format";
  */
 export const inFlightSeconds = 600;
 
-/** What the front's log says about one cache's pulls, times in epoch seconds. */
+/** What the front's ledger says about one cache's pulls, times in epoch seconds. */
 export interface PullActivity {
     /** `<repository>:<tag>` or `<repository>@<digest>` → the last manifest request for it. */
     manifests: Map<string, number>;
     /** Blob digest → the last time it was sent in full or from the front's cache. */
     blobs: Map<string, number>;
-}
-
-/** Reads one cache port's successful manifest and blob requests from the front's access log. */
-export function readPullActivity(log: string, port: number): PullActivity {
-    const activity: PullActivity = { manifests: new Map(), blobs: new Map() };
-    const latest = (map: Map<string, number>, key: string, time: number) =>
-        map.set(key, Math.max(time, map.get(key) ?? 0));
-    for (const entry of readAccessLog(log, port)) {
-        const request = contentRequest(entry);
-        if (!request || !wasServed(entry)) continue;
-        const { method, repository, kind, reference } = request;
-        if (kind === "manifests") {
-            const separator = reference.startsWith("sha256:") ? "@" : ":";
-            latest(activity.manifests, `${repository}${separator}${reference}`, entry.time);
-        } else if (method === "GET") {
-            latest(activity.blobs, reference, entry.time);
-        }
-    }
-    return activity;
 }
 
 /** One cache's storage and what is known of its pulls. */

@@ -1,10 +1,11 @@
 /**
  * What `npm run status` reports for each cache, worked out from what tools/status.ts reads: the
- * front's access log, the registry's Prometheus metrics, the container's health and its volume.
- * Pure: the figures, whether a cache needs attention, and the screen.
+ * front's ledger (core/ledger.ts), the upstream figures the cache's supervisor keeps in its
+ * volume, the container's health and its volume. Pure: the figures, whether a cache needs
+ * attention, and the screen.
  */
-import { contentRequest, readAccessLog, wasServed } from "./access-log";
 import { CacheHealth } from "./container-facts";
+import { ServedFigures } from "./ledger";
 import { formatBytes, formatUtc } from "./format";
 import { CacheEndpoint } from "./plan";
 import { CacheCheck } from "./storage-layout";
@@ -33,12 +34,18 @@ export interface CacheStatus {
     partialUploads: { count: number; bytes: number };
     repositories: number;
     images: number;
-    /** When the counters below started: the front's and the registry's container starts. */
-    since: { front: string; registry: string };
+    /**
+     * Since when the figures below count (ISO 8601): `requests` the front's ledger (requests,
+     * hits, bytes served), `upstream` the cache's volume (misses, bytes from upstream). Empty
+     * when there is nothing to count with.
+     */
+    since: { requests: string; upstream: string };
     /** Content requests (manifests and blobs) clients made. */
     requests: number;
     /** Requests served with no upstream fetch. */
     hits: number;
+    /** Of the requests, those the front answered from its own cache (coalesced or repeated blobs). */
+    frontHits: number;
     /** Requests the registry had to fetch upstream for. */
     misses: number;
     servedBytes: number;
@@ -51,25 +58,21 @@ export interface CacheStatus {
     lastCheck: CacheCheck | null;
 }
 
-/** Content requests answered with 2xx or 304 on `port`, and the bytes sent, from the front's log. */
-export function readFrontLog(log: string, port: number): { requests: number; bytes: number } {
-    const served = readAccessLog(log, port).filter(
-        (entry) => contentRequest(entry) !== undefined && wasServed(entry),
-    );
-    return {
-        requests: served.length,
-        bytes: served.reduce((total, entry) => total + entry.bytes, 0),
-    };
+/** What a cache fetched upstream, as its supervisor keeps it in the volume. */
+export interface UpstreamFigures {
+    /** Epoch seconds: when the volume began counting. */
+    since: number;
+    /** Requests the registry had to fetch upstream for. */
+    misses: number;
+    bytes: number;
 }
 
-/** Sums a Prometheus counter over its label sets (`name{type="blob"} 3`, `name 3`). */
-export function counter(metrics: string, name: string): number {
-    let total = 0;
-    for (const line of metrics.split("\n")) {
-        const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`).exec(line.trim());
-        if (match) total += Number(match[1]);
-    }
-    return total;
+/** The supervisor's `figures` line (`upstream <since> <misses> <bytes>`); undefined for anything else. */
+export function parseUpstreamFigures(text: string): UpstreamFigures | undefined {
+    const match = /^upstream (\d+) (\d+) (\d+)$/m.exec(text);
+    return match
+        ? { since: Number(match[1]), misses: Number(match[2]), bytes: Number(match[3]) }
+        : undefined;
 }
 
 /** Repositories and images (tags) in a registry's storage, from the paths of its tag links. */
@@ -88,11 +91,16 @@ export interface CacheReadings {
     uploads: readonly { size: number }[];
     /** The paths of the tag links under the registry's storage. */
     tagLinks: string;
-    served: { requests: number; bytes: number };
-    metrics: string;
-    since: CacheStatus["since"];
+    /** The front's ledger: its figures for this cache and since when it counts (epoch seconds). */
+    served: ServedFigures;
+    servedSince?: number;
+    /** Undefined when the cache keeps none (registry 2, which has no metrics). */
+    upstream?: UpstreamFigures;
     lastCheck: CacheCheck | null;
 }
+
+const isoTime = (seconds?: number) =>
+    seconds === undefined ? "" : new Date(seconds * 1000).toISOString();
 
 /** One cache's status from what was read; the cause of trouble first. */
 export function cacheStatus(cache: CacheEndpoint, readings: CacheReadings): CacheStatus {
@@ -100,8 +108,7 @@ export function cacheStatus(cache: CacheEndpoint, readings: CacheReadings): Cach
     const problem =
         health.problem ??
         (front.ok ? undefined : `clients get ${front.answer} at ${cache.hostEndpoint}/v2/`);
-    const misses = counter(readings.metrics, "registry_proxy_misses_total");
-    const upstreamBytes = counter(readings.metrics, "registry_proxy_pulled_bytes_total");
+    const { served, upstream } = readings;
     return {
         registry: cache.registry,
         port: cache.port,
@@ -121,8 +128,8 @@ export function cacheStatus(cache: CacheEndpoint, readings: CacheReadings): Cach
             bytes: readings.uploads.reduce((total, upload) => total + upload.size, 0),
         },
         ...countImages(readings.tagLinks),
-        since: readings.since,
-        ...figures(readings.served.requests, misses, readings.served.bytes, upstreamBytes),
+        since: { requests: isoTime(readings.servedSince), upstream: isoTime(upstream?.since) },
+        ...figures(served, upstream),
         lastCheck,
     };
 }
@@ -142,8 +149,8 @@ export function missingCacheStatus(cache: CacheEndpoint): CacheStatus {
         partialUploads: { count: 0, bytes: 0 },
         repositories: 0,
         images: 0,
-        since: { front: "", registry: "" },
-        ...figures(0, 0, 0, 0),
+        since: { requests: "", upstream: "" },
+        ...figures({ requests: 0, bytes: 0, frontHits: 0 }),
         lastCheck: null,
     };
 }
@@ -167,16 +174,20 @@ function formatCheck(check: CacheCheck | null): string {
     return `${when}: ${check.blobs} blobs (${formatBytes(check.bytes)}) re-hashed, ${found}`;
 }
 
-function figures(requests: number, misses: number, servedBytes: number, upstreamBytes: number) {
+function figures(served: ServedFigures, upstream?: UpstreamFigures) {
+    const { requests } = served;
+    const misses = upstream?.misses ?? 0;
+    const upstreamBytes = upstream?.bytes ?? 0;
     const hits = Math.max(0, requests - misses);
     return {
         requests,
         hits,
+        frontHits: served.frontHits,
         misses,
-        servedBytes,
+        servedBytes: served.bytes,
         upstreamBytes,
         hitRatio: requests > 0 ? hits / requests : null,
-        savedBytes: Math.max(0, servedBytes - upstreamBytes),
+        savedBytes: Math.max(0, served.bytes - upstreamBytes),
     };
 }
 
@@ -202,7 +213,7 @@ export function formatStatus(statuses: readonly CacheStatus[], bars: boolean): s
         const ratio =
             status.hitRatio === null
                 ? "no requests yet"
-                : `${bars ? `${bar(status.hitRatio)} ` : ""}${percent(status.hitRatio)} (${status.hits} of ${status.requests} requests; ${status.misses} fetched upstream)`;
+                : `${bars ? `${bar(status.hitRatio)} ` : ""}${percent(status.hitRatio)} (${status.hits} of ${status.requests} requests; ${status.misses} fetched upstream; ${status.frontHits} from the front's cache)`;
         return [
             `${status.degraded ? "!" : " "} ${status.registry}  :${status.port}  mode ${status.mode}, serving ${status.serving}, ${status.health}${status.problem ? `: ${status.problem}` : ""}`,
             `    disk   ${bars ? `${bar(diskShare)} ` : ""}${formatBytes(status.disk.usedBytes)} held${formatUploads(status.partialUploads)}, ${formatBytes(status.disk.freeBytes)} free; ${status.repositories} repositories, ${status.images} images`,
@@ -212,11 +223,13 @@ export function formatStatus(statuses: readonly CacheStatus[], bars: boolean): s
         ].join("\n");
     });
     const degraded = statuses.filter((status) => status.degraded).length;
-    const started = statuses.map((status) => status.since.front).find(Boolean);
+    const counting = statuses.map((status) => status.since.requests).find(Boolean);
     return [
         ...blocks,
         "",
-        `Counters since the containers started${started ? ` (front: ${started})` : ""}.`,
+        counting
+            ? `Counting since ${formatUtc(new Date(counting))}, across restarts and log rotation.`
+            : "Nothing counted yet.",
         degraded === 0
             ? `All ${statuses.length} caches are healthy.`
             : `${degraded} of ${statuses.length} caches need attention (marked !).`,

@@ -9,7 +9,9 @@
  *   until healthy (`waitTimeout`, default 60 s). Every input forces replacement except those
  *   `resourceDockerContainerUpdate` applies or only records (restart, resources, mustRun, wait,
  *   waitTimeout, healthcheck, …); Update applies restart alone. Delete-before-replace by default
- *   (`resources.go`). Delete is a forced removal; "no such container" is ignored.
+ *   (`resources.go`). Delete is a forced removal; "no such container" is ignored. HostConfig's
+ *   LogConfig is `logDriver` (the schema's default, json-file) with `logOpts` as its Config
+ *   (`resource_docker_container_funcs.go`).
  * - Volume: every input forces replacement, create-before-delete; creating a volume whose name
  *   exists returns that volume, and the state records the labels read back from it. Delete is
  *   forced and retried while the volume is in use.
@@ -25,9 +27,9 @@
  * `testNetwork`, where the fixture upstreams live, in place of the default bridge; on another
  * engine containers stay on its default bridge, and reach the upstreams through its NAT.
  */
-import { Front, frontContainer, stackNetwork } from "../core/front";
+import { Front, frontContainer, frontLedgerVolume, stackNetwork } from "../core/front";
 import { Cache, cacheContainer, cacheVolume } from "../core/plan";
-import { readCacheSupervisor, readFrontEntry } from "../host/assets";
+import { readCacheSupervisor, readFrontScripts } from "../host/assets";
 import { dockerApi, waitFor } from "./docker";
 import type { ProviderStandIn } from "./pulumi-engine";
 
@@ -68,6 +70,8 @@ const implemented: Record<string, readonly string[]> = {
         "labels",
         "networksAdvanced",
         "uploads",
+        "logDriver",
+        "logOpts",
     ],
     "container.volumes": ["volumeName", "containerPath", "readOnly"],
     "container.ports": ["internal", "external", "ip", "protocol"],
@@ -197,7 +201,8 @@ export class DockerProviderStandIn implements ProviderStandIn {
         await Promise.all(
             caches.map((cache) => this.createContainer(cacheContainer(cache, supervisor).args)),
         );
-        await this.createContainer(frontContainer(front, caches, readFrontEntry()));
+        await this.createVolume(frontLedgerVolume(front));
+        await this.createContainer(frontContainer(front, caches, readFrontScripts()));
     }
 
     /** Removes everything this stand-in ever made, retained volumes included; for test teardown. */
@@ -324,6 +329,8 @@ function containerCreateBody(inputs: Record<string, any>, networkMode: string) {
             ),
             RestartPolicy: { Name: inputs.restart ?? "no" },
             NetworkMode: networkMode,
+            // The provider's `log_driver` defaults to json-file; `log_opts` are its Config.
+            LogConfig: { Type: inputs.logDriver ?? "json-file", Config: inputs.logOpts ?? {} },
         },
     };
 }

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { renderSupervisor } from "../core/container-facts";
+import { FrontScripts } from "../core/front";
 
 /** container/cache-supervisor.sh, the cache's entry command, rendered with core/container-facts.ts. */
 export function readCacheSupervisor(): string {
@@ -13,7 +14,8 @@ export function readCacheSupervisor(): string {
     );
 }
 
-/** The text of container/front-entry.sh, the front's entry command. */
-export function readFrontEntry(): string {
-    return readFileSync(path.join(__dirname, "../container/front-entry.sh"), "utf8");
+/** The front's entry command (container/front-entry.sh) and the ledger's fold (container/ledger.awk). */
+export function readFrontScripts(): FrontScripts {
+    const read = (file: string) => readFileSync(path.join(__dirname, "../container", file), "utf8");
+    return { entry: read("front-entry.sh"), ledgerProgram: read("ledger.awk") };
 }

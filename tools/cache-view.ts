@@ -12,17 +12,27 @@
 import { randomBytes } from "node:crypto";
 import { viewHeader } from "../core/front";
 import { CacheHealth, readHealthcheck, supervisorFacts } from "../core/container-facts";
-import { CacheEndpoint, cacheViewContainer } from "../core/plan";
+import { CacheEndpoint, cacheViewContainer, viewLabel, viewLeaseSeconds } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
 import { DockerCli } from "./docker";
+import { untilInterrupted } from "./interrupt";
 import { CacheView, UsageError } from "./types";
 import { RegistryClient } from "./registry-client";
 
+/** How often a tool renews its views' leases: several renewals fit in one lease. */
+const leaseRenewalMs = (viewLeaseSeconds * 1000) / 6;
+
 /** `docker run` flags for a view container: what the Docker provider makes of the same inputs. */
 function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
-    const [entrypoint, ...args] = "entrypoints" in view ? view.entrypoints : [];
+    const [entrypoint, ...args] = view.entrypoints;
     return [
         "--detach",
+        "--log-driver",
+        view.logDriver,
+        ...Object.entries(view.logOpts).flatMap(([option, value]) => [
+            "--log-opt",
+            `${option}=${value}`,
+        ]),
         ...view.labels.flatMap(({ label, value }) => ["--label", `${label}=${value}`]),
         ...view.envs.flatMap((env) => ["--env", env]),
         ...view.volumes.flatMap((volume) => [
@@ -34,7 +44,8 @@ function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
             network.name,
             ...network.aliases.flatMap((alias) => ["--network-alias", alias]),
         ]),
-        ...(entrypoint ? ["--entrypoint", entrypoint] : []),
+        "--entrypoint",
+        entrypoint,
         view.image,
         ...args,
     ];
@@ -42,7 +53,10 @@ function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
 
 type ViewAccess = Parameters<typeof cacheViewContainer>[4];
 
-/** Starts a view of `cache`; `close` removes it. */
+/**
+ * Starts a view of `cache` and keeps renewing its lease; `close` removes it. Should the tool die
+ * without closing it, the view stops itself once its lease runs out, and `--rm` removes it.
+ */
 async function openCacheView(
     docker: DockerCli,
     cache: CacheEndpoint,
@@ -53,13 +67,19 @@ async function openCacheView(
             `the cache container ${cache.container} (for ${cache.registry}) does not exist; run npm run up first`,
         );
     });
-    const viewId = randomBytes(4).toString("hex");
+    const viewId = randomBytes(16).toString("hex");
     const id = await docker(
         "run",
         "--rm",
         ...dockerRunArgs(cacheViewContainer(cache, readCacheSupervisor(), image, viewId, access)),
     );
-    const close = async () => void (await docker("rm", "--force", "--volumes", id).catch(() => ""));
+    const renew = () =>
+        void docker("exec", id, "touch", supervisorFacts.leaseFile).catch(() => undefined);
+    const renewal = setInterval(renew, leaseRenewalMs).unref();
+    const close = async () => {
+        clearInterval(renewal);
+        await docker("rm", "--force", "--volumes", id).catch(() => "");
+    };
     try {
         const view = { endpoint: cache.hostEndpoint, headers: { [viewHeader]: viewId } };
         await waitUntilServing(new RegistryClient(view.endpoint, cache.registry, view.headers));
@@ -83,8 +103,35 @@ async function waitUntilServing(client: RegistryClient): Promise<void> {
 }
 
 /**
- * Runs `work` with a view of each cache, by registry (read-only unless `access` says otherwise);
- * removes them afterwards.
+ * Removes views of `caches` that no live tool holds: stopped ones, and running ones whose lease
+ * ran out or that have none (made by a tool older than leases, then killed).
+ */
+export async function removeStaleViews(
+    docker: DockerCli,
+    caches: readonly CacheEndpoint[],
+): Promise<string[]> {
+    const filters = caches.flatMap((cache) => [
+        "--filter",
+        `label=${viewLabel}=${cache.container}`,
+    ]);
+    const listed = await docker("ps", "--all", "--quiet", "--no-trunc", ...filters);
+    const stale = [];
+    for (const id of listed.split("\n").filter(Boolean))
+        if (await isStale(docker, id)) stale.push(id);
+    if (stale.length > 0) await docker("rm", "--force", "--volumes", ...stale).catch(() => "");
+    return stale;
+}
+
+async function isStale(docker: DockerCli, id: string): Promise<boolean> {
+    const leaseAge = `[ -f ${supervisorFacts.leaseFile} ] && echo $(($(date +%s) - $(stat -c %Y ${supervisorFacts.leaseFile})))`;
+    const age = await docker("exec", id, "sh", "-c", leaseAge).catch(() => "");
+    return !/^\d+$/.test(age) || Number(age) >= viewLeaseSeconds;
+}
+
+/**
+ * Runs `work` with a view of each cache, by registry (read-only unless `access` says otherwise),
+ * after removing the stale views of earlier tools; removes its own afterwards, also when the tool
+ * is interrupted (SIGINT, SIGTERM).
  */
 export async function withCacheViews<T>(
     docker: DockerCli,
@@ -92,6 +139,7 @@ export async function withCacheViews<T>(
     work: (views: Map<string, CacheView>) => Promise<T>,
     access: ViewAccess = "read-only",
 ): Promise<T> {
+    await removeStaleViews(docker, caches);
     const opened = await Promise.allSettled(
         caches.map((cache) => openCacheView(docker, cache, access)),
     );
@@ -99,7 +147,9 @@ export async function withCacheViews<T>(
     try {
         const failure = opened.find((view) => view.status === "rejected");
         if (failure) throw failure.reason;
-        return await work(new Map(caches.map((cache, index) => [cache.registry, views[index]])));
+        return await untilInterrupted(
+            work(new Map(caches.map((cache, index) => [cache.registry, views[index]]))),
+        );
     } finally {
         await Promise.all(views.map((view) => view.close()));
     }

@@ -6,13 +6,16 @@
  *
  * Exit codes: 0 all good; 1 an image failed to warm or is missing (or corrupt), a cache needs
  * attention, or prune could not get under its budget; 2 the tool could not run (bad arguments or
- * config, a cache unreachable, an image without a cache, a bundle that cannot be imported).
+ * config, a cache unreachable, an image without a cache, a bundle that cannot be imported);
+ * 130 or 143 interrupted by SIGINT or SIGTERM, once what it made is removed.
  */
 import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ParseArgsConfig, parseArgs } from "node:util";
 import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../core/images";
 import { Run, runExport, runImport, runPrewarm, runPrune, runStatus, runVerify } from "./commands";
 import { dockerCli } from "./docker";
+import { Interrupted, untilInterrupted } from "./interrupt";
 import { failureJson } from "./json";
 import { fromOutputs, fromStackConfig, readOutputsDocument } from "./stack";
 import { UsageError, fail } from "./types";
@@ -149,13 +152,19 @@ function reportFailure(error: unknown, json: boolean): void {
     if (process.env.PULLTHROUGH_DEBUG) console.error(error);
 }
 
+/** How long an interrupted tool may take to remove what it made (its views) before it exits. */
+const unwindMs = 20_000;
+
 if (require.main === module) {
     const argv = process.argv.slice(2);
-    main(argv).then(
+    const run = main(argv);
+    untilInterrupted(run).then(
         (code) => process.exit(code),
-        (error: unknown) => {
+        async (error: unknown) => {
+            if (error instanceof Interrupted)
+                await Promise.race([run.catch(() => undefined), sleep(unwindMs)]);
             reportFailure(error, argv.includes("--json"));
-            process.exit(2);
+            process.exit(error instanceof Interrupted ? error.exitCode : 2);
         },
     );
 }

@@ -22,6 +22,7 @@ import {
     repair,
 } from "./integrity";
 import { exportJson, failureJson, importJson, prewarmJson, statusJson, verifyJson } from "./json";
+import { readFrontLedger } from "./ledger";
 import { applyPrune, readCacheContents } from "./prune";
 import { RegistryClient } from "./registry-client";
 import { formatPrewarmSummary, formatVerifyReport, progressReporter } from "./report";
@@ -54,7 +55,10 @@ export interface Run {
 }
 
 export async function runStatus({ stack, values, docker }: Run): Promise<number> {
-    const statuses = await Promise.all(stack.caches.map((cache) => readCacheStatus(docker, cache)));
+    const ledger = await readFrontLedger(docker, stack.caches);
+    const statuses = await Promise.all(
+        stack.caches.map((cache) => readCacheStatus(docker, cache, ledger)),
+    );
     const report = statusJson(statuses);
     console.log(
         values.json

@@ -18,9 +18,35 @@ export function dockerCli(dockerHost?: string): DockerCli {
     return Object.assign((...args: string[]) => withInput("", ...args), { withInput });
 }
 
+/**
+ * What a tool reads with one command is bounded by what the caches hold (listings, the ledger),
+ * never by a container's history: more than this is a fault, reported as one.
+ */
+const outputLimit = 64 << 20;
+
+/** The exit code of the command behind a DockerCli error, if it ran and exited. */
+export function exitCodeOf(error: unknown): number | undefined {
+    const code = ((error as Error)?.cause as { code?: unknown } | undefined)?.code;
+    return typeof code === "number" ? code : undefined;
+}
+
+/**
+ * The cause of a failed command in one line: the last line of its stderr that says something
+ * (the docker CLI and the scripts the tools run end with the error), at most 300 characters.
+ */
+export function oneLineCause(stderr: string, fallback: string): string {
+    const last = stderr
+        .split("\n")
+        .map((line) => line.trim())
+        .filter(Boolean)
+        .at(-1);
+    const cause = last ?? fallback.split("\n")[0].trim();
+    return cause.length > 300 ? `${cause.slice(0, 297)}...` : cause;
+}
+
 function run(env: NodeJS.ProcessEnv, input: string, args: string[]): Promise<string> {
     return new Promise((resolve, reject) => {
-        const options = { env, maxBuffer: 64 << 20 };
+        const options = { env, maxBuffer: outputLimit };
         const child = execFile("docker", args, options, (error, stdout, stderr) => {
             if (!error) return resolve(stdout.trim());
             if ((error as NodeJS.ErrnoException).code === "ENOENT")
@@ -29,10 +55,14 @@ function run(env: NodeJS.ProcessEnv, input: string, args: string[]): Promise<str
                         "the tools need the docker CLI (they look inside the caches); none found on PATH",
                     ),
                 );
+            if ((error as NodeJS.ErrnoException).code === "ERR_CHILD_PROCESS_STDIO_MAXBUFFER")
+                return reject(
+                    new Error(`docker ${args[0]}: printed more than ${outputLimit >> 20} MiB`),
+                );
             const unreachable = dockerUnreachable(stderr);
             if (unreachable) return reject(new UsageError(unreachable));
             reject(
-                new Error(`docker ${args[0]}: ${(stderr || String(error)).trim()}`, {
+                new Error(`docker ${args[0]}: ${oneLineCause(stderr, String(error))}`, {
                     cause: error,
                 }),
             );

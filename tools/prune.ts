@@ -1,34 +1,28 @@
 /**
- * `npm run prune`: reads what each cache holds and when its images were pulled, and removes what
- * core/prune-plan.ts decides.
+ * `npm run prune`: reads what each cache holds and when its images were pulled (the front's
+ * ledger), and removes what core/prune-plan.ts decides.
  *
  * A running registry answers for deleted blobs from its in-memory blob descriptor cache (200 and
  * no bytes); the caches run without that cache (core/plan.ts), so a pruned image is fetched
  * again from its upstream on its next pull.
  */
 import { CacheEndpoint } from "../core/plan";
-import { CacheContents, PrunePlan, pulledRecord, readPullActivity } from "../core/prune-plan";
+import { emptyLedger, pullActivity } from "../core/ledger";
+import { CacheContents, PrunePlan, pulledRecord } from "../core/prune-plan";
 import { pulledRecordFile } from "../core/storage-layout";
 import { DockerCli } from "./docker";
-import { frontOf } from "./front";
+import { readFrontLedger } from "./ledger";
 import { readStorage, removeStoragePaths, writeVolumeFile } from "./storage";
 import { UsageError } from "./types";
 
-/** Reads every cache's storage and the front's log, for planPrune. */
+/** Reads every cache's storage and the front's ledger (once: one front serves every cache), for planPrune. */
 export async function readCacheContents(
     docker: DockerCli,
     caches: readonly CacheEndpoint[],
 ): Promise<CacheContents[]> {
-    // One front serves every cache port: its log is read once.
-    const logs = new Map<string, Promise<string>>();
-    const logOf = (front: string) => {
-        if (!logs.has(front)) logs.set(front, docker("logs", front));
-        return logs.get(front)!;
-    };
+    const ledger = (await readFrontLedger(docker, caches)) ?? emptyLedger(0);
     return Promise.all(
         caches.map(async (cache) => {
-            const front = await frontOf(docker, cache.port);
-            const log = front ? await logOf(front) : "";
             const storage = await readStorage(docker, cache.container).catch((error: Error) => {
                 throw /No such container/.test(error.message)
                     ? new UsageError(
@@ -36,7 +30,7 @@ export async function readCacheContents(
                       )
                     : error;
             });
-            return { cache, storage, activity: readPullActivity(log, cache.port) };
+            return { cache, storage, activity: pullActivity(ledger, cache.registry) };
         }),
     );
 }

@@ -1,43 +1,38 @@
 /**
- * `npm run status`: what each cache holds, whether it is well, and what it saved. Sources, each
- * since its container started:
+ * `npm run status`: what each cache holds, whether it is well, and what it saved. Sources:
  *
- * - the front's access log (core/front.ts): every content request of a cache's port, and the
- *   bytes sent to clients;
- * - the registry's Prometheus metrics (registry 3 serves them on its debug port, 5001, in its
- *   default config; read from inside the container): `registry_proxy_misses_total` and
- *   `registry_proxy_pulled_bytes_total`, what it had to fetch upstream;
+ * - the front's ledger (core/ledger.ts), read once for all caches: every content request of a
+ *   cache, the bytes sent to clients and those the front's own cache answered, since the ledger
+ *   began;
+ * - the upstream figures the cache's supervisor keeps in its volume: what the registry had to
+ *   fetch upstream (registry 3's proxy counters, carried across its restarts);
  * - the cache container: its healthcheck (what it serves now, a full disk) and its volume (`du`,
  *   `df`, and the tags under the registry's storage);
  * - the path clients use: `GET /v2/` at the cache's published port, through the front. A healthy
  *   registry behind a front that cannot reach it looks well from the container alone.
  */
 import { registryStoragePath as storage, registryStorageRoot } from "../core/container-facts";
+import { Ledger, servedBy } from "../core/ledger";
 import { CacheEndpoint } from "../core/plan";
-import { CacheStatus, cacheStatus, missingCacheStatus, readFrontLog } from "../core/status-report";
+import {
+    CacheStatus,
+    cacheStatus,
+    missingCacheStatus,
+    parseUpstreamFigures,
+} from "../core/status-report";
 import { CacheCheck, lastCheckFile, parseListing } from "../core/storage-layout";
+import { readCacheSupervisor } from "../host/assets";
 import { readCacheHealth } from "./cache-view";
 import { DockerCli } from "./docker";
-import { frontOf } from "./front";
 import { readUploads } from "./storage";
 
-/** The registry's debug address in the official registry:3 config (`http.debug.addr`). */
-const metricsPort = 5001;
-
-/**
- * The registry's Prometheus metrics, asked inside its container, so any engine will do. HTTP/1.0
- * through busybox nc: busybox 1.35's wget crashes on this response (seen in the registry 3
- * fixture). The headers come along and match no counter.
- */
-async function registryMetrics(docker: DockerCli, container: string): Promise<string> {
-    const request = `GET /metrics HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n`;
-    // No debug port (registry 2, a custom config): no upstream figures.
-    return docker(
-        ...["exec", container, "sh", "-c"],
-        `printf '${request}' | nc -w 3 127.0.0.1 ${metricsPort}`,
+/** What the cache fetched upstream, from its supervisor; undefined when it keeps no figures. */
+async function readUpstreamFigures(docker: DockerCli, container: string) {
+    const output = await docker(
+        ...["exec", container, "sh", "-c", readCacheSupervisor(), "sh", "figures"],
     ).catch(() => "");
+    return parseUpstreamFigures(output);
 }
-
 /**
  * What a client gets from the cache's published port. `/v2/` answers 200, or 401 from a registry
  * that wants a token; anything else (a 502 from a front that cannot reach the registry, a 403
@@ -82,35 +77,33 @@ async function readLastCheck(docker: DockerCli, container: string): Promise<Cach
     }
 }
 
-const containerStarted = (docker: DockerCli, container: string) =>
-    docker("inspect", "--format", "{{.State.StartedAt}}", container);
-
-/** Everything `status` shows for one cache; a missing container is a status, not an error. */
+/**
+ * Everything `status` shows for one cache, with the front's `ledger` (undefined with no front);
+ * a missing container is a status, not an error.
+ */
 export async function readCacheStatus(
     docker: DockerCli,
     cache: CacheEndpoint,
+    ledger: Ledger | undefined,
 ): Promise<CacheStatus> {
     const health = await readCacheHealth(docker, cache.container);
     if (!health) return missingCacheStatus(cache);
-    const front = await askThroughFront(cache.hostEndpoint);
-    const { disk, tagLinks } = await readVolume(docker, cache.container);
-    const { uploads } = parseListing(await readUploads(docker, cache.container));
-    const frontContainer = await frontOf(docker, cache.port);
-    const served = frontContainer
-        ? readFrontLog(await docker("logs", frontContainer), cache.port)
-        : { requests: 0, bytes: 0 };
+    const [front, { disk, tagLinks }, uploads, upstream, lastCheck] = await Promise.all([
+        askThroughFront(cache.hostEndpoint),
+        readVolume(docker, cache.container),
+        readUploads(docker, cache.container),
+        readUpstreamFigures(docker, cache.container),
+        readLastCheck(docker, cache.container),
+    ]);
     return cacheStatus(cache, {
         health,
         front,
         disk,
-        uploads,
+        uploads: parseListing(uploads).uploads,
         tagLinks,
-        served,
-        metrics: await registryMetrics(docker, cache.container),
-        since: {
-            front: frontContainer ? await containerStarted(docker, frontContainer) : "",
-            registry: await containerStarted(docker, cache.container),
-        },
-        lastCheck: await readLastCheck(docker, cache.container),
+        served: servedBy(ledger, cache.registry),
+        servedSince: ledger?.since,
+        upstream,
+        lastCheck,
     });
 }

@@ -23,6 +23,7 @@ const elsewhere: SupervisorFacts = {
     servingFile: "/tmp/elsewhere-serving",
     diskFullFile: "/tmp/elsewhere-disk-full",
     credentialsFile: "/etc/elsewhere-login.yml",
+    leaseFile: "/tmp/elsewhere-lease",
 };
 const supervisor = renderSupervisor(
     readFileSync(path.join(__dirname, "../../container/cache-supervisor.sh"), "utf8"),

@@ -36,7 +36,7 @@ describe("with no config", () => {
         run = runProgram({});
     });
 
-    test("declares one volume and one registry container per default upstream, one front and one network", async () => {
+    test("declares one volume and one registry container per default upstream, one front with its ledger's volume and one network", async () => {
         const { resources } = await run;
         const names = [
             "docker.io",
@@ -50,7 +50,7 @@ describe("with no config", () => {
             ofType(resources, volumeType)
                 .map((r) => r.name)
                 .sort(),
-        ).toEqual([...names].sort());
+        ).toEqual([...names, "registry-ledger"].sort());
         expect(
             ofType(resources, containerType)
                 .map((r) => r.name)
@@ -94,6 +94,8 @@ describe("with no config", () => {
             },
             wait: true,
             waitTimeout: 90,
+            logDriver: "json-file",
+            logOpts: { "max-size": "10m", "max-file": "3" },
             labels: [
                 { label: "pullthrough.project", value: "pullthrough" },
                 { label: "pullthrough.stack", value: "dev" },
@@ -128,7 +130,7 @@ describe("with no config", () => {
         ]);
     });
 
-    test("the front publishes every cache port, waits for every registry, and is replaced, never updated", async () => {
+    test("the front publishes every cache port, keeps its ledger on a volume kept like the caches', waits for every registry, and is replaced, never updated", async () => {
         const { resources } = await run;
         const front = byName(resources, containerType, "registry-front");
         expect(front.inputs.image).toBe("nginx:1");
@@ -146,7 +148,17 @@ describe("with no config", () => {
                 file: "/etc/nginx/conf.d/default.conf",
                 content: expect.stringContaining("proxy_cache_lock on;"),
             },
+            {
+                file: "/etc/nginx/pullthrough-ledger.awk",
+                content: expect.stringContaining("function flush("),
+            },
         ]);
+        expect(front.inputs.volumes).toEqual([
+            { volumeName: "registry-ledger", containerPath: "/var/lib/pullthrough" },
+        ]);
+        expect(front.inputs.logOpts).toEqual({ "max-size": "10m", "max-file": "3" });
+        const ledger = byName(resources, volumeType, "registry-ledger");
+        expect(ledger.options.retainOnDelete).toBe(true);
         expect(front.options).toMatchObject({
             deleteBeforeReplace: true,
             replaceOnChanges: ["healthcheck"],
@@ -223,7 +235,7 @@ describe("with a custom config", () => {
     test("seven upstreams, seven volumes, seven registries, the front on the configured ports", async () => {
         const { resources } = await run;
         const registries = ofType(resources, containerType).filter((c) => c.name !== "ci-front");
-        expect(ofType(resources, volumeType)).toHaveLength(7);
+        expect(ofType(resources, volumeType)).toHaveLength(8);
         expect(registries.map((c) => [c.name, c.inputs.image]).sort()).toEqual(
             upstreams.map((u) => [`ci-${u.registry}`, "registry:2"]).sort(),
         );
@@ -241,7 +253,7 @@ describe("with a custom config", () => {
         const { resources } = await run;
         expect(
             ofType(resources, volumeType).map((volume) => volume.options.retainOnDelete),
-        ).toEqual(Array(7).fill(false));
+        ).toEqual(Array(8).fill(false));
     });
 
     test("credentials reach only their own container, only as a secret, and never its environment", async () => {
@@ -606,7 +618,7 @@ describe("with dockerHost, another machine's engine", () => {
         const onEngine = resources.filter((resource) =>
             [volumeType, containerType, networkType].includes(resource.type),
         );
-        expect(onEngine).toHaveLength(6 + 6 + 2);
+        expect(onEngine).toHaveLength(6 + 6 + 3);
         for (const resource of onEngine)
             expect((resource.options.provider as { __name?: string })?.__name).toBe("docker-host");
         expect(outputs.dockerHost).toBe(dockerHost);

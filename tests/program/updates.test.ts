@@ -60,12 +60,16 @@ beforeEach(async () => {
     engine = new PulumiEngineStandIn([docker, new CommandProviderStandIn()]);
     settings = {};
     expect(await up()).toEqual([
+        "create t-ledger",
         "create t-docker.io",
         "create t-net",
         "create t-docker.io",
         "create t-front",
     ]);
 });
+
+/** The cache's volume and the front's ledger, as they are now. */
+const volumes = () => [...docker.live].filter(([, made]) => made.type === volumeType);
 
 test("an unchanged config plans no change at all", async () => {
     expect(await up()).toEqual([]);
@@ -92,13 +96,24 @@ test.each<[string, Record<string, unknown>, string]>([
 ])(
     "changing %s replaces one container, %s, and leaves the volume alone",
     async (_key, change, replaced) => {
-        const volumeBefore = [...docker.live].find(([, made]) => made.type === volumeType);
+        const volumesBefore = volumes();
         expect(await up(change)).toEqual([`replace ${replaced}`]);
         expect(engine.changes()[0].type).toBe(containerType);
-        expect([...docker.live].find(([, made]) => made.type === volumeType)).toEqual(volumeBefore);
+        expect(volumes()).toEqual(volumesBefore);
         expect(await up()).toEqual([]);
     },
 );
+
+test("changing the log limits replaces every container and keeps both volumes, the ledger's too", async () => {
+    const volumesBefore = volumes();
+    expect(await up({ logs: { maxSize: "1m", maxFiles: 2 } })).toEqual([
+        "replace t-docker.io",
+        "replace t-front",
+    ]);
+    expect(volumes()).toEqual(volumesBefore);
+    const front = [...docker.live.values()].find((made) => made.inputs.name === "t-front")!;
+    expect(front.inputs.logOpts).toEqual({ "max-size": "1m", "max-file": "2" });
+});
 
 test.each<[string, Record<string, unknown>]>([
     ["mirrorHost", { mirrorHost: "10.5.0.1" }],
@@ -124,6 +139,7 @@ test("a volume made by an earlier release, with other labels, is kept as it is",
 
 test("a new namePrefix is a new stack of caches, created before the old ones go (README: destroy first)", async () => {
     expect(await up({ namePrefix: "u-" })).toEqual([
+        "create u-ledger",
         "create u-docker.io",
         "create u-net",
         "create u-docker.io",
@@ -132,5 +148,6 @@ test("a new namePrefix is a new stack of caches, created before the old ones go 
         "delete t-docker.io",
         "delete t-net",
         "delete t-docker.io",
+        "delete t-ledger",
     ]);
 });

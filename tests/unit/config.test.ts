@@ -53,6 +53,7 @@ describe("defaults", () => {
             mode: "auto",
             prewarm: [],
             allowFrom: [],
+            logs: { maxSize: "10m", maxFiles: 3 },
             cluster: {
                 enabled: false,
                 provisioner: "docker",
@@ -113,6 +114,21 @@ describe("validation", () => {
             "wrong case",
             { KeepCache: "true" },
             ["pullthrough:KeepCache", 'did you mean "keepCache"'],
+        ],
+        [
+            "a log size Docker's json-file cannot take",
+            { logs: { maxSize: "10MB" } },
+            ["pullthrough:logs.maxSize", '"10MB"', 'e.g. "10m"'],
+        ],
+        [
+            "no log file at all",
+            { logs: { maxFiles: 0 } },
+            ["pullthrough:logs.maxFiles", "0", "an integer from 1 to 100"],
+        ],
+        [
+            "misspelt logs key",
+            { logs: { maxsize: "10m" } },
+            ["pullthrough:logs.maxsize", 'did you mean "maxSize"'],
         ],
         [
             "unknown key far from all",

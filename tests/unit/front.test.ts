@@ -1,3 +1,4 @@
+import { ledgerFiles } from "../../core/ledger";
 import { frontConfig, frontContainer, lockTimeoutSeconds, planFront } from "../../core/front";
 import { planCaches } from "../../core/plan";
 import { parseSettings } from "../../mirrors";
@@ -42,7 +43,7 @@ test("only paths addressed by digest are cached and coalesced; the rest passes t
 test("a request with a view id in the view header goes to that read-only view, and nowhere else", () => {
     const config = frontConfig(caches, ["127.0.0.0/8"]);
     expect(config).toContain(
-        'if ($http_x_pullthrough_view ~ "^[0-9a-f]{8}$") {\n        set $registry http://t-docker.io-view-$http_x_pullthrough_view:5000;\n        rewrite ^ /pullthrough-view$uri last;\n    }',
+        'if ($http_x_pullthrough_view ~ "^[0-9a-f]{32}$") {\n        set $registry http://t-docker.io-view-$http_x_pullthrough_view:5000;\n        rewrite ^ /pullthrough-view$uri last;\n    }',
     );
     // There it is never the front's copy nor kept as one, and it is reached by no other path.
     const view = config.split("location /pullthrough-view/ {")[1].split("}")[0];
@@ -58,8 +59,11 @@ test("a waiter's wait is bounded well under containerd's 5-minute pull-progress 
     expect(server(5000)).toContain(`proxy_cache_lock_age ${lockTimeoutSeconds}s;`);
 });
 
-test("the front publishes every cache port on the bind address and uploads its config", () => {
-    const container = frontContainer(front, caches, "entry script");
+test("the front publishes every cache port on the bind address, uploads its config and keeps its ledger on its volume", () => {
+    const container = frontContainer(front, caches, {
+        entry: "entry script",
+        ledgerProgram: "fold",
+    });
     expect(container.entrypoints).toEqual(["/bin/sh", "-c", "entry script"]);
     expect(container.ports).toEqual([
         { internal: 5000, external: 5000, ip: "127.0.0.1", protocol: "tcp" },
@@ -67,8 +71,13 @@ test("the front publishes every cache port on the bind address and uploads its c
     ]);
     expect(container.uploads).toEqual([
         { file: "/etc/nginx/conf.d/default.conf", content: rendered },
+        { file: ledgerFiles.program, content: "fold" },
+    ]);
+    expect(container.volumes).toEqual([
+        { volumeName: front.ledgerVolume, containerPath: ledgerFiles.volumePath },
     ]);
     expect(container.networksAdvanced).toEqual([{ name: "t-net" }]);
+    expect(container.logOpts).toEqual({ "max-size": "10m", "max-file": "3" });
 });
 
 test("only this host, the front's networks, the cluster network and allowFrom may pull", () => {

@@ -2,14 +2,14 @@
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { parseSettings, parseSize, parseImageReference } from "../../mirrors";
-import { formatAccessLogLine, parseLogTime } from "../../core/access-log";
+import { emptyLedger, pullActivity } from "../../core/ledger";
+import { foldLedger } from "../../harness/ledger";
 import {
     CacheContents,
     formatPrune,
     inFlightSeconds,
     parseAge,
     planPrune,
-    readPullActivity,
     withinBudget,
 } from "../../core/prune-plan";
 import {
@@ -76,24 +76,24 @@ function storageOf(images: FakeImage[], size = 1000, extraBlobs: string[] = []) 
     return { ...parseListing(listing), manifests: parseManifests(manifests) };
 }
 
-const logLine = (time: number, request: string, port = 5000) =>
-    formatAccessLogLine({
-        client: "172.18.0.1",
-        time,
-        request: `${request} HTTP/1.1`,
-        status: 200,
-        bytes: 10,
-        userAgent: "containerd/1.7",
-        port,
-        cache: "-",
-    });
+/** A pull as the front writes it to the ledger: `request` is `METHOD PATH`, answered 200. */
+const logLine = (time: number, request: string, registry = "ghcr.io") => {
+    const [method, uri] = request.split(" ");
+    return { time, registry, method, status: 200, bytes: 10, frontCache: "", uri };
+};
 
-function contents(images: FakeImage[], log: string[] = [], extraBlobs: string[] = []) {
+/** One cache's contents, with what the real ledger program makes of `log`. */
+function contents(
+    images: FakeImage[],
+    log: ReturnType<typeof logLine>[] = [],
+    extraBlobs: string[] = [],
+) {
+    const ledger = log.length > 0 ? foldLedger(log) : emptyLedger(0);
     return [
         {
             cache: { registry: "ghcr.io", container: "registry-ghcr.io" },
             storage: storageOf(images, 1000, extraBlobs),
-            activity: readPullActivity(log.join("\n"), 5000),
+            activity: pullActivity(ledger, "ghcr.io"),
         },
     ] satisfies CacheContents[];
 }
@@ -117,26 +117,16 @@ const pulledAt = (image: FakeImage, epoch: number) => [
     ...image.blobs.map((blob) => logLine(epoch, `GET /v2/${image.repository}/blobs/${blob}`)),
 ];
 
-test("nginx's local time, with its offset, is epoch seconds", () => {
-    expect(parseLogTime("29/Nov/2026:17:03:16 +0000")).toBe(
-        Date.UTC(2026, 10, 29, 17, 3, 16) / 1000,
-    );
-    expect(parseLogTime("29/Nov/2026:18:03:16 +0100")).toBe(
-        Date.UTC(2026, 10, 29, 17, 3, 16) / 1000,
-    );
-    expect(parseLogTime("yesterday")).toBeUndefined();
-});
-
-test("the front's log: manifest requests by tag and digest, containerd's ?ns= dropped; blobs by GET only", () => {
-    const activity = readPullActivity(
+test("the ledger: manifest requests by tag and digest; blobs by GET only; one cache's alone", () => {
+    const [{ activity }] = contents(
+        [],
         [
-            logLine(now - 5, "HEAD /v2/team/a/manifests/v1?ns=ghcr.io"),
-            logLine(now - 4, `GET /v2/team/a/manifests/${digest("a")}?ns=ghcr.io`),
-            logLine(now - 3, `GET /v2/team/a/blobs/${digest("1")}?ns=ghcr.io`),
+            logLine(now - 5, "HEAD /v2/team/a/manifests/v1"),
+            logLine(now - 4, `GET /v2/team/a/manifests/${digest("a")}`),
+            logLine(now - 3, `GET /v2/team/a/blobs/${digest("1")}`),
             logLine(now - 2, `HEAD /v2/team/a/blobs/${digest("5")}`),
-            logLine(now - 1, `GET /v2/team/a/blobs/${digest("9")}`, 5001),
-        ].join("\n"),
-        5000,
+            logLine(now - 1, `GET /v2/team/a/blobs/${digest("9")}`, "quay.io"),
+        ],
     );
     expect([...activity.manifests]).toEqual([
         ["team/a:v1", now - 5],
@@ -402,7 +392,7 @@ describe("planPrune, for any caches", () => {
         const cache = {
             cache: { registry: "ghcr.io", container: "registry-ghcr.io" },
             storage,
-            activity: readPullActivity("", 5000),
+            activity: pullActivity(emptyLedger(0), "ghcr.io"),
         };
         const plan = planPrune([cache], { targetBytes: arbitrary.targetBytes, keep, now });
         return { storage, kept, plan, paths: plan.paths.get("ghcr.io") ?? [] };

@@ -1,51 +1,22 @@
-/** The pure parts of `npm run status`: reading the front's log, the registry's metrics and storage. */
-import { formatAccessLogLine } from "../../core/access-log";
+/** The pure parts of `npm run status`: the upstream figures, storage, the screen. */
 import {
     CacheReadings,
     CacheStatus,
     bar,
     cacheStatus,
     countImages,
-    counter,
     formatStatus,
-    readFrontLog,
+    parseUpstreamFigures,
 } from "../../core/status-report";
 
-const digest = `sha256:${"a".repeat(64)}`;
-const line = (request: string, status: number, bytes: number, port: number) =>
-    formatAccessLogLine({
-        client: "172.18.0.1",
-        time: 1_800_000_000,
-        request: `${request} HTTP/1.1`,
-        status,
-        bytes,
-        userAgent: "containerd/1.7",
-        port,
-        cache: "-",
+test("the supervisor's upstream figures, and nothing from anything else", () => {
+    expect(parseUpstreamFigures("upstream 1796635840 29 56708655\n")).toEqual({
+        since: 1_796_635_840,
+        misses: 29,
+        bytes: 56_708_655,
     });
-
-test("the front's log: content requests of one port that succeeded, and their bytes", () => {
-    const log = [
-        line(`GET /v2/library/nginx/blobs/${digest}`, 200, 1000, 5000),
-        line(`HEAD /v2/library/nginx/manifests/1.27`, 200, 0, 5000),
-        line(`GET /v2/library/nginx/manifests/${digest}`, 200, 500, 5000),
-        line("GET /v2/", 200, 2, 5000), // a ping, not content
-        line(`GET /v2/library/nginx/blobs/${digest}`, 404, 100, 5000), // not served
-        line(`GET /v2/library/nginx/blobs/${digest}`, 200, 7000, 5001), // another cache
-    ].join("\n");
-    expect(readFrontLog(log, 5000)).toEqual({ requests: 3, bytes: 1500 });
-});
-
-test("a Prometheus counter is summed over its label sets", () => {
-    const metrics = [
-        "# HELP registry_proxy_misses_total The number of total proxy request misses",
-        'registry_proxy_misses_total{type="blob"} 15',
-        'registry_proxy_misses_total{type="manifest"} 14',
-        'registry_proxy_pulled_bytes_total{type="blob"} 5.6708655e+07',
-    ].join("\n");
-    expect(counter(metrics, "registry_proxy_misses_total")).toBe(29);
-    expect(counter(metrics, "registry_proxy_pulled_bytes_total")).toBe(56_708_655);
-    expect(counter("", "registry_proxy_misses_total")).toBe(0);
+    expect(parseUpstreamFigures("")).toBeUndefined();
+    expect(parseUpstreamFigures("sh: nc: not found")).toBeUndefined();
 });
 
 test("images are tags, repositories the paths above their _manifests", () => {
@@ -78,9 +49,10 @@ test("the screen marks a cache that needs attention and says so", () => {
         partialUploads: { count: 2, bytes: 40_000_000 },
         repositories: 3,
         images: 4,
-        since: { front: "2026-11-29T16:00:00Z", registry: "2026-11-29T16:00:00Z" },
+        since: { requests: "2026-11-29T16:00:00.000Z", upstream: "2026-11-29T16:00:00.000Z" },
         requests: 10,
         hits: 6,
+        frontHits: 2,
         misses: 4,
         servedBytes: 1_600_000,
         upstreamBytes: 800_000,
@@ -100,11 +72,11 @@ test("the screen marks a cache that needs attention and says so", () => {
         [
             "! docker.io  :5000  mode auto, serving offline, healthy",
             "    disk   ██░░░░░░░░ 2.0 GB held (40.0 MB of it in 2 partial uploads), 8.0 GB free; 3 repositories, 4 images",
-            "    hits   ██████░░░░ 60% (6 of 10 requests; 4 fetched upstream)",
+            "    hits   ██████░░░░ 60% (6 of 10 requests; 4 fetched upstream; 2 from the front's cache)",
             "    bytes  1.6 MB served, 800.0 kB from upstream, 800.0 kB saved",
             "    check  2026-11-30 10:00:00 UTC: 12 blobs (3.4 MB) re-hashed, 1 corrupt, 0 missing, 1 removed by --repair",
             "",
-            "Counters since the containers started (front: 2026-11-29T16:00:00Z).",
+            "Counting since 2026-11-29 16:00:00 UTC, across restarts and log rotation.",
             "1 of 1 caches need attention (marked !).",
         ].join("\n"),
     );
@@ -131,10 +103,9 @@ describe("a cache's status from what was read", () => {
             "/r/library/nginx/_manifests/tags/1.27/current/link",
             "/r/library/nginx/_manifests/tags/1.28/current/link",
         ].join("\n"),
-        served: { requests: 10, bytes: 5000 },
-        metrics:
-            'registry_proxy_misses_total{type="blob"} 4\nregistry_proxy_pulled_bytes_total 2000',
-        since: { front: "a", registry: "b" },
+        served: { requests: 10, bytes: 5000, frontHits: 3 },
+        servedSince: 1_796_000_000,
+        upstream: { since: 1_796_000_100, misses: 4, bytes: 2000 },
         lastCheck: null,
     };
 
@@ -146,9 +117,23 @@ describe("a cache's status from what was read", () => {
             images: 2,
             requests: 10,
             hits: 6,
+            frontHits: 3,
             misses: 4,
             hitRatio: 0.6,
             savedBytes: 3000,
+            since: {
+                requests: new Date(1_796_000_000_000).toISOString(),
+                upstream: new Date(1_796_000_100_000).toISOString(),
+            },
+        });
+    });
+
+    test("a registry that keeps no upstream figures (registry 2): every request a hit, since unknown", () => {
+        expect(cacheStatus(cache, { ...readings, upstream: undefined })).toMatchObject({
+            hits: 10,
+            misses: 0,
+            upstreamBytes: 0,
+            since: { upstream: "" },
         });
     });
 
