@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: how fast a cluster's images arrive through Pullthrough, against pulling
  * direct and against the local-copy floor, over a simulated WAN; with `--bundle`, what carrying
- * the caches costs (bench/bundle.ts). See BENCHMARKS.md.
+ * the caches costs (bench/bundle.ts); with `--soak N`, what N pulls leave behind (bench/soak.ts).
+ * See BENCHMARKS.md.
  *
  * Everything is local: fixture upstream registries seeded with a generated Talos-shaped image set
  * (bench/image-set.ts), a user-space WAN link in front of them (harness/wan.ts), caches run from
@@ -39,6 +40,7 @@ import { SimulatedWan } from "../harness/wan";
 import { withCacheViews } from "../tools/cache-view";
 import { prewarmUntilStored, routeImages } from "../tools/warm";
 import { benchBundles } from "./bundle";
+import { benchSoak } from "./soak";
 import { benchImages } from "./image-set";
 import {
     benchId,
@@ -61,6 +63,7 @@ const { values: flags } = parseArgs({
         repeat: { type: "string", default: "3" },
         "registry-version": { type: "string", default: "3" },
         bundle: { type: "boolean", default: false },
+        soak: { type: "string" },
         out: { type: "string" },
     },
 });
@@ -82,7 +85,11 @@ if (!cacheImage)
     );
 const out =
     flags.out ??
-    (flags.bundle ? "bench/results-bundle.json" : `bench/results-registry-${registryVersion}.json`);
+    (flags.bundle
+        ? "bench/results-bundle.json"
+        : flags.soak
+          ? "bench/results-soak.json"
+          : `bench/results-registry-${registryVersion}.json`);
 
 const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
 
@@ -434,8 +441,17 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
     return { ratios, markdown };
 }
 
-// --bundle: export, import and verify --deep against their floors (bench/bundle.ts).
-(flags.bundle ? benchBundles({ scale, repeat, out }) : main()).catch((error: unknown) => {
+// --bundle: export, import and verify --deep against their floors (bench/bundle.ts); --soak N:
+// N pulls through the front, and what the tools and logs make of them (bench/soak.ts).
+const soakTotal = flags.soak === undefined ? undefined : Number(flags.soak);
+if (soakTotal !== undefined && !(Number.isInteger(soakTotal) && soakTotal >= 1))
+    throw new Error(`--soak: ${flags.soak} is not a positive whole number of requests`);
+(flags.bundle
+    ? benchBundles({ scale, repeat, out })
+    : soakTotal
+      ? benchSoak({ total: soakTotal, out })
+      : main()
+).catch((error: unknown) => {
     console.error(error);
     process.exit(1);
 });

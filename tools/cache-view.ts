@@ -82,7 +82,9 @@ async function openCacheView(
     };
     try {
         const view = { endpoint: cache.hostEndpoint, headers: { [viewHeader]: viewId } };
-        await waitUntilServing(new RegistryClient(view.endpoint, cache.registry, view.headers));
+        await untilInterrupted(
+            waitUntilServing(new RegistryClient(view.endpoint, cache.registry, view.headers)),
+        );
         return { ...view, close };
     } catch (error) {
         await close();

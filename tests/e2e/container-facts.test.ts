@@ -13,7 +13,13 @@ import {
     readHealthcheck,
     renderSupervisor,
 } from "../../core/container-facts";
-import { docker, fixtureRegistryImage, prepareTestHost, waitFor } from "../../harness/docker";
+import {
+    docker,
+    fixtureRegistryImage,
+    prepareTestHost,
+    sleep,
+    waitFor,
+} from "../../harness/docker";
 import { parseListing } from "../../core/storage-layout";
 
 jest.setTimeout(120_000);
@@ -101,4 +107,32 @@ test("a full disk is said in the file the facts name, and the healthcheck fails 
     );
     expect(docker("exec", container, "cat", elsewhere.diskFullFile)).toBe(full);
     expect(healthcheck().serving).toBe("offline");
+});
+
+test("a view under a lease serves while it is renewed and stops itself once it is not", async () => {
+    const view = docker(
+        ...["run", "--detach", "--rm", "--network", "none"],
+        ...["--env", "PULLTHROUGH_MODE=offline", "--env", "PULLTHROUGH_REMOTE=http://127.0.0.1:9"],
+        ...["--env", "PULLTHROUGH_VIEW_LEASE_SECONDS=3"],
+        ...["--label", "pullthrough.test=container-facts"],
+        ...["--entrypoint", "/bin/sh", fixtureRegistryImage, "-c", supervisor],
+    );
+    const running = () => docker("ps", "--quiet", "--filter", `id=${view}`) !== "";
+    try {
+        for (let second = 0; second < 6; second++) {
+            docker("exec", view, "touch", elsewhere.leaseFile);
+            await sleep(1000);
+        }
+        expect(running()).toBe(true);
+        const stopped = Date.now();
+        await waitFor("the view to stop itself", 15_000, async () =>
+            running() ? undefined : true,
+        );
+        // The lease ran out 3 s after the last renewal; the supervisor looks every second.
+        expect(Date.now() - stopped).toBeLessThan(10_000);
+    } finally {
+        // Gone already when it stopped itself (--rm).
+        if (docker("ps", "--all", "--quiet", "--filter", `id=${view}`))
+            docker("rm", "--force", view);
+    }
 });

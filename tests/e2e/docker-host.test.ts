@@ -128,12 +128,14 @@ test("prewarm, verify, status and prune work on the remote caches with no extra 
     expect(JSON.parse(prune.stdout).heldBytes).toBeGreaterThan(1 << 20);
 });
 
-test("destroy leaves the remote engine as it found it, the cache volume kept (keepCache)", async () => {
+test("destroy leaves the remote engine as it found it, the cache and ledger volumes kept (keepCache)", async () => {
     await stack.destroy();
     const after = host.inventory();
     expect(after.containers).toEqual(before.containers);
     expect(after.networks).toEqual(before.networks);
-    expect(after.volumes).toEqual([...before.volumes, stack.cacheName(registry)].sort());
+    expect(after.volumes).toEqual(
+        [...before.volumes, stack.cacheName(registry), `${stack.id}-ledger`].sort(),
+    );
 });
 
 test("an engine that does not answer, or refuses the login, stops up before anything is created", async () => {

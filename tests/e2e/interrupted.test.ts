@@ -123,10 +123,11 @@ test("a cache killed mid-fetch: its partial upload goes within the bound, a stal
     );
     const restarts = await restartCount(cache);
     killInit(cache);
+    expect((await cut).body.length).toBeLessThan(layerOf(cutCache).bytes.length);
+    // A restarting container takes no exec; a fresh dead upload outlives the restart.
+    await waitUntilRestartedHealthy(cache, restarts);
     const [dead] = await uploads();
     expect(dead.size).toBeLessThan(layerOf(cutCache).bytes.length);
-    expect((await cut).body.length).toBeLessThan(layerOf(cutCache).bytes.length);
-    await waitUntilRestartedHealthy(cache, restarts);
 
     // A fetch the restarted cache is storing, over a link that then stalls past the bound.
     const live = getBlob(stalled);

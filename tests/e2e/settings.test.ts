@@ -77,6 +77,7 @@ beforeAll(async () => {
     };
     expect(await up()).toEqual([
         `create ${cache}`,
+        `create ${stack.id}-ledger`,
         `create ${stack.id}-net`,
         `create ${cache}`,
         `create ${stack.frontName}`,

@@ -1,0 +1,127 @@
+/**
+ * The tools' views of a cache never outlive their tool: SIGINT and SIGTERM unwind through the
+ * tool's cleanup, a tool killed outright leaves a view that stops itself when its lease runs out,
+ * and every tool removes the stale views of earlier ones before it starts its own. The tool is
+ * `import` (its writable view is the one that matters most), run as one process
+ * (`node --import tsx tools/cli.ts`) and signalled while it waits for its view to serve: the front
+ * is stopped, so the wait lasts until the signal.
+ */
+import { ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { viewLabel, viewLeaseSeconds } from "../../core/plan";
+import { docker, fixtureRegistryImage, waitFor } from "../../harness/docker";
+import { image, layer } from "../../harness/oci";
+import { TestStack } from "../../harness/stack";
+import { runTool } from "../../harness/tools";
+import { FixtureImage, byTag } from "../../harness/upstreams";
+
+jest.setTimeout(300_000);
+
+const registry = "ghcr.io";
+const fixture: FixtureImage = {
+    registry,
+    repository: "pullthrough/views",
+    tag: "v1",
+    artifact: image([layer("views-a", 64 << 10)]),
+};
+let stack: TestStack;
+let workDir: string;
+let outputsFile: string;
+let bundle: string;
+/** The view a SIGKILLed tool left, which must be gone by the last test. */
+let orphan: string | undefined;
+
+const repoRoot = path.resolve(__dirname, "../..");
+const viewsOf = (cache: string) =>
+    docker("ps", "--all", "--quiet", "--no-trunc", "--filter", `label=${viewLabel}=${cache}`)
+        .split("\n")
+        .filter(Boolean);
+
+/** `import` as a process of its own, with the front stopped so that it waits for its view. */
+function importWaitingForItsView(): { tool: ChildProcess; exited: Promise<number | null> } {
+    // One process, signalled itself: tsx's own CLI would be a second one, relaying signals.
+    const tool = spawn(
+        process.execPath,
+        ["--import", "tsx", "tools/cli.ts", "import", bundle, "--outputs", outputsFile],
+        { cwd: repoRoot, stdio: "ignore" },
+    );
+    const exited = new Promise<number | null>((resolve) => tool.on("exit", resolve));
+    return { tool, exited };
+}
+
+/** The id of a running view of the cache other than the orphan, once there is one. */
+const aViewRuns = () =>
+    waitFor("the tool's view to run", 60_000, async () =>
+        docker("ps", "--quiet", "--no-trunc", "--filter", `label=${viewLabel}=${cache()}`)
+            .split("\n")
+            .find((id) => id && id !== orphan),
+    );
+const cache = () => stack.cacheName(registry);
+const outputs = () => ({ mirrors: stack.run.outputs.mirrors, prewarmImages: [byTag(fixture)] });
+
+beforeAll(async () => {
+    stack = await TestStack.start("views", [registry], [fixture]);
+    workDir = mkdtempSync(path.join(tmpdir(), "pt-views-"));
+    await stack.up({ prewarm: [byTag(fixture)] });
+    outputsFile = path.join(workDir, "outputs.json");
+    writeFileSync(
+        outputsFile,
+        JSON.stringify({ mirrors: stack.run.outputs.mirrors, prewarmImages: [byTag(fixture)] }),
+    );
+    bundle = path.join(workDir, "bundle.tar");
+    const exported = await runTool("export", outputs(), workDir, bundle);
+    expect(exported.code).toBe(0);
+});
+
+afterAll(async () => {
+    await stack?.remove();
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+test("a tool killed outright leaves its view under a lease", async () => {
+    docker("stop", stack.frontName);
+    const { tool, exited } = importWaitingForItsView();
+    orphan = await aViewRuns();
+    tool.kill("SIGKILL");
+    await exited;
+    expect(viewsOf(cache())).toEqual([orphan]);
+    expect(docker("inspect", "--format", "{{.HostConfig.AutoRemove}}", orphan)).toBe("true");
+});
+
+test.each([
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+] as const)("%s: the tool removes its view, then exits %i", async (signal, code) => {
+    const { tool, exited } = importWaitingForItsView();
+    const view = await aViewRuns();
+    tool.kill(signal);
+    expect(await exited).toBe(code);
+    expect(viewsOf(cache())).not.toContain(view);
+});
+
+test("the next tool removes stale views: a stopped one, and one with no lease", async () => {
+    docker("start", stack.frontName);
+    await waitFor("the front to be healthy", 60_000, async () =>
+        docker("inspect", "--format", "{{.State.Health.Status}}", stack.frontName) === "healthy"
+            ? true
+            : undefined,
+    );
+    const labelled = ["--label", `${viewLabel}=${cache()}`];
+    docker("create", ...labelled, "--entrypoint", "true", fixtureRegistryImage);
+    docker(
+        ...["run", "--detach", ...labelled, "--entrypoint", "sleep", fixtureRegistryImage, "600"],
+    );
+    const run = await runTool("verify", outputs(), workDir);
+    expect(run.code).toBe(0);
+    // The orphan's lease has not run out yet: it could be a live tool's, and stays.
+    expect(viewsOf(cache())).toEqual([orphan]);
+});
+
+test(`the killed tool's view stopped itself within its ${viewLeaseSeconds} s lease`, async () => {
+    await waitFor("the orphaned view to go", (viewLeaseSeconds + 30) * 1000, async () =>
+        viewsOf(cache()).includes(orphan!) ? undefined : true,
+    );
+    expect(viewsOf(cache())).toEqual([]);
+});
