@@ -116,8 +116,8 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
 
 /**
  * Docker's json-file log, rotated at `maxSize` into `maxFiles` files: the provider's `logDriver`
- * and `logOpts` (HostConfig.LogConfig). Podman takes the same through its Docker API, and caps a
- * log at `maxSize` by truncating it.
+ * and `logOpts` (HostConfig.LogConfig). Podman takes the same through its Docker API: its
+ * json-file log is capped at `maxSize` (conmon truncates it) and keeps no rotated files.
  */
 export const logOptions = (limits: LogLimits) => ({
     logDriver: "json-file",

@@ -31,6 +31,9 @@ let relay: SimulatedWan;
 let workDir: string;
 let before: ReturnType<PodmanService["inventory"]>;
 const started = Date.now();
+const logFormat = "{{.HostConfig.LogConfig.Type}} {{.HostConfig.LogConfig.Size}}";
+/** The default `logs`: json-file at 10m, as Podman reads a size (decimal) and reports it. */
+const logCap = "json-file 10MB";
 
 const tool = (command: string, ...args: string[]) =>
     runTool(
@@ -68,11 +71,14 @@ afterAll(async () => {
     if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
-test("up puts the cache and the front on Podman, healthy", () => {
+test("up puts the cache and the front on Podman, healthy, each log capped", () => {
     const { containers, networks } = podman.inventory();
     expect(containers).toEqual([stack.cacheName(registry), stack.frontName].sort());
     expect(networks).toContain(`${stack.id}-net`);
     expect(stack.run.outputs.dockerHost).toBe(podman.dockerHost);
+    // Podman's json-file log (its k8s-file format) takes max-size as the size conmon truncates at.
+    for (const container of containers)
+        expect(podman.podman("inspect", "--format", logFormat, container)).toBe(logCap);
 });
 
 test("a containerd node pulls cold and then warm through the caches, every digest checked", async () => {
@@ -88,11 +94,14 @@ test("a containerd node pulls cold and then warm through the caches, every diges
     );
 });
 
-test("status, verify and prune --dry-run work on Podman", async () => {
+test("status, verify and prune --dry-run work on Podman, status counting the pulls", async () => {
     const status = await tool("status", "--json");
     expect(status.code).toBe(0);
     const [cache] = JSON.parse(status.stdout).caches;
     expect(cache).toMatchObject({ health: "healthy", frontAnswer: "200 OK", degraded: false });
+    // Two nodes' manifests, config and layers: the front's ledger works under Podman too.
+    expect(cache.requests).toBeGreaterThanOrEqual(2 * (1 + fixture.artifact.blobs.length));
+    expect(cache.since.requests).not.toBe("");
     expect((await tool("verify")).code).toBe(0);
     const prune = await tool("prune", "--to", "1GiB", "--dry-run");
     expect(prune.code).toBe(0);

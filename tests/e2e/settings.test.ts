@@ -75,13 +75,16 @@ beforeAll(async () => {
         remote: stack.upstreams.get(registry).remote,
         port: stack.ports[registry],
     };
-    expect(await up()).toEqual([
-        `create ${cache}`,
-        `create ${stack.id}-ledger`,
-        `create ${stack.id}-net`,
-        `create ${cache}`,
-        `create ${stack.frontName}`,
-    ]);
+    // The two volumes have no order between them.
+    expect((await up()).sort()).toEqual(
+        [
+            `create ${cache}`,
+            `create ${stack.id}-ledger`,
+            `create ${stack.id}-net`,
+            `create ${cache}`,
+            `create ${stack.frontName}`,
+        ].sort(),
+    );
     // Warm: a node pulls everything once through the cache.
     expect(await stack.pullOnNewNode(refs)).toEqual(digests);
     const { Mountpoint: mountpoint } = await dockerApi("GET", `/volumes/${cache}`);
