@@ -11,12 +11,18 @@
  * Results go to bench/results-soak.json and the console.
  */
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { ledgerFiles } from "../core/ledger";
-import { docker, fixtureRegistryImage, freePort, prepareTestHost } from "../harness/docker";
+import {
+    docker,
+    dockerLogFiles,
+    fixtureRegistryImage,
+    freePort,
+    prepareTestHost,
+} from "../harness/docker";
 import { image, layer } from "../harness/oci";
 import { FixtureImage, FixtureUpstreams } from "../harness/upstreams";
 import {
@@ -146,7 +152,12 @@ async function measureAt(
         counted,
         exact: counted === made,
         recordBytes: Buffer.byteLength(record) + 1,
-        logBytes: Object.fromEntries(target.containers.map((name) => [name, logBytes(name)])),
+        logBytes: Object.fromEntries(
+            target.containers.map((name) => [
+                name,
+                dockerLogFiles(name).reduce((total, { bytes }) => total + bytes, 0),
+            ]),
+        ),
     };
 
     async function timedTool(...args: string[]): Promise<number> {
@@ -174,12 +185,4 @@ async function ab(url: string, count: number): Promise<number> {
     if (!/Failed requests:\s+0\n/.test(stdout))
         throw new Error(`ab: some requests failed\n${stdout}`);
     return Number(/Requests per second:\s+([\d.]+)/.exec(stdout)![1]);
-}
-
-/** The bytes of a container's Docker log, the rotated files with it. */
-function logBytes(container: string): number {
-    const live = docker("inspect", "--format", "{{.LogPath}}", container);
-    return [live, ...Array.from({ length: 9 }, (_, index) => `${live}.${index + 1}`)]
-        .filter((file) => existsSync(file))
-        .reduce((total, file) => total + statSync(file).size, 0);
 }

@@ -3,7 +3,7 @@
  * unix socket, and the `docker` CLI for the odd command. Everything here stays on this machine.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Socket } from "node:net";
@@ -168,6 +168,14 @@ export function dockerApi<T = any>(
         req.on("error", reject);
         req.end(payload);
     });
+}
+
+/** Docker's json-file log of `container`: the live file and each rotated one, with its size. */
+export function dockerLogFiles(container: string): { file: string; bytes: number }[] {
+    const live = docker("inspect", "--format", "{{.LogPath}}", container);
+    return [live, ...Array.from({ length: 99 }, (_, index) => `${live}.${index + 1}`)]
+        .filter((file) => existsSync(file))
+        .map((file) => ({ file, bytes: statSync(file).size }));
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -5,12 +5,12 @@
  * restarted front and a settings change that replaces every container.
  */
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { ledgerFiles } from "../../core/ledger";
-import { docker } from "../../harness/docker";
+import { docker, dockerLogFiles } from "../../harness/docker";
 import { image, layer } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { runTool } from "../../harness/tools";
@@ -71,14 +71,6 @@ async function pullByDigest(): Promise<void> {
     }
 }
 
-/** Docker's log files of `container`: the live one and each rotated one, with their sizes. */
-function logFiles(container: string): { file: string; bytes: number }[] {
-    const live = docker("inspect", "--format", "{{.LogPath}}", container);
-    return [live, ...[1, 2, 3].map((index) => `${live}.${index}`)]
-        .filter((file) => existsSync(file))
-        .map((file) => ({ file, bytes: statSync(file).size }));
-}
-
 beforeAll(async () => {
     stack = await TestStack.start("soak", [registry], [fixture]);
     workDir = mkdtempSync(path.join(tmpdir(), "pt-soak-"));
@@ -112,10 +104,10 @@ test(`${pulls} pulls: each one counted, every log rotated within its cap, the re
     expect(Date.parse(after.since.requests)).toBeLessThanOrEqual(Date.now());
 
     // The front logged ~280 bytes a pull, 50+ MB: Docker kept the live file and one rotated one.
-    const frontLogs = logFiles(stack.frontName);
+    const frontLogs = dockerLogFiles(stack.frontName);
     expect(frontLogs).toHaveLength(logLimits.maxFiles);
     for (const { bytes } of frontLogs) expect(bytes).toBeLessThanOrEqual((1 << 20) + 4096);
-    for (const { bytes } of logFiles(stack.cacheName(registry)))
+    for (const { bytes } of dockerLogFiles(stack.cacheName(registry)))
         expect(bytes).toBeLessThanOrEqual((1 << 20) + 4096);
     // The record holds what was pulled, not how often.
     const record = docker("exec", stack.frontName, "cat", ledgerFiles.record);
