@@ -16,6 +16,8 @@ import {
 import { fromOutputs, fromStackConfig } from "../../tools/stack";
 import { formatRepairs } from "../../tools/integrity";
 import { Manifest, RegistryError, selectPlatforms } from "../../tools/registry-client";
+import { oneLineCause } from "../../tools/docker";
+import { Interrupted } from "../../tools/interrupt";
 import { UsageError } from "../../tools/types";
 import { limiter, routeImages } from "../../tools/warm";
 import { talosctlStandIn } from "../../harness/talosctl";
@@ -480,5 +482,30 @@ describe("verify --deep --repair's report", () => {
         expect(formatRepairs([{ ...repair, offline: true }])).toBe(
             "Removed 1 corrupt blob from the ghcr.io cache. It serves offline: ghcr.io/siderolabs/flannel:v0.27.4 cannot be served until https://ghcr.io answers.",
         );
+    });
+});
+
+describe("what a failed docker command says", () => {
+    test("one line: the last thing its stderr said, never a dump of a container's output", () => {
+        const dump = [
+            "/docker-entrypoint.sh: Configuration complete; ready for start up",
+            '2026/12/07 09:30:50 [notice] 1#1: using the "epoll" event method',
+            "2026/12/07 09:30:50 [notice] 1#1: start worker processes",
+            "",
+            "the front's ledger did not write its record within 5 s",
+            "",
+        ].join("\n");
+        expect(oneLineCause(dump, "Command failed")).toBe(
+            "the front's ledger did not write its record within 5 s",
+        );
+        expect(oneLineCause("", "Command failed: docker logs x\nmore")).toBe(
+            "Command failed: docker logs x",
+        );
+        expect(oneLineCause("x".repeat(1000), "")).toHaveLength(300);
+    });
+
+    test("an interrupted tool exits as the shell expects: 130 for SIGINT, 143 for SIGTERM", () => {
+        expect(new Interrupted("SIGINT").exitCode).toBe(130);
+        expect(new Interrupted("SIGTERM").exitCode).toBe(143);
     });
 });
