@@ -118,13 +118,7 @@ async function soak(total: number, target: Target): Promise<Milestone[]> {
         made = at + 1;
         const milestone = await measureAt(at, made, target, requestsPerSecond);
         results.push(milestone);
-        console.log(
-            `${at} requests: ${requestsPerSecond.toFixed(0)} req/s; status ${milestone.statusSeconds.toFixed(2)} s, prune --dry-run ${milestone.pruneDryRunSeconds.toFixed(2)} s; counted ${milestone.counted}${milestone.exact ? " (exact)" : ` of ${made}`}; record ${milestone.recordBytes} B; logs ${Object.entries(
-                milestone.logBytes,
-            )
-                .map(([name, bytes]) => `${name} ${(bytes / 1e6).toFixed(1)} MB`)
-                .join(", ")}`,
-        );
+        console.log(formatMilestone(milestone, made));
     }
     return results;
 }
@@ -135,13 +129,9 @@ async function measureAt(
     target: Target,
     requestsPerSecond: number,
 ): Promise<Milestone> {
-    const statusSeconds = await timedTool("status");
-    const pruneDryRunSeconds = await timedTool("prune", "--dry-run", "--to", "1TB");
-    const { stdout } = await run(
-        "npx",
-        ["tsx", "tools/cli.ts", "status", "--json", "--outputs", target.outputs],
-        { cwd: repoRoot },
-    );
+    const statusSeconds = await timedTool(target, "status");
+    const pruneDryRunSeconds = await timedTool(target, "prune", "--dry-run", "--to", "1TB");
+    const { stdout } = await tool(target, "status", "--json");
     const counted = JSON.parse(stdout).caches[0].requests as number;
     const record = docker("exec", target.front, "cat", ledgerFiles.record);
     return {
@@ -159,18 +149,34 @@ async function measureAt(
             ]),
         ),
     };
+}
 
-    async function timedTool(...args: string[]): Promise<number> {
-        const seconds: number[] = [];
-        for (let sample = 0; sample < 3; sample++) {
-            const started = performance.now();
-            await run("npx", ["tsx", "tools/cli.ts", ...args, "--outputs", target.outputs], {
-                cwd: repoRoot,
-            });
-            seconds.push((performance.now() - started) / 1000);
-        }
-        return median(seconds);
+/** A tool as a user runs it, on the bench stack. */
+const tool = (target: Target, ...args: string[]) =>
+    run("npx", ["tsx", "tools/cli.ts", ...args, "--outputs", target.outputs], { cwd: repoRoot });
+
+/** The median of 3 runs of a tool, process start included, in seconds. */
+async function timedTool(target: Target, ...args: string[]): Promise<number> {
+    const seconds: number[] = [];
+    for (let sample = 0; sample < 3; sample++) {
+        const started = performance.now();
+        await tool(target, ...args);
+        seconds.push((performance.now() - started) / 1000);
     }
+    return median(seconds);
+}
+
+function formatMilestone(milestone: Milestone, made: number): string {
+    const logs = Object.entries(milestone.logBytes)
+        .map(([name, bytes]) => `${name} ${(bytes / 1e6).toFixed(1)} MB`)
+        .join(", ");
+    return [
+        `${milestone.requests} requests: ${milestone.requestsPerSecond.toFixed(0)} req/s`,
+        `status ${milestone.statusSeconds.toFixed(2)} s, prune --dry-run ${milestone.pruneDryRunSeconds.toFixed(2)} s`,
+        `counted ${milestone.counted}${milestone.exact ? " (exact)" : ` of ${made}`}`,
+        `record ${milestone.recordBytes} B`,
+        `logs ${logs}`,
+    ].join("; ");
 }
 
 /** `count` keep-alive GETs of `url`; resolves to requests per second. */

@@ -132,9 +132,10 @@ export class PodmanService {
             this.service.exitCode !== null || this.service.signalCode ? true : undefined,
         ).catch(() => this.service.kill("SIGKILL"));
         this.podman("system", "reset", "--force");
-        // Conmon keeps each finished exec session (a healthcheck) for 5 minutes: not past the test.
+        // Conmon keeps each finished exec session (a healthcheck, a tool's exec) for 5 minutes:
+        // not past the test. A killed one may still be writing into the folder for a moment.
         spawnSync("pkill", ["-f", this.dir]);
-        rmSync(this.dir, { recursive: true, force: true });
+        rmSync(this.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
     }
 }
 

@@ -64,11 +64,15 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-    await relay?.close();
-    await stack?.docker.removeEverything();
-    await podman?.stop();
-    await stack?.remove();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
+    try {
+        await relay?.close();
+        await stack?.docker.removeEverything();
+        await podman?.stop();
+    } finally {
+        // The fixture upstream and its network are on Docker: they go whatever Podman did.
+        await stack?.remove();
+        if (workDir) rmSync(workDir, { recursive: true, force: true });
+    }
 });
 
 test("up puts the cache and the front on Podman, healthy, each log capped", () => {
