@@ -90,7 +90,12 @@ write_figures() {
         mv -f "$figures_file.tmp" "$figures_file" 2>/dev/null || true
 }
 
+# A tool's view runs a registry of its own over the cache's volume: its counters are not the
+# cache's, and it must not move the cache's figures either.
+is_view() { [ -n "${PULLTHROUGH_VIEW_LEASE_SECONDS:-}" ]; }
+
 save_live_figures() {
+    ! is_view || return 0
     counters=$(registry_counters)
     [ -n "$counters" ] || return 0
     read_figures
@@ -100,6 +105,7 @@ save_live_figures() {
 }
 
 carry_figures() {
+    ! is_view || return 0
     read_figures
     carried_misses=$((carried_misses + live_misses)) carried_bytes=$((carried_bytes + live_bytes))
     live_misses=0 live_bytes=0
@@ -236,14 +242,14 @@ decide() {
 
 # A view whose tool stopped renewing its lease (killed, or gone with its machine) stops itself.
 lease_expired() {
-    [ -n "${PULLTHROUGH_VIEW_LEASE_SECONDS:-}" ] || return 1
+    is_view || return 1
     renewed=$(stat -c %Y "$lease_file" 2>/dev/null) || renewed=0
     [ $(($(date +%s) - renewed)) -ge "$PULLTHROUGH_VIEW_LEASE_SECONDS" ]
 }
 
 trap 'stop; exit 0' TERM INT
 
-[ -z "${PULLTHROUGH_VIEW_LEASE_SECONDS:-}" ] || touch "$lease_file"
+! is_view || touch "$lease_file"
 failures=0
 check_disk
 remove_stale_uploads

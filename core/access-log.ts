@@ -1,6 +1,8 @@
 /**
- * The front's access log: its nginx `log_format`, and a formatter and a parser both derived from
- * that one format, so `status`, `prune` and the tests read exactly what the front writes. Pure.
+ * The front's access log, for people (`docker logs <front>`, rotated with the container's log)
+ * and the tests: its nginx `log_format`, and a formatter and a parser both derived from that one
+ * format, so the tests read exactly what the front writes. The tools never read it: their figures
+ * come from the front's ledger (core/ledger.ts). Pure.
  */
 
 /** nginx's `combined`, plus the cache port and whether the front's own cache hit. */
@@ -56,7 +58,7 @@ const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
 const pad = (value: number) => String(value).padStart(2, "0");
 
 /** nginx's `$time_local` (`29/Nov/2026:17:03:16 +0000`) in epoch seconds. */
-export function parseLogTime(text: string): number | undefined {
+function parseLogTime(text: string): number | undefined {
     const match = /^(\d{2})\/(\w{3})\/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$/.exec(
         text,
     );
@@ -131,7 +133,3 @@ export function contentRequest(entry: AccessLogEntry): ContentRequest | undefine
     const [, method, repository, kind, reference] = match;
     return { method, repository, kind: kind as ContentRequest["kind"], reference };
 }
-
-/** Served from a cache: 2xx, or 304 to a client that held it already. */
-export const wasServed = (entry: AccessLogEntry) =>
-    (entry.status >= 200 && entry.status < 300) || entry.status === 304;

@@ -125,3 +125,15 @@ test(`the killed tool's view stopped itself within its ${viewLeaseSeconds} s lea
     );
     expect(viewsOf(cache())).toEqual([]);
 });
+
+test("a writable view leaves the cache's upstream figures as they were", async () => {
+    const figures = async () => {
+        const run = await runTool("status", outputs(), workDir, "--json");
+        const [cacheStatus] = JSON.parse(run.stdout).caches;
+        return { misses: cacheStatus.misses, upstreamBytes: cacheStatus.upstreamBytes };
+    };
+    const before = await figures();
+    expect(before.misses).toBeGreaterThan(0);
+    expect((await runTool("import", outputs(), workDir, bundle)).code).toBe(0);
+    expect(await figures()).toEqual(before);
+});
