@@ -19,6 +19,9 @@ import { untilInterrupted } from "./interrupt";
 import { CacheView, UsageError } from "./types";
 import { RegistryClient } from "./registry-client";
 
+/** How long a view may take to answer before the tool gives up on it. */
+const viewStartSeconds = 60;
+
 /** How often a tool renews its views' leases: several renewals fit in one lease. */
 const leaseRenewalMs = (viewLeaseSeconds * 1000) / 6;
 
@@ -92,8 +95,12 @@ async function openCacheView(
     }
 }
 
+/**
+ * Until the view answers through the front. A busy engine can take a while to start a container
+ * and make its name known to the front's resolver (Podman's aardvark-dns most of all).
+ */
 async function waitUntilServing(client: RegistryClient): Promise<void> {
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + viewStartSeconds * 1000;
     for (;;) {
         try {
             return await client.ping();
