@@ -112,23 +112,28 @@ async function waitUntilServing(client: RegistryClient): Promise<void> {
 }
 
 /**
- * Removes views of `caches` that no live tool holds: stopped ones, and running ones whose lease
- * ran out or that have none (made by a tool older than leases, then killed).
+ * Removes the views of `caches` that no live tool holds: stopped ones, and running ones whose
+ * lease ran out or that have none (made by a tool older than leases, then killed). Every tool
+ * does this for its whole stack before it starts.
  */
 export async function removeStaleViews(
     docker: DockerCli,
     caches: readonly CacheEndpoint[],
-): Promise<string[]> {
-    const filters = caches.flatMap((cache) => [
-        "--filter",
-        `label=${viewLabel}=${cache.container}`,
-    ]);
-    const listed = await docker("ps", "--all", "--quiet", "--no-trunc", ...filters);
+): Promise<void> {
+    // Docker ANDs label filters: one for the key, the values are matched here.
+    const listed = await docker(
+        ...["ps", "--all", "--no-trunc", "--filter", `label=${viewLabel}`],
+        ...["--format", `{{.ID}} {{.Label "${viewLabel}"}}`],
+    );
+    const containers = new Set(caches.map((cache) => cache.container));
+    const views = listed
+        .split("\n")
+        .map((line) => line.split(" "))
+        .filter(([id, of]) => id && containers.has(of))
+        .map(([id]) => id);
     const stale = [];
-    for (const id of listed.split("\n").filter(Boolean))
-        if (await isStale(docker, id)) stale.push(id);
+    for (const id of views) if (await isStale(docker, id)) stale.push(id);
     if (stale.length > 0) await docker("rm", "--force", "--volumes", ...stale).catch(() => "");
-    return stale;
 }
 
 async function isStale(docker: DockerCli, id: string): Promise<boolean> {
@@ -138,9 +143,8 @@ async function isStale(docker: DockerCli, id: string): Promise<boolean> {
 }
 
 /**
- * Runs `work` with a view of each cache, by registry (read-only unless `access` says otherwise),
- * after removing the stale views of earlier tools; removes its own afterwards, also when the tool
- * is interrupted (SIGINT, SIGTERM).
+ * Runs `work` with a view of each cache, by registry (read-only unless `access` says otherwise);
+ * removes them afterwards, also when the tool is interrupted (SIGINT, SIGTERM).
  */
 export async function withCacheViews<T>(
     docker: DockerCli,
@@ -148,7 +152,6 @@ export async function withCacheViews<T>(
     work: (views: Map<string, CacheView>) => Promise<T>,
     access: ViewAccess = "read-only",
 ): Promise<T> {
-    await removeStaleViews(docker, caches);
     const opened = await Promise.allSettled(
         caches.map((cache) => openCacheView(docker, cache, access)),
     );

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ParseArgsConfig, parseArgs } from "node:util";
 import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../core/images";
 import { Run, runExport, runImport, runPrewarm, runPrune, runStatus, runVerify } from "./commands";
+import { removeStaleViews } from "./cache-view";
 import { dockerCli } from "./docker";
 import { Interrupted, untilInterrupted } from "./interrupt";
 import { failureJson } from "./json";
@@ -111,14 +112,17 @@ async function main(argv: string[]): Promise<number> {
     const stack = values.outputs
         ? fromOutputs(readOutputsDocument(values.outputs))
         : fromStackConfig(path.join(projectDir, `Pulumi.${values.stack}.yaml`), values.stack);
+    // Every `docker` command of the tools goes to the caches' engine.
+    const docker = dockerCli(stack.dockerHost);
+    // What killed tools left: before this one starts views of its own.
+    await removeStaleViews(docker, stack.caches);
     return subcommand.run({
         values,
         bundle: positionals[0],
         stack,
         platforms,
         concurrency,
-        // Every `docker` command of the tools goes to the caches' engine.
-        docker: dockerCli(stack.dockerHost),
+        docker,
     });
 }
 

@@ -20,6 +20,8 @@ import { FixtureImage, byTag } from "../../harness/upstreams";
 jest.setTimeout(300_000);
 
 const registry = "ghcr.io";
+/** A cache of the stack that no tool of this suite works on. */
+const otherRegistry = "quay.io";
 const fixture: FixtureImage = {
     registry,
     repository: "pullthrough/views",
@@ -62,7 +64,7 @@ const cache = () => stack.cacheName(registry);
 const outputs = () => ({ mirrors: stack.run.outputs.mirrors, prewarmImages: [byTag(fixture)] });
 
 beforeAll(async () => {
-    stack = await TestStack.start("views", [registry], [fixture]);
+    stack = await TestStack.start("views", [registry, otherRegistry], [fixture]);
     workDir = mkdtempSync(path.join(tmpdir(), "pt-views-"));
     await stack.up({ prewarm: [byTag(fixture)] });
     outputsFile = path.join(workDir, "outputs.json");
@@ -101,22 +103,41 @@ test.each([
     expect(viewsOf(cache())).not.toContain(view);
 });
 
-test("the next tool removes stale views: a stopped one, and one with no lease", async () => {
+test("the next tool removes the stack's stale views, of every cache: stopped ones, and ones with no lease", async () => {
     docker("start", stack.frontName);
     await waitFor("the front to be healthy", 60_000, async () =>
         docker("inspect", "--format", "{{.State.Health.Status}}", stack.frontName) === "healthy"
             ? true
             : undefined,
     );
-    const labelled = ["--label", `${viewLabel}=${cache()}`];
-    docker("create", ...labelled, "--entrypoint", "true", fixtureRegistryImage);
-    docker(
-        ...["run", "--detach", ...labelled, "--entrypoint", "sleep", fixtureRegistryImage, "600"],
-    );
-    const run = await runTool("verify", outputs(), workDir);
-    expect(run.code).toBe(0);
-    // The orphan's lease has not run out yet: it could be a live tool's, and stays.
-    expect(viewsOf(cache())).toEqual([orphan]);
+    const other = stack.cacheName(otherRegistry);
+    /** A stopped view and a running one with no lease, as a killed tool of old would leave. */
+    const plantStaleViews = (of: string) => {
+        const labelled = ["--label", `${viewLabel}=${of}`];
+        return [
+            docker("create", ...labelled, "--entrypoint", "true", fixtureRegistryImage),
+            docker(
+                ...["run", "--detach", ...labelled, "--entrypoint", "sleep"],
+                ...[fixtureRegistryImage, "600"],
+            ),
+        ];
+    };
+    plantStaleViews(cache());
+    plantStaleViews(other);
+    // Another stack's are not this tool's to judge.
+    const anotherStacks = plantStaleViews(`${stack.id}-elsewhere-ghcr.io`);
+    try {
+        // verify works on the ghcr.io cache alone.
+        expect(await runTool("verify", outputs(), workDir)).toMatchObject({ code: 0 });
+        // The orphan's lease has not run out yet: it could be a live tool's, and stays.
+        expect(viewsOf(cache())).toEqual([orphan]);
+        expect(viewsOf(other)).toEqual([]);
+        expect(viewsOf(`${stack.id}-elsewhere-ghcr.io`).sort()).toEqual(
+            anotherStacks.map((id) => docker("inspect", "--format", "{{.Id}}", id)).sort(),
+        );
+    } finally {
+        docker("rm", "--force", ...anotherStacks);
+    }
 });
 
 test(`the killed tool's view stopped itself within its ${viewLeaseSeconds} s lease`, async () => {
