@@ -133,6 +133,6 @@ test("a view under a lease serves while it is renewed and stops itself once it i
     } finally {
         // Gone already when it stopped itself (--rm).
         if (docker("ps", "--all", "--quiet", "--filter", `id=${view}`))
-            docker("rm", "--force", view);
+            docker("rm", "--force", "--volumes", view);
     }
 });

@@ -136,7 +136,7 @@ test("the next tool removes the stack's stale views, of every cache: stopped one
             anotherStacks.map((id) => docker("inspect", "--format", "{{.Id}}", id)).sort(),
         );
     } finally {
-        docker("rm", "--force", ...anotherStacks);
+        docker("rm", "--force", "--volumes", ...anotherStacks);
     }
 });
 
