@@ -124,12 +124,10 @@ test("a view under a lease serves while it is renewed and stops itself once it i
             await sleep(1000);
         }
         expect(running()).toBe(true);
-        const stopped = Date.now();
+        // The lease runs out 3 s after the last renewal; the supervisor looks every second.
         await waitFor("the view to stop itself", 15_000, async () =>
             running() ? undefined : true,
         );
-        // The lease ran out 3 s after the last renewal; the supervisor looks every second.
-        expect(Date.now() - stopped).toBeLessThan(10_000);
     } finally {
         // Gone already when it stopped itself (--rm).
         if (docker("ps", "--all", "--quiet", "--filter", `id=${view}`))
