@@ -18,9 +18,9 @@
 # record on the front's volume (PULLTHROUGH_LEDGER_*). This shell stays PID 1: on the engine's
 # stop signal it asks nginx to finish its requests and quit, and once nginx has closed the pipe
 # awk writes the record a last time, so a restart or a replaced front loses no pull. Should the
-# fold stop, nginx is stopped too and the engine restarts the front: no pull goes uncounted.
-# Only sh builtins, cat, rm, mkdir, mkfifo, date, sleep and awk are used, which the Debian and
-# Alpine nginx images all have (mawk in one, busybox awk in the other).
+# fold stop, nginx is stopped too and the engine restarts the front, rather than serve pulls
+# nobody counts. Only sh builtins, cat, rm, mkdir, mkfifo, mv, date, sleep and awk are used,
+# which the Debian and Alpine nginx images all have (mawk in one, busybox awk in the other).
 set -eu
 
 rm -rf "${PULLTHROUGH_FRONT_FILES:?}"
