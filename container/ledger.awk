@@ -4,8 +4,9 @@
 #
 # Input, one line per content request a client pulled (nginx, core/ledger.ts ledgerLogFormat),
 # tab-separated:  msec registry method status bytes front-cache-status uri
-# and `sync <id>` lines that a tool writes into the same pipe: everything before one is in the
-# record once the record acknowledges it (`synced … <id> …`).
+# and lines the tools write into the same pipe: `sync <id>` (everything before one is in the
+# record once the record acknowledges it, `synced … <id> …`), and `forget <registry> manifest|blob
+# <key>` (prune removed what it names: the record keeps what the caches hold, not all they ever did).
 #
 # The record (core/ledger.ts parseLedger), one fact per line:
 #   since <epoch s>                                      when counting began
@@ -43,6 +44,14 @@ function load(line,    field) {
     for (i = count > recent_syncs ? count - recent_syncs + 1 : 1; i <= count; i++)
         synced = synced " " ids[i]
     flush()
+    next
+}
+
+/^forget [^ ]+ (manifest|blob) [^ ]+$/ {
+    split($0, field, " ")
+    if (field[3] == "manifest") delete manifest[field[2] " " field[4]]
+    else delete blob[field[2] " " field[4]]
+    dirty = 1
     next
 }
 

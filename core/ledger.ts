@@ -134,6 +134,26 @@ export const pullActivity = (ledger: Ledger, registry: string): PullActivity => 
 /** A sync's id: fixed-length hex, so one id is never a prefix of another in the record. */
 export const syncIdPattern = /^[0-9a-f]{16}$/;
 
+/** Ledger keys a prune removed, by registry: manifest keys (`repo:tag`, `repo@digest`) and blobs. */
+export type ForgottenPulls = ReadonlyMap<string, { manifests: string[]; blobs: string[] }>;
+
+/** The lines that make the ledger forget `forgotten`, as container/ledger.awk reads them. */
+export const forgetLines = (forgotten: ForgottenPulls): string[] =>
+    [...forgotten].flatMap(([registry, { manifests, blobs }]) => [
+        ...manifests.map((key) => `forget ${registry} manifest ${key}`),
+        ...blobs.map((digest) => `forget ${registry} blob ${digest}`),
+    ]);
+
+/**
+ * The script that writes the lines on its stdin into the ledger's pipe, one `write` each so that
+ * none interleaves with nginx's; nothing to do for a front without a ledger.
+ */
+export const ledgerWriteScript = () =>
+    [
+        `[ -p ${ledgerFiles.pipe} ] || exit 0`,
+        `timeout 10 sh -c 'while IFS= read -r line; do printf "%s\\n" "$line"; done >${ledgerFiles.pipe}'`,
+    ].join("\n");
+
 /** What the read script exits with when the front has no ledger (one made before it existed). */
 export const noLedgerExitCode = 3;
 

@@ -14,6 +14,7 @@ import { ImageReference } from "../mirrors";
 import { CacheEndpoint } from "./plan";
 import { PartialUpload, Storage, StoredImage, storagePaths, storedImages } from "./storage-layout";
 import { formatBytes, formatUtc } from "./format";
+import type { ForgottenPulls } from "./ledger";
 
 /**
  * A pull whose manifest was fetched this recently and whose blobs have not all been fetched
@@ -76,6 +77,8 @@ export interface PrunePlan {
     paths: Map<string, string[]>;
     /** Last pulled, per remaining image: the record each volume keeps. */
     records: Map<string, Map<string, number>>;
+    /** What the front's ledger may forget once the removals are done. */
+    forgotten: ForgottenPulls;
 }
 
 interface Candidate extends StoredImage {
@@ -202,6 +205,29 @@ export function planPrune(contents: readonly CacheContents[], options: PruneOpti
                 ),
             ]),
         ),
+        forgotten: new Map(
+            [...ledgers].map(([registry, ledger]) => [
+                registry,
+                forgottenPulls(ofCache(removed, registry), ofCache(remaining, registry), ledger),
+            ]),
+        ),
+    };
+}
+
+/** The ledger keys of removed images that no remaining image has, and the blobs that go. */
+function forgottenPulls(
+    removed: readonly Candidate[],
+    remaining: readonly Candidate[],
+    ledger: Ledger,
+) {
+    const keys = (image: Candidate) => [
+        ...image.tags.map((tag) => `${image.repository}:${tag}`),
+        ...image.manifests.map((digest) => `${image.repository}@${digest}`),
+    ];
+    const kept = new Set(remaining.flatMap(keys));
+    return {
+        manifests: [...new Set(removed.flatMap(keys))].filter((key) => !kept.has(key)),
+        blobs: [...ledger.freed],
     };
 }
 

@@ -3,7 +3,15 @@
  * whose time and output grow with what the caches hold, whatever the front has served.
  */
 import { randomBytes } from "node:crypto";
-import { Ledger, ledgerReadScript, noLedgerExitCode, parseLedger } from "../core/ledger";
+import {
+    ForgottenPulls,
+    Ledger,
+    forgetLines,
+    ledgerReadScript,
+    ledgerWriteScript,
+    noLedgerExitCode,
+    parseLedger,
+} from "../core/ledger";
 import { CacheEndpoint } from "../core/plan";
 import { DockerCli, exitCodeOf } from "./docker";
 import { frontOf } from "./front";
@@ -26,4 +34,19 @@ export async function readFrontLedger(
             );
         throw error;
     }
+}
+
+/** Has the ledger of the front serving `caches` forget `forgotten` (what a prune removed). */
+export async function forgetInLedger(
+    docker: DockerCli,
+    caches: readonly CacheEndpoint[],
+    forgotten: ForgottenPulls,
+): Promise<void> {
+    const lines = forgetLines(forgotten);
+    const front = caches.length > 0 ? await frontOf(docker, caches[0].port) : undefined;
+    if (!front || lines.length === 0) return;
+    await docker.withInput(
+        lines.map((line) => `${line}\n`).join(""),
+        ...["exec", "-i", front, "sh", "-c", ledgerWriteScript()],
+    );
 }

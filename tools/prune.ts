@@ -11,7 +11,7 @@ import { emptyLedger, pullActivity } from "../core/ledger";
 import { CacheContents, PrunePlan, pulledRecord } from "../core/prune-plan";
 import { pulledRecordFile } from "../core/storage-layout";
 import { DockerCli } from "./docker";
-import { readFrontLedger } from "./ledger";
+import { forgetInLedger, readFrontLedger } from "./ledger";
 import { readStorage, removeStoragePaths, writeVolumeFile } from "./storage";
 import { UsageError } from "./types";
 
@@ -35,7 +35,10 @@ export async function readCacheContents(
     );
 }
 
-/** Removes what the plan says from each cache, then saves when its remaining images were pulled. */
+/**
+ * Removes what the plan says from each cache, then saves when its remaining images were pulled,
+ * and has the front's ledger forget what went.
+ */
 export async function applyPrune(
     docker: DockerCli,
     caches: readonly CacheEndpoint[],
@@ -46,4 +49,5 @@ export async function applyPrune(
         const record = pulledRecord(plan, cache.registry);
         await writeVolumeFile(docker, cache.container, pulledRecordFile, record);
     }
+    await forgetInLedger(docker, caches, plan.forgotten);
 }

@@ -26,6 +26,7 @@ import { docker, sleep, waitFor } from "../../harness/docker";
 import { Containerd } from "../../harness/containerd";
 import { ImageArtifact, allBlobs, image, index, layer, sha256 } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
+import { viewLabel } from "../../core/plan";
 import { ToolRun, runTool } from "../../harness/tools";
 import { FixtureImage, byTag, talosLikeImages } from "../../harness/upstreams";
 import { SimulatedWan } from "../../harness/wan";
@@ -141,11 +142,22 @@ beforeAll(async () => {
 afterAll(async () => {
     await wan?.close();
     if (stack) {
-        // Views a killed tool left behind.
-        const views = docker("ps", "--all", "--quiet", "--filter", `label=pullthrough.view-of`)
+        // Views the killed import left behind (this stack's only: other suites run alongside).
+        const views = docker(
+            ...["ps", "--all", "--filter", `label=${viewLabel}`],
+            ...["--format", `{{.ID}} {{.Label "${viewLabel}"}}`],
+        )
             .split("\n")
-            .filter(Boolean);
-        if (views.length > 0) docker("rm", "--force", "--volumes", ...views);
+            .map((line) => line.split(" "))
+            .filter(([, of]) => of?.startsWith(`${stack.id}-`));
+        for (const [view] of views) {
+            try {
+                docker("rm", "--force", "--volumes", view);
+            } catch (error) {
+                // Its lease ran out meanwhile, and Docker is removing it already.
+                if (!/already in progress|No such container/.test(String(error))) throw error;
+            }
+        }
         await stack.remove();
     }
     if (workDir) rmSync(workDir, { recursive: true, force: true });

@@ -12,6 +12,7 @@ import { docker, sleep, waitFor } from "../../harness/docker";
 import { FixtureImage, byTag } from "../../harness/upstreams";
 import { image, layer, sha256 } from "../../harness/oci";
 import { refreshHeader } from "../../core/front";
+import { ledgerFiles, parseLedger, pullActivity } from "../../core/ledger";
 import { TestStack } from "../../harness/stack";
 import { ToolRun, runTool } from "../../harness/tools";
 import { SimulatedWan } from "../../harness/wan";
@@ -118,6 +119,12 @@ test("prune to a budget frees the expected bytes; kept images pull offline; veri
 
     const again = await report("--to", `${budget}B`);
     expect(again).toMatchObject({ removed: [], freedBytes: 0, heldBytes: pruned.leftBytes });
+    // The front's ledger forgot the pruned images and kept the others: it holds what the caches do.
+    const ledger = parseLedger(docker("exec", stack.frontName, "cat", ledgerFiles.record));
+    const pulled = [...pullActivity(ledger, registry).manifests.keys()];
+    expect(pulled).toContain(`${c.repository}:${c.tag}`);
+    expect(pulled).not.toContain(`${a.repository}:${a.tag}`);
+    expect(pulled).not.toContain(`${b.repository}:${b.tag}`);
 
     stack.upstreams.stop(registry);
     try {

@@ -140,6 +140,7 @@ test("the README's JSON shapes are what the tools print", () => {
         freedBytes: 0,
         paths: new Map(),
         records: new Map(),
+        forgotten: new Map(),
     };
     const deep = { seconds: 0, checks: [], findings: [] };
     expect(shapes).toEqual({

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { frontConfig } from "../../core/front";
 import {
     LedgerLine,
+    forgetLines,
     ledgerLogFormat,
     ledgerPathPattern,
     parseLedger,
@@ -110,6 +111,26 @@ describe("a record that carries on", () => {
         expect(size(many)).toBe(size(one));
         expect(many.manifests.size).toBe(one.manifests.size);
     });
+});
+
+test("what a prune forgets leaves the record, and nothing else", () => {
+    const kept = digest("c");
+    const ledger = foldLedger([
+        pull({ uri: "/v2/team/a/manifests/v1" }),
+        pull({ uri: `/v2/team/a/blobs/${digest("a")}` }),
+        pull({ uri: `/v2/team/b/blobs/${kept}` }),
+        pull({ registry: "ghcr.io", uri: `/v2/team/a/blobs/${digest("a")}` }),
+        ...forgetLines(
+            new Map([["docker.io", { manifests: ["team/a:v1"], blobs: [digest("a")] }]]),
+        ),
+    ]);
+    expect(pullActivity(ledger, "docker.io")).toEqual({
+        manifests: new Map(),
+        blobs: new Map([[kept, 1_800_000_000]]),
+    });
+    expect([...pullActivity(ledger, "ghcr.io").blobs.keys()]).toEqual([digest("a")]);
+    // Its counts are what was served, whatever went since.
+    expect(servedBy(ledger, "docker.io").requests).toBe(3);
 });
 
 test("the record's unknown lines are skipped", () => {

@@ -180,6 +180,10 @@ test("to a budget: least recently pulled first, and a layer shared with a kept i
         `blobs/sha256/11/${hexOf(digest("1"))}`,
     ]);
     expect(plan.records.get("ghcr.io")).toEqual(new Map([[`team/b@${digest("b")}`, now - 50]]));
+    // The ledger forgets A's tag, its manifest and the blobs that went, not the shared layer.
+    const forgotten = plan.forgotten.get("ghcr.io")!;
+    expect(forgotten.manifests).toEqual(["team/a:v1", `team/a@${digest("a")}`]);
+    expect([...forgotten.blobs].sort()).toEqual([digest("1"), digest("a")].sort());
 });
 
 test("the last image using a layer takes it along; under budget nothing goes", () => {
