@@ -4,7 +4,8 @@
  * measures what a long-lived cache must keep flat:
  *
  * - requests/s through the front over the last stretch;
- * - `npm run status` and `npm run prune -- --dry-run`, run as a user runs them (median of 3);
+ * - `npm run status` and `npm run prune -- --dry-run`, run as a user runs them (median of 3,
+ *   npm's start included: harness/tools.ts);
  * - the ledger's record size, and Docker's log bytes of each container (every rotated file);
  * - whether `status` counts every request exactly.
  *
@@ -24,6 +25,7 @@ import {
     prepareTestHost,
 } from "../harness/docker";
 import { image, layer } from "../harness/oci";
+import { runTool } from "../harness/tools";
 import { FixtureImage, FixtureUpstreams } from "../harness/upstreams";
 import {
     benchId,
@@ -35,7 +37,6 @@ import {
 } from "./stack";
 
 const run = promisify(execFile);
-const repoRoot = path.resolve(__dirname, "..");
 const registry = "ghcr.io";
 const fixture: FixtureImage = {
     registry,
@@ -79,8 +80,7 @@ export async function benchSoak(options: { total: number; out: string }) {
             fixtureRegistryImage,
         );
         await startCaches(planned.caches, planned.front, upstreams.network);
-        const outputs = path.join(workDir, "outputs.json");
-        writeFileSync(outputs, JSON.stringify({ mirrors: { [registry]: planned.endpoints[0] } }));
+        const outputs = { mirrors: { [registry]: planned.endpoints[0] } };
         const blob = fixture.artifact.blobs.at(-1)!;
         const url = `http://127.0.0.1:${port}/v2/${fixture.repository}/blobs/${blob.digest}`;
         await run("curl", ["-fsS", "-o", "/dev/null", url]);
@@ -88,6 +88,7 @@ export async function benchSoak(options: { total: number; out: string }) {
         const results = await soak(options.total, {
             url,
             outputs,
+            workDir,
             front: planned.front.name,
             containers,
         });
@@ -104,7 +105,9 @@ export async function benchSoak(options: { total: number; out: string }) {
 
 interface Target {
     url: string;
-    outputs: string;
+    /** The stack's outputs, as the tools take them with `--outputs`. */
+    outputs: Record<string, unknown>;
+    workDir: string;
     front: string;
     containers: string[];
 }
@@ -131,7 +134,7 @@ async function measureAt(
 ): Promise<Milestone> {
     const statusSeconds = await timedTool(target, "status");
     const pruneDryRunSeconds = await timedTool(target, "prune", "--dry-run", "--to", "1TB");
-    const { stdout } = await tool(target, "status", "--json");
+    const stdout = await tool(target, "status", "--json");
     const counted = JSON.parse(stdout).caches[0].requests as number;
     const record = docker("exec", target.front, "cat", ledgerFiles.record);
     return {
@@ -151,16 +154,19 @@ async function measureAt(
     };
 }
 
-/** A tool as a user runs it, on the bench stack. */
-const tool = (target: Target, ...args: string[]) =>
-    run("npx", ["tsx", "tools/cli.ts", ...args, "--outputs", target.outputs], { cwd: repoRoot });
+/** `npm run <command>` on the bench stack, as a user runs it; resolves to its stdout. */
+async function tool(target: Target, command: string, ...args: string[]): Promise<string> {
+    const done = await runTool(command, target.outputs, target.workDir, ...args);
+    if (done.code !== 0) throw new Error(`npm run ${command}: exit ${done.code}: ${done.stderr}`);
+    return done.stdout;
+}
 
 /** The median of 3 runs of a tool, process start included, in seconds. */
-async function timedTool(target: Target, ...args: string[]): Promise<number> {
+async function timedTool(target: Target, command: string, ...args: string[]): Promise<number> {
     const seconds: number[] = [];
     for (let sample = 0; sample < 3; sample++) {
         const started = performance.now();
-        await tool(target, ...args);
+        await tool(target, command, ...args);
         seconds.push((performance.now() - started) / 1000);
     }
     return median(seconds);
