@@ -61,7 +61,7 @@ interface Milestone {
 }
 
 /** 10,000, 100,000, … below `total`, then `total`. */
-export const milestones = (total: number) => [
+const milestones = (total: number) => [
     ...Array.from({ length: 12 }, (_, power) => 10 ** (power + 4)).filter((at) => at < total),
     total,
 ];

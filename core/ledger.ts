@@ -131,9 +131,6 @@ export const pullActivity = (ledger: Ledger, registry: string): PullActivity => 
     blobs: ledger.blobs.get(registry) ?? new Map(),
 });
 
-/** A sync's id: fixed-length hex, so one id is never a prefix of another in the record. */
-export const syncIdPattern = /^[0-9a-f]{16}$/;
-
 /** Ledger keys a prune removed, by registry: manifest keys (`repo:tag`, `repo@digest`) and blobs. */
 export type ForgottenPulls = ReadonlyMap<string, { manifests: string[]; blobs: string[] }>;
 

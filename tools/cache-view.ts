@@ -112,6 +112,25 @@ async function waitUntilServing(client: RegistryClient): Promise<void> {
 }
 
 /**
+ * `docker ps` arguments that list every view on an engine with the cache it is of. Docker ANDs
+ * label filters: one for the key, the values are matched by the reader.
+ */
+export const viewListing = [
+    ...["ps", "--all", "--no-trunc", "--filter", `label=${viewLabel}`],
+    ...["--format", `{{.ID}} {{.Label "${viewLabel}"}}`],
+];
+
+/** viewListing's output: each view's id and the cache container it is of. */
+export const parseViewListing = (listed: string) =>
+    listed
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => {
+            const [id, of = ""] = line.split(" ");
+            return { id, of };
+        });
+
+/**
  * Removes the views of `caches` that no live tool holds: stopped ones, and running ones whose
  * lease ran out or that have none (made by a tool older than leases, then killed). Every tool
  * does this for its whole stack before it starts.
@@ -120,17 +139,10 @@ export async function removeStaleViews(
     docker: DockerCli,
     caches: readonly CacheEndpoint[],
 ): Promise<void> {
-    // Docker ANDs label filters: one for the key, the values are matched here.
-    const listed = await docker(
-        ...["ps", "--all", "--no-trunc", "--filter", `label=${viewLabel}`],
-        ...["--format", `{{.ID}} {{.Label "${viewLabel}"}}`],
-    );
     const containers = new Set(caches.map((cache) => cache.container));
-    const views = listed
-        .split("\n")
-        .map((line) => line.split(" "))
-        .filter(([id, of]) => id && containers.has(of))
-        .map(([id]) => id);
+    const views = parseViewListing(await docker(...viewListing))
+        .filter((view) => containers.has(view.of))
+        .map((view) => view.id);
     const stale = [];
     for (const id of views) if (await isStale(docker, id)) stale.push(id);
     if (stale.length > 0) await docker("rm", "--force", "--volumes", ...stale).catch(() => "");

@@ -17,13 +17,18 @@ import { DockerCli, exitCodeOf } from "./docker";
 import { frontOf } from "./front";
 import { UsageError } from "./types";
 
+/** The front container that serves `caches` (one front serves them all), if one runs. */
+const frontOfStack = async (docker: DockerCli, caches: readonly CacheEndpoint[]) =>
+    caches.length > 0 ? frontOf(docker, caches[0].port) : undefined;
+
 /** The ledger of the front that serves `caches`; undefined when no front publishes their ports. */
 export async function readFrontLedger(
     docker: DockerCli,
     caches: readonly CacheEndpoint[],
 ): Promise<Ledger | undefined> {
-    const front = caches.length > 0 ? await frontOf(docker, caches[0].port) : undefined;
+    const front = await frontOfStack(docker, caches);
     if (!front) return undefined;
+    // Fixed-length hex: one sync's id is never a prefix of another's in the record.
     const syncId = randomBytes(8).toString("hex");
     try {
         return parseLedger(await docker("exec", front, "sh", "-c", ledgerReadScript(syncId)));
@@ -43,7 +48,7 @@ export async function forgetInLedger(
     forgotten: ForgottenPulls,
 ): Promise<void> {
     const lines = forgetLines(forgotten);
-    const front = caches.length > 0 ? await frontOf(docker, caches[0].port) : undefined;
+    const front = await frontOfStack(docker, caches);
     if (!front || lines.length === 0) return;
     await docker.withInput(
         lines.map((line) => `${line}\n`).join(""),

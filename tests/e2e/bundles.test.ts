@@ -26,7 +26,7 @@ import { docker, sleep, waitFor } from "../../harness/docker";
 import { Containerd } from "../../harness/containerd";
 import { ImageArtifact, allBlobs, image, index, layer, sha256 } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
-import { viewLabel } from "../../core/plan";
+import { parseViewListing, viewListing } from "../../tools/cache-view";
 import { ToolRun, runTool } from "../../harness/tools";
 import { FixtureImage, byTag, talosLikeImages } from "../../harness/upstreams";
 import { SimulatedWan } from "../../harness/wan";
@@ -143,14 +143,10 @@ afterAll(async () => {
     await wan?.close();
     if (stack) {
         // Views the killed import left behind (this stack's only: other suites run alongside).
-        const views = docker(
-            ...["ps", "--all", "--filter", `label=${viewLabel}`],
-            ...["--format", `{{.ID}} {{.Label "${viewLabel}"}}`],
-        )
-            .split("\n")
-            .map((line) => line.split(" "))
-            .filter(([, of]) => of?.startsWith(`${stack.id}-`));
-        for (const [view] of views) {
+        const views = parseViewListing(docker(...viewListing)).filter((view) =>
+            view.of.startsWith(`${stack.id}-`),
+        );
+        for (const { id: view } of views) {
             try {
                 docker("rm", "--force", "--volumes", view);
             } catch (error) {
