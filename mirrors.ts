@@ -579,13 +579,50 @@ export function encodeConfig(values: Readonly<Record<string, unknown>>): Record<
     );
 }
 
-/** Thrown for invalid config; lists every problem found, one per line, each naming its key. */
+/** One bad setting: where it is (a path from the top of the settings) and what is wrong with it. */
+export interface ConfigProblem {
+    key: readonly PropertyKey[];
+    detail: string;
+}
+
+/**
+ * How a setting's path is spelled: as a stack config key (`pullthrough:upstreams[0].port`, what
+ * `pulumi config set --path` takes), or as a path into the `Caches` component's arguments
+ * (`args.upstreams[0].port`). One contract, two doors.
+ */
+export interface KeySpelling {
+    /** Put before the first path segment. */
+    root: string;
+    /** What the whole set of settings is called in an error's first line. */
+    subject: string;
+}
+
+export const configSpelling: KeySpelling = {
+    root: `${configNamespace}:`,
+    subject: `${configNamespace} config`,
+};
+export const argumentSpelling: KeySpelling = { root: "args.", subject: "Caches arguments" };
+
+/** Thrown for invalid settings; lists every problem found, one per line, each naming its key. */
 export class ConfigError extends Error {
-    constructor(readonly problems: readonly string[]) {
-        super(
-            `Invalid ${configNamespace} config:\n${problems.map((problem) => `  - ${problem}`).join("\n")}`,
+    /** One line per problem, each starting with its key. */
+    readonly problems: readonly string[];
+
+    constructor(
+        readonly found: readonly ConfigProblem[],
+        readonly spelling: KeySpelling = configSpelling,
+    ) {
+        const problems = found.map(
+            (problem) => `${formatKey(problem.key, spelling)}: ${problem.detail}`,
         );
+        super(`Invalid ${spelling.subject}:\n${problems.map((line) => `  - ${line}`).join("\n")}`);
+        this.problems = problems;
         this.name = "ConfigError";
+    }
+
+    /** The same problems, with their keys spelled another way. */
+    spelledAs(spelling: KeySpelling): ConfigError {
+        return new ConfigError(this.found, spelling);
     }
 }
 
@@ -599,7 +636,7 @@ export class ConfigError extends Error {
 export function parseSettings(allConfig: Readonly<Record<string, string>>): Settings {
     const prefix = `${configNamespace}:`;
     const values: Record<string, unknown> = {};
-    const problems: string[] = [];
+    const problems: ConfigProblem[] = [];
     for (const [fullKey, raw] of Object.entries(allConfig)) {
         if (!fullKey.startsWith(prefix)) continue;
         const key = fullKey.slice(prefix.length);
@@ -610,11 +647,33 @@ export function parseSettings(allConfig: Readonly<Record<string, string>>): Sett
         try {
             values[key] = JSON.parse(raw);
         } catch {
-            problems.push(
-                `${formatKey([key])}: got ${formatValue([key], raw)}, which is not JSON; expected ${expectedForKey[key as keyof typeof expectedForKey]}`,
-            );
+            problems.push({
+                key: [key],
+                detail: `got ${formatValue([key], raw)}, which is not JSON; expected ${expectedForKey[key as keyof typeof expectedForKey]}`,
+            });
         }
     }
+    return validate(values, problems);
+}
+
+/**
+ * The settings of the same contract, given as the `Caches` component's arguments: plain values,
+ * validated by the same schema, with defaults filled in.
+ *
+ * @throws ConfigError naming each bad argument by its path (`args.upstreams[0].port`)
+ */
+export function parseCachesArgs(args: CachesArgs): Settings {
+    try {
+        return validate({ ...args }, []);
+    } catch (error) {
+        throw error instanceof ConfigError ? error.spelledAs(argumentSpelling) : error;
+    }
+}
+
+/** What the `Caches` component takes: the stack config's keys, as values rather than strings. */
+export type CachesArgs = z.input<typeof settingsSchema>;
+
+function validate(values: Record<string, unknown>, problems: ConfigProblem[]): Settings {
     problems.push(...protoKeys(values, []));
     const result = settingsSchema.safeParse(values, { reportInput: true });
     if (!result.success) problems.push(...result.error.issues.flatMap(describeIssue));
@@ -626,10 +685,10 @@ export function parseSettings(allConfig: Readonly<Record<string, string>>): Sett
  * `__proto__` keys, which JSON.parse keeps but any object copy (zod's too) silently drops: a
  * setting the user wrote must never vanish.
  */
-function protoKeys(value: unknown, path: PropertyKey[]): string[] {
+function protoKeys(value: unknown, path: PropertyKey[]): ConfigProblem[] {
     if (typeof value !== "object" || value === null) return [];
     const own = Object.hasOwn(value, "__proto__")
-        ? [`${formatKey([...path, "__proto__"])}: not a key this config takes`]
+        ? [{ key: [...path, "__proto__"], detail: "not a key this config takes" }]
         : [];
     return [
         ...own,
@@ -648,24 +707,33 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
     return Object.keys(credentialSchema.shape);
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string[] {
+function describeIssue(issue: z.core.$ZodIssue): ConfigProblem[] {
     if (issue.code === "unrecognized_keys") {
         const known = knownKeysAt(issue.path);
         return issue.keys.map((key) => {
             const nearest = nearestKey(key, known);
             const hint = nearest ? `did you mean "${nearest}"? ` : "";
-            return `${formatKey([...issue.path, key])}: unknown key; ${hint}valid keys are ${known.join(", ")}`;
+            return {
+                key: [...issue.path, key],
+                detail: `unknown key; ${hint}valid keys are ${known.join(", ")}`,
+            };
         });
     }
     const input = (issue as { input?: unknown }).input;
     return [
-        `${formatKey(issue.path)}: got ${formatValue(issue.path, input)}; expected ${issue.message}`,
+        {
+            key: issue.path,
+            detail: `got ${formatValue(issue.path, input)}; expected ${issue.message}`,
+        },
     ];
 }
 
-/** Renders a config path the way `pulumi config set --path` spells it. */
-export function formatKey(path: readonly PropertyKey[]): string {
-    let key = configNamespace + ":";
+/** Renders a settings path the way `pulumi config set --path` spells it, or as an argument path. */
+export function formatKey(
+    path: readonly PropertyKey[],
+    spelling: KeySpelling = configSpelling,
+): string {
+    let key = spelling.root;
     path.forEach((segment, index) => {
         if (typeof segment === "number") key += `[${segment}]`;
         else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(String(segment)))

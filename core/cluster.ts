@@ -6,14 +6,7 @@
 import * as path from "node:path";
 import type * as command from "@pulumi/command";
 import type * as pulumi from "@pulumi/pulumi";
-import {
-    ClusterSettings,
-    ConfigError,
-    Settings,
-    cidrAddress,
-    formatKey,
-    formatValue,
-} from "../mirrors";
+import { ClusterSettings, ConfigError, Settings, cidrAddress, formatValue } from "../mirrors";
 import { Cache } from "./plan";
 import { registryMirrorFlags } from "./render";
 
@@ -299,10 +292,10 @@ export function planCluster(
     version: TalosctlVersion = { major: 1, minor: 12, patch: 0 },
 ): ClusterPlan {
     const { cluster } = settings;
-    const problems = unsupportedSettings(cluster, version).map(
-        ([key, value, what]) =>
-            `${formatKey(key.split("."))}: got ${formatValue([], value)}; expected ${what}`,
-    );
+    const problems = unsupportedSettings(cluster, version).map(([key, value, what]) => ({
+        key: key.split("."),
+        detail: `got ${formatValue([], value)}; expected ${what}`,
+    }));
     if (problems.length > 0) throw new ConfigError(problems);
     const bootAssets = qemuBootAssets(cluster, version, host);
     const createArgv = clusterCreateArgv(cluster, version, caches, bootAssets);

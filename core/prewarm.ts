@@ -7,7 +7,7 @@ import {
     ConfigError,
     ClusterSettings,
     Settings,
-    formatKey,
+    ConfigProblem,
     talosImageSet,
     parseImageReference,
 } from "../mirrors";
@@ -78,19 +78,21 @@ export function planPrewarm(
 ): string[] {
     const registries = caches.map((cache) => cache.registry);
     const images = new Set<string>();
-    const problems: string[] = [];
+    const problems: ConfigProblem[] = [];
     settings.prewarm.forEach((entry, index) => {
         const talos = entry === talosImageSet ? readTalosImages() : undefined;
         for (const ref of talos?.images ?? [entry]) {
             const image = parseImageReference(ref);
             if (!image) {
-                problems.push(
-                    `${formatKey(["prewarm", index])}: ${talos!.source} lists ${JSON.stringify(ref)}, which is not an image reference`,
-                );
+                problems.push({
+                    key: ["prewarm", index],
+                    detail: `${talos!.source} lists ${JSON.stringify(ref)}, which is not an image reference`,
+                });
             } else if (!registries.includes(image.registry)) {
-                problems.push(
-                    `${formatKey(["prewarm", index])}: got "talos", whose ${image.canonical} needs a cache for ${image.registry}; add it to pullthrough:upstreams (caches: ${registries.join(", ")})`,
-                );
+                problems.push({
+                    key: ["prewarm", index],
+                    detail: `got "talos", whose ${image.canonical} needs a cache for ${image.registry}; add it to upstreams (caches: ${registries.join(", ")})`,
+                });
             } else {
                 images.add(image.canonical);
             }

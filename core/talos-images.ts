@@ -2,7 +2,7 @@
  * Talos's default image sets by release, kept in data/talos-images.json for when talosctl cannot
  * be run, and the choice among them. Pure: the caller reads the file (host/talosctl.ts).
  */
-import { ConfigError, formatKey } from "../mirrors";
+import { ConfigError } from "../mirrors";
 
 /** data/talos-images.json: what `talosctl image default` prints at each listed release. */
 export interface KeptImageSets {
@@ -88,7 +88,10 @@ export function chooseKeptImageSet(
         );
     }
     throw new ConfigError([
-        `${formatKey(["prewarm"])}: "talos" for Talos ${talosVersion} needs talosctl (${why}): data/talos-images.json lists ${listed.map(({ tag }) => tag).join(", ")}, and image sets differ between minor releases. Install talosctl ${talosVersion}, or list the images in pullthrough:prewarm`,
+        {
+            key: ["prewarm"],
+            detail: `"talos" for Talos ${talosVersion} needs talosctl (${why}): data/talos-images.json lists ${listed.map(({ tag }) => tag).join(", ")}, and image sets differ between minor releases. Install talosctl ${talosVersion}, or list the images in prewarm`,
+        },
     ]);
 }
 

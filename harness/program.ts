@@ -1,12 +1,30 @@
 /**
- * Runs the real program (index.ts) in-process under Pulumi mocks and records what it declares:
- * each resource's type, name, inputs and resource options, and the stack outputs.
+ * Runs a Pulumi program in-process under Pulumi mocks and records what it declares: each
+ * resource's type, name, URN, parent, inputs and resource options, and the stack outputs.
+ *
+ * Mocks give neither URNs nor parents (the SDK's mock monitor makes URNs its own way), so a stack
+ * transformation, which sees every resource's options, works them out as the engine does
+ * (pulumi/pulumi `pkg/resource/deploy`: `Deployment.generateURN` in deployment.go, and
+ * `stepGenerator.collapseAliasToUrn` in step_generator.go for aliases).
  */
+import * as path from "node:path";
 import type * as pulumiType from "@pulumi/pulumi";
 
-export interface DeclaredResource {
+/** The stack program of this repository. */
+export const stackProgram = path.join(__dirname, "../index.ts");
+
+export interface ResourceIdentity {
+    urn: string;
+    /** The parent's URN; undefined only for the stack itself. */
+    parent: string | undefined;
+    /** The URNs its `aliases` option names: where the engine looks when `urn` is not in state. */
+    aliases: string[];
+}
+
+export interface DeclaredResource extends ResourceIdentity {
     type: string;
     name: string;
+    custom: boolean;
     /** Inputs as the engine receives them; secrets are still wrapped (see `isRpcSecret`). */
     inputs: Record<string, any>;
     options: pulumiType.CustomResourceOptions;
@@ -14,96 +32,178 @@ export interface DeclaredResource {
 
 export interface ProgramRun {
     resources: DeclaredResource[];
-    /** The program's named exports, as the stack outputs are made from them. */
+    /** The program's named exports, resolved, as the stack outputs are made from them. */
     outputs: Record<string, unknown>;
+    /** The program's named exports as it made them (Outputs stay Outputs), for `isSecret`. */
+    exports: Record<string, unknown>;
     /** The SDK instance the program ran against, for `isRpcSecret` and `isSecret`. */
     pulumi: typeof pulumiType;
 }
 
 /**
- * Brings one declared resource to its inputs and returns its id and state; the default echoes the
- * inputs back. `options` are the resource options the program gave it.
+ * Brings one declared resource (a custom resource, a component or the stack) to its inputs and
+ * returns its id and state; the default echoes the inputs back.
  */
 export type ResourceHandler = (
     args: pulumiType.runtime.MockResourceArgs,
     options: pulumiType.CustomResourceOptions,
+    identity: ResourceIdentity,
 ) => Promise<{ id: string; state: Record<string, any> }>;
 
 const echo: ResourceHandler = async (args) => ({ id: `${args.name}-id`, state: args.inputs });
 
+export const project = "pullthrough";
+export const stack = "dev";
+const rootStackType = "pulumi:pulumi:Stack";
+
+/** The engine's URN: the parent's qualified type before the type, unless the parent is the stack. */
+export function resourceUrn(type: string, name: string, parent: string | undefined): string {
+    const parentType = parent?.split("::")[2];
+    const qualified = parentType && parentType !== rootStackType ? `${parentType}$${type}` : type;
+    return `urn:pulumi:${stack}::${project}::${qualified}::${name}`;
+}
+
 /**
- * Runs index.ts once, in a fresh module registry so that it declares its resources anew.
+ * Runs a program once, in a fresh module registry so that it declares its resources anew (under
+ * jest; a script outside jest runs it once per process).
  *
  * @param config stack config as `pulumi.runtime.setAllConfig` takes it (`pullthrough:<key>` → string)
  * @param secretKeys config keys set with `--secret`
  * @param createResource what "creating" a resource means; a test stand-in may make it real
+ * @param program the program's entry file; this repository's stack by default
  */
 export async function runProgram(
     config: Record<string, string>,
     {
         secretKeys = [],
         createResource = echo,
-    }: { secretKeys?: string[]; createResource?: ResourceHandler } = {},
+        program = stackProgram,
+    }: { secretKeys?: string[]; createResource?: ResourceHandler; program?: string } = {},
 ): Promise<ProgramRun> {
     let run: ProgramRun | undefined;
-    await jest.isolateModulesAsync(async () => {
+    const isolated =
+        typeof jest === "undefined"
+            ? (body: () => Promise<void>) => body()
+            : (body: () => Promise<void>) => jest.isolateModulesAsync(body);
+    await isolated(async () => {
         // require, not import: inside isolateModules it loads fresh copies for this run alone.
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         const pulumi: typeof pulumiType = require("@pulumi/pulumi");
         const resources: DeclaredResource[] = [];
-        const options = new Map<string, pulumiType.CustomResourceOptions>();
+        const declared = new Map<
+            string,
+            { options: pulumiType.CustomResourceOptions; identity: ResourceIdentity }
+        >();
+        const urnOf = new Map<pulumiType.Resource, string>();
+        const stackUrn = resourceUrn(rootStackType, `${project}-${stack}`, undefined);
         const key = (type: string, name: string) => `${type}::${name}`;
         const failures: unknown[] = [];
         await pulumi.runtime.setMocks(
             {
                 newResource: async (args) => {
-                    // Components (the stack) have nothing to create.
-                    const resourceOptions = options.get(key(args.type, args.name)) ?? {};
-                    const handler = args.custom ? createResource : echo;
-                    const created = await handler(args, resourceOptions).catch((error: unknown) => {
-                        failures.push(error);
-                        throw error;
-                    });
+                    const found = declared.get(key(args.type, args.name));
+                    const options = found?.options ?? {};
+                    // Only the stack itself is registered without a transformation seeing it.
+                    const identity = found?.identity ?? {
+                        urn: stackUrn,
+                        parent: undefined,
+                        aliases: [],
+                    };
+                    const created = await createResource(args, options, identity).catch(
+                        (error: unknown) => {
+                            failures.push(error);
+                            throw error;
+                        },
+                    );
                     resources.push({
                         type: args.type,
                         name: args.name,
+                        custom: args.custom ?? false,
                         inputs: args.inputs,
-                        options: resourceOptions,
+                        options,
+                        ...identity,
                     });
                     return created;
                 },
                 call: async (args) => args.inputs,
             },
-            "pullthrough",
-            "dev",
+            project,
+            stack,
             false,
         );
         pulumi.runtime.setAllConfig(config, secretKeys);
-        let outputs: Record<string, unknown> = {};
+        let programExports: Record<string, unknown> = {};
         let programError: unknown;
         await pulumi.runtime.runInPulumiStack(async () => {
-            // Mocks never see resource options; a stack transformation does.
+            // Mocks never see resource options, parents or aliases; a stack transformation does.
             pulumi.runtime.registerStackTransformation((args) => {
-                options.set(
-                    key(args.type, args.name),
-                    args.opts as pulumiType.CustomResourceOptions,
+                const parentResource = args.opts.parent;
+                const parent = (parentResource && urnOf.get(parentResource)) ?? stackUrn;
+                const urn = resourceUrn(args.type, args.name, parent);
+                urnOf.set(args.resource, urn);
+                const aliases = (args.opts.aliases ?? []).map((alias) =>
+                    aliasUrn(alias, args.type, args.name, parent, urnOf),
                 );
+                if (declared.has(key(args.type, args.name)))
+                    throw new Error(
+                        `the program stand-in tells resources apart by type and name: ${args.type} ${args.name} is declared twice`,
+                    );
+                declared.set(key(args.type, args.name), {
+                    options: args.opts as pulumiType.CustomResourceOptions,
+                    identity: { urn, parent, aliases },
+                });
                 return undefined;
             });
             // Caught here: a throw escaping the stack's init becomes an unhandled rejection.
             try {
                 // eslint-disable-next-line @typescript-eslint/no-require-imports
-                outputs = { ...require("../index") };
+                programExports = { ...require(program) };
             } catch (error) {
                 programError = error;
             }
-            return outputs;
+            return programExports;
         });
         // Registrations still in flight finish before the run counts as done.
         await pulumi.runtime.disconnect();
         if (programError) throw programError;
         if (failures.length > 0) throw failures[0];
-        run = { resources, outputs, pulumi };
+        const outputs: Record<string, unknown> = {};
+        for (const [name, value] of Object.entries(programExports)) outputs[name] = await settle(value);
+        run = { resources, outputs, exports: programExports, pulumi };
+
+        /** An Output's value (the SDK resolves it once its resources are registered). */
+        function settle(value: unknown): Promise<unknown> {
+            if (!pulumi.Output.isInstance(value)) return Promise.resolve(value);
+            return new Promise((resolve) => value.apply((resolved) => resolve(resolved)));
+        }
     });
     return run!;
+}
+
+/**
+ * The URN an alias names, as the engine collapses an alias spec: unset fields are the resource's
+ * own; `{ parent: undefined }` (`pulumi.rootStackResource`) and a stack parent mean no parent.
+ */
+function aliasUrn(
+    alias: pulumiType.Input<string | pulumiType.Alias>,
+    type: string,
+    name: string,
+    parent: string,
+    urnOf: ReadonlyMap<pulumiType.Resource, string>,
+): string {
+    if (typeof alias === "string") return alias;
+    const spec = alias as pulumiType.Alias;
+    if (typeof spec.name !== "undefined" && typeof spec.name !== "string")
+        throw new Error("the program stand-in takes alias names as plain strings");
+    let aliasParent: string | undefined = parent;
+    if (Object.hasOwn(spec, "parent"))
+        aliasParent =
+            typeof spec.parent === "string"
+                ? spec.parent
+                : spec.parent && urnOf.get(spec.parent as pulumiType.Resource);
+    return resourceUrn(
+        (spec.type as string | undefined) ?? type,
+        (spec.name as string | undefined) ?? name,
+        aliasParent,
+    );
 }

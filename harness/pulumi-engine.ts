@@ -4,6 +4,9 @@
  * inputs and, on the next `up`, steps each resource the way the Pulumi engine's step generator does
  * (pulumi/pulumi `pkg/resource/deploy/step_generator.go`):
  *
+ * - a resource is its URN (parent type chain, type and name); not in state under it, the engine
+ *   looks under each URN its `aliases` name, and one found there is the same resource, moved
+ *   (`stepGenerator.generateSteps`: "Check the URN first, then aliases");
  * - not in state: create;
  * - the new inputs match the state the provider recorded (inputs listed in the resource's
  *   `ignoreChanges` aside): nothing (`same`). Like a bridged provider's Diff, this compares
@@ -19,7 +22,7 @@
  * command-provider-stand-in.ts), each with its replace-on-change list cited from its source.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ProgramRun, runProgram } from "./program";
+import { ProgramRun, ResourceIdentity, runProgram } from "./program";
 
 export interface ProviderStandIn {
     handles(type: string): boolean;
@@ -51,59 +54,82 @@ export interface ProviderStandIn {
 export type Operation = "create" | "same" | "update" | "replace" | "delete";
 
 export interface Step {
+    urn: string;
+    parent: string | undefined;
     type: string;
     name: string;
     op: Operation;
     /** Inputs that differ from the last applied ones (update and replace). */
     changed: string[];
+    /** The URN the resource had in state, when it was found by an alias. */
+    aliasedFrom?: string;
+}
+
+/** One resource as `pulumi stack export` shows it (`deployment.resources[]`), in the fields modelled. */
+export interface ExportedResource {
+    urn: string;
+    custom: boolean;
+    type: string;
+    id?: string;
+    parent?: string;
+    /** `<provider urn>::<provider id>`, for a resource with an explicit provider. */
+    provider?: string;
+    inputs: Record<string, any>;
+    outputs: Record<string, any>;
+    retainOnDelete?: boolean;
+}
+
+/** A stack's state as `pulumi stack export` writes it (checkpoint version 3). */
+export interface ExportedStack {
+    version: 3;
+    deployment: { resources: ExportedResource[] };
 }
 
 interface Applied {
+    urn: string;
+    parent: string | undefined;
     type: string;
     name: string;
+    custom: boolean;
     id: string;
     inputs: Record<string, any>;
     state: Record<string, any>;
     options: pulumi.CustomResourceOptions;
-    /** Its explicit provider's inputs, `{}` for the default provider. */
-    config: Record<string, any>;
+    /** Its explicit provider's reference, `<urn>::<id>`. */
+    provider?: string;
 }
 
 /** Explicit provider resources (`new docker.Provider(…)`) have this type prefix. */
 const providerTypePrefix = "pulumi:providers:";
 
 export class PulumiEngineStandIn {
-    /** Applied resources in creation order, by `type::name`. */
-    private readonly applied = new Map<string, Applied>();
-    /** Explicit providers' inputs, by the id the program's resources refer to them with. */
-    private readonly providerConfigs = new Map<string, Record<string, any>>();
+    /** Applied resources in registration order, by URN. */
+    private applied = new Map<string, Applied>();
     /** What the last `up` or `destroy` did, one step per resource. */
     steps: Step[] = [];
 
     constructor(private readonly providers: readonly ProviderStandIn[]) {}
 
-    /** `pulumi up` with this config: runs the program and steps every resource it declares. */
-    async up(config: Record<string, string>, secretKeys: string[] = []): Promise<ProgramRun> {
+    /**
+     * `pulumi up` with this config: runs the program (the stack's, or `program`) and steps every
+     * resource it declares.
+     */
+    async up(
+        config: Record<string, string>,
+        { secretKeys = [], program }: { secretKeys?: string[]; program?: string } = {},
+    ): Promise<ProgramRun> {
         this.steps = [];
-        const declared = new Set<string>();
+        const olds = this.applied;
+        this.applied = new Map();
         const run = await runProgram(config, {
             secretKeys,
-            createResource: (args, options) => {
-                declared.add(key(args.type, args.name));
-                const inputs = unwrapSecrets(args.inputs);
-                if (args.type.startsWith(providerTypePrefix))
-                    return this.configureProvider(args.name, inputs);
-                // A provider reference is `<urn>::<id>`.
-                const providerId = args.provider?.split("::").pop();
-                const config = (providerId && this.providerConfigs.get(providerId)) || {};
-                return this.step(args.type, args.name, inputs, options, config);
-            },
+            program,
+            createResource: (args, options, identity) =>
+                this.step(olds, args, unwrapSecrets(args.inputs), options, identity),
         });
-        for (const [resourceKey, old] of [...this.applied].reverse()) {
-            if (declared.has(resourceKey)) continue;
+        for (const old of [...olds.values()].reverse()) {
             await this.remove(old);
-            this.applied.delete(resourceKey);
-            this.steps.push({ type: old.type, name: old.name, op: "delete", changed: [] });
+            this.steps.push(stepOf(old, "delete"));
         }
         return run;
     }
@@ -113,10 +139,9 @@ export class PulumiEngineStandIn {
         this.steps = [];
         for (const old of [...this.applied.values()].reverse()) {
             await this.remove(old);
-            this.steps.push({ type: old.type, name: old.name, op: "delete", changed: [] });
+            this.steps.push(stepOf(old, "delete"));
         }
         this.applied.clear();
-        this.providerConfigs.clear();
     }
 
     /** The steps of the last run that changed something (a preview's summary). */
@@ -126,57 +151,112 @@ export class PulumiEngineStandIn {
 
     /** The state recorded for a resource, as `pulumi stack export` shows it; tests may edit it. */
     recordedState(type: string, name: string): Record<string, any> {
-        const applied = this.applied.get(key(type, name));
-        if (!applied) throw new Error(`no ${type} named ${name} in state`);
-        return applied.state;
+        const found = [...this.applied.values()].filter(
+            (applied) => applied.type === type && applied.name === name,
+        );
+        if (found.length !== 1) throw new Error(`${found.length} ${type} named ${name} in state`);
+        return found[0].state;
+    }
+
+    /** `pulumi stack export`. */
+    exportStack(): ExportedStack {
+        const resources = [...this.applied.values()].map((applied) => ({
+            urn: applied.urn,
+            custom: applied.custom,
+            type: applied.type,
+            ...(applied.custom ? { id: applied.id } : {}),
+            ...(applied.parent ? { parent: applied.parent } : {}),
+            ...(applied.provider ? { provider: applied.provider } : {}),
+            inputs: applied.inputs,
+            outputs: applied.state,
+            ...(applied.options.retainOnDelete ? { retainOnDelete: true } : {}),
+        }));
+        return { version: 3, deployment: { resources } };
+    }
+
+    /** `pulumi stack import`: the state becomes `exported`, and nothing is touched. */
+    importStack(exported: ExportedStack): void {
+        this.applied = new Map(
+            exported.deployment.resources.map((resource) => [
+                resource.urn,
+                {
+                    urn: resource.urn,
+                    parent: resource.parent,
+                    type: resource.type,
+                    name: resource.urn.split("::").pop()!,
+                    custom: resource.custom,
+                    id: resource.id ?? "",
+                    inputs: resource.inputs,
+                    state: resource.outputs,
+                    options: { retainOnDelete: resource.retainOnDelete },
+                    provider: resource.provider,
+                },
+            ]),
+        );
     }
 
     /** Forgets the state without touching anything, as `pulumi stack rm --force` would. */
     forget(): void {
         this.applied.clear();
-        this.providerConfigs.clear();
-    }
-
-    /**
-     * An explicit provider holds no resource of its own: its inputs configure the resources that
-     * use it. Changing them would replace every such resource, which is not modelled: it fails.
-     */
-    private async configureProvider(name: string, inputs: Record<string, any>) {
-        const id = `${name}-provider`;
-        const before = this.providerConfigs.get(id);
-        if (before && JSON.stringify(before) !== JSON.stringify(inputs))
-            throw new Error(
-                `the Pulumi engine stand-in does not model a change of provider ${name}`,
-            );
-        this.providerConfigs.set(id, inputs);
-        return { id, state: inputs };
     }
 
     private async step(
-        type: string,
-        name: string,
+        olds: Map<string, Applied>,
+        args: pulumi.runtime.MockResourceArgs,
         inputs: Record<string, any>,
         options: pulumi.CustomResourceOptions,
-        config: Record<string, any>,
+        identity: ResourceIdentity,
     ) {
-        const provider = this.providerFor(type);
-        const resourceKey = key(type, name);
-        const old = this.applied.get(resourceKey);
+        const { type, name } = args;
+        const custom = args.custom ?? false;
+        const { urn, parent } = identity;
+        // Check the URN first, then aliases, as the engine does.
+        const foundAt = [urn, ...identity.aliases].find((candidate) => olds.has(candidate));
+        const old = foundAt === undefined ? undefined : olds.get(foundAt);
+        if (foundAt !== undefined) olds.delete(foundAt);
+        const aliasedFrom = foundAt !== undefined && foundAt !== urn ? foundAt : undefined;
         const record = (op: Operation, changed: string[] = []) =>
-            this.steps.push({ type, name, op, changed });
+            this.steps.push({
+                urn,
+                parent,
+                type,
+                name,
+                op,
+                changed,
+                ...(aliasedFrom ? { aliasedFrom } : {}),
+            });
+        const keep = (made: Omit<Applied, "urn" | "parent" | "type" | "name" | "custom">) =>
+            this.applied.set(urn, { ...made, urn, parent, type, name, custom });
+        const provider = args.provider;
+        const config = this.providerConfig(provider);
+
+        // The stack, components and explicit providers hold nothing of their own: their inputs
+        // are recorded, and a provider's configure the resources that use it.
+        if (!custom || type.startsWith(providerTypePrefix)) {
+            const id = custom ? `${name}-provider` : "";
+            if (old && custom && JSON.stringify(old.inputs) !== JSON.stringify(inputs))
+                throw new Error(
+                    `the Pulumi engine stand-in does not model a change of provider ${name}`,
+                );
+            keep({ id, inputs, state: inputs, options });
+            record(old ? "same" : "create");
+            return { id, state: inputs };
+        }
+
+        const providerStandIn = this.providerFor(type);
         if (!old) {
-            const created = await provider.create(type, inputs, config);
-            this.applied.set(resourceKey, { type, name, ...created, inputs, options, config });
+            const created = await providerStandIn.create(type, inputs, config);
+            keep({ ...created, inputs, options, provider });
             record("create");
             return created;
         }
         const changed = changedKeys(old.state, inputs, options.ignoreChanges ?? []);
         if (changed.length === 0) {
-            old.options = options;
+            keep({ ...old, options, provider });
             record("same");
             return { id: old.id, state: old.state };
         }
-        const replaceKeys = provider.replaceKeys(type);
+        const replaceKeys = providerStandIn.replaceKeys(type);
         const replaces = changed.some(
             (input) =>
                 replaceKeys === "all" ||
@@ -184,28 +264,40 @@ export class PulumiEngineStandIn {
                 (options.replaceOnChanges ?? []).includes(input),
         );
         if (!replaces) {
-            await provider.update(type, old.id, old.inputs, inputs, config);
-            Object.assign(old, { inputs, options, state: { ...old.state, ...inputs } });
+            await providerStandIn.update(type, old.id, old.inputs, inputs, config);
+            const state = { ...old.state, ...inputs };
+            keep({ id: old.id, inputs, state, options, provider });
             record("update", changed);
-            return { id: old.id, state: old.state };
+            return { id: old.id, state };
         }
-        const deleteFirst = options.deleteBeforeReplace ?? provider.deletesBeforeReplace(type);
+        const deleteFirst =
+            options.deleteBeforeReplace ?? providerStandIn.deletesBeforeReplace(type);
         if (deleteFirst) await this.remove(old);
-        const created = await provider.create(type, inputs, config);
+        const created = await providerStandIn.create(type, inputs, config);
         if (!deleteFirst) await this.remove(old);
-        this.applied.set(resourceKey, { type, name, ...created, inputs, options, config });
+        keep({ ...created, inputs, options, provider });
         record("replace", changed);
         return created;
     }
 
     private async remove(resource: Applied): Promise<void> {
+        if (!resource.custom || resource.type.startsWith(providerTypePrefix)) return;
         if (resource.options.retainOnDelete) return;
         await this.providerFor(resource.type).delete(
             resource.type,
             resource.id,
             resource.inputs,
-            resource.config,
+            this.providerConfig(resource.provider),
         );
+    }
+
+    /** The inputs of the explicit provider a reference (`<urn>::<id>`) names; `{}` for none. */
+    private providerConfig(reference: string | undefined): Record<string, any> {
+        const id = reference?.split("::").pop();
+        const provider = [...this.applied.values()].find(
+            (applied) => applied.type.startsWith(providerTypePrefix) && applied.id === id,
+        );
+        return provider?.inputs ?? {};
     }
 
     private providerFor(type: string): ProviderStandIn {
@@ -215,7 +307,54 @@ export class PulumiEngineStandIn {
     }
 }
 
-const key = (type: string, name: string) => `${type}::${name}`;
+const stepOf = (resource: Applied, op: Operation): Step => ({
+    urn: resource.urn,
+    parent: resource.parent,
+    type: resource.type,
+    name: resource.name,
+    op,
+    changed: [],
+});
+
+const planSymbols: Record<Operation, string> = {
+    create: "+",
+    same: " ",
+    update: "~",
+    replace: "+-",
+    delete: "-",
+};
+
+/**
+ * Steps drawn as `pulumi preview` draws them: one row per resource under its parent, with the
+ * operation's symbol and name (blank for an unchanged resource).
+ */
+export function previewTree(steps: readonly Step[]): string {
+    const children = new Map<string | undefined, Step[]>();
+    for (const step of steps) {
+        const parent = steps.some((other) => other.urn === step.parent) ? step.parent : undefined;
+        children.set(parent, [...(children.get(parent) ?? []), step]);
+    }
+    const rows: [string, string, string, string][] = [];
+    const walk = (parent: string | undefined, indent: string) => {
+        const level = children.get(parent) ?? [];
+        level.forEach((step, index) => {
+            const last = index === level.length - 1;
+            const branch = parent === undefined ? "" : last ? "└─ " : "├─ ";
+            const plan = step.op === "same" ? "" : step.op;
+            rows.push([planSymbols[step.op], indent + branch + step.type, step.name, plan]);
+            walk(step.urn, parent === undefined ? "" : indent + (last ? "   " : "│  "));
+        });
+    };
+    walk(undefined, "");
+    const header: [string, string, string, string] = ["", "Type", "Name", "Plan"];
+    const width = (column: number) =>
+        Math.max(...[header, ...rows].map((row) => row[column].length));
+    return [header, ...rows]
+        .map(([symbol, type, name, plan]) =>
+            `${symbol.padEnd(4)}${[type.padEnd(width(1)), name.padEnd(width(2)), plan].join("  ")}`.trimEnd(),
+        )
+        .join("\n");
+}
 
 /** Declared inputs whose values differ from the recorded state, compared as data. */
 function changedKeys(

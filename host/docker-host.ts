@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import * as path from "node:path";
-import { ConfigError, formatKey, parseDockerHost } from "../mirrors";
+import { ConfigError, parseDockerHost } from "../mirrors";
 
 /**
  * The oldest Engine API the caches work with: Docker's ssh:// transport needs `docker system
@@ -99,16 +99,16 @@ export function describeDockerHostFailure(dockerHost: string, stderr: string): s
  *   than minimumApiVersion, or (tcp://) the TLS client certificates are missing
  */
 export function checkDockerHost(dockerHost: string): void {
-    const key = formatKey(["dockerHost"]);
+    const fail = (detail: string) => new ConfigError([{ key: ["dockerHost"], detail }]);
     const env = dockerHostEnv(dockerHost);
     if (env.DOCKER_CERT_PATH) {
         const missing = tlsFiles.filter(
             (file) => !existsSync(path.join(env.DOCKER_CERT_PATH, file)),
         );
         if (missing.length > 0)
-            throw new ConfigError([
-                `${key}: ${dockerHost} is TLS, and ${missing.join(", ")} are not in ${env.DOCKER_CERT_PATH} (set DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem)`,
-            ]);
+            throw fail(
+                `${dockerHost} is TLS, and ${missing.join(", ")} are not in ${env.DOCKER_CERT_PATH} (set DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem)`,
+            );
     }
     let version: string;
     try {
@@ -121,13 +121,13 @@ export function checkDockerHost(dockerHost: string): void {
     } catch (error) {
         const { code, stderr } = error as NodeJS.ErrnoException & { stderr?: string };
         if (code === "ENOENT")
-            throw new ConfigError([
-                `${key}: reaching ${dockerHost} needs the docker CLI on this machine, and there is none on PATH`,
-            ]);
-        throw new ConfigError([`${key}: ${describeDockerHostFailure(dockerHost, stderr ?? "")}`]);
+            throw fail(
+                `reaching ${dockerHost} needs the docker CLI on this machine, and there is none on PATH`,
+            );
+        throw fail(describeDockerHostFailure(dockerHost, stderr ?? ""));
     }
     if (olderThan(version, minimumApiVersion))
-        throw new ConfigError([
-            `${key}: the engine at ${dockerHost} speaks Docker API ${version}; the caches need ${minimumApiVersion} or newer (Docker 18.09+)`,
-        ]);
+        throw fail(
+            `the engine at ${dockerHost} speaks Docker API ${version}; the caches need ${minimumApiVersion} or newer (Docker 18.09+)`,
+        );
 }

@@ -26,7 +26,7 @@ import {
 import { open } from "node:fs/promises";
 import * as path from "node:path";
 import { Readable } from "node:stream";
-import { ConfigError, formatKey } from "../mirrors";
+import { ConfigError } from "../mirrors";
 import { BundleToImport } from "../core/prewarm";
 import {
     OciIndex,
@@ -392,7 +392,10 @@ export function bundleToImport(
     } catch (error) {
         if (!(error instanceof BundleError)) throw error;
         throw new ConfigError([
-            `${formatKey(["importFrom"])}: ${error.message}; expected a bundle made by npm run export`,
+            {
+                key: ["importFrom"],
+                detail: `${error.message}; expected a bundle made by npm run export`,
+            },
         ]);
     }
 }

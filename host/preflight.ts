@@ -5,7 +5,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { networkInterfaces } from "node:os";
-import { ConfigError, Settings, formatKey, formatValue, dockerHostAddress } from "../mirrors";
+import { ConfigError, ConfigProblem, Settings, formatValue, dockerHostAddress } from "../mirrors";
 import {
     checkDockerHost,
     dockerHostEnv,
@@ -23,16 +23,17 @@ export function checkHost(settings: Settings, caches: readonly Cache[], front: F
     if (settings.dockerHost) checkDockerHost(settings.dockerHost);
     // On another machine's engine only that engine's own containers can be seen.
     const remote = dockerHostAddress(settings.dockerHost) !== undefined;
-    const problems: string[] = [];
+    const problems: ConfigProblem[] = [];
     const addresses = localAddresses();
     if (
         !remote &&
         settings.bindAddress !== "0.0.0.0" &&
         !addresses.includes(settings.bindAddress)
     ) {
-        problems.push(
-            `${formatKey(["bindAddress"])}: got ${formatValue([], settings.bindAddress)}; expected an address of this host ("0.0.0.0" for all of them, or one of ${addresses.join(", ")})`,
-        );
+        problems.push({
+            key: ["bindAddress"],
+            detail: `got ${formatValue([], settings.bindAddress)}; expected an address of this host ("0.0.0.0" for all of them, or one of ${addresses.join(", ")})`,
+        });
     }
     const published = publishedPorts(settings.dockerHost);
     const listening = remote ? [] : listeningSockets();
@@ -45,9 +46,10 @@ export function checkHost(settings: Settings, caches: readonly Cache[], front: F
                 : holderOf(listening, cache.port, settings.bindAddress);
         if (holder === undefined) return;
         const index = settings.upstreams.findIndex((upstream) => upstream.port === cache.port);
-        problems.push(
-            `${formatKey(["upstreams", index, "port"])}: got ${cache.port}; expected a port free on ${settings.bindAddress} (${holder} holds it)`,
-        );
+        problems.push({
+            key: ["upstreams", index, "port"],
+            detail: `got ${cache.port}; expected a port free on ${settings.bindAddress} (${holder} holds it)`,
+        });
     });
     if (problems.length > 0) throw new ConfigError(problems);
 }

@@ -3,9 +3,9 @@
  * Host I/O only; what to do with them is decided in core/cluster.ts and core/prewarm.ts.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import * as path from "node:path";
-import { ClusterSettings, ConfigError, formatKey } from "../mirrors";
+import { existsSync } from "node:fs";
+import { readPackageFile } from "./assets";
+import { ClusterSettings, ConfigError } from "../mirrors";
 import {
     BootAsset,
     TalosctlVersion,
@@ -92,9 +92,7 @@ export function readTalosImageSet(
             (error as NodeJS.ErrnoException).code === "ENOENT" || /not found/.test(String(error))
                 ? "talosctl not found"
                 : "talosctl image default failed";
-        const kept = JSON.parse(
-            readFileSync(path.join(__dirname, "../data/talos-images.json"), "utf8"),
-        ) as KeptImageSets;
+        const kept = JSON.parse(readPackageFile("data/talos-images.json")) as KeptImageSets;
         const chosen = chooseKeptImageSet(kept, cluster.talosVersion, why);
         listed = {
             images: chosen.images,
@@ -120,9 +118,9 @@ export function requireBootAssets(assets: readonly BootAsset[]): void {
     const missing = assets.filter((asset) => !existsSync(asset.path));
     if (missing.length === 0) return;
     throw new ConfigError(
-        missing.map(
-            (asset) =>
-                `${formatKey(["cluster", "bootAssets"])}: ${asset.path} does not exist; talosctl 1.7–1.11 boots QEMU nodes from it (${asset.flag}). Download ${asset.url} into that folder, or set cluster.bootAssets to the folder that holds it`,
-        ),
+        missing.map((asset) => ({
+            key: ["cluster", "bootAssets"],
+            detail: `${asset.path} does not exist; talosctl 1.7–1.11 boots QEMU nodes from it (${asset.flag}). Download ${asset.url} into that folder, or set cluster.bootAssets to the folder that holds it`,
+        })),
     );
 }

@@ -61,7 +61,27 @@ describe("with no config", () => {
             resources
                 .filter((r) => ![volumeType, containerType, networkType].includes(r.type))
                 .map((r) => r.type),
-        ).toEqual(["pulumi:pulumi:Stack"]);
+        ).toEqual(["pulumi:pulumi:Stack", "pullthrough:index:Caches"]);
+    });
+
+    test("every resource is a child of one Caches component, aliased to where it sat before", async () => {
+        const { resources } = await run;
+        const component = byName(resources, "pullthrough:index:Caches", "pullthrough");
+        expect(component.urn).toBe(
+            "urn:pulumi:dev::pullthrough::pullthrough:index:Caches::pullthrough",
+        );
+        expect(component.parent).toBe(
+            "urn:pulumi:dev::pullthrough::pulumi:pulumi:Stack::pullthrough-dev",
+        );
+        for (const resource of resources.filter((r) => r.custom)) {
+            expect(resource.parent).toBe(component.urn);
+            expect(resource.urn).toBe(
+                `urn:pulumi:dev::pullthrough::pullthrough:index:Caches$${resource.type}::${resource.name}`,
+            );
+            expect(resource.aliases).toEqual([
+                `urn:pulumi:dev::pullthrough::${resource.type}::${resource.name}`,
+            ]);
+        }
     });
 
     test("the docker.io container has the full cache definition", async () => {

@@ -4,43 +4,10 @@
  * replace-on-change rules, and applied to an in-memory record instead of a Docker engine.
  */
 import { CommandProviderStandIn } from "../../harness/command-provider-stand-in";
-import {
-    DockerProviderStandIn,
-    containerType,
-    volumeType,
-} from "../../harness/docker-provider-stand-in";
-import { ProviderStandIn, PulumiEngineStandIn, Step } from "../../harness/pulumi-engine";
+import { containerType, volumeType } from "../../harness/docker-provider-stand-in";
+import { InMemoryDocker } from "../../harness/in-memory-providers";
+import { PulumiEngineStandIn, Step } from "../../harness/pulumi-engine";
 import { encodeConfig } from "../../mirrors";
-
-/** The Docker provider's rules, with resources kept in memory: what exists, by id. */
-class InMemoryDocker implements ProviderStandIn {
-    private readonly rules = new DockerProviderStandIn("unused");
-    readonly live = new Map<string, { type: string; inputs: Record<string, any> }>();
-    private next = 0;
-
-    handles = (type: string) => this.rules.handles(type);
-    replaceKeys = (type: string) => this.rules.replaceKeys(type);
-    deletesBeforeReplace = (type: string) => this.rules.deletesBeforeReplace(type);
-
-    async create(type: string, inputs: Record<string, any>) {
-        // Like Docker: a second container or network of the same name is refused; a volume is reused.
-        const existing = [...this.live].find(
-            ([, made]) => made.type === type && made.inputs.name === inputs.name,
-        );
-        if (existing && type === volumeType)
-            return { id: existing[0], state: { ...existing[1].inputs } };
-        if (existing) throw new Error(`${type} ${inputs.name} exists`);
-        const id = type === volumeType ? inputs.name : `id-${this.next++}`;
-        this.live.set(id, { type, inputs });
-        return { id, state: { ...inputs } };
-    }
-
-    async update() {}
-
-    async delete(_type: string, id: string) {
-        this.live.delete(id);
-    }
-}
 
 const upstreams = [{ registry: "docker.io", remote: "http://upstream:5000", port: 6000 }];
 const summary = (steps: Step[]) => steps.map((step) => `${step.op} ${step.name}`);
@@ -60,6 +27,8 @@ beforeEach(async () => {
     engine = new PulumiEngineStandIn([docker, new CommandProviderStandIn()]);
     settings = {};
     expect(await up()).toEqual([
+        "create pullthrough-dev",
+        "create pullthrough",
         "create t-ledger",
         "create t-docker.io",
         "create t-net",

@@ -418,7 +418,7 @@ describe("the Talos image set", () => {
         // Its own installer and Kubernetes images stay retaggable as before.
         expect(keptFor("v1.11.3").images).toContain("ghcr.io/siderolabs/installer:v1.11.3");
         expect(() => keptFor("v1.10.2")).toThrow(
-            'pullthrough:prewarm: "talos" for Talos v1.10.2 needs talosctl (talosctl not found): data/talos-images.json lists v1.11.0, v1.11.6, v1.12.0, v1.12.11, v1.13.0, v1.13.9, v1.14.0-rc.1, and image sets differ between minor releases. Install talosctl v1.10.2, or list the images in pullthrough:prewarm',
+            'pullthrough:prewarm: "talos" for Talos v1.10.2 needs talosctl (talosctl not found): data/talos-images.json lists v1.11.0, v1.11.6, v1.12.0, v1.12.11, v1.13.0, v1.13.9, v1.14.0-rc.1, and image sets differ between minor releases. Install talosctl v1.10.2, or list the images in prewarm',
         );
     });
 

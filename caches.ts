@@ -1,0 +1,209 @@
+/**
+ * The `Caches` component: one pull-through registry cache per upstream on a Docker engine (this
+ * host's, or `dockerHost`), behind one coalescing front, and, when asked, a Talos cluster on this
+ * host that pulls through them. Every decision lives in mirrors.ts (the settings contract) and
+ * core/ (the plan and its renderings); this file only turns the plan into resources and outputs.
+ *
+ * ```ts
+ * import { Caches } from "pullthrough";
+ * const caches = new Caches("caches", { mirrorHost: "10.5.0.1" });
+ * // caches.talosConfigPatch resolves once every cache is healthy (and warm, with prewarm).
+ * ```
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as docker from "@pulumi/docker";
+import * as command from "@pulumi/command";
+import { CachesArgs, Settings, parseCachesArgs } from "./mirrors";
+import { ClusterPlan, clusterCommand, clusterCommandOptions } from "./core/cluster";
+import { frontContainer, frontLedgerVolume, networkOptions, stackNetwork } from "./core/front";
+import { cacheContainer, cacheVolume, containerOptions, volumeOptions } from "./core/plan";
+import { importCommand, prewarmCommand, pruneCommand } from "./core/prewarm";
+import * as render from "./core/render";
+import { packageRoot, readCacheSupervisor, readFrontScripts } from "./host/assets";
+import { dockerProviderArgs } from "./host/docker-host";
+import { planStack } from "./host/stack-plan";
+
+export type { CachesArgs } from "./mirrors";
+export { ConfigError } from "./mirrors";
+export type { MirrorsOutput } from "./core/render";
+
+/** The Pulumi type token of the component, as `pulumi preview` shows it. */
+export const cachesType = "pullthrough:index:Caches";
+
+/** The `cluster` output: what the stack's own Talos cluster is, and which mirror form it takes. */
+export type ClusterOutput = ClusterPlan["output"];
+
+export class Caches extends pulumi.ComponentResource {
+    /** Each cache's endpoint, keyed by its registry (`endpoint` for nodes, `hostEndpoint` here). */
+    readonly mirrors: pulumi.Output<render.MirrorsOutput>;
+    /** `talosctl cluster create` flags: `--registry-mirror <registry>=<endpoint>` per cache. */
+    readonly registryMirrorFlags: pulumi.Output<string[]>;
+    /** A `machine.registries.mirrors` patch, which every Talos version takes. */
+    readonly talosConfigPatch: pulumi.Output<string>;
+    /** One `RegistryMirrorConfig` document per cache, for Talos 1.12 and later. */
+    readonly talosMirrorDocuments: pulumi.Output<string>;
+    /** containerd `hosts.toml` per registry (`<config_path>/<registry>/hosts.toml`). */
+    readonly containerdHosts: pulumi.Output<Record<string, string>>;
+    /** The images warmed before anything pulls, fully qualified. */
+    readonly prewarmImages: pulumi.Output<string[]>;
+    /** The shell command that creates a Talos cluster with these mirrors. */
+    readonly talosctlCreate: pulumi.Output<string>;
+    /** The engine the caches run on, for the tools (null: this machine's). */
+    readonly dockerHost: pulumi.Output<string | null>;
+    /** The cluster this component created, null when `cluster.enabled` is false. */
+    readonly cluster: pulumi.Output<ClusterOutput | null>;
+
+    /**
+     * @param name the component's name; the resources inside are named by `args.namePrefix`, so
+     *   two `Caches` in one program need different prefixes (and ports)
+     * @param args the same settings as the stack config's `pullthrough:<key>`s, as values
+     * @throws ConfigError naming each bad argument (`args.upstreams[0].port`); nothing is created
+     */
+    constructor(name: string, args: CachesArgs = {}, opts: pulumi.ComponentResourceOptions = {}) {
+        // Planned before the component registers, so a bad argument leaves nothing in the state.
+        const settings = parseCachesArgs(args);
+        const { caches, front, prewarmImages, clusterPlan, bundle } = planStack(
+            settings,
+            { project: pulumi.getProject(), stack: pulumi.getStack() },
+            // Pulumi runs a program in its own folder: relative paths are the user's.
+            process.cwd(),
+            (message) => pulumi.log.info(message),
+        );
+        super(cachesType, name, {}, opts);
+        const supervisor = readCacheSupervisor();
+        const toolInput = { images: prewarmImages, caches, dockerHost: settings.dockerHost };
+
+        // Before this component, these resources sat at the stack's root; the alias keeps each
+        // one's identity, so upgrading a stack replaces nothing.
+        const child = { parent: this, aliases: [{ parent: pulumi.rootStackResource }] };
+        // The engine the caches run on: `dockerHost` (another machine's), else the default.
+        const engine = settings.dockerHost
+            ? {
+                  provider: new docker.Provider(
+                      "docker-host",
+                      dockerProviderArgs(settings.dockerHost),
+                      child,
+                  ),
+              }
+            : {};
+        const onEngine = { ...child, ...engine };
+
+        // The stack's private network: the front reaches each registry on it by container name.
+        const network = new docker.Network(front.network, stackNetwork(front), {
+            ...networkOptions(),
+            ...onEngine,
+        });
+
+        const registries = caches.map((cache) => {
+            // The cache's storage; kept on destroy with keepCache, so the next up starts warm.
+            const volume = new docker.Volume(cache.name, cacheVolume(cache), {
+                ...volumeOptions(settings),
+                ...onEngine,
+            });
+            // The registry, run per `mode` (container/cache-supervisor.sh); `wait` holds `up`
+            // until it is healthy.
+            const { args: containerArgs, secretUploads } = cacheContainer(cache, supervisor);
+            const uploads = secretUploads.length > 0 ? pulumi.secret(secretUploads) : undefined;
+            return new docker.Container(
+                cache.name,
+                { ...containerArgs, uploads },
+                { ...containerOptions(), ...onEngine, dependsOn: [volume, network] },
+            );
+        });
+
+        // The ledger of what was pulled (status's figures, prune's last pulls); kept like the caches.
+        const ledger = new docker.Volume(front.ledgerVolume, frontLedgerVolume(front), {
+            ...volumeOptions(settings),
+            ...onEngine,
+        });
+
+        // The coalescing front publishes every cache port, to allowed clients only: one upstream
+        // fetch per blob, however many ask.
+        const coalescingFront = new docker.Container(
+            front.name,
+            frontContainer(front, caches, readFrontScripts()),
+            { ...containerOptions(), ...onEngine, dependsOn: [...registries, ledger] },
+        );
+
+        // Fills the caches from a bundle (`importFrom`), with no network, before anything pulls.
+        const imported = bundle
+            ? [
+                  new command.local.Command(
+                      "import-bundle",
+                      importCommand(bundle, toolInput, packageRoot),
+                      { ...child, dependsOn: coalescingFront },
+                  ),
+              ]
+            : [];
+
+        // Warms the caches before any node pulls, so even a first boot pulls from warm caches.
+        const prewarm =
+            prewarmImages.length > 0
+                ? [
+                      new command.local.Command(
+                          "prewarm-caches",
+                          prewarmCommand(toolInput, packageRoot),
+                          { ...child, dependsOn: [coalescingFront, ...imported] },
+                      ),
+                  ]
+                : [];
+
+        // Keeps the caches inside `maxSize` once warm: least recently pulled images go first.
+        const prune = settings.maxSize
+            ? [
+                  new command.local.Command(
+                      "prune-caches",
+                      pruneCommand(settings.maxSize, toolInput, packageRoot),
+                      { ...child, dependsOn: [coalescingFront, ...imported, ...prewarm] },
+                  ),
+              ]
+            : [];
+        const ready = [coalescingFront, ...imported, ...prewarm, ...prune];
+
+        // The Talos cluster boots only once every cache is healthy (and warm, with prewarm).
+        const talosCluster = settings.cluster.enabled
+            ? [
+                  new command.local.Command("talos-cluster", clusterCommand(clusterPlan), {
+                      ...clusterCommandOptions(),
+                      ...child,
+                      dependsOn: ready,
+                  }),
+              ]
+            : [];
+
+        // Outputs resolve once the caches are ready, and carry that as a dependency: a resource
+        // that takes `talosConfigPatch` waits for healthy, warm caches.
+        const whenReady = <T>(value: T) => afterAll(ready, value);
+        this.mirrors = whenReady(render.mirrorsByRegistry(caches));
+        this.registryMirrorFlags = whenReady(render.registryMirrorFlags(caches));
+        this.talosConfigPatch = whenReady(render.talosConfigPatch(caches));
+        this.talosMirrorDocuments = whenReady(render.talosMirrorDocuments(caches));
+        this.containerdHosts = whenReady(render.containerdHosts(caches));
+        this.prewarmImages = whenReady(prewarmImages);
+        this.talosctlCreate = whenReady(clusterPlan.create);
+        this.dockerHost = whenReady(settings.dockerHost ?? null);
+        this.cluster = afterAll(talosCluster, clusterOutput(settings, clusterPlan));
+        this.registerOutputs({
+            mirrors: this.mirrors,
+            registryMirrorFlags: this.registryMirrorFlags,
+            talosConfigPatch: this.talosConfigPatch,
+            talosMirrorDocuments: this.talosMirrorDocuments,
+            containerdHosts: this.containerdHosts,
+            prewarmImages: this.prewarmImages,
+            talosctlCreate: this.talosctlCreate,
+            dockerHost: this.dockerHost,
+            cluster: this.cluster,
+        });
+    }
+}
+
+// null, not undefined: an undefined stack output draws a warning on every `pulumi up`.
+const clusterOutput = (settings: Settings, plan: ClusterPlan) =>
+    settings.cluster.enabled ? plan.output : null;
+
+/** `value` once every one of `resources` is registered, with them as its dependencies. */
+function afterAll<T>(resources: readonly pulumi.Resource[], value: T): pulumi.Output<T> {
+    return pulumi
+        .all(resources.map((resource) => resource.urn))
+        .apply(() => value) as pulumi.Output<T>;
+}

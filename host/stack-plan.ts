@@ -1,0 +1,42 @@
+/**
+ * Everything `up` decides before it declares a resource: the settings' plan (core/), checked
+ * against this host (ports, the engine, talosctl, boot assets, the bundle). A bad setting stops
+ * here, so nothing is created from it.
+ */
+import { hostPlatform } from "../core/images";
+import { planCluster } from "../core/cluster";
+import { planFront } from "../core/front";
+import { StackIdentity, planCaches } from "../core/plan";
+import { planPrewarm } from "../core/prewarm";
+import { Settings } from "../mirrors";
+import { bundleToImport } from "./oci-layout";
+import { checkHost } from "./preflight";
+import { detectTalosctlVersion, readTalosImageSet, requireBootAssets } from "./talosctl";
+
+/**
+ * @param programDir the Pulumi program's folder, against which relative paths in the settings
+ *   (`importFrom`, `cluster.bootAssets`) resolve
+ * @param notice where to say what the plan chose on the user's behalf
+ * @throws ConfigError naming each setting this host cannot satisfy
+ */
+export function planStack(
+    settings: Settings,
+    identity: StackIdentity,
+    programDir: string,
+    notice: (message: string) => void,
+) {
+    const caches = planCaches(settings, identity);
+    const front = planFront(settings, identity);
+    checkHost(settings, caches, front);
+    const prewarmImages = planPrewarm(settings, caches, () => {
+        const talosImages = readTalosImageSet(settings.cluster);
+        if (talosImages.notice) notice(talosImages.notice);
+        return talosImages;
+    });
+    const talosctlVersion = detectTalosctlVersion(settings.cluster);
+    const host = { arch: hostPlatform().architecture, projectDir: programDir };
+    const clusterPlan = planCluster(settings, caches, host, talosctlVersion);
+    if (settings.cluster.enabled) requireBootAssets(clusterPlan.bootAssets);
+    const bundle = bundleToImport(settings.importFrom, programDir);
+    return { caches, front, prewarmImages, clusterPlan, bundle };
+}
