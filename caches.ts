@@ -13,8 +13,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
-import { CachesArgs, Settings, parseCachesArgs } from "./mirrors";
+import { Settings, parseCachesArgs } from "./mirrors";
+import type { CachesArgs, ClusterOutput, MirrorEndpoint } from "./core/caches-types";
 import { ClusterPlan, clusterCommand, clusterCommandOptions } from "./core/cluster";
+import { ConfigError, argumentSpelling } from "./core/config-error";
 import { frontContainer, frontLedgerVolume, networkOptions, stackNetwork } from "./core/front";
 import { cacheContainer, cacheVolume, containerOptions, volumeOptions } from "./core/plan";
 import { importCommand, prewarmCommand, pruneCommand } from "./core/prewarm";
@@ -23,19 +25,15 @@ import { packageRoot, readCacheSupervisor, readFrontScripts } from "./host/asset
 import { dockerProviderArgs } from "./host/docker-host";
 import { planStack } from "./host/stack-plan";
 
-export type { CachesArgs } from "./mirrors";
-export { ConfigError } from "./mirrors";
-export type { MirrorsOutput } from "./core/render";
+export type * from "./core/caches-types";
+export { ConfigError } from "./core/config-error";
 
 /** The Pulumi type token of the component, as `pulumi preview` shows it. */
 export const cachesType = "pullthrough:index:Caches";
 
-/** The `cluster` output: what the stack's own Talos cluster is, and which mirror form it takes. */
-export type ClusterOutput = ClusterPlan["output"];
-
 export class Caches extends pulumi.ComponentResource {
     /** Each cache's endpoint, keyed by its registry (`endpoint` for nodes, `hostEndpoint` here). */
-    readonly mirrors: pulumi.Output<render.MirrorsOutput>;
+    readonly mirrors: pulumi.Output<Record<string, MirrorEndpoint>>;
     /** `talosctl cluster create` flags: `--registry-mirror <registry>=<endpoint>` per cache. */
     readonly registryMirrorFlags: pulumi.Output<string[]>;
     /** A `machine.registries.mirrors` patch, which every Talos version takes. */
@@ -61,14 +59,7 @@ export class Caches extends pulumi.ComponentResource {
      */
     constructor(name: string, args: CachesArgs = {}, opts: pulumi.ComponentResourceOptions = {}) {
         // Planned before the component registers, so a bad argument leaves nothing in the state.
-        const settings = parseCachesArgs(args);
-        const { caches, front, prewarmImages, clusterPlan, bundle } = planStack(
-            settings,
-            { project: pulumi.getProject(), stack: pulumi.getStack() },
-            // Pulumi runs a program in its own folder: relative paths are the user's.
-            process.cwd(),
-            (message) => pulumi.log.info(message),
-        );
+        const { settings, caches, front, prewarmImages, clusterPlan, bundle } = plan(args);
         super(cachesType, name, {}, opts);
         const supervisor = readCacheSupervisor();
         const toolInput = { images: prewarmImages, caches, dockerHost: settings.dockerHost };
@@ -194,6 +185,26 @@ export class Caches extends pulumi.ComponentResource {
             dockerHost: this.dockerHost,
             cluster: this.cluster,
         });
+    }
+}
+
+/**
+ * The settings and everything `up` decides from them, checked against this host.
+ * @throws ConfigError naming each bad argument by its path (`args.upstreams[0].port`)
+ */
+function plan(args: CachesArgs) {
+    try {
+        const settings = parseCachesArgs(args);
+        const planned = planStack(
+            settings,
+            { project: pulumi.getProject(), stack: pulumi.getStack() },
+            // Pulumi runs a program in its own folder: relative paths are the user's.
+            process.cwd(),
+            (message) => pulumi.log.info(message),
+        );
+        return { settings, ...planned };
+    } catch (error) {
+        throw error instanceof ConfigError ? error.spelledAs(argumentSpelling) : error;
     }
 }
 

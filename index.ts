@@ -4,7 +4,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { Caches } from "./caches";
-import { ConfigError, configSpelling, parseSettings } from "./mirrors";
+import { parseSettings } from "./mirrors";
+import { ConfigError, configSpelling } from "./core/config-error";
 
 const caches = makeCaches();
 

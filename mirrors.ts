@@ -4,9 +4,7 @@
  * what would be valid. Everything downstream (core/, host/, tools/) takes `Settings` from here.
  */
 import { z } from "zod";
-
-/** Pulumi project name, and so the namespace of every config key (`pullthrough:<key>`). */
-export const configNamespace = "pullthrough";
+import { ConfigError, ConfigProblem, argumentSpelling, configNamespace } from "./core/config-error";
 
 /** The Talos guide's layout: one cache per upstream a Talos cluster pulls from. */
 export const defaultUpstreams = [
@@ -230,9 +228,12 @@ const imageReference = (message: string) =>
     z.string(message).refine((ref) => parseImageReference(ref) !== undefined, message);
 
 // YAML reads an unquoted `ttl: 0` as a number; 0 is unambiguous, any other number lacks a unit.
-const duration = z.preprocess(
-    (value) => (value === 0 ? "0" : value),
-    z.string(expected.duration).regex(goDurationPattern, expected.duration),
+const duration = z.union(
+    [
+        z.string(expected.duration).regex(goDurationPattern, expected.duration),
+        z.literal(0, expected.duration).transform(() => "0"),
+    ],
+    expected.duration,
 );
 const port = z
     .number(expected.port)
@@ -531,9 +532,15 @@ export const clusterKeys = Object.keys(clusterSchema.shape) as (keyof ClusterSet
 
 /** The Pulumi CLI hands a key over as a plain string when its schema takes one, else as JSON. */
 const takesPlainString = (schema: z.ZodType): boolean => {
-    const def = schema.def as { type: string; innerType?: z.ZodType; out?: z.ZodType };
+    const def = schema.def as {
+        type: string;
+        innerType?: z.ZodType;
+        out?: z.ZodType;
+        options?: z.ZodType[];
+    };
     if (def.type === "default" || def.type === "optional") return takesPlainString(def.innerType!);
     if (def.type === "pipe") return takesPlainString(def.out!);
+    if (def.type === "union") return def.options!.some(takesPlainString);
     return def.type === "string" || def.type === "enum";
 };
 
@@ -579,53 +586,6 @@ export function encodeConfig(values: Readonly<Record<string, unknown>>): Record<
     );
 }
 
-/** One bad setting: where it is (a path from the top of the settings) and what is wrong with it. */
-export interface ConfigProblem {
-    key: readonly PropertyKey[];
-    detail: string;
-}
-
-/**
- * How a setting's path is spelled: as a stack config key (`pullthrough:upstreams[0].port`, what
- * `pulumi config set --path` takes), or as a path into the `Caches` component's arguments
- * (`args.upstreams[0].port`). One contract, two doors.
- */
-export interface KeySpelling {
-    /** Put before the first path segment. */
-    root: string;
-    /** What the whole set of settings is called in an error's first line. */
-    subject: string;
-}
-
-export const configSpelling: KeySpelling = {
-    root: `${configNamespace}:`,
-    subject: `${configNamespace} config`,
-};
-export const argumentSpelling: KeySpelling = { root: "args.", subject: "Caches arguments" };
-
-/** Thrown for invalid settings; lists every problem found, one per line, each naming its key. */
-export class ConfigError extends Error {
-    /** One line per problem, each starting with its key. */
-    readonly problems: readonly string[];
-
-    constructor(
-        readonly found: readonly ConfigProblem[],
-        readonly spelling: KeySpelling = configSpelling,
-    ) {
-        const problems = found.map(
-            (problem) => `${formatKey(problem.key, spelling)}: ${problem.detail}`,
-        );
-        super(`Invalid ${spelling.subject}:\n${problems.map((line) => `  - ${line}`).join("\n")}`);
-        this.problems = problems;
-        this.name = "ConfigError";
-    }
-
-    /** The same problems, with their keys spelled another way. */
-    spelledAs(spelling: KeySpelling): ConfigError {
-        return new ConfigError(this.found, spelling);
-    }
-}
-
 /**
  * Validates the stack's config and fills in defaults.
  *
@@ -662,7 +622,7 @@ export function parseSettings(allConfig: Readonly<Record<string, string>>): Sett
  *
  * @throws ConfigError naming each bad argument by its path (`args.upstreams[0].port`)
  */
-export function parseCachesArgs(args: CachesArgs): Settings {
+export function parseCachesArgs(args: SettingsInput): Settings {
     try {
         return validate({ ...args }, []);
     } catch (error) {
@@ -670,8 +630,8 @@ export function parseCachesArgs(args: CachesArgs): Settings {
     }
 }
 
-/** What the `Caches` component takes: the stack config's keys, as values rather than strings. */
-export type CachesArgs = z.input<typeof settingsSchema>;
+/** What the schema takes: the stack config's keys, as values rather than strings (`CachesArgs`). */
+export type SettingsInput = z.input<typeof settingsSchema>;
 
 function validate(values: Record<string, unknown>, problems: ConfigProblem[]): Settings {
     problems.push(...protoKeys(values, []));
@@ -726,21 +686,6 @@ function describeIssue(issue: z.core.$ZodIssue): ConfigProblem[] {
             detail: `got ${formatValue(issue.path, input)}; expected ${issue.message}`,
         },
     ];
-}
-
-/** Renders a settings path the way `pulumi config set --path` spells it, or as an argument path. */
-export function formatKey(
-    path: readonly PropertyKey[],
-    spelling: KeySpelling = configSpelling,
-): string {
-    let key = spelling.root;
-    path.forEach((segment, index) => {
-        if (typeof segment === "number") key += `[${segment}]`;
-        else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(String(segment)))
-            key += index === 0 ? String(segment) : `.${String(segment)}`;
-        else key += `[${JSON.stringify(String(segment))}]`;
-    });
-    return key;
 }
 
 /** Shows the offending value, except inside `credentials`, whose values never reach a log. */

@@ -3,10 +3,12 @@
  * The command changed shape in v1.12 (subcommands per provisioner, `--subnet` for docker, no
  * control-plane count for docker), so every argv is built for one version family.
  */
+import type { ClusterOutput } from "./caches-types";
 import * as path from "node:path";
 import type * as command from "@pulumi/command";
 import type * as pulumi from "@pulumi/pulumi";
-import { ClusterSettings, ConfigError, Settings, cidrAddress, formatValue } from "../mirrors";
+import { ClusterSettings, Settings, cidrAddress, formatValue } from "../mirrors";
+import { ConfigError } from "./config-error";
 import { Cache } from "./plan";
 import { registryMirrorFlags } from "./render";
 
@@ -269,14 +271,7 @@ export interface ClusterPlan {
     /** Files the create needs on this host, checked before anything is created. */
     bootAssets: BootAsset[];
     /** Stack output `cluster`. */
-    output: {
-        name: string;
-        provisioner: string;
-        talosctlVersion: string;
-        endpointHost: string;
-        /** The output whose mirror settings this Talos version's machine config takes. */
-        mirrorConfig: "talosConfigPatch" | "talosMirrorDocuments";
-    };
+    output: ClusterOutput;
 }
 
 /**

@@ -3,6 +3,7 @@
  * resources that run it as plain data. Pure: index.ts wraps secrets and wires dependencies, and
  * the verify view and the bench build their containers from the same definitions.
  */
+import type { MirrorEndpoint } from "./caches-types";
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
 import {
@@ -45,21 +46,8 @@ export interface Cache {
  * A cache as the stack outputs carry it (`mirrors.<registry>`), with its registry: everything a
  * tool needs to reach it and look inside it.
  */
-export interface CacheEndpoint {
+export interface CacheEndpoint extends MirrorEndpoint {
     registry: string;
-    /** The upstream's URL. */
-    remote: string;
-    /** Host port the front publishes the cache on. */
-    port: number;
-    mode: string;
-    /** URL cluster nodes pull through. */
-    endpoint: string;
-    /** URL this host reaches the cache at. */
-    hostEndpoint: string;
-    container: string;
-    volume: string;
-    /** The stack network the front reaches the cache (and its views) on. */
-    network: string;
 }
 
 export const cacheEndpoint = (cache: Cache): CacheEndpoint => ({

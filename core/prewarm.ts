@@ -3,14 +3,8 @@
  * the Command that does it. Pure; the Talos image set is read by the caller (host/talosctl.ts).
  */
 import type * as command from "@pulumi/command";
-import {
-    ConfigError,
-    ClusterSettings,
-    Settings,
-    ConfigProblem,
-    talosImageSet,
-    parseImageReference,
-} from "../mirrors";
+import { ClusterSettings, Settings, talosImageSet, parseImageReference } from "../mirrors";
+import { ConfigError, ConfigProblem } from "./config-error";
 import { TalosctlVersion, formatVersion, hasProvisionerSubcommands, shellQuote } from "./cluster";
 import { Cache } from "./plan";
 import { mirrorsByRegistry } from "./render";

@@ -3,10 +3,11 @@
  * `talosctl` take. Pure; every function maps caches to text or plain data.
  */
 import { stringify as toYaml } from "yaml";
+import type { MirrorEndpoint } from "./caches-types";
 import { Cache, CacheEndpoint, cacheEndpoint } from "./plan";
 
 /** The `mirrors` output: each cache's endpoint, keyed by its registry. */
-export type MirrorsOutput = Record<string, Omit<CacheEndpoint, "registry">>;
+export type MirrorsOutput = Record<string, MirrorEndpoint>;
 
 export function mirrorsByRegistry(caches: readonly Cache[]): MirrorsOutput {
     return Object.fromEntries(

@@ -2,7 +2,7 @@
  * Talos's default image sets by release, kept in data/talos-images.json for when talosctl cannot
  * be run, and the choice among them. Pure: the caller reads the file (host/talosctl.ts).
  */
-import { ConfigError } from "../mirrors";
+import { ConfigError } from "./config-error";
 
 /** data/talos-images.json: what `talosctl image default` prints at each listed release. */
 export interface KeptImageSets {

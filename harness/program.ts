@@ -52,12 +52,11 @@ export type ResourceHandler = (
 
 const echo: ResourceHandler = async (args) => ({ id: `${args.name}-id`, state: args.inputs });
 
-export const project = "pullthrough";
-export const stack = "dev";
+const stack = "dev";
 const rootStackType = "pulumi:pulumi:Stack";
 
 /** The engine's URN: the parent's qualified type before the type, unless the parent is the stack. */
-export function resourceUrn(type: string, name: string, parent: string | undefined): string {
+function resourceUrn(project: string, type: string, name: string, parent: string | undefined) {
     const parentType = parent?.split("::")[2];
     const qualified = parentType && parentType !== rootStackType ? `${parentType}$${type}` : type;
     return `urn:pulumi:${stack}::${project}::${qualified}::${name}`;
@@ -71,6 +70,7 @@ export function resourceUrn(type: string, name: string, parent: string | undefin
  * @param secretKeys config keys set with `--secret`
  * @param createResource what "creating" a resource means; a test stand-in may make it real
  * @param program the program's entry file; this repository's stack by default
+ * @param project the program's Pulumi project name, which namespaces its config
  */
 export async function runProgram(
     config: Record<string, string>,
@@ -78,7 +78,13 @@ export async function runProgram(
         secretKeys = [],
         createResource = echo,
         program = stackProgram,
-    }: { secretKeys?: string[]; createResource?: ResourceHandler; program?: string } = {},
+        project = "pullthrough",
+    }: {
+        secretKeys?: string[];
+        createResource?: ResourceHandler;
+        program?: string;
+        project?: string;
+    } = {},
 ): Promise<ProgramRun> {
     let run: ProgramRun | undefined;
     const isolated =
@@ -94,8 +100,10 @@ export async function runProgram(
             string,
             { options: pulumiType.CustomResourceOptions; identity: ResourceIdentity }
         >();
-        const urnOf = new Map<pulumiType.Resource, string>();
-        const stackUrn = resourceUrn(rootStackType, `${project}-${stack}`, undefined);
+        const urns = new Map<pulumiType.Resource, string>();
+        const urnOf = (type: string, name: string, parent: string | undefined) =>
+            resourceUrn(project, type, name, parent);
+        const stackUrn = urnOf(rootStackType, `${project}-${stack}`, undefined);
         const key = (type: string, name: string) => `${type}::${name}`;
         const failures: unknown[] = [];
         await pulumi.runtime.setMocks(
@@ -138,12 +146,14 @@ export async function runProgram(
             // Mocks never see resource options, parents or aliases; a stack transformation does.
             pulumi.runtime.registerStackTransformation((args) => {
                 const parentResource = args.opts.parent;
-                const parent = (parentResource && urnOf.get(parentResource)) ?? stackUrn;
-                const urn = resourceUrn(args.type, args.name, parent);
-                urnOf.set(args.resource, urn);
-                const aliases = (args.opts.aliases ?? []).map((alias) =>
-                    aliasUrn(alias, args.type, args.name, parent, urnOf),
-                );
+                const parent = (parentResource && urns.get(parentResource)) ?? stackUrn;
+                const urn = urnOf(args.type, args.name, parent);
+                urns.set(args.resource, urn);
+                const aliases = (args.opts.aliases ?? []).map((alias) => {
+                    if (typeof alias === "string") return alias;
+                    const spec = aliasSpec(alias as pulumiType.Alias, parent, urns);
+                    return urnOf(spec.type ?? args.type, spec.name ?? args.name, spec.parent);
+                });
                 if (declared.has(key(args.type, args.name)))
                     throw new Error(
                         `the program stand-in tells resources apart by type and name: ${args.type} ${args.name} is declared twice`,
@@ -168,42 +178,39 @@ export async function runProgram(
         if (programError) throw programError;
         if (failures.length > 0) throw failures[0];
         const outputs: Record<string, unknown> = {};
-        for (const [name, value] of Object.entries(programExports)) outputs[name] = await settle(value);
+        for (const [name, value] of Object.entries(programExports))
+            outputs[name] = await settle(value);
         run = { resources, outputs, exports: programExports, pulumi };
 
-        /** An Output's value (the SDK resolves it once its resources are registered). */
+        /** A value as a stack output holds it: Outputs inside it resolved, at any depth. */
         function settle(value: unknown): Promise<unknown> {
-            if (!pulumi.Output.isInstance(value)) return Promise.resolve(value);
-            return new Promise((resolve) => value.apply((resolved) => resolve(resolved)));
+            return new Promise((resolve) => pulumi.output(value as object).apply(resolve));
         }
     });
     return run!;
 }
 
 /**
- * The URN an alias names, as the engine collapses an alias spec: unset fields are the resource's
+ * What an alias names, as the engine collapses an alias spec: unset fields are the resource's
  * own; `{ parent: undefined }` (`pulumi.rootStackResource`) and a stack parent mean no parent.
  */
-function aliasUrn(
-    alias: pulumiType.Input<string | pulumiType.Alias>,
-    type: string,
-    name: string,
+function aliasSpec(
+    spec: pulumiType.Alias,
     parent: string,
-    urnOf: ReadonlyMap<pulumiType.Resource, string>,
-): string {
-    if (typeof alias === "string") return alias;
-    const spec = alias as pulumiType.Alias;
-    if (typeof spec.name !== "undefined" && typeof spec.name !== "string")
-        throw new Error("the program stand-in takes alias names as plain strings");
+    urns: ReadonlyMap<pulumiType.Resource, string>,
+): { type?: string; name?: string; parent: string | undefined } {
+    for (const field of ["type", "name"] as const)
+        if (spec[field] !== undefined && typeof spec[field] !== "string")
+            throw new Error(`the program stand-in takes alias ${field}s as plain strings`);
     let aliasParent: string | undefined = parent;
     if (Object.hasOwn(spec, "parent"))
         aliasParent =
             typeof spec.parent === "string"
                 ? spec.parent
-                : spec.parent && urnOf.get(spec.parent as pulumiType.Resource);
-    return resourceUrn(
-        (spec.type as string | undefined) ?? type,
-        (spec.name as string | undefined) ?? name,
-        aliasParent,
-    );
+                : spec.parent && urns.get(spec.parent as pulumiType.Resource);
+    return {
+        type: spec.type as string | undefined,
+        name: spec.name as string | undefined,
+        parent: aliasParent,
+    };
 }

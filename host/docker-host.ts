@@ -8,7 +8,8 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import * as path from "node:path";
-import { ConfigError, parseDockerHost } from "../mirrors";
+import { parseDockerHost } from "../mirrors";
+import { ConfigError } from "../core/config-error";
 
 /**
  * The oldest Engine API the caches work with: Docker's ssh:// transport needs `docker system

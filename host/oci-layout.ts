@@ -26,7 +26,7 @@ import {
 import { open } from "node:fs/promises";
 import * as path from "node:path";
 import { Readable } from "node:stream";
-import { ConfigError } from "../mirrors";
+import { ConfigError } from "../core/config-error";
 import { BundleToImport } from "../core/prewarm";
 import {
     OciIndex,

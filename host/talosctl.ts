@@ -5,7 +5,8 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readPackageFile } from "./assets";
-import { ClusterSettings, ConfigError } from "../mirrors";
+import { ClusterSettings } from "../mirrors";
+import { ConfigError } from "../core/config-error";
 import {
     BootAsset,
     TalosctlVersion,

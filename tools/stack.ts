@@ -9,7 +9,8 @@ import { CacheEndpoint, cacheEndpoint, planCaches } from "../core/plan";
 import { planPrewarm } from "../core/prewarm";
 import { MirrorsOutput, cacheEndpoints } from "../core/render";
 import { readTalosImageSet } from "../host/talosctl";
-import { configNamespace, encodeConfig, parseSettings } from "../mirrors";
+import { encodeConfig, parseSettings } from "../mirrors";
+import { configNamespace } from "../core/config-error";
 import { UsageError } from "./types";
 
 /** The caches and images a run works on, as the stack outputs carry them. */

@@ -3,15 +3,18 @@ import * as path from "node:path";
 import fc from "fast-check";
 import { parse as parseYaml } from "yaml";
 import {
-    ConfigError,
     cidrAddress,
     clusterKeys,
     configKeys,
     defaultUpstreams,
     nearestKey,
+    parseCachesArgs,
     parseSettings,
     plainStringKeys,
+    SettingsInput,
 } from "../../mirrors";
+import type { CachesArgs } from "../../core/caches-types";
+import { ConfigError } from "../../core/config-error";
 import { config, upstream } from "./settings";
 
 function problemsOf(values: Record<string, string>): string[] {
@@ -595,5 +598,43 @@ describe("the cluster network's arithmetic, for any IPv4 network", () => {
                 },
             ),
         );
+    });
+});
+
+describe("the Caches component's arguments", () => {
+    /** True only when each type is assignable to the other. */
+    type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+
+    test("its published type is the schema's input, key for key", () => {
+        const same: Same<CachesArgs, SettingsInput> = true;
+        expect(same).toBe(true);
+    });
+
+    test("a bad argument is named by its path into the arguments", () => {
+        expect(() =>
+            parseCachesArgs({
+                upstreams: [
+                    { registry: "docker.io", remote: "https://registry-1.docker.io", port: 99999 },
+                ],
+                logs: { maxsize: "1m" } as never,
+            }),
+        ).toThrow(
+            [
+                "Invalid Caches arguments:",
+                "  - args.upstreams[0].port: got 99999; expected an integer port from 1 to 65535",
+                '  - args.logs.maxsize: unknown key; did you mean "maxSize"? valid keys are maxSize, maxFiles',
+            ].join("\n"),
+        );
+    });
+
+    test("settings already parsed parse again to the same", () => {
+        const settings = parseSettings(
+            config({
+                upstreams: [upstream("ghcr.io", 5004)],
+                prewarm: ["ghcr.io/a/b:1"],
+                maxSize: "1GiB",
+            }),
+        );
+        expect(parseCachesArgs(settings)).toEqual(settings);
     });
 });

@@ -1,7 +1,8 @@
 import { planCaches } from "../../core/plan";
 import { planPrewarm, prewarmCommand } from "../../core/prewarm";
 import { mirrorsByRegistry } from "../../core/render";
-import { ConfigError, parseSettings } from "../../mirrors";
+import { parseSettings } from "../../mirrors";
+import { ConfigError } from "../../core/config-error";
 import { config, identity, upstream } from "./settings";
 
 describe("prewarm", () => {
