@@ -13,9 +13,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
-import { Settings, parseCachesArgs } from "./mirrors";
+import { parseCachesArgs } from "./mirrors";
 import type { CachesArgs, ClusterOutput, MirrorEndpoint } from "./core/caches-types";
-import { ClusterPlan, clusterCommand, clusterCommandOptions } from "./core/cluster";
+import { clusterCommand, clusterCommandOptions } from "./core/cluster";
 import { ConfigError, argumentSpelling } from "./core/config-error";
 import { frontContainer, frontLedgerVolume, networkOptions, stackNetwork } from "./core/front";
 import { cacheContainer, cacheVolume, containerOptions, volumeOptions } from "./core/plan";
@@ -59,111 +59,17 @@ export class Caches extends pulumi.ComponentResource {
      */
     constructor(name: string, args: CachesArgs = {}, opts: pulumi.ComponentResourceOptions = {}) {
         // Planned before the component registers, so a bad argument leaves nothing in the state.
-        const { settings, caches, front, prewarmImages, clusterPlan, bundle } = plan(args);
+        const planned = plan(args);
         super(cachesType, name, {}, opts);
-        const supervisor = readCacheSupervisor();
-        const toolInput = { images: prewarmImages, caches, dockerHost: settings.dockerHost };
-
         // Before this component, these resources sat at the stack's root; the alias keeps each
         // one's identity, so upgrading a stack replaces nothing.
         const child = { parent: this, aliases: [{ parent: pulumi.rootStackResource }] };
-        // The engine the caches run on: `dockerHost` (another machine's), else the default.
-        const engine = settings.dockerHost
-            ? {
-                  provider: new docker.Provider(
-                      "docker-host",
-                      dockerProviderArgs(settings.dockerHost),
-                      child,
-                  ),
-              }
-            : {};
-        const onEngine = { ...child, ...engine };
-
-        // The stack's private network: the front reaches each registry on it by container name.
-        const network = new docker.Network(front.network, stackNetwork(front), {
-            ...networkOptions(),
-            ...onEngine,
-        });
-
-        const registries = caches.map((cache) => {
-            // The cache's storage; kept on destroy with keepCache, so the next up starts warm.
-            const volume = new docker.Volume(cache.name, cacheVolume(cache), {
-                ...volumeOptions(settings),
-                ...onEngine,
-            });
-            // The registry, run per `mode` (container/cache-supervisor.sh); `wait` holds `up`
-            // until it is healthy.
-            const { args: containerArgs, secretUploads } = cacheContainer(cache, supervisor);
-            const uploads = secretUploads.length > 0 ? pulumi.secret(secretUploads) : undefined;
-            return new docker.Container(
-                cache.name,
-                { ...containerArgs, uploads },
-                { ...containerOptions(), ...onEngine, dependsOn: [volume, network] },
-            );
-        });
-
-        // The ledger of what was pulled (status's figures, prune's last pulls); kept like the caches.
-        const ledger = new docker.Volume(front.ledgerVolume, frontLedgerVolume(front), {
-            ...volumeOptions(settings),
-            ...onEngine,
-        });
-
-        // The coalescing front publishes every cache port, to allowed clients only: one upstream
-        // fetch per blob, however many ask.
-        const coalescingFront = new docker.Container(
-            front.name,
-            frontContainer(front, caches, readFrontScripts()),
-            { ...containerOptions(), ...onEngine, dependsOn: [...registries, ledger] },
-        );
-
-        // Fills the caches from a bundle (`importFrom`), with no network, before anything pulls.
-        const imported = bundle
-            ? [
-                  new command.local.Command(
-                      "import-bundle",
-                      importCommand(bundle, toolInput, packageRoot),
-                      { ...child, dependsOn: coalescingFront },
-                  ),
-              ]
-            : [];
-
-        // Warms the caches before any node pulls, so even a first boot pulls from warm caches.
-        const prewarm =
-            prewarmImages.length > 0
-                ? [
-                      new command.local.Command(
-                          "prewarm-caches",
-                          prewarmCommand(toolInput, packageRoot),
-                          { ...child, dependsOn: [coalescingFront, ...imported] },
-                      ),
-                  ]
-                : [];
-
-        // Keeps the caches inside `maxSize` once warm: least recently pulled images go first.
-        const prune = settings.maxSize
-            ? [
-                  new command.local.Command(
-                      "prune-caches",
-                      pruneCommand(settings.maxSize, toolInput, packageRoot),
-                      { ...child, dependsOn: [coalescingFront, ...imported, ...prewarm] },
-                  ),
-              ]
-            : [];
-        const ready = [coalescingFront, ...imported, ...prewarm, ...prune];
-
-        // The Talos cluster boots only once every cache is healthy (and warm, with prewarm).
-        const talosCluster = settings.cluster.enabled
-            ? [
-                  new command.local.Command("talos-cluster", clusterCommand(clusterPlan), {
-                      ...clusterCommandOptions(),
-                      ...child,
-                      dependsOn: ready,
-                  }),
-              ]
-            : [];
+        const front = declareCaches(planned, child);
+        const { ready, talosCluster } = declareCommands(planned, child, front);
 
         // Outputs resolve once the caches are ready, and carry that as a dependency: a resource
         // that takes `talosConfigPatch` waits for healthy, warm caches.
+        const { settings, caches, prewarmImages, clusterPlan } = planned;
         const whenReady = <T>(value: T) => afterAll(ready, value);
         this.mirrors = whenReady(render.mirrorsByRegistry(caches));
         this.registryMirrorFlags = whenReady(render.registryMirrorFlags(caches));
@@ -173,7 +79,8 @@ export class Caches extends pulumi.ComponentResource {
         this.prewarmImages = whenReady(prewarmImages);
         this.talosctlCreate = whenReady(clusterPlan.create);
         this.dockerHost = whenReady(settings.dockerHost ?? null);
-        this.cluster = afterAll(talosCluster, clusterOutput(settings, clusterPlan));
+        // null, not undefined: an undefined stack output draws a warning on every `pulumi up`.
+        this.cluster = afterAll(talosCluster, settings.cluster.enabled ? clusterPlan.output : null);
         this.registerOutputs({
             mirrors: this.mirrors,
             registryMirrorFlags: this.registryMirrorFlags,
@@ -186,6 +93,128 @@ export class Caches extends pulumi.ComponentResource {
             cluster: this.cluster,
         });
     }
+}
+
+type Planned = ReturnType<typeof plan>;
+/** Where a child goes: under the component, aliased to the stack's root. */
+type ChildOptions = Pick<pulumi.CustomResourceOptions, "parent" | "aliases">;
+
+/**
+ * The caches and their front on the engine: the network, a volume and a registry per upstream,
+ * the ledger's volume, and the front that publishes them.
+ */
+function declareCaches(
+    { settings, caches, front }: Planned,
+    child: ChildOptions,
+): docker.Container {
+    // The engine the caches run on: `dockerHost` (another machine's), else the default.
+    const engine = settings.dockerHost
+        ? {
+              provider: new docker.Provider(
+                  "docker-host",
+                  dockerProviderArgs(settings.dockerHost),
+                  child,
+              ),
+          }
+        : {};
+    const onEngine = { ...child, ...engine };
+
+    // The stack's private network: the front reaches each registry on it by container name.
+    const network = new docker.Network(front.network, stackNetwork(front), {
+        ...networkOptions(),
+        ...onEngine,
+    });
+
+    const supervisor = readCacheSupervisor();
+    const registries = caches.map((cache) => {
+        // The cache's storage; kept on destroy with keepCache, so the next up starts warm.
+        const volume = new docker.Volume(cache.name, cacheVolume(cache), {
+            ...volumeOptions(settings),
+            ...onEngine,
+        });
+        // The registry, run per `mode` (container/cache-supervisor.sh); `wait` holds `up` until
+        // it is healthy.
+        const { args, secretUploads } = cacheContainer(cache, supervisor);
+        const uploads = secretUploads.length > 0 ? pulumi.secret(secretUploads) : undefined;
+        return new docker.Container(
+            cache.name,
+            { ...args, uploads },
+            { ...containerOptions(), ...onEngine, dependsOn: [volume, network] },
+        );
+    });
+
+    // The ledger of what was pulled (status's figures, prune's last pulls); kept like the caches.
+    const ledger = new docker.Volume(front.ledgerVolume, frontLedgerVolume(front), {
+        ...volumeOptions(settings),
+        ...onEngine,
+    });
+
+    // The coalescing front publishes every cache port, to allowed clients only: one upstream
+    // fetch per blob, however many ask.
+    return new docker.Container(front.name, frontContainer(front, caches, readFrontScripts()), {
+        ...containerOptions(),
+        ...onEngine,
+        dependsOn: [...registries, ledger],
+    });
+}
+
+/**
+ * What runs on this host once the caches are healthy, in order: the bundle import, prewarm, prune
+ * and the Talos cluster. `ready` is what the caches' outputs wait for.
+ */
+function declareCommands(
+    { settings, caches, prewarmImages, clusterPlan, bundle }: Planned,
+    child: ChildOptions,
+    front: docker.Container,
+) {
+    const toolInput = { images: prewarmImages, caches, dockerHost: settings.dockerHost };
+    const after = (...resources: pulumi.Resource[]) => ({ ...child, dependsOn: resources });
+
+    // Fills the caches from a bundle (`importFrom`), with no network, before anything pulls.
+    const imported = bundle
+        ? [
+              new command.local.Command(
+                  "import-bundle",
+                  importCommand(bundle, toolInput, packageRoot),
+                  after(front),
+              ),
+          ]
+        : [];
+
+    // Warms the caches before any node pulls, so even a first boot pulls from warm caches.
+    const prewarm =
+        prewarmImages.length > 0
+            ? [
+                  new command.local.Command(
+                      "prewarm-caches",
+                      prewarmCommand(toolInput, packageRoot),
+                      after(front, ...imported),
+                  ),
+              ]
+            : [];
+
+    // Keeps the caches inside `maxSize` once warm: least recently pulled images go first.
+    const prune = settings.maxSize
+        ? [
+              new command.local.Command(
+                  "prune-caches",
+                  pruneCommand(settings.maxSize, toolInput, packageRoot),
+                  after(front, ...imported, ...prewarm),
+              ),
+          ]
+        : [];
+    const ready = [front, ...imported, ...prewarm, ...prune];
+
+    // The Talos cluster boots only once every cache is healthy (and warm, with prewarm).
+    const talosCluster = settings.cluster.enabled
+        ? [
+              new command.local.Command("talos-cluster", clusterCommand(clusterPlan), {
+                  ...clusterCommandOptions(),
+                  ...after(...ready),
+              }),
+          ]
+        : [];
+    return { ready, talosCluster };
 }
 
 /**
@@ -207,10 +236,6 @@ function plan(args: CachesArgs) {
         throw error instanceof ConfigError ? error.spelledAs(argumentSpelling) : error;
     }
 }
-
-// null, not undefined: an undefined stack output draws a warning on every `pulumi up`.
-const clusterOutput = (settings: Settings, plan: ClusterPlan) =>
-    settings.cluster.enabled ? plan.output : null;
 
 /** `value` once every one of `resources` is registered, with them as its dependencies. */
 function afterAll<T>(resources: readonly pulumi.Resource[], value: T): pulumi.Output<T> {

@@ -96,38 +96,24 @@ export async function runProgram(
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         const pulumi: typeof pulumiType = require("@pulumi/pulumi");
         const resources: DeclaredResource[] = [];
-        const declared = new Map<
-            string,
-            { options: pulumiType.CustomResourceOptions; identity: ResourceIdentity }
-        >();
-        const urns = new Map<pulumiType.Resource, string>();
-        const urnOf = (type: string, name: string, parent: string | undefined) =>
-            resourceUrn(project, type, name, parent);
-        const stackUrn = urnOf(rootStackType, `${project}-${stack}`, undefined);
-        const key = (type: string, name: string) => `${type}::${name}`;
+        const declarations = new Declarations(project);
         const failures: unknown[] = [];
         await pulumi.runtime.setMocks(
             {
                 newResource: async (args) => {
-                    const found = declared.get(key(args.type, args.name));
-                    const options = found?.options ?? {};
-                    // Only the stack itself is registered without a transformation seeing it.
-                    const identity = found?.identity ?? {
-                        urn: stackUrn,
-                        parent: undefined,
-                        aliases: [],
-                    };
+                    const { options, identity } = declarations.of(args.type, args.name);
                     const created = await createResource(args, options, identity).catch(
                         (error: unknown) => {
                             failures.push(error);
                             throw error;
                         },
                     );
+                    const { type, name, inputs } = args;
                     resources.push({
-                        type: args.type,
-                        name: args.name,
+                        type,
+                        name,
                         custom: args.custom ?? false,
-                        inputs: args.inputs,
+                        inputs,
                         options,
                         ...identity,
                     });
@@ -140,54 +126,90 @@ export async function runProgram(
             false,
         );
         pulumi.runtime.setAllConfig(config, secretKeys);
-        let programExports: Record<string, unknown> = {};
-        let programError: unknown;
-        await pulumi.runtime.runInPulumiStack(async () => {
-            // Mocks never see resource options, parents or aliases; a stack transformation does.
-            pulumi.runtime.registerStackTransformation((args) => {
-                const parentResource = args.opts.parent;
-                const parent = (parentResource && urns.get(parentResource)) ?? stackUrn;
-                const urn = urnOf(args.type, args.name, parent);
-                urns.set(args.resource, urn);
-                const aliases = (args.opts.aliases ?? []).map((alias) => {
-                    if (typeof alias === "string") return alias;
-                    const spec = aliasSpec(alias as pulumiType.Alias, parent, urns);
-                    return urnOf(spec.type ?? args.type, spec.name ?? args.name, spec.parent);
-                });
-                if (declared.has(key(args.type, args.name)))
-                    throw new Error(
-                        `the program stand-in tells resources apart by type and name: ${args.type} ${args.name} is declared twice`,
-                    );
-                declared.set(key(args.type, args.name), {
-                    options: args.opts as pulumiType.CustomResourceOptions,
-                    identity: { urn, parent, aliases },
-                });
-                return undefined;
-            });
-            // Caught here: a throw escaping the stack's init becomes an unhandled rejection.
-            try {
-                // eslint-disable-next-line @typescript-eslint/no-require-imports
-                programExports = { ...require(program) };
-            } catch (error) {
-                programError = error;
-            }
-            return programExports;
-        });
-        // Registrations still in flight finish before the run counts as done.
-        await pulumi.runtime.disconnect();
-        if (programError) throw programError;
+        const exports = await runInStack(pulumi, program, declarations);
         if (failures.length > 0) throw failures[0];
         const outputs: Record<string, unknown> = {};
-        for (const [name, value] of Object.entries(programExports))
-            outputs[name] = await settle(value);
-        run = { resources, outputs, exports: programExports, pulumi };
-
-        /** A value as a stack output holds it: Outputs inside it resolved, at any depth. */
-        function settle(value: unknown): Promise<unknown> {
-            return new Promise((resolve) => pulumi.output(value as object).apply(resolve));
-        }
+        for (const [name, value] of Object.entries(exports))
+            outputs[name] = await new Promise((resolve) =>
+                // A stack output holds a value with the Outputs inside it resolved, at any depth.
+                pulumi.output(value as object).apply(resolve),
+            );
+        run = { resources, outputs, exports, pulumi };
     });
     return run!;
+}
+
+/** Runs the program as the stack's body and returns its exports, once every registration is done. */
+async function runInStack(
+    pulumi: typeof pulumiType,
+    program: string,
+    declarations: Declarations,
+): Promise<Record<string, unknown>> {
+    let exports: Record<string, unknown> = {};
+    let programError: unknown;
+    await pulumi.runtime.runInPulumiStack(async () => {
+        // Mocks never see resource options, parents or aliases; a stack transformation does.
+        pulumi.runtime.registerStackTransformation((args) => {
+            declarations.record(args);
+            return undefined;
+        });
+        // Caught here: a throw escaping the stack's init becomes an unhandled rejection.
+        try {
+            // eslint-disable-next-line @typescript-eslint/no-require-imports
+            exports = { ...require(program) };
+        } catch (error) {
+            programError = error;
+        }
+        return exports;
+    });
+    // Registrations still in flight finish before the run counts as done.
+    await pulumi.runtime.disconnect();
+    if (programError) throw programError;
+    return exports;
+}
+
+/** Each declared resource's options and identity, as the stack transformation saw them. */
+class Declarations {
+    private readonly declared = new Map<
+        string,
+        { options: pulumiType.CustomResourceOptions; identity: ResourceIdentity }
+    >();
+    private readonly urns = new Map<pulumiType.Resource, string>();
+    private readonly stackUrn: string;
+
+    constructor(private readonly project: string) {
+        this.stackUrn = resourceUrn(project, rootStackType, `${project}-${stack}`, undefined);
+    }
+
+    record(args: pulumiType.ResourceTransformationArgs): void {
+        const { type, name, opts } = args;
+        const parent = (opts.parent && this.urns.get(opts.parent)) ?? this.stackUrn;
+        const urn = resourceUrn(this.project, type, name, parent);
+        this.urns.set(args.resource, urn);
+        const aliases = (opts.aliases ?? []).map((alias) => {
+            if (typeof alias === "string") return alias;
+            const spec = aliasSpec(alias as pulumiType.Alias, parent, this.urns);
+            return resourceUrn(this.project, spec.type ?? type, spec.name ?? name, spec.parent);
+        });
+        if (this.declared.has(`${type}::${name}`))
+            throw new Error(
+                `the program stand-in tells resources apart by type and name: ${type} ${name} is declared twice`,
+            );
+        this.declared.set(`${type}::${name}`, {
+            options: opts as pulumiType.CustomResourceOptions,
+            identity: { urn, parent, aliases },
+        });
+    }
+
+    /** Only the stack itself is registered without the transformation seeing it. */
+    of(type: string, name: string) {
+        return (
+            this.declared.get(`${type}::${name}`) ?? {
+                options: {},
+                identity: { urn: this.stackUrn, parent: undefined, aliases: [] },
+            }
+        );
+    }
 }
 
 /**

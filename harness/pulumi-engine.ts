@@ -121,12 +121,19 @@ export class PulumiEngineStandIn {
         this.steps = [];
         const olds = this.applied;
         this.applied = new Map();
-        const run = await runProgram(config, {
-            secretKeys,
-            program,
-            createResource: (args, options, identity) =>
-                this.step(olds, args, unwrapSecrets(args.inputs), options, identity),
-        });
+        let run: ProgramRun;
+        try {
+            run = await runProgram(config, {
+                secretKeys,
+                program,
+                createResource: (args, options, identity) =>
+                    this.step(olds, args, unwrapSecrets(args.inputs), options, identity),
+            });
+        } catch (error) {
+            // A failed update deletes nothing: what it did not reach stays in state as it was.
+            for (const [urn, old] of olds) this.applied.set(urn, old);
+            throw error;
+        }
         for (const old of [...olds.values()].reverse()) {
             await this.remove(old);
             this.steps.push(stepOf(old, "delete"));

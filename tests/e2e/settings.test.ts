@@ -78,6 +78,8 @@ beforeAll(async () => {
     // The two volumes have no order between them.
     expect((await up()).sort()).toEqual(
         [
+            "create pullthrough-dev",
+            "create pullthrough",
             `create ${cache}`,
             `create ${stack.id}-ledger`,
             `create ${stack.id}-net`,
