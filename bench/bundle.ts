@@ -168,7 +168,9 @@ async function sampleBundles(bench: BundleBench): Promise<BundleSample> {
         ),
     );
     await emptyCaches();
-    const importSeconds = await timed(() => importBundle(toolsDocker, bundle, endpoints));
+    const importSeconds = await timed(() =>
+        importBundle(toolsDocker, bundle, endpoints, { concurrency: 4, dryRun: false }),
+    );
     const bundleBytes = statSync(bundle).size;
     for (const file of [bundle, ...perVolume]) rmSync(file, { force: true });
     return {

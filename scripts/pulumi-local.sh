@@ -67,7 +67,16 @@ fi
 export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://~}"
 # Encrypts the stack's secrets (upstream credentials); empty unless you choose one.
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE-}"
+# The stack: the command's own --stack (or -s), else PULUMI_STACK, else dev. Found before anything
+# is selected, so `npm run pulumi -- up --stack prod` never makes a dev stack on the way.
 stack="${PULUMI_STACK:-dev}"
+given_stack=
+previous=
+for arg in "$@"; do
+    case "$previous" in --stack | -s) stack=$arg given_stack=1 ;; esac
+    case "$arg" in --stack=*) stack=${arg#--stack=} given_stack=1 ;; esac
+    previous=$arg
+done
 
 # Commands about the CLI itself take no stack.
 case "${1:-}" in "" | -* | version | help | login | logout | whoami | plugin | gen-completion)
@@ -95,7 +104,8 @@ else
     run() { exec "$@"; }
 fi
 "$pulumi" stack select --create "$stack" >/dev/null
-for arg in "$@"; do
-    case "$arg" in --stack | --stack=* | -s) run "$pulumi" "$@" && exit ;; esac
-done
-run "$pulumi" "$@" --stack "$stack"
+if [ -n "$given_stack" ]; then
+    run "$pulumi" "$@"
+else
+    run "$pulumi" "$@" --stack "$stack"
+fi

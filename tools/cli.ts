@@ -11,7 +11,7 @@
  */
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ParseArgsConfig, parseArgs } from "node:util";
+import { parseArgs } from "node:util";
 import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../core/images";
 import { Run, runExport, runImport, runPrewarm, runPrune, runStatus, runVerify } from "./commands";
 import { removeStaleViews } from "./cache-view";
@@ -23,101 +23,237 @@ import { UsageError, fail } from "./types";
 
 const projectDir = path.resolve(__dirname, "..");
 
-const usage = `Usage: npm run <prewarm|verify|status|prune> -- [options]
-       npm run export -- BUNDLE [options]
-       npm run import -- BUNDLE [options]
+/** One option: its parseArgs type, the value it takes (for usage), and what it does. */
+interface Option {
+    type: "string" | "boolean";
+    short?: string;
+    value?: string;
+    help: string;
+}
 
-  prewarm            pull the stack's prewarm images through the caches until they are stored
-  verify             check that the caches hold them, without asking any upstream
-  status             what each cache holds, its health, and what it saved
-  prune              remove the least recently pulled images (never a prewarm image) and the
-                     blobs no remaining image needs
-  export BUNDLE      write what the caches hold to BUNDLE, an OCI image layout: a directory, or
-                     one file when BUNDLE ends in .tar
-  import BUNDLE      put the images of BUNDLE (an OCI layout with reference annotations, from
-                     export or skopeo) into the caches of their registries; works offline
+// Every tool reads the stack, prints JSON on request and has --help: declared once.
+const stackOptions = {
+    outputs: {
+        type: "string",
+        value: "FILE",
+        help: 'read caches and images from `npm run --silent outputs` saved in FILE ("-": stdin)',
+    },
+    stack: {
+        type: "string",
+        value: "NAME",
+        help: "otherwise plan them from Pulumi.NAME.yaml, as pulumi up does (default: $PULUMI_STACK, else dev)",
+    },
+} satisfies Record<string, Option>;
+const outputOptions = {
+    json: { type: "boolean", help: "print the result, or the error, as JSON (for CI)" },
+    help: { type: "boolean", short: "h", help: "print this and exit" },
+} satisfies Record<string, Option>;
+const platform = (what: string) =>
+    ({
+        type: "string",
+        value: "LIST",
+        help: `platforms ${what}, e.g. linux/amd64,linux/arm64`,
+    }) satisfies Option;
+const concurrency = {
+    type: "string",
+    value: "N",
+    help: "requests in flight at once, over all caches (default: 4)",
+} satisfies Option;
+const images = (fallback: string) =>
+    ({
+        type: "string",
+        value: "WHICH",
+        help: `"all" (every image the caches hold), "prewarm" (the prewarm list) or a comma-separated list of references (default: ${fallback})`,
+    }) satisfies Option;
 
-  --outputs FILE     read caches and images from \`npm run --silent outputs\` saved in FILE ("-": stdin)
-  --stack NAME       otherwise plan them from Pulumi.NAME.yaml, as pulumi up does (default: dev)
-  --platform LIST    platforms to warm, check or export, e.g. linux/amd64,linux/arm64 (default:
-                     ${formatPlatform(hostPlatform())}; export: every platform the caches hold)
-  --concurrency N    requests in flight at once (default: 4)
-  --images WHICH     export, verify: "all" (every image the caches hold), "prewarm" (the prewarm
-                     list) or a comma-separated list of references (default: export all, verify
-                     prewarm)
-  --deep             verify: also re-hash every stored blob the images need, inside the caches
-  --repair           verify --deep: remove each corrupt blob, so the next pull fetches it again
-  --to SIZE          prune: until all caches together hold at most SIZE, e.g. 20GiB (default: maxSize)
-  --older-than AGE   prune: every image not pulled for AGE, e.g. 7d, 36h, 90m
-  --dry-run          prune: list what would go, remove nothing
-  --json             print the result, or the error, as JSON (for CI)
-  -h, --help         print this and exit
+/** Each tool: what it does, its BUNDLE argument if any, its own options, and what it runs. */
+const tools = {
+    prewarm: {
+        summary: "pull the stack's prewarm images through the caches until they are stored",
+        options: {
+            platform: platform(`to warm (default: ${formatPlatform(hostPlatform())})`),
+            concurrency,
+            images: {
+                type: "string",
+                value: "WHICH",
+                help: '"prewarm" (the prewarm list) or a comma-separated list of references (default: prewarm)',
+            },
+        },
+        run: runPrewarm,
+    },
+    verify: {
+        summary: "check that the caches hold the prewarm images (or --images), asking no upstream",
+        options: {
+            platform: platform(`to check (default: ${formatPlatform(hostPlatform())})`),
+            concurrency,
+            images: images("prewarm"),
+            deep: { type: "boolean", help: "also re-hash every stored blob the images need" },
+            repair: {
+                type: "boolean",
+                help: "with --deep: remove each corrupt blob, so the next pull fetches it again",
+            },
+        },
+        run: runVerify,
+    },
+    status: {
+        summary: "what each cache holds, its health, and what it saved",
+        options: {},
+        run: runStatus,
+    },
+    prune: {
+        summary:
+            "remove the least recently pulled images (never a prewarm image) and the blobs no remaining image needs",
+        options: {
+            to: {
+                type: "string",
+                value: "SIZE",
+                help: "until all caches together hold at most SIZE, e.g. 20GiB (default: maxSize)",
+            },
+            "older-than": {
+                type: "string",
+                value: "AGE",
+                help: "every image not pulled for AGE, e.g. 7d, 36h, 90m",
+            },
+            "dry-run": { type: "boolean", help: "list what would go, remove nothing" },
+        },
+        run: runPrune,
+    },
+    export: {
+        summary:
+            "write what the caches hold to BUNDLE, an OCI image layout: a directory, or one file when BUNDLE ends in .tar",
+        bundle: true,
+        options: {
+            platform: platform("to export (default: every platform the caches hold)"),
+            concurrency,
+            images: images("all"),
+        },
+        run: runExport,
+    },
+    import: {
+        summary:
+            "put the images of BUNDLE (an OCI layout with reference annotations, from export or skopeo) into the caches of their registries; works offline",
+        bundle: true,
+        options: {
+            concurrency,
+            "dry-run": {
+                type: "boolean",
+                help: "check the bundle and the caches, list what would be written, write nothing",
+            },
+        },
+        run: runImport,
+    },
+} satisfies Record<
+    string,
+    {
+        summary: string;
+        bundle?: true;
+        options: Record<string, Option>;
+        run: (run: Run) => Promise<number>;
+    }
+>;
 
-Exit codes: 0 all good; 1 an image failed to warm or is missing or corrupt, a cache needs
+type ToolName = keyof typeof tools;
+
+/** The options each tool takes, shared ones included (for the docs' check). */
+export const toolOptions = Object.fromEntries(
+    Object.entries(tools).map(([name, tool]) => [name, Object.keys(optionsOf(tool))]),
+) as Record<ToolName, string[]>;
+
+function optionsOf(tool: (typeof tools)[ToolName]): Record<string, Option> {
+    return { ...stackOptions, ...tool.options, ...outputOptions };
+}
+
+const invocation = (name: ToolName) =>
+    `npm run ${name} --${"bundle" in tools[name] ? " BUNDLE" : ""}`;
+
+/** One line: how the tool is called, with every option it takes. */
+function usageLine(name: ToolName): string {
+    const flags = Object.entries(optionsOf(tools[name])).map(
+        ([flag, option]) => `[--${flag}${option.value ? ` ${option.value}` : ""}]`,
+    );
+    return `${invocation(name)} ${flags.join(" ")}`;
+}
+
+/** `--help` of one tool: what it does, then each option. */
+function toolHelp(name: ToolName): string {
+    const rows = Object.entries(optionsOf(tools[name])).map(([flag, option]) => {
+        const short = "short" in option ? `-${option.short}, ` : "";
+        const left = `  ${short}--${flag}${option.value ? ` ${option.value}` : ""}`;
+        return `${left.padEnd(22)} ${option.help}`;
+    });
+    return `Usage: ${invocation(name)} [options]\n\n${tools[name].summary}\n\n${rows.join("\n")}\n\n${exitCodes}`;
+}
+
+const exitCodes = `Exit codes: 0 all good; 1 an image failed to warm or is missing or corrupt, a cache needs
 attention, or prune could not get under SIZE; 2 could not run (nothing was imported or exported).`;
 
-export const optionSpec = {
-    outputs: { type: "string" },
-    stack: { type: "string", default: "dev" },
-    platform: { type: "string" },
-    concurrency: { type: "string", default: "4" },
-    to: { type: "string" },
-    "older-than": { type: "string" },
-    "dry-run": { type: "boolean", default: false },
-    images: { type: "string" },
-    deep: { type: "boolean", default: false },
-    repair: { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-} as const;
+const usage = `Usage: npm run <tool> -- [options]; npm run <tool> -- --help for its options
 
-/** `parseArgs`, with its errors pointing at `--help`. */
-function parseToolArgs<T extends ParseArgsConfig["options"]>(
-    args: string[],
-    options: T,
-    allowPositionals = false,
-) {
+${Object.entries(tools)
+    .map(
+        ([name, tool]) =>
+            `  ${(name + ("bundle" in tool ? " BUNDLE" : "")).padEnd(15)} ${tool.summary}`,
+    )
+    .join("\n")}
+
+${exitCodes}`;
+
+/**
+ * A tool's command line, parsed against its own options: a flag it does not take is a usage
+ * error naming the flag, with the tool's usage on the same line.
+ */
+function parseToolArgs(name: ToolName, args: string[]) {
+    const options = Object.fromEntries(
+        Object.entries(optionsOf(tools[name])).map(([flag, { type, short }]) => [
+            flag,
+            short ? { type, short } : { type },
+        ]),
+    );
     try {
-        return parseArgs({ args, options, strict: true, allowPositionals });
+        return parseArgs({
+            args,
+            options,
+            strict: true,
+            allowPositionals: "bundle" in tools[name],
+        });
     } catch (error) {
-        throw new UsageError(`${(error as Error).message}; see --help`);
+        const { code, message } = error as { code?: string; message: string };
+        const flag = /'(-[^']*)'/.exec(message)?.[1];
+        const why =
+            code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag
+                ? `${name} takes no ${flag}`
+                : message.split(". ")[0];
+        throw new UsageError(`${why}; usage: ${usageLine(name)}`);
     }
 }
 
-/** Each subcommand: whether it takes a BUNDLE path, and what it runs. */
-const subcommands: Record<string, { takesBundle: boolean; run: (run: Run) => Promise<number> }> = {
-    prewarm: { takesBundle: false, run: runPrewarm },
-    verify: { takesBundle: false, run: runVerify },
-    status: { takesBundle: false, run: runStatus },
-    prune: { takesBundle: false, run: runPrune },
-    export: { takesBundle: true, run: runExport },
-    import: { takesBundle: true, run: runImport },
-};
-
 async function main(argv: string[]): Promise<number> {
     const [name, ...rest] = argv;
-    const subcommand = Object.hasOwn(subcommands, name) ? subcommands[name] : undefined;
-    if (!subcommand) throw new UsageError(usage);
-    const { values, positionals } = parseToolArgs(rest, optionSpec, subcommand.takesBundle);
+    if (!Object.hasOwn(tools, name)) throw new UsageError(usage);
+    const tool = name as ToolName;
+    const { values, positionals } = parseToolArgs(tool, rest);
     if (values.help) {
-        console.log(usage);
+        console.log(toolHelp(tool));
         return 0;
     }
-    if (subcommand.takesBundle && positionals.length !== 1)
-        fail(`${name} takes one BUNDLE path, e.g. npm run ${name} -- talos-images.tar`);
-    const platforms = values.platform === undefined ? undefined : parsePlatforms(values.platform);
-    const concurrency = parseConcurrency(values.concurrency);
+    if ("bundle" in tools[tool] && positionals.length !== 1)
+        fail(`${tool} takes one BUNDLE path, e.g. npm run ${tool} -- talos-images.tar`);
+    const option = (flag: string) => values[flag] as string | undefined;
+    const platforms =
+        option("platform") === undefined ? undefined : parsePlatforms(option("platform")!);
+    const concurrency = parseConcurrency(option("concurrency") ?? "4");
     if (values.repair && !values.deep)
         fail("--repair goes with --deep: npm run verify -- --deep --repair");
+    const stackName = option("stack") ?? (process.env.PULUMI_STACK || "dev");
     const stack = values.outputs
-        ? fromOutputs(readOutputsDocument(values.outputs))
-        : fromStackConfig(path.join(projectDir, `Pulumi.${values.stack}.yaml`), values.stack);
+        ? fromOutputs(readOutputsDocument(option("outputs")!))
+        : fromStackConfig(path.join(projectDir, `Pulumi.${stackName}.yaml`), stackName);
     // Every `docker` command of the tools goes to the caches' engine.
     const docker = dockerCli(stack.dockerHost);
     // What killed tools left: before this one starts views of its own.
     await removeStaleViews(docker, stack.caches);
-    return subcommand.run({
-        values,
+    return tools[tool].run({
+        values: values as Run["values"],
         bundle: positionals[0],
         stack,
         platforms,

@@ -36,14 +36,15 @@ const sizeHint = "a size such as 20GiB, 500MB or 1.5TB";
 
 /** A parsed command line, the stack it works on, and the docker CLI that reaches its caches. */
 export interface Run {
+    /** The tool's own flags, as given (a flag not given is undefined). */
     values: {
         to?: string;
         "older-than"?: string;
-        "dry-run": boolean;
+        "dry-run"?: boolean;
         images?: string;
-        deep: boolean;
-        repair: boolean;
-        json: boolean;
+        deep?: boolean;
+        repair?: boolean;
+        json?: boolean;
     };
     /** The BUNDLE of export and import. */
     bundle?: string;
@@ -89,12 +90,13 @@ export async function runPrune({ stack, values, docker }: Run): Promise<number> 
         keep,
         now: Math.floor(Date.now() / 1000),
     });
-    if (!values["dry-run"]) await applyPrune(docker, stack.caches, plan);
+    const dryRun = values["dry-run"] ?? false;
+    if (!dryRun) await applyPrune(docker, stack.caches, plan);
     const ok = withinBudget(plan);
     console.log(
         values.json
-            ? JSON.stringify(pruneReport(plan, values["dry-run"], ok), null, 2)
-            : formatPrune(plan, values["dry-run"]),
+            ? JSON.stringify(pruneReport(plan, dryRun, ok), null, 2)
+            : formatPrune(plan, dryRun),
     );
     return ok ? 0 : 1;
 }
@@ -168,11 +170,22 @@ export async function runExport({
     return 0;
 }
 
-export async function runImport({ stack, values, bundle, docker }: Run): Promise<number> {
+export async function runImport({
+    stack,
+    values,
+    bundle,
+    concurrency,
+    docker,
+}: Run): Promise<number> {
+    const dryRun = values["dry-run"] ?? false;
     const onImage = values.json
         ? undefined
-        : (image: ImportedImage) => console.log(formatImportedImage(image));
-    const report = await importBundle(docker, bundle!, stack.caches, onImage);
+        : (image: ImportedImage) => console.log(formatImportedImage(image, dryRun));
+    const report = await importBundle(docker, bundle!, stack.caches, {
+        concurrency,
+        dryRun,
+        onImage,
+    });
     console.log(values.json ? JSON.stringify(importJson(report), null, 2) : formatImport(report));
     return 0;
 }
@@ -240,12 +253,14 @@ export async function runPrewarm({
     concurrency,
     docker,
 }: Run): Promise<number> {
-    if (stack.notice) console.error(stack.notice);
-    if (stack.images.length === 0) {
+    const which = values.images ?? "prewarm";
+    if (which === "all") fail('prewarm --images takes "prewarm" or a list of references');
+    if (which === "prewarm" && stack.notice) console.error(stack.notice);
+    const routed = await selectImages(docker, which, stack);
+    if (routed.length === 0) {
         console.log("No images to work on: set pullthrough:prewarm (see README).");
         return 0;
     }
-    const routed = routeImages(stack.images, stack.caches);
     const caches = await reachableCaches(routed);
     const byRegistry = new Map(caches.map((cache) => [cache.registry, cache]));
     const troubleOf = (registry: string) => cacheTrouble(docker, byRegistry.get(registry)!);

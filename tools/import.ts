@@ -27,7 +27,7 @@ import { Storage } from "../core/storage-layout";
 import { DockerCli } from "./docker";
 import { inStorage, readStorage, volumeSpace } from "./storage";
 import { CacheEndpoint } from "../core/plan";
-import { limiter } from "./warm";
+import { Limiter, limiter } from "./warm";
 
 /** Where blobs wait until every one of them is in; never a repository anyone pulls. */
 const stagingRoot = "pullthrough-staging";
@@ -44,9 +44,19 @@ export interface ImportedImage {
 
 export interface ImportReport {
     bundle: string;
+    /** With --dry-run: what would be written, and nothing was. */
+    dryRun: boolean;
     images: ImportedImage[];
     sentBytes: number;
     seconds: number;
+}
+
+export interface ImportOptions {
+    /** Blobs and images in flight at once, over all caches. */
+    concurrency: number;
+    /** Check and plan, and write nothing. */
+    dryRun: boolean;
+    onImage?: (result: ImportedImage) => void;
 }
 
 /** The bytes of every manifest the bundle's entries name: theirs and their platforms'. */
@@ -211,7 +221,12 @@ interface CacheImport {
 }
 
 /** Uploads into the staging repository every blob of the cache's images that no repository has. */
-async function stageBlobs(file: string, bundle: Bundle, target: CacheImport): Promise<void> {
+async function stageBlobs(
+    file: string,
+    bundle: Bundle,
+    target: CacheImport,
+    run: Limiter,
+): Promise<void> {
     const uploads = new Map(
         target.steps.flatMap(({ blobs }) =>
             blobs
@@ -219,7 +234,6 @@ async function stageBlobs(file: string, bundle: Bundle, target: CacheImport): Pr
                 .map(({ blob }) => [blob.digest, blob]),
         ),
     );
-    const run = limiter(4);
     await Promise.all(
         [...uploads.values()].map((blob) =>
             run(async () => {
@@ -241,8 +255,8 @@ async function stageBlobs(file: string, bundle: Bundle, target: CacheImport): Pr
 function linkImages(
     target: CacheImport,
     onImage: (result: ImportedImage) => void,
+    run: Limiter,
 ): Promise<ImportedImage[]> {
-    const run = limiter(4);
     return Promise.all(
         target.steps.map(({ image, blobs, manifests, tag }) =>
             run(async () => {
@@ -258,21 +272,49 @@ function linkImages(
                         ),
                 );
                 await putManifests(target.client, image, manifests, tag);
-                const result: ImportedImage = {
-                    image: image.reference.canonical,
-                    registry: target.cache.registry,
-                    status: manifests.length > 0 || tag ? "imported" : "held",
-                    blobs: image.blobs.length,
-                    sentBytes: blobs
-                        .filter(({ step }) => step.kind === "upload")
-                        .filter(({ blob }) => target.sent.delete(blob.digest))
-                        .reduce((sum, { blob }) => sum + blob.size, 0),
-                };
+                const result = importedImage(
+                    target.cache,
+                    { image, blobs, manifests, tag },
+                    target.sent,
+                );
                 onImage(result);
                 return result;
             }),
         ),
     );
+}
+
+/**
+ * What an import does for one image: `sent` holds the blobs uploaded (or, in a dry run, to be
+ * uploaded) and not yet counted, so a blob shared by two images counts once.
+ */
+function importedImage(
+    cache: CacheEndpoint,
+    { image, blobs, manifests, tag }: ImageSteps,
+    sent: Set<string>,
+): ImportedImage {
+    return {
+        image: image.reference.canonical,
+        registry: cache.registry,
+        status: manifests.length > 0 || tag ? "imported" : "held",
+        blobs: image.blobs.length,
+        sentBytes: blobs
+            .filter(({ step }) => step.kind === "upload")
+            .filter(({ blob }) => sent.delete(blob.digest))
+            .reduce((sum, { blob }) => sum + blob.size, 0),
+    };
+}
+
+/** A dry run's images: what each cache's writes would be, in the order an import makes them. */
+function plannedImages(targets: readonly { cache: CacheEndpoint; steps: ImageSteps[] }[]) {
+    return targets.flatMap(({ cache, steps }) => {
+        const toSend = new Set(
+            steps.flatMap(({ blobs }) =>
+                blobs.filter(({ step }) => step.kind === "upload").map(({ blob }) => blob.digest),
+            ),
+        );
+        return steps.map((step) => importedImage(cache, step, toSend));
+    });
 }
 
 /** PUTs an image's missing manifests: platform manifests by digest, its own by tag when it has one. */
@@ -307,7 +349,7 @@ export async function importBundle(
     docker: DockerCli,
     file: string,
     caches: readonly CacheEndpoint[],
-    onImage: (result: ImportedImage) => void = () => {},
+    { concurrency, dryRun, onImage = () => {} }: ImportOptions,
 ): Promise<ImportReport> {
     const started = Date.now();
     const bundle = openBundle(file);
@@ -339,6 +381,19 @@ export async function importBundle(
             }),
     );
     await checkCaches(docker, file, targets);
+    const report = (images: ImportedImage[]): ImportReport => ({
+        bundle: file,
+        dryRun,
+        images,
+        sentBytes: images.reduce((sum, image) => sum + image.sentBytes, 0),
+        seconds: (Date.now() - started) / 1000,
+    });
+    if (dryRun) {
+        const planned = plannedImages(targets);
+        planned.forEach((image) => onImage(image));
+        return report(planned);
+    }
+    const run = limiter(concurrency);
     const images = await withCacheViews(
         docker,
         targets.map(({ cache }) => cache),
@@ -359,11 +414,11 @@ export async function importBundle(
                 // Every cache has all its blobs before any image is linked anywhere: a bad blob
                 // in one cache leaves the repositories of all of them as they were.
                 const staged = await Promise.allSettled(
-                    imports.map((target) => stageBlobs(file, bundle, target)),
+                    imports.map((target) => stageBlobs(file, bundle, target, run)),
                 );
                 const failed = staged.find((result) => result.status === "rejected");
                 if (failed) throw failed.reason;
-                return await Promise.all(imports.map((target) => linkImages(target, onImage)));
+                return await Promise.all(imports.map((target) => linkImages(target, onImage, run)));
             } finally {
                 await Promise.all(
                     imports.map(({ cache, staging }) =>
@@ -374,22 +429,28 @@ export async function importBundle(
         },
         "writable",
     );
-    const flat = images.flat();
-    return {
-        bundle: file,
-        images: flat,
-        sentBytes: flat.reduce((sum, image) => sum + image.sentBytes, 0),
-        seconds: (Date.now() - started) / 1000,
-    };
+    return report(images.flat());
 }
 
 /** The import's summary: a line per image, then the totals. */
 export function formatImport(report: ImportReport): string {
     const imported = report.images.filter((image) => image.status === "imported").length;
     const held = report.images.length - imported;
-    return `Imported ${imported} of ${report.images.length} images from ${report.bundle}${held > 0 ? ` (${held} already held)` : ""}; sent ${formatBytes(report.sentBytes)} to the caches in ${report.seconds.toFixed(1)} s.`;
+    const of = `${imported} of ${report.images.length} images from ${report.bundle}${held > 0 ? ` (${held} already held)` : ""}`;
+    return report.dryRun
+        ? `Would import ${of}, sending ${formatBytes(report.sentBytes)} to the caches; nothing was written (--dry-run).`
+        : `Imported ${of}; sent ${formatBytes(report.sentBytes)} to the caches in ${report.seconds.toFixed(1)} s.`;
 }
 
-/** A line per image as it is done. */
-export const formatImportedImage = (image: ImportedImage) =>
-    `${image.status === "imported" ? "imported" : "held    "}  ${image.image}  ${image.blobs} blobs, ${formatBytes(image.sentBytes)} sent`;
+/** A line per image as it is done (or, in a dry run, as it would be). */
+export function formatImportedImage(image: ImportedImage, dryRun = false): string {
+    const imported = image.status === "imported";
+    const status = dryRun
+        ? imported
+            ? "would import"
+            : "held        "
+        : imported
+          ? "imported"
+          : "held    ";
+    return `${status}  ${image.image}  ${image.blobs} blobs, ${formatBytes(image.sentBytes)} ${dryRun ? "to send" : "sent"}`;
+}

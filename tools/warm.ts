@@ -34,7 +34,9 @@ export function routeImages(
 }
 
 /** Runs at most `concurrency` tasks at once. */
-export function limiter(concurrency: number) {
+export type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
+
+export function limiter(concurrency: number): Limiter {
     let running = 0;
     const waiting: (() => void)[] = [];
     return async <T>(task: () => Promise<T>): Promise<T> => {

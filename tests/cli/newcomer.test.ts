@@ -53,13 +53,23 @@ describe("npm run up without a Pulumi CLI on PATH", () => {
             `#!/bin/sh\necho "$@" >> '${calls}'\n[ "$1" != version ] || echo v${version}\n`,
         );
         chmodSync(path.join(bin, "pulumi"), 0o755);
-        const run = (...args: string[]) =>
+        const run = (...args: string[]) => runWith({}, ...args);
+        const runWith = (env: Record<string, string>, ...args: string[]) =>
             spawnSync("unshare", ["-rn", "sh", script, ...args], {
-                env: { PATH: `${project}/node_modules/.bin:${bin}:/usr/bin:/bin`, HOME: home },
+                env: {
+                    PATH: `${project}/node_modules/.bin:${bin}:/usr/bin:/bin`,
+                    HOME: home,
+                    ...env,
+                },
                 encoding: "utf8",
             });
         const recorded = () => readFileSync(calls, "utf8").trim().split("\n");
-        return { run, recorded, remove: () => rmSync(bin, { recursive: true, force: true }) };
+        return {
+            run,
+            runWith,
+            recorded,
+            remove: () => rmSync(bin, { recursive: true, force: true }),
+        };
     }
 
     test("a pulumi installed on PATH wins over the npm package's", () => {
@@ -81,12 +91,22 @@ describe("npm run up without a Pulumi CLI on PATH", () => {
         try {
             pulumi.run("config", "set", "pullthrough:ttl", "168h");
             pulumi.run("stack", "output", "--json", "--stack", "ci");
+            pulumi.run("preview", "--stack=staging");
+            pulumi.run("up", "-s", "prod");
+            pulumi.runWith({ PULUMI_STACK: "team" }, "preview");
             pulumi.run("version");
+            // The stack a command names is the one selected: no dev stack made on the way.
             expect(pulumi.recorded().filter((call) => call !== "version")).toEqual([
                 "stack select --create dev",
                 "config set pullthrough:ttl 168h --stack dev",
-                "stack select --create dev",
+                "stack select --create ci",
                 "stack output --json --stack ci",
+                "stack select --create staging",
+                "preview --stack=staging",
+                "stack select --create prod",
+                "up -s prod",
+                "stack select --create team",
+                "preview --stack team",
             ]);
         } finally {
             pulumi.remove();
@@ -154,20 +174,55 @@ describe("the tools", () => {
             encoding: "utf8",
         });
 
-    test.each(["prewarm", "verify", "status", "prune"])(
-        "%s --help and -h print usage and exit 0",
-        (command) => {
-            for (const flag of ["--help", "-h"]) {
-                const run = tool(command, flag);
-                expect(run.status).toBe(0);
-                expect(run.stdout).toMatch(
-                    /^Usage: npm run <prewarm\|verify\|status\|prune> -- \[options\]/,
-                );
-                expect(run.stdout).toContain("-h, --help");
-                expect(run.stderr).toBe("");
-            }
+    test.each<[string, string[], string[]]>([
+        ["prewarm", ["--images", "--platform", "--concurrency"], ["--deep", "--dry-run", "--to"]],
+        ["verify", ["--images", "--deep", "--repair"], ["--dry-run", "--to"]],
+        ["status", [], ["--images", "--concurrency", "--dry-run"]],
+        ["prune", ["--to", "--older-than", "--dry-run"], ["--images", "--concurrency"]],
+        ["export", ["--images", "--platform", "--concurrency"], ["--dry-run", "--deep"]],
+        ["import", ["--concurrency", "--dry-run"], ["--images", "--platform", "--deep"]],
+    ])("%s --help and -h print its own options, and exit 0", (command, own, others) => {
+        for (const flag of ["--help", "-h"]) {
+            const run = tool(command, flag);
+            expect(run.status).toBe(0);
+            expect(run.stdout.split("\n")[0]).toMatch(new RegExp(`^Usage: npm run ${command} -- `));
+            for (const option of [...own, "--outputs", "--stack", "--json", "-h, --help"])
+                expect(run.stdout).toContain(option);
+            for (const option of others) expect(run.stdout).not.toContain(option);
+            expect(run.stderr).toBe("");
+        }
+    });
+
+    test.each([
+        ["import", ["x.tar", "--deep"]],
+        ["prewarm", ["--dry-run"]],
+        ["status", ["--images", "all"]],
+        ["prune", ["--platform", "linux/amd64"]],
+    ])(
+        "%s refuses a flag it does not take, naming it, with its usage, before any work",
+        (command, args) => {
+            const run = tool(command, ...args);
+            expect(run.status).toBe(2);
+            const flag = args.find((arg) => arg.startsWith("--"))!;
+            expect(run.stderr.trimEnd().split("\n")).toEqual([
+                expect.stringMatching(
+                    new RegExp(
+                        `^error: ${command} takes no ${flag}; usage: npm run ${command} -- .*\\[--json\\] \\[--help\\]$`,
+                    ),
+                ),
+            ]);
         },
     );
+
+    test("the stack comes from PULUMI_STACK when --stack is not given, as for npm run pulumi", () => {
+        const run = spawnSync(
+            path.join(project, "node_modules/.bin/tsx"),
+            ["tools/cli.ts", "status"],
+            { cwd: project, env: { ...process.env, PULUMI_STACK: "nowhere" }, encoding: "utf8" },
+        );
+        expect(run.status).toBe(2);
+        expect(run.stderr).toContain("Pulumi.nowhere.yaml");
+    });
 
     test("an --outputs file that is not there is one line, not a stack trace", () => {
         const run = tool("verify", "--outputs", "/nonexistent/outputs.json");
@@ -196,7 +251,9 @@ describe("the tools", () => {
             error: expect.stringContaining("--outputs: cannot read /nonexistent/outputs.json"),
         });
         const unknown = tool("verify", "--bogus", "--json");
-        expect(JSON.parse(unknown.stdout).error).toBe("Unknown option '--bogus'; see --help");
+        expect(JSON.parse(unknown.stdout).error).toMatch(
+            /^verify takes no --bogus; usage: npm run verify -- \[--outputs FILE\]/,
+        );
     });
 });
 

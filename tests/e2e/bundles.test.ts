@@ -383,6 +383,22 @@ describe("on a host that has never had a network", () => {
         expect(stack.commands.runs.length).toBe(runs);
     });
 
+    test("import --dry-run lists what it would write, and writes nothing", async () => {
+        const before = storageListings();
+        const run = await tool("import", skopeoDir(), "--dry-run", "--json");
+        expect(run.code).toBe(0);
+        const report = json(run);
+        expect(report).toMatchObject({ ok: true, dryRun: true });
+        expect(report.images).toEqual([
+            expect.objectContaining({ image: byTag(skopeoMade), status: "imported" }),
+        ]);
+        expect(report.sentBytes).toBeGreaterThan(0);
+        expect(storageListings()).toEqual(before);
+        const table = await tool("import", skopeoDir(), "--dry-run");
+        expect(table.stdout).toContain(`would import  ${byTag(skopeoMade)}`);
+        expect(table.stdout).toContain("nothing was written (--dry-run)");
+    });
+
     test("a layout skopeo made imports, and serves by tag", async () => {
         const run = await tool("import", skopeoDir());
         expect(run.code).toBe(0);
