@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { ConfigError, ConfigProblem, argumentSpelling, configNamespace } from "./core/config-error";
+import { parseRelease, parseReleaseOrMinor } from "./core/release";
 
 /** The Talos guide's layout: one cache per upstream a Talos cluster pulls from. */
 export const defaultUpstreams = [
@@ -45,10 +46,6 @@ const isIPv4Cidr = (value: string) => {
 };
 /** A cluster network: a /8 or narrower, so never "everything" (0.0.0.0/0). */
 const isClusterCidr = (value: string) => isIPv4Cidr(value) && Number(value.split("/")[1]) >= 8;
-/** Release versions as talosctl takes them: `1.34.0`, `v1.34.0`, `v1.35.0-rc.1`. */
-const releasePattern = /^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/;
-/** Talos versions for `--talos-version`, which also takes a minor release (`v1.11`). */
-const talosVersionPattern = /^v?\d+\.\d+(?:\.\d+(?:-[0-9A-Za-z.-]+)?)?$/;
 /** Docker keeps a volume in a folder of its name; with the longest registry it must fit a file name. */
 const namePrefixMaxLength = 64;
 /** A host name or IPv4 address; an all-numeric name must be a real IPv4 address. */
@@ -291,11 +288,11 @@ const clusterSchema = z.strictObject(
             .default(1),
         talosVersion: z
             .string(expected.talosVersion)
-            .regex(talosVersionPattern, expected.talosVersion)
+            .refine((text) => parseReleaseOrMinor(text) !== undefined, expected.talosVersion)
             .optional(),
         kubernetesVersion: z
             .string(expected.kubernetesVersion)
-            .regex(releasePattern, expected.kubernetesVersion)
+            .refine((text) => parseRelease(text) !== undefined, expected.kubernetesVersion)
             .optional(),
         state: z.string(expected.nonEmpty).min(1, expected.nonEmpty).optional(),
         talosctl: z.string(expected.nonEmpty).min(1, expected.nonEmpty).default("talosctl"),

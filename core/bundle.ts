@@ -4,7 +4,8 @@
  * the caller reads the bundle's manifests and sizes (host/oci-layout.ts) and the caches' storage.
  */
 import { ImageReference } from "../mirrors";
-import { Descriptor, Manifest, OciIndex, entryReference, parseManifest, sha256Digest } from "./oci";
+import { sha256Digest } from "./digest";
+import { Descriptor, Manifest, OciIndex, entryReference, parseManifest } from "./oci";
 
 /** One image to import, as the registry API takes it. */
 export interface ImportImage {

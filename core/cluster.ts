@@ -11,39 +11,31 @@ import { ClusterSettings, Settings, cidrAddress, formatValue } from "../mirrors"
 import { ConfigError } from "./config-error";
 import { Cache } from "./plan";
 import { registryMirrorFlags } from "./render";
+import { Release, atLeast, formatRelease, parseRelease, talos1_12 } from "./release";
 
-export interface TalosctlVersion {
-    major: number;
-    minor: number;
-    patch: number;
-}
+/** The version of the talosctl that builds the cluster. */
+export type TalosctlVersion = Release;
 
 /** The oldest talosctl whose `cluster create` flags this program knows. */
-const oldestSupported: TalosctlVersion = { major: 1, minor: 7, patch: 0 };
+const oldestSupported: Release = { major: 1, minor: 7, patch: 0 };
 
-export const formatVersion = (version: TalosctlVersion) =>
-    `v${version.major}.${version.minor}.${version.patch}`;
-
-/** Reads `Talos v1.12.1` (with or without a `Client:` line) from `talosctl version --client --short`. */
+/**
+ * Reads `Talos v1.12.1` (with or without a `Client:` line) from `talosctl version --client
+ * --short`. A development build (`v1.11.0-alpha.1-12-gabcdef`) counts as its release: it has
+ * that release's flags.
+ */
 export function parseTalosctlVersion(output: string): TalosctlVersion {
-    const match = /\bv(\d+)\.(\d+)\.(\d+)/.exec(output);
-    if (!match)
+    const version = /\bv\d+\.\d+\.\d+/.exec(output);
+    const release = version && parseRelease(version[0]);
+    if (!release)
         throw new Error(
             `cannot read a version from talosctl's output: ${JSON.stringify(output.trim())}`,
         );
-    return { major: Number(match[1]), minor: Number(match[2]), patch: Number(match[3]) };
+    return release;
 }
 
 /** v1.12 split `cluster create` into `create docker` / `create qemu`. */
-export const hasProvisionerSubcommands = (version: TalosctlVersion) =>
-    version.major > 1 || version.minor >= 12;
-
-const atLeast = (version: TalosctlVersion, floor: TalosctlVersion) =>
-    version.major !== floor.major
-        ? version.major > floor.major
-        : version.minor !== floor.minor
-          ? version.minor > floor.minor
-          : version.patch >= floor.patch;
+export const hasProvisionerSubcommands = (version: TalosctlVersion) => atLeast(version, talos1_12);
 
 /**
  * Settings this talosctl cannot express, as `[key, value, reason]`: the caller turns them into
@@ -54,12 +46,12 @@ export function unsupportedSettings(
     version: TalosctlVersion,
 ): [string, unknown, string][] {
     const problems: [string, unknown, string][] = [];
-    const shown = formatVersion(version);
+    const shown = formatRelease(version);
     if (!atLeast(version, oldestSupported)) {
         problems.push([
             "cluster.talosctl",
             cluster.talosctl,
-            `talosctl ${formatVersion(oldestSupported)} or newer (found ${shown})`,
+            `talosctl ${formatRelease(oldestSupported)} or newer (found ${shown})`,
         ]);
     } else if (hasProvisionerSubcommands(version) && cluster.provisioner === "docker") {
         if (cluster.controlplanes !== 1) {
@@ -126,14 +118,14 @@ function talosVersionArgs(
     const withSubcommands = hasProvisionerSubcommands(version);
     if (cluster.provisioner === "qemu")
         return cluster.talosVersion === undefined ? [] : ["--talos-version", cluster.talosVersion];
-    const release = cluster.talosVersion ?? formatVersion(version);
+    const release = cluster.talosVersion ?? formatRelease(version);
     const image = nodeImageThroughCache(release, caches) ?? talosNodeImage(release);
     const configVersion =
         !withSubcommands && cluster.talosVersion !== undefined
             ? ["--talos-version", cluster.talosVersion]
             : [];
     // talosctl's own default needs no flag.
-    return image === talosNodeImage(formatVersion(version)) && configVersion.length === 0
+    return image === talosNodeImage(formatRelease(version)) && configVersion.length === 0
         ? []
         : [...configVersion, "--image", image];
 }
@@ -163,7 +155,7 @@ export function qemuBootAssets(
 ): BootAsset[] {
     if (cluster.provisioner !== "qemu" || hasProvisionerSubcommands(version)) return [];
     const release =
-        (cluster.talosVersion && talosImageTag(cluster.talosVersion)) ?? formatVersion(version);
+        (cluster.talosVersion && talosImageTag(cluster.talosVersion)) ?? formatRelease(version);
     const folder = path.resolve(host.projectDir, cluster.bootAssets);
     return (
         [
@@ -284,7 +276,7 @@ export function planCluster(
     settings: Settings,
     caches: readonly Cache[],
     host: ClusterHost,
-    version: TalosctlVersion = { major: 1, minor: 12, patch: 0 },
+    version: TalosctlVersion = talos1_12,
 ): ClusterPlan {
     const { cluster } = settings;
     const problems = unsupportedSettings(cluster, version).map(([key, value, what]) => ({
@@ -302,14 +294,12 @@ export function planCluster(
         output: {
             name: cluster.name,
             provisioner: cluster.provisioner,
-            talosctlVersion: formatVersion(version),
+            talosctlVersion: formatRelease(version),
             // Docker nodes publish their APIs on the host; QEMU nodes answer on the bridge.
             endpointHost:
                 cluster.provisioner === "docker" ? "127.0.0.1" : cidrAddress(cluster.cidr, 2),
             // `machine.registries` left the config schema in 1.12, for RegistryMirrorConfig.
-            mirrorConfig: atLeast(version, { major: 1, minor: 12, patch: 0 })
-                ? "talosMirrorDocuments"
-                : "talosConfigPatch",
+            mirrorConfig: atLeast(version, talos1_12) ? "talosMirrorDocuments" : "talosConfigPatch",
         },
     };
 }

@@ -9,7 +9,9 @@
 export const registryStoragePath = "/var/lib/registry";
 
 /** The registry's own tree under its data (distribution registry/storage/paths.go). */
-export const registryStorageRoot = `${registryStoragePath}/docker/registry/v2`;
+const registryTree = "docker/registry/v2";
+
+export const registryStorageRoot = `${registryStoragePath}/${registryTree}`;
 
 /** The port the registry listens on inside its container (both `registry:2` and `registry:3`). */
 export const registryContainerPort = 5000;
@@ -52,20 +54,25 @@ const supervisorVariables: Record<keyof SupervisorFacts, string> = {
  * @throws if the script does not assign a fact exactly once
  */
 export function renderSupervisor(script: string, facts: SupervisorFacts = supervisorFacts): string {
-    let rendered = script;
-    for (const [fact, variable] of Object.entries(supervisorVariables)) {
+    const assign = (text: string, variable: string, value: string) => {
         const assignment = new RegExp(`^${variable}=.*$`, "gm");
         const found = script.match(assignment)?.length ?? 0;
         if (found !== 1)
             throw new Error(
                 `cache-supervisor.sh assigns ${variable} ${found} times; it must once (core/container-facts.ts)`,
             );
+        return text.replace(assignment, () => `${variable}=${value}`);
+    };
+    let rendered = script;
+    for (const [fact, variable] of Object.entries(supervisorVariables)) {
         const value = facts[fact as keyof SupervisorFacts];
         // Plain paths only: the value lands unquoted in a shell assignment.
         if (!/^\/[\w./-]+$/.test(value))
             throw new Error(`${fact}: ${JSON.stringify(value)} is not a plain absolute path`);
-        rendered = rendered.replace(assignment, () => `${variable}=${value}`);
+        rendered = assign(rendered, variable, value);
     }
+    // The registry's tree is where it is under whatever `storage` is.
+    rendered = assign(rendered, "root", `$${supervisorVariables.storage}/${registryTree}`);
     return rendered;
 }
 

@@ -17,6 +17,8 @@ import { LogLimits, Settings } from "../mirrors";
 import {
     Cache,
     StackIdentity,
+    healthcheck,
+    stackLabels,
     cacheViewAlias,
     logOptions,
     viewIdPattern,
@@ -24,6 +26,7 @@ import {
     toLabelList,
 } from "./plan";
 import { accessLogFormat } from "./access-log";
+import { sha256Hex } from "./digest";
 import { registryContainerPort } from "./container-facts";
 import { ledgerFiles, ledgerLogFormat, ledgerPathPattern } from "./ledger";
 
@@ -133,7 +136,7 @@ export function planFront(settings: Settings, identity: StackIdentity): Front {
                 ...settings.allowFrom,
             ]),
         ],
-        labels: { "pullthrough.project": identity.project, "pullthrough.stack": identity.stack },
+        labels: stackLabels(identity),
         logs: settings.logs,
     };
 }
@@ -276,7 +279,7 @@ server {
         proxy_max_temp_file_size 0;
     }
 
-    location ~ "^/v2/.+/(blobs|manifests)/sha256:[0-9a-f]{64}$" {
+    location ~ "^/v2/.+/(blobs|manifests)/sha256:${sha256Hex}$" {
         proxy_pass http://unix:${quotingSocket};
         # A location's proxy_set_header replaces the server's: all three are set here.
         proxy_set_header Host $http_host;
@@ -345,16 +348,9 @@ export function frontContainer(front: Front, caches: readonly Cache[], scripts: 
         networksAdvanced: [{ name: front.network }],
         restart: "always",
         // The Debian-based official image has curl; the Alpine-based one has busybox wget.
-        healthcheck: {
-            tests: [
-                "CMD-SHELL",
-                `curl -fsS -o /dev/null ${health} || wget -q -O /dev/null ${health}`,
-            ],
-            interval: "3s",
-            timeout: "3s",
-            retries: 3,
-            startPeriod: "5s",
-        },
+        healthcheck: healthcheck(
+            `curl -fsS -o /dev/null ${health} || wget -q -O /dev/null ${health}`,
+        ),
         wait: true,
         waitTimeout: 60,
         ...logOptions(front.logs),

@@ -4,7 +4,7 @@
  * `blobs/sha256/<hex>`). Pure: the tools and the `up`-time checks share one reading of each.
  */
 import { ImageReference, parseImageReference } from "../mirrors";
-import { createHash } from "node:crypto";
+import { hexOf, isDigest, sha256Digest } from "./digest";
 import { Platform } from "./images";
 
 export const mediaTypes = {
@@ -36,11 +36,6 @@ export interface Manifest {
     /** The document as stored: what its digest is of. */
     bytes: Buffer;
 }
-
-export const sha256Digest = (data: Buffer | string) =>
-    `sha256:${createHash("sha256").update(data).digest("hex")}`;
-
-const digestPattern = /^sha256:[0-9a-f]{64}$/;
 
 /**
  * Reads a manifest or index. The media type is the document's own, else the one it was served
@@ -82,7 +77,7 @@ export const ociLayoutVersion = "1.0.0";
 export const indexFile = "index.json";
 
 /** Where a blob lives in an image layout. */
-export const layoutBlobPath = (digest: string) => `blobs/sha256/${digest.slice("sha256:".length)}`;
+export const layoutBlobPath = (digest: string) => `blobs/sha256/${hexOf(digest)}`;
 
 /**
  * The reference annotations of a bundle entry. image-spec's `ref.name` (what `skopeo copy
@@ -141,7 +136,7 @@ export function parseBundleIndex(text: string): OciIndex | string {
     const bad = json.manifests.findIndex(
         (entry) =>
             typeof entry?.digest !== "string" ||
-            !digestPattern.test(entry.digest) ||
+            !isDigest(entry.digest) ||
             !Number.isSafeInteger(entry.size),
     );
     if (bad >= 0) return `index.json entry ${bad + 1} has no sha256 digest and size`;

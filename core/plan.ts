@@ -92,8 +92,7 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
             endpoint: `http://${settings.mirrorHost}:${upstream.port}`,
             hostEndpoint: `http://${hostAddress}:${upstream.port}`,
             labels: {
-                "pullthrough.project": identity.project,
-                "pullthrough.stack": identity.stack,
+                ...stackLabels(identity),
                 "pullthrough.registry": upstream.registry,
             },
             credential: settings.credentials[upstream.registry],
@@ -110,6 +109,24 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
 export const logOptions = (limits: LogLimits) => ({
     logDriver: "json-file",
     logOpts: { "max-size": limits.maxSize, "max-file": String(limits.maxFiles) },
+});
+
+/** The labels that tie a container, volume or network to its project and stack. */
+export const stackLabels = (identity: StackIdentity) => ({
+    "pullthrough.project": identity.project,
+    "pullthrough.stack": identity.stack,
+});
+
+/**
+ * A container's Docker healthcheck, checked every 3 s: `up` waits for it (`wait`), and three
+ * failures in a row make the container unhealthy.
+ */
+export const healthcheck = (command: string) => ({
+    tests: ["CMD-SHELL", command],
+    interval: "3s",
+    timeout: "3s",
+    retries: 3,
+    startPeriod: "5s",
 });
 
 /** Docker labels as the provider takes them. */
@@ -169,13 +186,7 @@ export function cacheContainer(cache: Cache, supervisor: string) {
         // No published port: clients reach the registry through the front (core/front.ts).
         networksAdvanced: [{ name: cache.network }],
         restart: "always",
-        healthcheck: {
-            tests: ["CMD-SHELL", healthcheckCommand()],
-            interval: "3s",
-            timeout: "3s",
-            retries: 3,
-            startPeriod: "5s",
-        },
+        healthcheck: healthcheck(healthcheckCommand()),
         wait: true,
         waitTimeout: 90,
         ...logOptions(cache.logs),

@@ -5,7 +5,8 @@
 import type * as command from "@pulumi/command";
 import { ClusterSettings, Settings, talosImageSet, parseImageReference } from "../mirrors";
 import { ConfigError, ConfigProblem } from "./config-error";
-import { TalosctlVersion, formatVersion, hasProvisionerSubcommands, shellQuote } from "./cluster";
+import { TalosctlVersion, hasProvisionerSubcommands, shellQuote } from "./cluster";
+import { formatRelease } from "./release";
 import { Cache } from "./plan";
 import { mirrorsByRegistry } from "./render";
 
@@ -53,7 +54,7 @@ export function qemuInstallerImage(
 ): string | undefined {
     if (cluster.provisioner !== "qemu") return undefined;
     if (talosctl !== undefined && !hasProvisionerSubcommands(talosctl)) return undefined;
-    const version = cluster.talosVersion ?? (talosctl && formatVersion(talosctl));
+    const version = cluster.talosVersion ?? (talosctl && formatRelease(talosctl));
     if (version === undefined) return undefined;
     const tag = version.startsWith("v") ? version : `v${version}`;
     return `factory.talos.dev/metal-installer/${emptySchematicId}:${tag}`;

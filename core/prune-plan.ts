@@ -360,8 +360,7 @@ function removalPaths(
         const keptBlobs = new Set(kept.flatMap((image) => image.blobs));
         const goneBlobs = new Set(gone.flatMap((image) => image.blobs));
         for (const image of gone) {
-            for (const tag of image.tags)
-                tags.push(`repositories/${repository}/_manifests/tags/${tag}`);
+            for (const tag of image.tags) tags.push(storagePaths.tag(repository, tag));
             for (const manifest of image.manifests)
                 if (!keptManifests.has(manifest))
                     revisions.push(storagePaths.revisionLink(repository, manifest));

@@ -8,7 +8,7 @@ import { CacheHealth } from "./container-facts";
 import { ServedFigures } from "./ledger";
 import { formatBytes, formatUtc } from "./format";
 import { CacheEndpoint } from "./plan";
-import { CacheCheck } from "./storage-layout";
+import { CacheCheck, storageLayout } from "./storage-layout";
 
 /** What `status` shows for one cache. */
 export interface CacheStatus {
@@ -78,7 +78,7 @@ export function parseUpstreamFigures(text: string): UpstreamFigures | undefined 
 /** Repositories and images (tags) in a registry's storage, from the paths of its tag links. */
 export function countImages(tagLinks: string): { repositories: number; images: number } {
     const links = tagLinks.split("\n").filter(Boolean);
-    const repositories = new Set(links.map((link) => link.split("/_manifests/")[0]));
+    const repositories = new Set(links.map((link) => link.split(`/${storageLayout.tags}/`)[0]));
     return { repositories: repositories.size, images: links.length };
 }
 

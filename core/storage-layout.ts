@@ -6,6 +6,8 @@
  * Pure: tools/storage.ts runs the scripts in the cache container.
  */
 import { registryStoragePath, registryStorageRoot } from "./container-facts";
+import { hexOf, isDigest, sha256Hex } from "./digest";
+import { parseManifest } from "./oci";
 
 /**
  * When each image was last pulled, as `prune` last saw it (`<epoch seconds> <repository>@<digest>`
@@ -92,11 +94,26 @@ export interface StoredImage {
     stored: number;
 }
 
-const hex = "[0-9a-f]{64}";
-const blobPath = new RegExp(`^blobs/sha256/[0-9a-f]{2}/(${hex})/data$`);
-const revisionPath = new RegExp(`^repositories/(.+)/_manifests/revisions/sha256/(${hex})/link$`);
-const tagPath = /^repositories\/(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/;
-const layerPath = new RegExp(`^repositories/(.+)/_layers/sha256/(${hex})/link$`);
+/**
+ * The registry's storage tree under its root (distribution registry/storage/paths.go): every path
+ * the tools build, match or `find`, in scripts too, is made from these.
+ */
+export const storageLayout = {
+    blobs: "blobs/sha256",
+    repositories: "repositories",
+    layers: "_layers/sha256",
+    revisions: "_manifests/revisions/sha256",
+    tags: "_manifests/tags",
+    uploads: "_uploads",
+};
+const { blobs, repositories, layers, revisions, tags } = storageLayout;
+const hex = sha256Hex;
+const blobPath = new RegExp(`^${blobs}/[0-9a-f]{2}/(${hex})/data$`);
+const revisionPath = new RegExp(`^${repositories}/(.+)/${revisions}/(${hex})/link$`);
+const tagPath = new RegExp(`^${repositories}/(.+)/${tags}/([^/]+)/current/link$`);
+const layerPath = new RegExp(`^${repositories}/(.+)/${layers}/(${hex})/link$`);
+/** `find` arguments for every tag's current link under the root. */
+export const tagLinksFind = `${repositories} -path '*/${tags}/*/current/link'`;
 
 /**
  * Lists the storage: `blob SIZE MTIME PATH`, `link MTIME PATH`, `tag PATH DIGEST`, `pulled …`.
@@ -104,9 +121,9 @@ const layerPath = new RegExp(`^repositories/(.+)/_layers/sha256/(${hex})/link$`)
  */
 export const listingScript = `
 cd ${registryStorageRoot} 2>/dev/null || exit 0
-find blobs -type f -name data -exec stat -c 'blob %s %Y %n' {} +
-find repositories -type f -name link -exec stat -c 'link %Y %n' {} +
-find repositories -path '*/_manifests/tags/*/current/link' -exec sh -c 'for f; do echo "tag $f $(cat "$f")"; done' sh {} +
+find ${blobs} -type f -name data -exec stat -c 'blob %s %Y %n' {} +
+find ${repositories} -type f -name link -exec stat -c 'link %Y %n' {} +
+find ${tagLinksFind} -exec sh -c 'for f; do echo "tag $f $(cat "$f")"; done' sh {} +
 [ ! -f ${pulledRecordFile} ] || sed 's/^/pulled /' ${pulledRecordFile}
 `;
 
@@ -148,7 +165,7 @@ export function parseListing(listing: string): Omit<Storage, "manifests"> {
             else if (tagPath.test(path)) tagModified.set(path, modified);
         } else if (kind === "tag") {
             const match = tagPath.exec(fields[0] ?? "");
-            if (match && /^sha256:[0-9a-f]{64}$/.test(fields[1] ?? ""))
+            if (match && isDigest(fields[1] ?? ""))
                 repository(match[1]).tags.set(match[2], {
                     digest: fields[1],
                     modified: tagModified.get(fields[0]) ?? 0,
@@ -166,22 +183,15 @@ export function parseListing(listing: string): Omit<Storage, "manifests"> {
 
 /** What a manifest (OCI or Docker, image or index) refers to; nothing for what is not one. */
 function manifestRefs(json: string): ManifestRefs {
-    let document: {
-        manifests?: { digest?: string }[];
-        config?: { digest?: string };
-        layers?: { digest?: string }[];
-    };
+    let manifest;
     try {
-        document = JSON.parse(json);
+        manifest = parseManifest(Buffer.from(json));
     } catch {
         return { children: [], blobs: [] };
     }
-    const digests = (list: { digest?: string }[] | undefined) =>
-        (list ?? []).flatMap((entry) => (typeof entry?.digest === "string" ? [entry.digest] : []));
-    return {
-        children: digests(document.manifests),
-        blobs: digests([...(document.config ? [document.config] : []), ...(document.layers ?? [])]),
-    };
+    const digests = (list: readonly { digest?: unknown }[]) =>
+        list.flatMap((entry) => (typeof entry?.digest === "string" ? [entry.digest] : []));
+    return { children: digests(manifest.manifests), blobs: digests(manifest.blobs) };
 }
 
 /** Parses the manifests script's output. */
@@ -194,19 +204,21 @@ export function parseManifests(output: string): Map<string, ManifestRefs> {
     return manifests;
 }
 
-const hexOf = (digest: string) => digest.slice("sha256:".length);
-
 /** Paths under the storage root (distribution registry/storage/paths.go). */
 export const storagePaths = {
     /** A blob's folder: its data, and nothing else. */
-    blob: (digest: string) => `blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}`,
+    blob: (digest: string) => `${blobs}/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}`,
     blobData: (digest: string) => `${storagePaths.blob(digest)}/data`,
+    repository: (name: string) => `${repositories}/${name}`,
     /** What makes a blob a layer or config of a repository. */
     layerLink: (repository: string, digest: string) =>
-        `repositories/${repository}/_layers/sha256/${hexOf(digest)}`,
+        `${storagePaths.repository(repository)}/${layers}/${hexOf(digest)}`,
     /** What makes a blob a manifest of a repository. */
     revisionLink: (repository: string, digest: string) =>
-        `repositories/${repository}/_manifests/revisions/sha256/${hexOf(digest)}`,
+        `${storagePaths.repository(repository)}/${revisions}/${hexOf(digest)}`,
+    /** A tag's folder: its current link and its index. */
+    tag: (repository: string, tag: string) =>
+        `${storagePaths.repository(repository)}/${tags}/${tag}`,
 };
 
 /** The data files of the manifests a listing's repositories hold, to read for manifestsScript. */

@@ -3,6 +3,7 @@
  * be run, and the choice among them. Pure: the caller reads the file (host/talosctl.ts).
  */
 import { ConfigError } from "./config-error";
+import { compareReleases, parseRelease, parseReleaseOrMinor } from "./release";
 
 /** data/talos-images.json: what `talosctl image default` prints at each listed release. */
 export interface KeptImageSets {
@@ -11,31 +12,6 @@ export interface KeptImageSets {
         string,
         { commit: string; command: string; kubernetesVersion: string; images: string[] }
     >;
-}
-
-interface Release {
-    major: number;
-    minor: number;
-    patch: number;
-    /** `rc.1` of `v1.14.0-rc.1`. */
-    pre?: string;
-}
-
-/** `v1.13.9`, `1.13.9` or `v1.14.0-rc.1`; undefined for anything else. */
-function parseRelease(text: string): Release | undefined {
-    const match = /^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$/.exec(text);
-    if (!match) return undefined;
-    const [, major, minor, patch, pre] = match;
-    return { major: +major, minor: +minor, patch: +patch, ...(pre ? { pre } : {}) };
-}
-
-/** Semver order: a prerelease comes before its release; prerelease parts compare numerically. */
-function compareReleases(a: Release, b: Release): number {
-    const core = a.major - b.major || a.minor - b.minor || a.patch - b.patch;
-    if (core !== 0 || a.pre === b.pre) return core;
-    if (a.pre === undefined) return 1;
-    if (b.pre === undefined) return -1;
-    return a.pre.localeCompare(b.pre, "en", { numeric: true });
 }
 
 /** The set chosen for a cluster, and the line to print when it is not that release's own. */
@@ -72,9 +48,11 @@ export function chooseKeptImageSet(
             `pullthrough: no cluster.talosVersion and ${why}: warming Talos ${newest}'s image set, the newest release listed in data/talos-images.json`,
         );
     }
-    const wanted = parseRelease(talosVersion);
+    // A minor (`v1.11`) asks for that minor's newest listed release.
+    const wanted = parseReleaseOrMinor(talosVersion);
     const exact = listed.find(
-        ({ release }) => wanted !== undefined && compareReleases(release, wanted) === 0,
+        ({ release }) =>
+            parseRelease(talosVersion) !== undefined && compareReleases(release, wanted!) === 0,
     );
     if (exact) return chosen(exact.tag);
     const sameMinor = listed.filter(

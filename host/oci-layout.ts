@@ -6,6 +6,7 @@
  * interrupted export never leaves anything under the bundle's name.
  */
 import { randomBytes } from "node:crypto";
+import { sha256Digest, sha256Hex } from "../core/digest";
 import {
     closeSync,
     createReadStream,
@@ -36,7 +37,6 @@ import {
     ociLayoutVersion,
     parseBundleIndex,
     renderOciLayout,
-    sha256Digest,
 } from "../core/oci";
 import {
     normalTarPath,
@@ -118,7 +118,7 @@ export function openBundle(file: string): Bundle {
 
     const blobs = new Map<string, number>();
     for (const [name, span] of files) {
-        const match = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name);
+        const match = new RegExp(`^blobs/sha256/(${sha256Hex})$`).exec(name);
         if (match) blobs.set(`sha256:${match[1]}`, span.size);
     }
     const spanOf = (digest: string) => {

@@ -11,7 +11,13 @@ import { planPrewarm } from "../core/prewarm";
 import { Settings } from "../mirrors";
 import { bundleToImport } from "./oci-layout";
 import { checkHost } from "./preflight";
-import { detectTalosctlVersion, readTalosImageSet, requireBootAssets } from "./talosctl";
+import {
+    detectTalosctl,
+    readTalosImageSet,
+    requireBootAssets,
+    talosImagesNotice,
+    talosctlVersionFor,
+} from "./talosctl";
 
 /**
  * @param programDir the Pulumi program's folder, against which relative paths in the settings
@@ -28,12 +34,13 @@ export function planStack(
     const caches = planCaches(settings, identity);
     const front = planFront(settings, identity);
     checkHost(settings, caches, front);
+    const talosctl = detectTalosctl(settings.cluster);
     const prewarmImages = planPrewarm(settings, caches, () => {
-        const talosImages = readTalosImageSet(settings.cluster);
-        if (talosImages.notice) notice(talosImages.notice);
+        const talosImages = readTalosImageSet(settings.cluster, talosctl);
+        notice(talosImagesNotice(talosImages));
         return talosImages;
     });
-    const talosctlVersion = detectTalosctlVersion(settings.cluster);
+    const talosctlVersion = talosctlVersionFor(settings.cluster, talosctl);
     const host = { arch: hostPlatform().architecture, projectDir: programDir };
     const clusterPlan = planCluster(settings, caches, host, talosctlVersion);
     if (settings.cluster.enabled) requireBootAssets(clusterPlan.bootAssets);

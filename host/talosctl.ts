@@ -7,51 +7,62 @@ import { existsSync } from "node:fs";
 import { readPackageFile } from "./assets";
 import { ClusterSettings } from "../mirrors";
 import { ConfigError } from "../core/config-error";
-import {
-    BootAsset,
-    TalosctlVersion,
-    formatVersion,
-    parseTalosctlVersion,
-    talosNodeImage,
-} from "../core/cluster";
+import { BootAsset, TalosctlVersion, parseTalosctlVersion, talosNodeImage } from "../core/cluster";
 import { KeptImageSets, chooseKeptImageSet, pulledByDefault } from "../core/talos-images";
+import { formatRelease } from "../core/release";
 import { TalosImageSet, qemuInstallerImage, retagTalosImages } from "../core/prewarm";
 
-/** Runs the binary for its client version; a missing binary is an error that says what to set. */
-function readTalosctlVersion(talosctl: string): TalosctlVersion {
+/**
+ * This host's talosctl, run once per `up` or tool: its version, or why there is none to use.
+ * `missing` only when there is no such binary; one that is there and fails is `broken`.
+ */
+export type Talosctl = { version: TalosctlVersion } | { missing: string } | { broken: string };
+
+export function detectTalosctl(cluster: Pick<ClusterSettings, "talosctl">): Talosctl {
     let output: string;
     try {
-        output = execFileSync(talosctl, ["version", "--client", "--short"], {
+        output = execFileSync(cluster.talosctl, ["version", "--client", "--short"], {
             encoding: "utf8",
             stdio: ["ignore", "pipe", "pipe"],
             timeout: 30_000,
         });
     } catch (error) {
-        const reason =
-            (error as NodeJS.ErrnoException).code === "ENOENT"
-                ? "not found"
-                : String((error as Error).message);
-        throw new Error(
-            `talosctl (${talosctl}) ${reason}: install talosctl or set pullthrough:cluster.talosctl to its path`,
-            { cause: error },
-        );
+        if ((error as NodeJS.ErrnoException).code === "ENOENT")
+            return { missing: `talosctl (${cluster.talosctl}) not found` };
+        return { broken: `talosctl (${cluster.talosctl}) failed: ${oneLine(error)}` };
     }
-    return parseTalosctlVersion(output);
+    try {
+        return { version: parseTalosctlVersion(output) };
+    } catch (error) {
+        return { broken: oneLine(error) };
+    }
 }
+
+const oneLine = (error: unknown) =>
+    ((error as { stderr?: string }).stderr || String((error as Error).message ?? error))
+        .trim()
+        .split("\n")
+        .at(-1)!;
 
 /**
  * The talosctl version to build commands for: required when the stack creates the cluster, and
  * otherwise used when the binary happens to be there (for the `talosctlCreate` output).
+ *
+ * @throws ConfigError naming `cluster.talosctl` when the cluster needs one and there is none
  */
-export function detectTalosctlVersion(
-    cluster: Pick<ClusterSettings, "enabled" | "talosctl">,
+export function talosctlVersionFor(
+    cluster: Pick<ClusterSettings, "enabled">,
+    talosctl: Talosctl,
 ): TalosctlVersion | undefined {
-    try {
-        return readTalosctlVersion(cluster.talosctl);
-    } catch (error) {
-        if (cluster.enabled) throw error;
-        return undefined;
-    }
+    if ("version" in talosctl) return talosctl.version;
+    if (!cluster.enabled) return undefined;
+    const why = "missing" in talosctl ? talosctl.missing : talosctl.broken;
+    throw new ConfigError([
+        {
+            key: ["cluster", "talosctl"],
+            detail: `${why}: install talosctl, or set cluster.talosctl to its path`,
+        },
+    ]);
 }
 
 /**
@@ -59,58 +70,84 @@ export function detectTalosctlVersion(
  * command on 1.11, an alias of `image k8s-bundle` from 1.12), else the set `talos-images.json`
  * keeps for that release; without the images a default cluster never pulls, retagged for a
  * configured Kubernetes or Talos version; plus what the nodes boot from outside that list: the
- * installer of a 1.12+ QEMU node, the node image of a docker one.
+ * installer of a 1.12+ QEMU node, the node image of a docker one. `source` always says where
+ * the list came from.
  *
- * @throws ConfigError when talosctl is absent and no release of `cluster.talosVersion`'s minor
- *   is kept
+ * @throws ConfigError when talosctl is there and fails, or is absent and no release of
+ *   `cluster.talosVersion`'s minor is kept
  */
 export function readTalosImageSet(
     cluster: Pick<
         ClusterSettings,
         "talosctl" | "kubernetesVersion" | "talosVersion" | "provisioner"
     >,
+    talosctl: Talosctl,
 ): TalosImageSet {
-    let listed: TalosImageSet;
-    let talosctl: TalosctlVersion | undefined;
-    let release: string;
+    if ("broken" in talosctl) throw talosImagesError(talosctl.broken);
+    const listed =
+        "version" in talosctl
+            ? imageDefault(cluster, talosctl.version)
+            : keptSet(cluster, talosctl.missing);
+    const version = "version" in talosctl ? talosctl.version : undefined;
+    const booted = [
+        qemuInstallerImage(cluster, version),
+        cluster.provisioner === "docker"
+            ? talosNodeImage(cluster.talosVersion ?? listed.release)
+            : undefined,
+    ].filter((image) => image !== undefined);
+    return {
+        images: [...retagTalosImages(pulledByDefault(listed.images), cluster), ...booted],
+        source: listed.source,
+        ...(listed.notice ? { notice: listed.notice } : {}),
+    };
+}
+
+/** Where the `talos` image set came from, and why, when it is not the release's own. */
+export const talosImagesNotice = (set: TalosImageSet) =>
+    set.notice ??
+    `pullthrough: the "talos" image set: ${set.images.length} images from ${set.source}`;
+
+const talosImagesError = (why: string) =>
+    new ConfigError([
+        { key: ["prewarm"], detail: `"talos" needs the cluster's image set, and ${why}` },
+    ]);
+
+/** `talosctl image default`, as this talosctl prints it. */
+function imageDefault(
+    cluster: Pick<ClusterSettings, "talosctl">,
+    version: TalosctlVersion,
+): { images: string[]; release: string; source: string; notice?: string } {
+    let output: string;
     try {
-        talosctl = readTalosctlVersion(cluster.talosctl);
-        const output = execFileSync(cluster.talosctl, ["image", "default"], {
+        output = execFileSync(cluster.talosctl, ["image", "default"], {
             encoding: "utf8",
             stdio: ["ignore", "pipe", "pipe"],
             timeout: 30_000,
         });
-        listed = {
-            images: output
-                .split("\n")
-                .map((line) => line.trim())
-                .filter(Boolean),
-            source: `talosctl ${formatVersion(talosctl)} image default`,
-        };
-        release = formatVersion(talosctl);
     } catch (error) {
-        const why =
-            (error as NodeJS.ErrnoException).code === "ENOENT" || /not found/.test(String(error))
-                ? "talosctl not found"
-                : "talosctl image default failed";
-        const kept = JSON.parse(readPackageFile("data/talos-images.json")) as KeptImageSets;
-        const chosen = chooseKeptImageSet(kept, cluster.talosVersion, why);
-        listed = {
-            images: chosen.images,
-            source: `talos-images.json (Talos ${chosen.release}; ${why})`,
-            ...(chosen.notice ? { notice: chosen.notice } : {}),
-        };
-        release = chosen.release;
+        throw talosImagesError(
+            `talosctl ${formatRelease(version)} image default failed: ${oneLine(error)}`,
+        );
     }
-    const booted = [
-        qemuInstallerImage(cluster, talosctl),
-        cluster.provisioner === "docker"
-            ? talosNodeImage(cluster.talosVersion ?? release)
-            : undefined,
-    ].filter((image) => image !== undefined);
     return {
-        ...listed,
-        images: [...retagTalosImages(pulledByDefault(listed.images), cluster), ...booted],
+        images: output
+            .split("\n")
+            .map((line) => line.trim())
+            .filter(Boolean),
+        release: formatRelease(version),
+        source: `talosctl ${formatRelease(version)} image default`,
+    };
+}
+
+/** The set data/talos-images.json keeps for the cluster's release, when there is no talosctl. */
+function keptSet(cluster: Pick<ClusterSettings, "talosVersion">, why: string) {
+    const kept = JSON.parse(readPackageFile("data/talos-images.json")) as KeptImageSets;
+    const chosen = chooseKeptImageSet(kept, cluster.talosVersion, why);
+    return {
+        images: chosen.images,
+        release: chosen.release,
+        source: `data/talos-images.json (Talos ${chosen.release}; ${why})`,
+        ...(chosen.notice ? { notice: chosen.notice } : {}),
     };
 }
 

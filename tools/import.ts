@@ -23,7 +23,7 @@ import { Bundle, BundleError, openBundle } from "../host/oci-layout";
 import { withCacheViews } from "./cache-view";
 import { formatBytes } from "../core/format";
 import { RegistryClient, RegistryError } from "./registry-client";
-import { Storage } from "../core/storage-layout";
+import { Storage, storageLayout, storagePaths } from "../core/storage-layout";
 import { DockerCli } from "./docker";
 import { inStorage, readStorage, volumeSpace } from "./storage";
 import { CacheEndpoint } from "../core/plan";
@@ -108,7 +108,7 @@ const pullsInFlight = (storage: Storage) =>
         .filter(
             (upload) =>
                 upload.state === "writing" &&
-                !upload.path.startsWith(`repositories/${stagingRoot}/`),
+                !upload.path.startsWith(`${storagePaths.repository(stagingRoot)}/`),
         )
         .map((upload) => upload.path);
 
@@ -162,15 +162,16 @@ async function checkCaches(
  * the blobs it linked that no other repository links: after a failure they belong to nothing.
  */
 async function removeStaging(docker: DockerCli, container: string, staging = `${stagingRoot}/*`) {
-    const script = `for link in $(find repositories/${staging} -path '*/_layers/sha256/*' -name link 2>/dev/null); do
+    const { repositories, layers, revisions, blobs } = storageLayout;
+    const script = `for link in $(find ${storagePaths.repository(staging)} -path '*/${layers}/*' -name link 2>/dev/null); do
     id=\${link%/link}
     echo "\${id##*/}"
 done >/tmp/pullthrough-staged
-rm -rf repositories/${staging}
-rmdir repositories/${stagingRoot} 2>/dev/null
+rm -rf ${storagePaths.repository(staging)}
+rmdir ${storagePaths.repository(stagingRoot)} 2>/dev/null
 while read -r id; do
-    find repositories -path "*/_layers/sha256/$id" -o -path "*/_manifests/revisions/sha256/$id" | grep -q . ||
-        rm -rf "blobs/sha256/\${id%"\${id#??}"}/$id"
+    find ${repositories} -path "*/${layers}/$id" -o -path "*/${revisions}/$id" | grep -q . ||
+        rm -rf "${blobs}/\${id%"\${id#??}"}/$id"
 done </tmp/pullthrough-staged
 rm -f /tmp/pullthrough-staged`;
     await inStorage(docker, container, script);

@@ -56,10 +56,12 @@ async function hashStored(
             'sha256sum "$@" 2>/dev/null; true',
             ...batch.map(storagePaths.blobData),
         );
+        const digestAt = new Map(batch.map((digest) => [storagePaths.blobData(digest), digest]));
         for (const line of output.split("\n")) {
-            const match =
-                /^([0-9a-f]{64})\s+blobs\/sha256\/[0-9a-f]{2}\/([0-9a-f]{64})\/data$/.exec(line);
-            if (match) hashes.set(`sha256:${match[2]}`, `sha256:${match[1]}`);
+            // sha256sum prints `<hex>  <path>`.
+            const [hex, path] = line.split(/\s+/);
+            const digest = digestAt.get(path ?? "");
+            if (digest && hex) hashes.set(digest, `sha256:${hex}`);
         }
     }
     return hashes;

@@ -8,7 +8,7 @@ import { parse as parseYaml } from "yaml";
 import { CacheEndpoint, cacheEndpoint, planCaches } from "../core/plan";
 import { planPrewarm } from "../core/prewarm";
 import { MirrorsOutput, cacheEndpoints } from "../core/render";
-import { readTalosImageSet } from "../host/talosctl";
+import { detectTalosctl, readTalosImageSet, talosImagesNotice } from "../host/talosctl";
 import { encodeConfig, parseSettings } from "../mirrors";
 import { configNamespace } from "../core/config-error";
 import { UsageError } from "./types";
@@ -71,8 +71,8 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
     const caches = planCaches(settings, { project: configNamespace, stack });
     let notice: string | undefined;
     const images = planPrewarm(settings, caches, () => {
-        const talosImages = readTalosImageSet(settings.cluster);
-        notice = talosImages.notice;
+        const talosImages = readTalosImageSet(settings.cluster, detectTalosctl(settings.cluster));
+        notice = talosImagesNotice(talosImages);
         return talosImages;
     });
     return {

@@ -20,7 +20,7 @@ import {
     missingCacheStatus,
     parseUpstreamFigures,
 } from "../core/status-report";
-import { CacheCheck, lastCheckFile, parseListing } from "../core/storage-layout";
+import { CacheCheck, lastCheckFile, parseListing, tagLinksFind } from "../core/storage-layout";
 import { readCacheSupervisor } from "../host/assets";
 import { readCacheHealth } from "./cache-view";
 import { DockerCli } from "./docker";
@@ -56,7 +56,7 @@ async function askThroughFront(hostEndpoint: string): Promise<{ ok: boolean; ans
 async function readVolume(docker: DockerCli, container: string) {
     const inside = await docker(
         ...["exec", container, "sh", "-c"],
-        `du -sk ${storage} && df -Pk ${storage} && find ${registryStorageRoot}/repositories -path '*/_manifests/tags/*/current/link' 2>/dev/null || true`,
+        `du -sk ${storage} && df -Pk ${storage} && cd ${registryStorageRoot} 2>/dev/null && find ${tagLinksFind} 2>/dev/null || true`,
     );
     const [duLine = "", , dfLine = "", ...links] = inside.split("\n");
     return {

@@ -1,6 +1,6 @@
 /** The real index.ts under Pulumi mocks: what it declares, with which inputs and options. */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -467,7 +467,7 @@ describe("cluster settings the detected talosctl lacks", () => {
             }),
         });
         await expect(run).rejects.toThrow(
-            "talosctl (/nonexistent/talosctl) not found: install talosctl or set pullthrough:cluster.talosctl to its path",
+            "pullthrough:cluster.talosctl: talosctl (/nonexistent/talosctl) not found: install talosctl, or set cluster.talosctl to its path",
         );
     });
 });
@@ -524,6 +524,27 @@ describe("QEMU on talosctl 1.7–1.11, which boots from a kernel and initramfs o
             rmSync(state, { recursive: true, force: true });
         }
     });
+});
+
+test("up runs talosctl once for its version and once for its image list, however many use them", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pt-talosctl-calls-"));
+    const calls = path.join(dir, "calls");
+    const talosctl = path.join(dir, "talosctl");
+    const standIn = talosctlStandIn("v1.12.1", { images: ["registry.k8s.io/pause:3.10"] });
+    writeFileSync(talosctl, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${standIn}' "$@"\n`);
+    chmodSync(talosctl, 0o755);
+    try {
+        await runProgram({
+            "pullthrough:prewarm": JSON.stringify(["talos"]),
+            "pullthrough:cluster": JSON.stringify({ enabled: true, talosctl }),
+        });
+        expect(readFileSync(calls, "utf8").trim().split("\n")).toEqual([
+            "version --client --short",
+            "image default",
+        ]);
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
 });
 
 describe("with prewarm and the cluster enabled", () => {

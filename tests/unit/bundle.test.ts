@@ -24,8 +24,8 @@ import {
     parseBundleIndex,
     refNameAnnotation,
     renderBundleIndex,
-    sha256Digest,
 } from "../../core/oci";
+import { sha256Digest } from "../../core/digest";
 import { parsePaxRecords, parseTarHeader, tarHeader } from "../../core/tar";
 import { BundleWriter, bundleFingerprint, bundleToImport, openBundle } from "../../host/oci-layout";
 import { image, index, layer } from "../../harness/oci";

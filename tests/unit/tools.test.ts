@@ -1,11 +1,11 @@
 import { execFileSync } from "node:child_process";
 /** The prewarm/verify tools' pure parts, and where the Talos image set comes from. */
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { emptySchematicId, retagTalosImages } from "../../core/prewarm";
-import { readTalosImageSet } from "../../host/talosctl";
+import { detectTalosctl, readTalosImageSet } from "../../host/talosctl";
 import { formatBytes } from "../../core/format";
 import {
     formatPrewarmSummary,
@@ -304,9 +304,12 @@ describe("the Talos image set", () => {
 
     const docker = "docker" as const;
     const absent = "/nonexistent/talosctl";
+    /** The set as `up` reads it: talosctl detected once, then asked for its list. */
+    const imageSet = (cluster: Parameters<typeof readTalosImageSet>[0]) =>
+        readTalosImageSet(cluster, detectTalosctl(cluster));
 
     test("from the talosctl binary when it is there, else from the sets kept in the repo", () => {
-        const fromBinary = readTalosImageSet({
+        const fromBinary = imageSet({
             talosctl: talosctlStandIn("v1.12.1", { images: ["registry.k8s.io/pause:3.10"] }),
             provisioner: docker,
         });
@@ -315,11 +318,29 @@ describe("the Talos image set", () => {
             images: ["registry.k8s.io/pause:3.10", "ghcr.io/siderolabs/talos:v1.12.1"],
             source: "talosctl v1.12.1 image default",
         });
-        const kept = readTalosImageSet({ talosctl: absent, provisioner: "qemu" });
-        expect(kept.source).toBe("talos-images.json (Talos v1.13.9; talosctl not found)");
-        expect(kept.notice).toBe(
-            "pullthrough: no cluster.talosVersion and talosctl not found: warming Talos v1.13.9's image set, the newest release listed in data/talos-images.json",
+        const kept = imageSet({ talosctl: absent, provisioner: "qemu" });
+        expect(kept.source).toBe(
+            "data/talos-images.json (Talos v1.13.9; talosctl (/nonexistent/talosctl) not found)",
         );
+        expect(kept.notice).toBe(
+            "pullthrough: no cluster.talosVersion and talosctl (/nonexistent/talosctl) not found: warming Talos v1.13.9's image set, the newest release listed in data/talos-images.json",
+        );
+    });
+
+    test("a talosctl that is there and fails is an error, never a silent fallback to the kept sets", () => {
+        const broken = path.join(mkdtempSync(path.join(tmpdir(), "pt-talosctl-")), "talosctl");
+        writeFileSync(broken, "#!/bin/sh\necho 'error: not found: ~/.talos/config' >&2\nexit 1\n");
+        chmodSync(broken, 0o755);
+        expect(() => imageSet({ talosctl: broken, provisioner: "qemu" })).toThrow(
+            `pullthrough:prewarm: "talos" needs the cluster's image set, and talosctl (${broken}) failed: error: not found: ~/.talos/config`,
+        );
+        rmSync(path.dirname(broken), { recursive: true });
+    });
+
+    test("a minor as talosVersion gets that minor's newest kept set", () => {
+        expect(
+            imageSet({ talosctl: absent, provisioner: "qemu", talosVersion: "v1.12" }).source,
+        ).toBe(`data/talos-images.json (Talos v1.12.11; talosctl (${absent}) not found)`);
     });
 
     test.each(["v1.11", "v1.12", "v1.13"])(
@@ -328,7 +349,7 @@ describe("the Talos image set", () => {
             const talosctl = talosctlStandIn(`${minor}.2`, {
                 images: ["registry.k8s.io/pause:3.10"],
             });
-            const { images } = readTalosImageSet({ talosctl, provisioner: "qemu" });
+            const { images } = imageSet({ talosctl, provisioner: "qemu" });
             expect(images.filter((image) => !image.startsWith("factory.talos.dev/"))).toEqual([
                 "registry.k8s.io/pause:3.10",
             ]);
@@ -350,7 +371,7 @@ describe("the Talos image set", () => {
 
     /** What `talos` stands for without talosctl, for a QEMU cluster of `talosVersion`. */
     const keptFor = (talosVersion: string) =>
-        readTalosImageSet({ talosctl: absent, provisioner: "qemu", talosVersion });
+        imageSet({ talosctl: absent, provisioner: "qemu", talosVersion });
 
     test.each([
         [
@@ -401,7 +422,9 @@ describe("the Talos image set", () => {
         "without talosctl, Talos %s gets its own release's set, as its source has it",
         (version, set) => {
             const chosen = keptFor(version);
-            expect(chosen.source).toBe(`talos-images.json (Talos ${version}; talosctl not found)`);
+            expect(chosen.source).toBe(
+                `data/talos-images.json (Talos ${version}; talosctl (${absent}) not found)`,
+            );
             expect(chosen.notice).toBeUndefined();
             expect(
                 chosen.images.filter((image) => !image.startsWith("factory.talos.dev/")),
@@ -411,23 +434,24 @@ describe("the Talos image set", () => {
 
     test("an unlisted patch gets the newest listed of its minor, saying so; an unknown minor is an error", () => {
         const patch = keptFor("v1.13.4");
-        expect(patch.source).toBe("talos-images.json (Talos v1.13.9; talosctl not found)");
+        expect(patch.source).toBe(
+            "data/talos-images.json (Talos v1.13.9; talosctl (/nonexistent/talosctl) not found)",
+        );
         expect(patch.notice).toBe(
-            "pullthrough: Talos v1.13.4 has no image set in data/talos-images.json and talosctl not found: warming v1.13.9's, the newest 1.13 release listed",
+            "pullthrough: Talos v1.13.4 has no image set in data/talos-images.json and talosctl (/nonexistent/talosctl) not found: warming v1.13.9's, the newest 1.13 release listed",
         );
         // Its own installer and Kubernetes images stay retaggable as before.
         expect(keptFor("v1.11.3").images).toContain("ghcr.io/siderolabs/installer:v1.11.3");
         expect(() => keptFor("v1.10.2")).toThrow(
-            'pullthrough:prewarm: "talos" for Talos v1.10.2 needs talosctl (talosctl not found): data/talos-images.json lists v1.11.0, v1.11.6, v1.12.0, v1.12.11, v1.13.0, v1.13.9, v1.14.0-rc.1, and image sets differ between minor releases. Install talosctl v1.10.2, or list the images in prewarm',
+            'pullthrough:prewarm: "talos" for Talos v1.10.2 needs talosctl (talosctl (/nonexistent/talosctl) not found): data/talos-images.json lists v1.11.0, v1.11.6, v1.12.0, v1.12.11, v1.13.0, v1.13.9, v1.14.0-rc.1, and image sets differ between minor releases. Install talosctl v1.10.2, or list the images in prewarm',
         );
     });
 
     test("docker clusters warm their node image too, of talosVersion or the chosen release", () => {
         expect(
-            readTalosImageSet({ talosctl: absent, provisioner: docker, talosVersion: "v1.12.11" })
-                .images,
+            imageSet({ talosctl: absent, provisioner: docker, talosVersion: "v1.12.11" }).images,
         ).toContain("ghcr.io/siderolabs/talos:v1.12.11");
-        expect(readTalosImageSet({ talosctl: absent, provisioner: docker }).images.at(-1)).toBe(
+        expect(imageSet({ talosctl: absent, provisioner: docker }).images.at(-1)).toBe(
             "ghcr.io/siderolabs/talos:v1.13.9",
         );
     });
@@ -436,11 +460,11 @@ describe("the Talos image set", () => {
         const installer = (version: string) =>
             `factory.talos.dev/metal-installer/${emptySchematicId}:${version}`;
         const talosctl = talosctlStandIn("v1.12.1", { images: ["registry.k8s.io/pause:3.10"] });
-        expect(readTalosImageSet({ talosctl, provisioner: "qemu" }).images).toEqual([
+        expect(imageSet({ talosctl, provisioner: "qemu" }).images).toEqual([
             "registry.k8s.io/pause:3.10",
             installer("v1.12.1"),
         ]);
-        const pinned = readTalosImageSet({
+        const pinned = imageSet({
             talosctl,
             provisioner: "qemu",
             talosVersion: "v1.13.0",
@@ -448,12 +472,12 @@ describe("the Talos image set", () => {
         expect(pinned.images).toContain(installer("v1.13.0"));
         // Docker nodes install nothing (they run the node image); 1.7–1.11 QEMU lists its installer
         // in image default.
-        expect(readTalosImageSet({ talosctl, provisioner: docker }).images).toEqual([
+        expect(imageSet({ talosctl, provisioner: docker }).images).toEqual([
             "registry.k8s.io/pause:3.10",
             "ghcr.io/siderolabs/talos:v1.12.1",
         ]);
         const older = talosctlStandIn("v1.11.0", { images: ["registry.k8s.io/pause:3.10"] });
-        expect(readTalosImageSet({ talosctl: older, provisioner: "qemu" }).images).toEqual([
+        expect(imageSet({ talosctl: older, provisioner: "qemu" }).images).toEqual([
             "registry.k8s.io/pause:3.10",
         ]);
     });
