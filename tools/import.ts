@@ -340,6 +340,27 @@ async function putManifests(
         await client.putManifest(repository, top.digest, top.bytes, top.mediaType);
 }
 
+/** Each cache the bundle's images go to: what it holds now, and what the import writes there. */
+function planTargets(
+    docker: DockerCli,
+    images: readonly ImportImage[],
+    caches: readonly CacheEndpoint[],
+) {
+    return Promise.all(
+        caches
+            .filter((cache) => images.some((image) => image.reference.registry === cache.registry))
+            .map(async (cache) => {
+                const storage = await readStorage(docker, cache.container).catch((error: Error) => {
+                    throw new RegistryError(
+                        `the ${cache.registry} cache cannot be read (${error.message}); is the stack up (npm run up)?`,
+                    );
+                });
+                const own = images.filter((image) => image.reference.registry === cache.registry);
+                return { cache, storage, steps: planCacheWrites(own, heldContent(storage)) };
+            }),
+    );
+}
+
 /**
  * Imports `file` into the caches of its images' registries.
  *
@@ -364,23 +385,7 @@ export async function importBundle(
         const more = plan.problems.length > 1 ? ` (and ${plan.problems.length - 1} more)` : "";
         throw new BundleError(file, `${plan.problems[0]}${more}`);
     }
-    const targets = await Promise.all(
-        caches
-            .filter((cache) =>
-                plan.images.some((image) => image.reference.registry === cache.registry),
-            )
-            .map(async (cache) => {
-                const storage = await readStorage(docker, cache.container).catch((error: Error) => {
-                    throw new RegistryError(
-                        `the ${cache.registry} cache cannot be read (${error.message}); is the stack up (npm run up)?`,
-                    );
-                });
-                const images = plan.images.filter(
-                    (image) => image.reference.registry === cache.registry,
-                );
-                return { cache, storage, steps: planCacheWrites(images, heldContent(storage)) };
-            }),
-    );
+    const targets = await planTargets(docker, plan.images, caches);
     await checkCaches(docker, file, targets);
     const report = (images: ImportedImage[]): ImportReport => ({
         bundle: file,
