@@ -3,8 +3,20 @@
  * since mocks and tools never see Pulumi.yaml's), and errors that name the key, the value and
  * what would be valid. Everything downstream (core/, host/, tools/) takes `Settings` from here.
  */
+import { distance as levenshtein } from "fastest-levenshtein";
 import { z } from "zod";
 import { ConfigError, ConfigProblem, argumentSpelling, configNamespace } from "./core/config-error";
+import { dockerHostAddress, parseDockerHost } from "./core/docker-host-url";
+import { parseSize } from "./core/format";
+import { parseImageReference } from "./core/image-reference";
+import {
+    cidrAddress,
+    isClusterCidr,
+    isIPv4,
+    isIPv4Cidr,
+    isLoopbackAddress,
+    networkSize,
+} from "./core/network";
 import { parseRelease, parseReleaseOrMinor } from "./core/release";
 
 /** The Talos guide's layout: one cache per upstream a Talos cluster pulls from. */
@@ -26,8 +38,6 @@ export const talosImageSet = "talos";
 
 const hostLabel = "[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?";
 const hostName = `${hostLabel}(?:\\.${hostLabel})*`;
-const ipv4Octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
-const ipv4Pattern = new RegExp(`^${ipv4Octet}(?:\\.${ipv4Octet}){3}$`);
 const hostNamePattern = new RegExp(`^${hostName}$`);
 const registryPattern = new RegExp(
     `^${hostName}(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?$`,
@@ -37,20 +47,17 @@ const goDurationPattern = /^(?:0|(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs
 /** Docker's container and volume name grammar, allowing an empty prefix. */
 const namePrefixPattern = /^(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*)?$/;
 
-const isIPv4 = (value: string) => ipv4Pattern.test(value);
-const isIPv4Cidr = (value: string) => {
-    const [address, prefix, ...rest] = value.split("/");
-    return (
-        rest.length === 0 && isIPv4(address) && /^(?:[0-9]|[12][0-9]|3[0-2])$/.test(prefix ?? "")
-    );
-};
-/** A cluster network: a /8 or narrower, so never "everything" (0.0.0.0/0). */
-const isClusterCidr = (value: string) => isIPv4Cidr(value) && Number(value.split("/")[1]) >= 8;
 /** Docker keeps a volume in a folder of its name; with the longest registry it must fit a file name. */
 const namePrefixMaxLength = 64;
 /** A host name or IPv4 address; an all-numeric name must be a real IPv4 address. */
 const isHost = (value: string) =>
     /^[0-9.]+$/.test(value) ? isIPv4(value) : hostNamePattern.test(value);
+
+/** Inside the cache's container a loopback address is the cache itself. */
+function isLoopbackHost(hostname: string): boolean {
+    const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+    return host === "localhost" || host.endsWith(".localhost") || isLoopbackAddress(host);
+}
 
 function isRemoteUrl(value: string): boolean {
     let url: URL;
@@ -69,19 +76,6 @@ function isRemoteUrl(value: string): boolean {
         !isLoopbackHost(url.hostname) &&
         // `new URL` accepts `https:host` and `https:/host`; insist on the absolute form.
         /^https?:\/\/[^/]/.test(value)
-    );
-}
-
-/** Inside the cache's container a loopback address is the cache itself. */
-function isLoopbackHost(hostname: string): boolean {
-    const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-    return (
-        host === "localhost" ||
-        host.endsWith(".localhost") ||
-        /^127\./.test(host) ||
-        host === "0.0.0.0" ||
-        host === "::1" ||
-        host === "::"
     );
 }
 
@@ -126,99 +120,6 @@ const expected = {
     dockerHost:
         'a Docker engine address as DOCKER_HOST takes it: "ssh://user@host" (optionally :port), "tcp://host:2376" (TLS) or "unix:///path/to/docker.sock"',
 } as const;
-
-const sizeUnits: Readonly<Record<string, number>> = {
-    B: 1,
-    kB: 1e3,
-    KB: 1e3,
-    MB: 1e6,
-    GB: 1e9,
-    TB: 1e12,
-    KiB: 2 ** 10,
-    MiB: 2 ** 20,
-    GiB: 2 ** 30,
-    TiB: 2 ** 40,
-};
-
-/**
- * Image references as containerd and Docker read them: config validation, `pulumi up` and the
- * tools all agree on where an image lives.
- */
-export interface ImageReference {
-    /** Registry host as mirrors are keyed: `docker.io`, `registry.k8s.io`, `registry.local:5000`. */
-    registry: string;
-    /** Repository path on that registry: `library/nginx`, `coredns/coredns`. */
-    repository: string;
-    /** What to ask the registry for: the digest when there is one, else the tag. */
-    reference: string;
-    tag?: string;
-    digest?: string;
-    /** The fully qualified form, e.g. `docker.io/library/nginx:1.27`. */
-    canonical: string;
-}
-
-const component = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
-const referencePattern = new RegExp(
-    `^(?:(?<domain>[a-zA-Z0-9.-]+(?::[0-9]+)?)/)?(?<path>${component}(?:/${component})*)(?::(?<tag>[\\w][\\w.-]{0,127}))?(?:@(?<digest>sha256:[a-f0-9]{64}))?$`,
-);
-
-/**
- * Parses `ref` with Docker's normalisation: no registry means `docker.io`, and a one-part
- * Docker Hub name lives under `library/`. Without a tag or digest the tag is `latest`.
- *
- * @returns undefined when `ref` is not an image reference
- */
-export function parseImageReference(ref: string): ImageReference | undefined {
-    const match = referencePattern.exec(ref);
-    if (!match?.groups) return undefined;
-    let { domain, path } = match.groups as { domain?: string; path: string };
-    const { tag: explicitTag, digest } = match.groups;
-    // A first part without "." or ":" (and not localhost) is a Docker Hub namespace, not a host.
-    if (domain !== undefined && !/[.:]/.test(domain) && domain !== "localhost") {
-        if (!new RegExp(`^${component}$`).test(domain)) return undefined;
-        path = `${domain}/${path}`;
-        domain = undefined;
-    }
-    const registry = domain === undefined || domain === "index.docker.io" ? "docker.io" : domain;
-    const repository = registry === "docker.io" && !path.includes("/") ? `library/${path}` : path;
-    const tag = explicitTag ?? (digest ? undefined : "latest");
-    const canonical = `${registry}/${repository}${tag ? `:${tag}` : ""}${digest ? `@${digest}` : ""}`;
-    return { registry, repository, reference: digest ?? tag!, tag, digest, canonical };
-}
-
-/** Where a `dockerHost` engine is: `address` is its host name or address, for ssh:// and tcp://. */
-interface DockerHost {
-    url: string;
-    scheme: "ssh" | "tcp" | "unix";
-    address?: string;
-}
-
-/** Parses a `dockerHost` value; undefined when Docker would not take it. */
-export function parseDockerHost(value: string): DockerHost | undefined {
-    let url: URL;
-    try {
-        url = new URL(value);
-    } catch {
-        return undefined;
-    }
-    const scheme = url.protocol.slice(0, -1);
-    const bare = url.pathname === "" || url.pathname === "/";
-    const plain = !url.search && !url.hash;
-    if (scheme === "ssh" && url.hostname && bare && plain && !url.password)
-        return { url: value, scheme, address: url.hostname.replace(/^\[|\]$/g, "") };
-    if (scheme === "tcp" && url.hostname && url.port && bare && plain && !url.username)
-        return { url: value, scheme, address: url.hostname.replace(/^\[|\]$/g, "") };
-    if (scheme === "unix" && !url.hostname && url.pathname.length > 1 && plain)
-        return { url: value, scheme };
-    return undefined;
-}
-
-/** `maxSize` and `prune --to`: "20GiB" → bytes; undefined when it is not a size. */
-export function parseSize(text: string): number | undefined {
-    const match = /^(\d+(?:\.\d+)?)([a-zA-Z]+)$/.exec(text);
-    const unit = match && sizeUnits[match[2]];
-    return unit ? Math.floor(Number(match[1]) * unit) : undefined;
-}
 
 /** One grammar for every image reference in config: the one the tools and caches use. */
 const imageReference = (message: string) =>
@@ -400,10 +301,6 @@ const settingsSchema = settingsObject
             defaultMirrorHost(settings.cluster),
     }));
 
-/** The machine of a `dockerHost` on another machine (ssh:// or tcp://); undefined for this one's. */
-export const dockerHostAddress = (dockerHost: string | undefined) =>
-    dockerHost === undefined ? undefined : parseDockerHost(dockerHost)?.address;
-
 /**
  * On another machine the front sees this one's nodes and tools from this machine's own address,
  * which nothing in the default allow-list covers: everyone would get 403.
@@ -436,19 +333,10 @@ function defaultMirrorHost(cluster: Pick<ClusterSettings, "cidr">): string {
     return cidrAddress(cluster.cidr, 1);
 }
 
-/** The address at `offset` in an IPv4 network: 1 is Talos's gateway, 2 its first node. */
-export function cidrAddress(cidr: string, offset: number): string {
-    const [address, prefix] = cidr.split("/");
-    const base = address.split(".").reduce((value, octet) => value * 256 + Number(octet), 0);
-    const network = Number(prefix) === 0 ? 0 : base - (base % 2 ** (32 - Number(prefix)));
-    const value = network + offset;
-    return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join(".");
-}
-
 function requireRoomForClusterNodes(settings: { cluster: ClusterSettings }, ctx: z.RefinementCtx) {
     const { cidr, controlplanes, workers } = settings.cluster;
     if (!isIPv4Cidr(cidr)) return; // reported by the field's own check
-    const size = 2 ** (32 - Number(cidr.split("/")[1]));
+    const size = networkSize(cidr);
     const nodes = controlplanes + workers;
     // Talos puts the gateway at offset 1 and nodes from offset 2; the last address is broadcast.
     if (nodes + 3 > size) {
@@ -697,24 +585,8 @@ export function formatValue(path: readonly PropertyKey[], value: unknown): strin
 export function nearestKey(key: string, known: readonly string[]): string | undefined {
     let best: { key: string; distance: number } | undefined;
     for (const candidate of known) {
-        const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
+        const distance = levenshtein(key.toLowerCase(), candidate.toLowerCase());
         if (!best || distance < best.distance) best = { key: candidate, distance };
     }
     return best && best.distance <= Math.max(2, Math.floor(key.length / 3)) ? best.key : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-    let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-    for (let i = 1; i <= a.length; i++) {
-        const current = [i];
-        for (let j = 1; j <= b.length; j++) {
-            current[j] = Math.min(
-                previous[j] + 1,
-                current[j - 1] + 1,
-                previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
-            );
-        }
-        previous = current;
-    }
-    return previous[b.length];
 }

@@ -3,7 +3,7 @@
  * manifests and blobs it needs, all checked against the bundle before anything is written. Pure:
  * the caller reads the bundle's manifests and sizes (host/oci-layout.ts) and the caches' storage.
  */
-import { ImageReference } from "../mirrors";
+import { ImageReference } from "./image-reference";
 import { sha256Digest } from "./digest";
 import { Descriptor, Manifest, OciIndex, entryReference, parseManifest } from "./oci";
 

@@ -1,7 +1,8 @@
 /**
  * Invalid settings, said one way for the stack config and another for the `Caches` component's
- * arguments. Free of zod and of the schema, so the component's published types stay light.
+ * arguments. Its published types name neither zod nor the schema, so the component's stay light.
  */
+import { z } from "zod";
 
 /** Pulumi project name, and so the namespace of every config key (`pullthrough:<key>`). */
 export const configNamespace = "pullthrough";
@@ -58,12 +59,6 @@ export function formatKey(
     path: readonly PropertyKey[],
     spelling: KeySpelling = configSpelling,
 ): string {
-    let key = spelling.root;
-    path.forEach((segment, index) => {
-        if (typeof segment === "number") key += `[${segment}]`;
-        else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(String(segment)))
-            key += index === 0 ? String(segment) : `.${String(segment)}`;
-        else key += `[${JSON.stringify(String(segment))}]`;
-    });
-    return key;
+    // zod's own path spelling is Pulumi's `--path` one: `upstreams[0].port`, `credentials["docker.io"]`.
+    return `${spelling.root}${z.core.toDotPath(path as PropertyKey[])}`;
 }

@@ -16,3 +16,23 @@ export function formatBytes(bytes: number): string {
     }
     return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
+
+const sizeUnits: Readonly<Record<string, number>> = {
+    B: 1,
+    kB: 1e3,
+    KB: 1e3,
+    MB: 1e6,
+    GB: 1e9,
+    TB: 1e12,
+    KiB: 2 ** 10,
+    MiB: 2 ** 20,
+    GiB: 2 ** 30,
+    TiB: 2 ** 40,
+};
+
+/** `maxSize` and `prune --to`: "20GiB" → bytes; undefined when it is not a size. */
+export function parseSize(text: string): number | undefined {
+    const match = /^(\d+(?:\.\d+)?)([a-zA-Z]+)$/.exec(text);
+    const unit = match && sizeUnits[match[2]];
+    return unit ? Math.floor(Number(match[1]) * unit) : undefined;
+}

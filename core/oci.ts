@@ -3,7 +3,7 @@
  * and the image layout of a bundle (image-spec `image-layout.md`: `oci-layout`, `index.json`,
  * `blobs/sha256/<hex>`). Pure: the tools and the `up`-time checks share one reading of each.
  */
-import { ImageReference, parseImageReference } from "../mirrors";
+import { ImageReference, parseImageReference } from "./image-reference";
 import { hexOf, isDigest, sha256Digest } from "./digest";
 import { Platform } from "./images";
 

@@ -6,14 +6,8 @@
 import type { MirrorEndpoint } from "./caches-types";
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
-import {
-    CacheMode,
-    Credential,
-    LogLimits,
-    Settings,
-    defaultLogLimits,
-    dockerHostAddress,
-} from "../mirrors";
+import { CacheMode, Credential, LogLimits, Settings, defaultLogLimits } from "../mirrors";
+import { dockerHostAddress } from "./docker-host-url";
 import { healthcheckCommand, registryStoragePath, supervisorFacts } from "./container-facts";
 
 /** Everything about one cache that names, ports and client renderings must agree on. */

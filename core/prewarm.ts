@@ -3,7 +3,8 @@
  * the Command that does it. Pure; the Talos image set is read by the caller (host/talosctl.ts).
  */
 import type * as command from "@pulumi/command";
-import { ClusterSettings, Settings, talosImageSet, parseImageReference } from "../mirrors";
+import { ClusterSettings, Settings, talosImageSet } from "../mirrors";
+import { parseImageReference } from "./image-reference";
 import { ConfigError, ConfigProblem } from "./config-error";
 import { TalosctlVersion, hasProvisionerSubcommands, shellQuote } from "./cluster";
 import { formatRelease } from "./release";

@@ -10,7 +10,7 @@
  * prune keeps in each volume (pulledRecordFile), the tag's link (rewritten by every online pull
  * by tag) and when the image was stored.
  */
-import { ImageReference } from "../mirrors";
+import { ImageReference } from "./image-reference";
 import { CacheEndpoint } from "./plan";
 import { PartialUpload, Storage, StoredImage, storagePaths, storedImages } from "./storage-layout";
 import { formatBytes, formatUtc } from "./format";

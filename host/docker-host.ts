@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import * as path from "node:path";
-import { parseDockerHost } from "../mirrors";
+import { parseDockerHost } from "../core/docker-host-url";
 import { ConfigError } from "../core/config-error";
 
 /**

@@ -202,7 +202,7 @@ function tarFiles(file: string): Map<string, TarSpan> {
         const block = Buffer.alloc(tarBlock);
         let offset = 0;
         let longName: string | undefined;
-        let pax: Record<string, string> = {};
+        let pax: { path?: string; size?: number } = {};
         for (;;) {
             if (offset + tarBlock > fileSize)
                 throw new BundleError(
@@ -219,7 +219,7 @@ function tarFiles(file: string): Map<string, TarSpan> {
                         ? "neither a directory nor a tar archive"
                         : `not a valid tar: a broken header at byte ${offset}`,
                 );
-            const size = pax.size !== undefined ? Number(pax.size) : header.size;
+            const size = pax.size ?? header.size;
             const dataStart = offset + tarBlock;
             if (dataStart + size > fileSize)
                 throw new BundleError(

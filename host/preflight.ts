@@ -5,7 +5,8 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { networkInterfaces } from "node:os";
-import { Settings, formatValue, dockerHostAddress } from "../mirrors";
+import { Settings, formatValue } from "../mirrors";
+import { dockerHostAddress } from "../core/docker-host-url";
 import { ConfigError, ConfigProblem } from "../core/config-error";
 import {
     checkDockerHost,

@@ -8,7 +8,7 @@ import { CacheEndpoint } from "../core/plan";
 import { formatPrune, parseAge, planPrune, pruneReport, withinBudget } from "../core/prune-plan";
 import { formatStatus } from "../core/status-report";
 import { heldReferences, storedImages } from "../core/storage-layout";
-import { parseSize } from "../mirrors";
+import { parseSize } from "../core/format";
 import { cacheTrouble, withCacheViews } from "./cache-view";
 import { DockerCli } from "./docker";
 import { ExportReport, NotHeld, exportBundle, formatExport, formatExportedImage } from "./export";

@@ -9,7 +9,7 @@
  * volume holds, never the upstream, and every manifest and blob is checked against its digest on
  * the way out, so a corrupt copy stops the export instead of travelling.
  */
-import { ImageReference } from "../mirrors";
+import { ImageReference } from "../core/image-reference";
 import { Platform, formatPlatform } from "../core/images";
 import { Descriptor, Manifest, renderBundleIndex } from "../core/oci";
 import { BundleWriter } from "../host/oci-layout";

@@ -3,7 +3,7 @@
  * does (manifests with the same Accept list, `?ns=<registry>` on mirror requests) and to check
  * what a registry holds. Every manifest and blob read is checked against its digest.
  */
-import { ImageReference } from "../mirrors";
+import { ImageReference } from "../core/image-reference";
 import { createHash } from "node:crypto";
 import { IncomingMessage, get as httpGet, request as httpRequest } from "node:http";
 import { get as httpsGet, request as httpsRequest } from "node:https";

@@ -1,5 +1,5 @@
 /** What every tool shares: the caches it works on, how it reaches them, and how it fails. */
-import { ImageReference } from "../mirrors";
+import { ImageReference } from "../core/image-reference";
 import { CacheEndpoint } from "../core/plan";
 
 /** Thrown for input the tools cannot work with: an unknown image, a registry without a cache. */

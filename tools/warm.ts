@@ -2,7 +2,7 @@
  * Prewarm and verify: pull a list of images through the caches that serve their registries, and
  * check that the caches hold them in full. The CLI (tools/cli.ts) and `pulumi up` drive these.
  */
-import { ImageReference, parseImageReference } from "../mirrors";
+import { ImageReference, parseImageReference } from "../core/image-reference";
 import { refreshHeader } from "../core/front";
 import { Platform } from "../core/images";
 import {

@@ -5,7 +5,7 @@
  * client (distribution #3969). The fixture upstream sits behind the simulated WAN link, so every
  * fetch takes long enough for the clients to overlap.
  */
-import { parseImageReference } from "../../mirrors";
+import { parseImageReference } from "../../core/image-reference";
 import { createHash } from "node:crypto";
 import { lockTimeoutSeconds } from "../../core/front";
 import { docker } from "../../harness/docker";

@@ -4,7 +4,7 @@
  * Stopping a fixture upstream takes its name off the test network, which is what a cache sees on
  * a plane: the upstream does not answer at all.
  */
-import { parseImageReference } from "../../mirrors";
+import { parseImageReference } from "../../core/image-reference";
 import { createServer } from "node:http";
 import { AddressInfo } from "node:net";
 import { docker, dockerApi, sleep, waitFor } from "../../harness/docker";

@@ -2,7 +2,7 @@
  * `npm run prewarm`, `npm run verify` and `pullthrough:prewarm` on the real engine: the CLI runs
  * as a user runs it (tsx, exit codes, --json), against caches the program declared.
  */
-import { parseImageReference } from "../../mirrors";
+import { parseImageReference } from "../../core/image-reference";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";

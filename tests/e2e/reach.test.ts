@@ -9,7 +9,7 @@ import { docker, fixtureRegistryImage } from "../../harness/docker";
 import { TestStack } from "../../harness/stack";
 import { FixtureImage } from "../../harness/upstreams";
 import { image, layer } from "../../harness/oci";
-import { cidrAddress } from "../../mirrors";
+import { cidrAddress } from "../../core/network";
 
 jest.setTimeout(180_000);
 

@@ -256,7 +256,7 @@ describe("tar headers", () => {
     test("pax records", () => {
         expect(parsePaxRecords(Buffer.from("29 path=blobs/sha256/x/y/z/w\n11 size=77\n"))).toEqual({
             path: "blobs/sha256/x/y/z/w",
-            size: "77",
+            size: 77,
         });
     });
 });

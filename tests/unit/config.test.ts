@@ -3,7 +3,6 @@ import * as path from "node:path";
 import fc from "fast-check";
 import { parse as parseYaml } from "yaml";
 import {
-    cidrAddress,
     clusterKeys,
     configKeys,
     defaultUpstreams,
@@ -13,6 +12,7 @@ import {
     plainStringKeys,
     SettingsInput,
 } from "../../mirrors";
+import { cidrAddress } from "../../core/network";
 import type { CachesArgs } from "../../core/caches-types";
 import { ConfigError } from "../../core/config-error";
 import { config, upstream } from "./settings";

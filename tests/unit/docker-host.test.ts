@@ -6,7 +6,8 @@ import {
     dockerHostEnv,
     parsePublishedPorts,
 } from "../../host/docker-host";
-import { parseDockerHost, parseSettings } from "../../mirrors";
+import { parseSettings } from "../../mirrors";
+import { parseDockerHost } from "../../core/docker-host-url";
 
 const identity = { project: "pullthrough", stack: "dev" };
 

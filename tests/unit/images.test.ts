@@ -1,4 +1,4 @@
-import { parseImageReference } from "../../mirrors";
+import { parseImageReference } from "../../core/image-reference";
 import { formatPlatform, parsePlatform } from "../../core/images";
 
 describe("image references, normalised as Docker and containerd do", () => {

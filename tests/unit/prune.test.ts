@@ -1,7 +1,9 @@
 /** The pure parts of `npm run prune`: reading storage and the front's log, and deciding what goes. */
 import { createHash } from "node:crypto";
 import fc from "fast-check";
-import { parseSettings, parseSize, parseImageReference } from "../../mirrors";
+import { parseSettings } from "../../mirrors";
+import { parseSize } from "../../core/format";
+import { parseImageReference } from "../../core/image-reference";
 import { emptyLedger, pullActivity } from "../../core/ledger";
 import { foldLedger } from "../../harness/ledger";
 import {
