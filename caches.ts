@@ -19,7 +19,7 @@ import { clusterCommand, clusterCommandOptions } from "./core/cluster";
 import { ConfigError, argumentSpelling } from "./core/config-error";
 import { frontContainer, frontLedgerVolume, networkOptions, stackNetwork } from "./core/front";
 import { cacheContainer, cacheVolume, containerOptions, volumeOptions } from "./core/plan";
-import { importCommand, prewarmCommand, pruneCommand } from "./core/prewarm";
+import { importCommand, prewarmCommand, pruneCommand } from "./core/tool-commands";
 import * as render from "./core/render";
 import { packageRoot, readCacheSupervisor, readFrontScripts } from "./host/assets";
 import { dockerProviderArgs } from "./host/docker-host";

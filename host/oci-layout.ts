@@ -28,7 +28,7 @@ import { open } from "node:fs/promises";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { ConfigError } from "../core/config-error";
-import { BundleToImport } from "../core/prewarm";
+import { BundleToImport } from "../core/tool-commands";
 import {
     OciIndex,
     indexFile,

@@ -16,7 +16,7 @@ import { CacheEndpoint, cacheViewContainer, viewLabel, viewLeaseSeconds } from "
 import { readCacheSupervisor } from "../host/assets";
 import { DockerCli } from "./docker";
 import { untilInterrupted } from "./interrupt";
-import { CacheView, UsageError } from "./types";
+import { CacheView, EnvironmentError } from "./types";
 import { RegistryClient } from "./registry-client";
 
 /** How long a view may take to answer before the tool gives up on it. */
@@ -66,7 +66,7 @@ async function openCacheView(
     access: ViewAccess,
 ): Promise<CacheView & { close(): Promise<void> }> {
     const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
-        throw new UsageError(
+        throw new EnvironmentError(
             `the cache container ${cache.container} (for ${cache.registry}) does not exist; run npm run up first`,
         );
     });

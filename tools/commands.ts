@@ -29,7 +29,7 @@ import { formatPrewarmSummary, formatVerifyReport, progressReporter } from "./re
 import { StackView } from "./stack";
 import { readCacheStatus } from "./status";
 import { readStorage } from "./storage";
-import { RoutedImage, UsageError, fail } from "./types";
+import { EnvironmentError, RoutedImage, fail } from "./types";
 import { prewarmUntilStored, routeImages, storeRounds, verify } from "./warm";
 
 const sizeHint = "a size such as 20GiB, 500MB or 1.5TB";
@@ -129,7 +129,7 @@ async function reachableCaches(routed: readonly RoutedImage[]): Promise<CacheEnd
     await Promise.all(
         caches.map((cache) =>
             new RegistryClient(cache.hostEndpoint, cache.registry).ping().catch((error: Error) => {
-                throw new UsageError(
+                throw new EnvironmentError(
                     `the ${cache.registry} cache: ${error.message}; is the stack up (npm run up)?`,
                 );
             }),

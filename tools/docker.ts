@@ -1,7 +1,7 @@
 /** The docker CLI for the tools: trimmed stdout, or an error that says which command failed. */
 import { execFile } from "node:child_process";
 import { dockerHostEnv, dockerUnreachable } from "../host/docker-host";
-import { UsageError } from "./types";
+import { EnvironmentError } from "./types";
 
 /** The docker CLI pointed at the engine the caches run on. */
 export interface DockerCli {
@@ -51,7 +51,7 @@ function run(env: NodeJS.ProcessEnv, input: string, args: string[]): Promise<str
             if (!error) return resolve(stdout.trim());
             if ((error as NodeJS.ErrnoException).code === "ENOENT")
                 return reject(
-                    new UsageError(
+                    new EnvironmentError(
                         "the tools need the docker CLI (they look inside the caches); none found on PATH",
                     ),
                 );
@@ -60,7 +60,7 @@ function run(env: NodeJS.ProcessEnv, input: string, args: string[]): Promise<str
                     new Error(`docker ${args[0]}: printed more than ${outputLimit >> 20} MiB`),
                 );
             const unreachable = dockerUnreachable(stderr);
-            if (unreachable) return reject(new UsageError(unreachable));
+            if (unreachable) return reject(new EnvironmentError(unreachable));
             reject(
                 new Error(`docker ${args[0]}: ${oneLineCause(stderr, String(error))}`, {
                     cause: error,

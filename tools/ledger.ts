@@ -15,7 +15,7 @@ import {
 import { CacheEndpoint } from "../core/plan";
 import { DockerCli, exitCodeOf } from "./docker";
 import { frontOf } from "./front";
-import { UsageError } from "./types";
+import { EnvironmentError } from "./types";
 
 /** The front container that serves `caches` (one front serves them all), if one runs. */
 const frontOfStack = async (docker: DockerCli, caches: readonly CacheEndpoint[]) =>
@@ -34,7 +34,7 @@ export async function readFrontLedger(
         return parseLedger(await docker("exec", front, "sh", "-c", ledgerReadScript(syncId)));
     } catch (error) {
         if (exitCodeOf(error) === noLedgerExitCode)
-            throw new UsageError(
+            throw new EnvironmentError(
                 `the front ${front} keeps no ledger (a Pullthrough older than the ledger made it); run npm run up`,
             );
         throw error;

@@ -13,7 +13,7 @@ import { pulledRecordFile } from "../core/storage-layout";
 import { DockerCli } from "./docker";
 import { forgetInLedger, readFrontLedger } from "./ledger";
 import { readStorage, removeStoragePaths, writeVolumeFile } from "./storage";
-import { UsageError } from "./types";
+import { EnvironmentError } from "./types";
 
 /** Reads every cache's storage and the front's ledger (once: one front serves every cache), for planPrune. */
 export async function readCacheContents(
@@ -25,7 +25,7 @@ export async function readCacheContents(
         caches.map(async (cache) => {
             const storage = await readStorage(docker, cache.container).catch((error: Error) => {
                 throw /No such container/.test(error.message)
-                    ? new UsageError(
+                    ? new EnvironmentError(
                           `the cache container ${cache.container} (for ${cache.registry}) does not exist; run npm run up first`,
                       )
                     : error;

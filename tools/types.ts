@@ -10,6 +10,17 @@ export class UsageError extends Error {
     }
 }
 
+/**
+ * Thrown when the machine is not as the tool needs it: no docker CLI, an engine that does not
+ * answer, a cache or front that is not there or too old. Like a UsageError, exit 2.
+ */
+export class EnvironmentError extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "EnvironmentError";
+    }
+}
+
 /** Stops the tool with a UsageError: input it cannot work with. */
 export function fail(message: string): never {
     throw new UsageError(message);

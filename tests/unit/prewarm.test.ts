@@ -1,5 +1,6 @@
 import { planCaches } from "../../core/plan";
-import { planPrewarm, prewarmCommand } from "../../core/prewarm";
+import { planPrewarm } from "../../core/prewarm";
+import { prewarmCommand } from "../../core/tool-commands";
 import { mirrorsByRegistry } from "../../core/render";
 import { parseSettings } from "../../mirrors";
 import { ConfigError } from "../../core/config-error";
