@@ -2,9 +2,9 @@
  * Talos's machine-config JSON schemas (`pkg/machinery/config/schemas/config.schema.json`) at the
  * tags the tests check against: the copies beside the checkout (`../shared/reference/
  * talos-schemas`, or `$PULLTHROUGH_SHARED`) when there are some, else the files from the Talos
- * repository at their tags, fetched once into `.cache/talos-schemas` (git ignores it). Every copy
- * is checked against the sha256 recorded here, computed from `git show <tag>:<path>` of
- * siderolabs/talos.
+ * repository at their tags, which `npm run talos-schemas` (run by .ci/run) fetches once into
+ * `.cache/talos-schemas` (git ignores it); a test run never downloads. Every copy is checked
+ * against the sha256 recorded here, computed from `git show <tag>:<path>` of siderolabs/talos.
  */
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
@@ -33,37 +33,62 @@ function pinned(file: string, digest: string): Buffer | undefined {
     return sha256(bytes) === digest ? bytes : undefined;
 }
 
-/**
- * The schema of `version`, parsed.
- *
- * @throws an Error of one line that says what to do when no copy can be had
- */
-export async function talosSchema(version: TalosSchemaVersion): Promise<unknown> {
-    const digest = talosSchemaDigests[version];
+/** The pinned copy of `version` beside the checkout or in the cache, if there is one. */
+const localCopy = (version: TalosSchemaVersion) => {
     const name = `config-${version}.json`;
-    const local =
-        pinned(path.join(sharedDir, name), digest) ?? pinned(path.join(cacheDir, name), digest);
-    if (local) return JSON.parse(local.toString("utf8"));
-    const url = talosSchemaUrl(version);
-    let bytes: Buffer;
-    try {
-        const response = await fetch(url);
-        if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        bytes = Buffer.from(await response.arrayBuffer());
-    } catch (error) {
-        const cause = (error as { cause?: { code?: string } }).cause?.code ?? String(error);
+    const digest = talosSchemaDigests[version];
+    return pinned(path.join(sharedDir, name), digest) ?? pinned(path.join(cacheDir, name), digest);
+};
+
+/**
+ * The schema of `version`, parsed, from a local copy: tests never download.
+ *
+ * @throws an Error of one line that says how to get the copies
+ */
+export function talosSchema(version: TalosSchemaVersion): unknown {
+    const local = localCopy(version);
+    if (!local)
         throw new Error(
-            `Talos ${version} schema: not in ${sharedDir} and the download from ${url} failed (${cause}); run the tests once with a network, or set PULLTHROUGH_SHARED to a folder holding reference/talos-schemas`,
-            { cause: error },
+            `Talos ${version} schema: not in ${sharedDir} nor ${cacheDir}; run npm run talos-schemas once with a network`,
         );
+    return JSON.parse(local.toString("utf8"));
+}
+
+/** Downloads the schemas no local copy has, saying in one line what it fetches from where. */
+async function fetchMissing(): Promise<void> {
+    const missing = (Object.keys(talosSchemaDigests) as TalosSchemaVersion[]).filter(
+        (version) => !localCopy(version),
+    );
+    if (missing.length === 0) {
+        console.log(
+            `talos-schemas: Talos ${Object.keys(talosSchemaDigests).join(" and ")} machine-config schemas are here, pinned; nothing to download`,
+        );
+        return;
     }
-    if (sha256(bytes) !== digest)
-        throw new Error(
-            `Talos ${version} schema: ${url} has sha256 ${sha256(bytes)}, not the pinned ${digest}`,
-        );
+    console.log(
+        `talos-schemas: downloading Talos ${missing.join(" and ")} machine-config schemas from raw.githubusercontent.com/siderolabs/talos into ${cacheDir}`,
+    );
     mkdirSync(cacheDir, { recursive: true });
-    const partial = path.join(cacheDir, `${name}.partial`);
-    writeFileSync(partial, bytes);
-    renameSync(partial, path.join(cacheDir, name));
-    return JSON.parse(bytes.toString("utf8"));
+    for (const version of missing) {
+        const url = talosSchemaUrl(version);
+        const response = await fetch(url);
+        if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+        const bytes = Buffer.from(await response.arrayBuffer());
+        const digest = talosSchemaDigests[version];
+        if (sha256(bytes) !== digest)
+            throw new Error(`${url} has sha256 ${sha256(bytes)}, not the pinned ${digest}`);
+        const partial = path.join(cacheDir, `config-${version}.json.partial`);
+        writeFileSync(partial, bytes);
+        renameSync(partial, path.join(cacheDir, `config-${version}.json`));
+    }
+}
+
+if (require.main === module) {
+    fetchMissing().catch((error: unknown) => {
+        const cause = (error as { cause?: { code?: string } }).cause?.code;
+        console.error(
+            `talos-schemas: ${error instanceof Error ? error.message : String(error)}${cause ? ` (${cause})` : ""}`,
+        );
+        process.exit(1);
+    });
 }

@@ -17,7 +17,7 @@ import {
     verifyJson,
 } from "../../tools/json";
 import { PrunePlan, pruneReport } from "../../core/prune-plan";
-import { CacheStatus } from "../../core/status-report";
+import { CacheStatus, formatStatus } from "../../core/status-report";
 
 const root = path.resolve(__dirname, "../..");
 const read = (file: string) => readFileSync(path.join(root, file), "utf8");
@@ -183,34 +183,54 @@ test("the README's JSON shapes are what the tools print", () => {
     expect(failure.ok).toBe(false);
 });
 
+/** A cache status with every field, optional ones too. */
+const everyField: Required<CacheStatus> = {
+    registry: "",
+    port: 0,
+    mode: "",
+    serving: "",
+    health: "",
+    problem: "",
+    frontAnswer: "",
+    degraded: false,
+    disk: { usedBytes: 0, freeBytes: 0 },
+    partialUploads: { count: 0, bytes: 0 },
+    repositories: 0,
+    images: 0,
+    since: { requests: "", upstream: "" },
+    requests: 0,
+    hits: 0,
+    frontHits: 0,
+    misses: 0,
+    servedBytes: 0,
+    upstreamBytes: 0,
+    hitRatio: null,
+    savedBytes: 0,
+    lastCheck: null,
+};
+
+test("the README stays short: at most 300 lines", () => {
+    expect(readme.trimEnd().split("\n").length).toBeLessThanOrEqual(300);
+});
+
+test("the README's status sample has the lines status prints, in its order", () => {
+    const sample = /\$ npm run --silent status\n([\s\S]*?)```/.exec(readme)![1];
+    const since = { requests: "2026-12-07T10:26:33.000Z", upstream: "" };
+    const printed = formatStatus([{ ...everyField, registry: "ghcr.io", since }], false);
+    const shape = (text: string) =>
+        text
+            .split("\n")
+            .map((line) => /^\s*(\S+)/.exec(line)?.[1] ?? "")
+            .filter((word) => word !== "" && word !== "…");
+    // The cache's own name aside: disk, hits, bytes, check, the footer.
+    expect(shape(sample).slice(1)).toEqual(shape(printed).slice(1));
+    expect(sample).toContain(printed.split("\n").at(-2)!);
+});
+
 test("status's documented fields are those of a cache's status", () => {
-    const status: Required<CacheStatus> = {
-        registry: "",
-        port: 0,
-        mode: "",
-        serving: "",
-        health: "",
-        problem: "",
-        frontAnswer: "",
-        degraded: false,
-        disk: { usedBytes: 0, freeBytes: 0 },
-        partialUploads: { count: 0, bytes: 0 },
-        repositories: 0,
-        images: 0,
-        since: { requests: "", upstream: "" },
-        requests: 0,
-        hits: 0,
-        frontHits: 0,
-        misses: 0,
-        servedBytes: 0,
-        upstreamBytes: 0,
-        hitRatio: null,
-        savedBytes: 0,
-        lastCheck: null,
-    };
     const documented = /each cache with these fields:\s([^.]*)\./.exec(read("docs/tools.md"))![1];
     const fields = backticked(documented);
-    expect(new Set(fields)).toEqual(new Set(Object.keys(status)));
+    expect(new Set(fields)).toEqual(new Set(Object.keys(everyField)));
 });
 
 test("the configuration tables list exactly the schema's keys, in its order", () => {

@@ -1,7 +1,7 @@
 /**
  * The Talos renderings against Talos's own machine-config JSON schemas (JSON Schema 2020-12,
  * `pkg/machinery/config/schemas/config.schema.json` at v1.11.0 and v1.13.9; harness/
- * talos-schemas.ts finds or fetches them, pinned by sha256): `talosConfigPatch` is valid up to
+ * talos-schemas.ts finds them, pinned by sha256, where `npm run talos-schemas` put them): `talosConfigPatch` is valid up to
  * 1.11 and gone from the schema from 1.12; `talosMirrorDocuments` is valid from 1.12 and unknown
  * before.
  */
@@ -14,9 +14,9 @@ import { TalosSchemaVersion, talosSchema } from "../../harness/talos-schemas";
 import { config, identity, upstream } from "./settings";
 
 const schemas = new Map<TalosSchemaVersion, unknown>();
-beforeAll(async () => {
+beforeAll(() => {
     for (const version of ["v1.11.0", "v1.13.9"] as const)
-        schemas.set(version, await talosSchema(version));
+        schemas.set(version, talosSchema(version));
 });
 
 /** A validator for one `$defs` entry of the schema of one Talos version. */
