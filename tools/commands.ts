@@ -34,6 +34,11 @@ import { prewarmUntilStored, routeImages, storeRounds, verify } from "./warm";
 
 const sizeHint = "a size such as 20GiB, 500MB or 1.5TB";
 
+/** A tool's result: its JSON document under `--json`, else its screen. */
+function printResult(values: Run["values"], json: object, screen: () => string): void {
+    console.log(values.json ? JSON.stringify(json, null, 2) : screen());
+}
+
 /** A parsed command line, the stack it works on, and the docker CLI that reaches its caches. */
 export interface Run {
     /** The tool's own flags, as given (a flag not given is undefined). */
@@ -61,11 +66,7 @@ export async function runStatus({ stack, values, docker }: Run): Promise<number>
         stack.caches.map((cache) => readCacheStatus(docker, cache, ledger)),
     );
     const report = statusJson(statuses);
-    console.log(
-        values.json
-            ? JSON.stringify(report, null, 2)
-            : formatStatus(statuses, Boolean(process.stdout.isTTY)),
-    );
+    printResult(values, report, () => formatStatus(statuses, Boolean(process.stdout.isTTY)));
     return report.ok ? 0 : 1;
 }
 
@@ -93,11 +94,7 @@ export async function runPrune({ stack, values, docker }: Run): Promise<number> 
     const dryRun = values["dry-run"] ?? false;
     if (!dryRun) await applyPrune(docker, stack.caches, plan);
     const ok = withinBudget(plan);
-    console.log(
-        values.json
-            ? JSON.stringify(pruneReport(plan, dryRun, ok), null, 2)
-            : formatPrune(plan, dryRun),
-    );
+    printResult(values, pruneReport(plan, dryRun, ok), () => formatPrune(plan, dryRun));
     return ok ? 0 : 1;
 }
 
@@ -166,7 +163,7 @@ export async function runExport({
         throw error;
     });
     if (!report) return 1;
-    console.log(values.json ? JSON.stringify(exportJson(report), null, 2) : formatExport(report));
+    printResult(values, exportJson(report), () => formatExport(report));
     return 0;
 }
 
@@ -186,7 +183,7 @@ export async function runImport({
         dryRun,
         onImage,
     });
-    console.log(values.json ? JSON.stringify(importJson(report), null, 2) : formatImport(report));
+    printResult(values, importJson(report), () => formatImport(report));
     return 0;
 }
 
@@ -280,10 +277,6 @@ export async function runPrewarm({
     ).finally(() => progress?.stop());
     const seconds = (Date.now() - started) / 1000;
     const report = prewarmJson(results, seconds);
-    console.log(
-        values.json
-            ? JSON.stringify(report, null, 2)
-            : `\n${formatPrewarmSummary(results, seconds)}`,
-    );
+    printResult(values, report, () => `\n${formatPrewarmSummary(results, seconds)}`);
     return report.ok ? 0 : 1;
 }
