@@ -14,7 +14,12 @@ import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
 import { parseCachesArgs } from "./mirrors";
-import type { CachesArgs, ClusterOutput, MirrorEndpoint } from "./core/caches-types";
+import type {
+    AnyRegistryEndpoint,
+    CachesArgs,
+    ClusterOutput,
+    MirrorEndpoint,
+} from "./core/caches-types";
 import { clusterCommand, clusterCommandOptions } from "./core/cluster";
 import { ConfigError, argumentSpelling } from "./core/config-error";
 import { frontContainer, frontLedgerVolume, networkOptions, stackNetwork } from "./core/front";
@@ -42,6 +47,16 @@ export class Caches extends pulumi.ComponentResource {
     readonly talosMirrorDocuments: pulumi.Output<string>;
     /** containerd `hosts.toml` per registry (`<config_path>/<registry>/hosts.toml`). */
     readonly containerdHosts: pulumi.Output<Record<string, string>>;
+    /** The one port that serves every cache, routed by containerd's `ns`. */
+    readonly anyRegistry: pulumi.Output<AnyRegistryEndpoint>;
+    /** A `machine.registries.mirrors."*"` patch: that port for every registry (Talos 1.4+). */
+    readonly talosAnyRegistryPatch: pulumi.Output<string>;
+    /** A `RegistryMirrorConfig` document named `*` (Talos 1.12+). */
+    readonly talosAnyRegistryDocuments: pulumi.Output<string>;
+    /** containerd `_default/hosts.toml`: that port for any registry without its own folder. */
+    readonly containerdDefaultHosts: pulumi.Output<string>;
+    /** `talosctl cluster create` flags for it: `--registry-mirror '*=<endpoint>'`. */
+    readonly anyRegistryMirrorFlags: pulumi.Output<string[]>;
     /** The images warmed before anything pulls, fully qualified. */
     readonly prewarmImages: pulumi.Output<string[]>;
     /** The shell command that creates a Talos cluster with these mirrors. */
@@ -69,13 +84,18 @@ export class Caches extends pulumi.ComponentResource {
 
         // Outputs resolve once the caches are ready, and carry that as a dependency: a resource
         // that takes `talosConfigPatch` waits for healthy, warm caches.
-        const { settings, caches, prewarmImages, clusterPlan } = planned;
+        const { settings, caches, anyRegistry, prewarmImages, clusterPlan } = planned;
         const whenReady = <T>(value: T) => afterAll(ready, value);
         this.mirrors = whenReady(render.mirrorsByRegistry(caches));
         this.registryMirrorFlags = whenReady(render.registryMirrorFlags(caches));
         this.talosConfigPatch = whenReady(render.talosConfigPatch(caches));
         this.talosMirrorDocuments = whenReady(render.talosMirrorDocuments(caches));
         this.containerdHosts = whenReady(render.containerdHosts(caches));
+        this.anyRegistry = whenReady(anyRegistry);
+        this.talosAnyRegistryPatch = whenReady(render.talosAnyRegistryPatch(anyRegistry));
+        this.talosAnyRegistryDocuments = whenReady(render.talosAnyRegistryDocuments(anyRegistry));
+        this.containerdDefaultHosts = whenReady(render.containerdDefaultHosts(anyRegistry));
+        this.anyRegistryMirrorFlags = whenReady(render.anyRegistryMirrorFlags(anyRegistry));
         this.prewarmImages = whenReady(prewarmImages);
         this.talosctlCreate = whenReady(clusterPlan.create);
         this.dockerHost = whenReady(settings.dockerHost ?? null);
@@ -87,6 +107,11 @@ export class Caches extends pulumi.ComponentResource {
             talosConfigPatch: this.talosConfigPatch,
             talosMirrorDocuments: this.talosMirrorDocuments,
             containerdHosts: this.containerdHosts,
+            anyRegistry: this.anyRegistry,
+            talosAnyRegistryPatch: this.talosAnyRegistryPatch,
+            talosAnyRegistryDocuments: this.talosAnyRegistryDocuments,
+            containerdDefaultHosts: this.containerdDefaultHosts,
+            anyRegistryMirrorFlags: this.anyRegistryMirrorFlags,
             prewarmImages: this.prewarmImages,
             talosctlCreate: this.talosctlCreate,
             dockerHost: this.dockerHost,

@@ -14,6 +14,11 @@ export const registryMirrorFlags = caches.registryMirrorFlags;
 export const talosConfigPatch = caches.talosConfigPatch;
 export const talosMirrorDocuments = caches.talosMirrorDocuments;
 export const containerdHosts = caches.containerdHosts;
+export const anyRegistry = caches.anyRegistry;
+export const talosAnyRegistryPatch = caches.talosAnyRegistryPatch;
+export const talosAnyRegistryDocuments = caches.talosAnyRegistryDocuments;
+export const containerdDefaultHosts = caches.containerdDefaultHosts;
+export const anyRegistryMirrorFlags = caches.anyRegistryMirrorFlags;
 export const prewarmImages = caches.prewarmImages;
 export const talosctlCreate = caches.talosctlCreate;
 // For the tools: the engine their `docker` commands must reach (null: this machine's).

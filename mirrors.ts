@@ -244,6 +244,8 @@ const settingsObject = z.strictObject({
     bindAddress: z.string(expected.ipv4).refine(isIPv4, expected.ipv4).default("0.0.0.0"),
     // Derived from the cluster when unset: see defaultMirrorHost.
     mirrorHost: z.string(expected.host).refine(isHost, expected.host).optional(),
+    // The front's one port for every registry, routed by containerd's `ns` (docs/talos.md).
+    anyRegistryPort: port.default(5005),
     ttl: duration.default("0"),
     keepCache: z.boolean(expected.boolean).default(true),
     namePrefix: z
@@ -289,6 +291,7 @@ const settingsObject = z.strictObject({
 });
 
 const settingsSchema = settingsObject
+    .superRefine(requireAnyRegistryPortOfItsOwn)
     .superRefine(requireCredentialsForConfiguredRegistries)
     .superRefine(requireCachesForPrewarmImages)
     .superRefine(requireRoomForClusterNodes)
@@ -348,6 +351,22 @@ function requireRoomForClusterNodes(settings: { cluster: ClusterSettings }, ctx:
             message: `a network with room for a gateway and ${nodes} nodes (/${widest} or wider)`,
         });
     }
+}
+
+function requireAnyRegistryPortOfItsOwn(
+    settings: { upstreams: Upstream[]; anyRegistryPort: number },
+    ctx: z.RefinementCtx,
+) {
+    const index = settings.upstreams.findIndex(
+        (upstream) => upstream.port === settings.anyRegistryPort,
+    );
+    if (index >= 0)
+        ctx.addIssue({
+            code: "custom",
+            path: ["anyRegistryPort"],
+            input: settings.anyRegistryPort,
+            message: `a port no upstream uses (upstreams[${index}] has it)`,
+        });
 }
 
 function requireDistinctRegistriesAndPorts(upstreams: Upstream[], ctx: z.RefinementCtx) {
@@ -441,6 +460,7 @@ const expectedForKey = {
     frontImage: expected.image,
     bindAddress: expected.ipv4,
     mirrorHost: expected.host,
+    anyRegistryPort: expected.port,
     ttl: expected.duration,
     keepCache: expected.boolean,
     namePrefix: expected.namePrefix,

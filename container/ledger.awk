@@ -14,6 +14,11 @@
 #   manifest <registry> <repository>:<tag>|@<digest> <epoch s>   last served
 #   blob <registry> <digest> <epoch s>                    last sent by GET
 #   synced <id> …                                        the tools' latest syncs
+#   unrouted <ns> <requests> <epoch s>                   asked of the one port, no cache for it
+#
+# The one port (core/front.ts) also writes `msec unrouted ns` for a request no cache serves; its
+# ns counts in lower case, "(none)" when there was none, at most 100 of them, the rest as
+# "(others)", so the record stays small whatever clients send.
 #
 # Written whole to a temporary file and renamed over the record: at most once a second while
 # pulls come in, at once for a sync, and at the end of input (the front stopping). Runs on the
@@ -36,6 +41,11 @@ function load(line,    field) {
         front_hits[field[2]] = field[5]
     } else if (field[1] == "manifest") manifest[field[2] " " field[3]] = field[4]
     else if (field[1] == "blob") blob[field[2] " " field[3]] = field[4]
+    else if (field[1] == "unrouted") {
+        if (!(field[2] in unrouted)) unrouted_kinds++
+        unrouted[field[2]] = field[3]
+        unrouted_last[field[2]] = field[4]
+    }
 }
 
 /^sync [0-9a-f]+$/ {
@@ -52,6 +62,25 @@ function load(line,    field) {
     if (field[3] == "manifest") delete manifest[field[2] " " field[4]]
     else delete blob[field[2] " " field[4]]
     dirty = 1
+    next
+}
+
+NF == 3 && $2 == "unrouted" {
+    ns = tolower($3)
+    # The query as sent: Go's client sends a port's colon as %3A.
+    gsub(/%3a/, ":", ns)
+    if (ns == "-" || ns == "") ns = "(none)"
+    else if (ns !~ /^[a-z0-9][a-z0-9.-]*(:[0-9]+)?$/) ns = "(invalid)"
+    if (!(ns in unrouted) && unrouted_kinds >= 100) ns = "(others)"
+    if (!(ns in unrouted)) unrouted_kinds++
+    unrouted[ns] += 1
+    now = int($1)
+    unrouted_last[ns] = now
+    dirty = 1
+    if (now >= last_flush + 1) {
+        last_flush = now
+        flush()
+    }
     next
 }
 
@@ -89,6 +118,8 @@ function flush(    temporary, key) {
         printf "served %s %.0f %.0f %.0f\n", key, requests[key], bytes[key], front_hits[key] > temporary
     for (key in manifest) printf "manifest %s %.0f\n", key, manifest[key] > temporary
     for (key in blob) printf "blob %s %.0f\n", key, blob[key] > temporary
+    for (key in unrouted)
+        printf "unrouted %s %.0f %.0f\n", key, unrouted[key], unrouted_last[key] > temporary
     if (synced != "") printf "synced%s\n", synced > temporary
     close(temporary)
     system("mv -f '" temporary "' '" record "'")

@@ -75,6 +75,8 @@ export interface CachesArgs {
     bindAddress?: string;
     /** The host name or address nodes reach the caches at; default the cluster network's gateway. */
     mirrorHost?: string;
+    /** The front's one port for every registry, routed by containerd's `ns`; default 5005. */
+    anyRegistryPort?: number;
     /** How long cached content lives, as a Go duration; default `"0"`, forever. */
     ttl?: string | 0;
     /** Keep the cache volumes when the component is destroyed; default true. */
@@ -116,6 +118,15 @@ export interface MirrorEndpoint {
     volume: string;
     /** The stack network the front reaches the cache (and its views) on. */
     network: string;
+}
+
+/** The `anyRegistry` output: the one endpoint that serves every cache, routed by `ns`. */
+export interface AnyRegistryEndpoint {
+    port: number;
+    /** The URL cluster nodes pull through: `http://<mirrorHost>:<port>`. */
+    endpoint: string;
+    /** The URL this host reaches it at. */
+    hostEndpoint: string;
 }
 
 /** The `cluster` output: what the created cluster is, and which mirror form its Talos takes. */

@@ -28,7 +28,7 @@ import {
 import { accessLogFormat } from "./access-log";
 import { sha256Hex } from "./digest";
 import { registryContainerPort } from "./container-facts";
-import { ledgerFiles, ledgerLogFormat, ledgerPathPattern } from "./ledger";
+import { ledgerFiles, ledgerLogFormat, ledgerPathPattern, unroutedLogFormat } from "./ledger";
 
 /**
  * How long a request waits for another request's fetch of the same blob before it is served on
@@ -87,7 +87,7 @@ const quotingSocket = `${frontCacheRoot}/quoting.sock`;
 const registryHeader = "X-Pullthrough-Registry";
 
 /** Cache keys: the cache port, then the request path (`proxy_cache_key` in frontConfig). */
-const frontCacheKey = (port: number, uri: string) => `${port}${uri}`;
+const frontCacheKey = (port: number | string, uri: string) => `${port}${uri}`;
 
 /**
  * The file holding the front's copy of `uri` on `port`, for `levels=1:2`: the key's md5 under a
@@ -119,6 +119,8 @@ export interface Front {
     allowed: string[];
     labels: Record<string, string>;
     logs: LogLimits;
+    /** The one port that serves every cache, routed by `ns` (`anyRegistryPort`). */
+    anyRegistryPort: number;
 }
 
 export function planFront(settings: Settings, identity: StackIdentity): Front {
@@ -138,6 +140,7 @@ export function planFront(settings: Settings, identity: StackIdentity): Front {
         ],
         labels: stackLabels(identity),
         logs: settings.logs,
+        anyRegistryPort: settings.anyRegistryPort,
     };
 }
 
@@ -169,18 +172,66 @@ const frontNetworksInclude = "/etc/nginx/pullthrough-networks.conf";
  */
 const frontResolverInclude = "/etc/nginx/pullthrough-resolver.conf";
 
-/** The nginx config of the front: what every cache port shares, then a server per cache port. */
-export function frontConfig(caches: readonly Cache[], allowed: readonly string[]): string {
-    return `${sharedFrontConfig(caches)}${caches.map((cache) => cacheServer(cache, allowed)).join("\n")}
+/**
+ * The nginx config of the front: what every cache port shares, a server per cache port, and the
+ * one port for every registry.
+ */
+export function frontConfig(
+    caches: readonly Cache[],
+    allowed: readonly string[],
+    anyRegistryPort: number,
+): string {
+    return `${sharedFrontConfig(caches, anyRegistryPort)}${caches.map((cache) => cacheServer(cache, allowed)).join("\n")}
+${anyRegistryServer(anyRegistryPort, allowed)}
+`;
+}
+
+/**
+ * The `ns` values that reach a registry's cache: its own name, and for docker.io the hosts
+ * Docker Hub is also known by (containerd sends the image's registry as written, `docker.io`
+ * for a bare name). nginx's `$arg_ns` is the query as sent, and Go's url.Values.Encode sends a
+ * port's colon as `%3A`: a registry with a port is matched in that form too.
+ */
+export const nsAliases = (registry: string) =>
+    registry === "docker.io"
+        ? [registry, "registry-1.docker.io", "index.docker.io"]
+        : registry.includes(":")
+          ? [registry, registry.replace(":", "%3A")]
+          : [registry];
+
+/**
+ * The maps of the one port: `ns` to the cache's registry (nginx matches map strings ignoring
+ * case, ngx_http_map_module), and a registry to its container and port, which the front's
+ * cache keys by, so a blob is one copy and one fetch whichever port asked.
+ */
+function anyRegistryMaps(caches: readonly Cache[]): string {
+    const rows = (pairs: [string, string][]) =>
+        pairs.map(([from, to]) => `    "${from}" "${to}";`).join("\n");
+    return `map $arg_ns $pullthrough_route {
+    default "";
+${rows(caches.flatMap((cache) => nsAliases(cache.registry).map((ns): [string, string] => [ns, cache.registry])))}
+}
+map $pullthrough_route $pullthrough_route_cache {
+    default "";
+${rows(caches.map((cache) => [cache.registry, cache.name]))}
+}
+map $pullthrough_route $pullthrough_route_port {
+    default "";
+${rows(caches.map((cache) => [cache.registry, String(cache.port)]))}
+}
 `;
 }
 
 /** The front's logs, its cache, the hop that quotes ETags and its health endpoint. */
-function sharedFrontConfig(caches: readonly Cache[]): string {
-    const registries = caches.map((cache) => `    ${cache.port} "${cache.registry}";`).join("\n");
+function sharedFrontConfig(caches: readonly Cache[], anyRegistryPort: number): string {
+    const registries = [
+        ...caches.map((cache) => `    ${cache.port} "${cache.registry}";`),
+        `    ${anyRegistryPort} $pullthrough_route;`,
+    ].join("\n");
     return `# Rendered by Pullthrough (core/front.ts); replaced with the front container on every change.
 log_format pullthrough '${accessLogFormat}';
 log_format pullthrough_ledger '${ledgerLogFormat}';
+log_format pullthrough_unrouted '${unroutedLogFormat}';
 # What the tools send to a cache's view (verify, prewarm's checks, import) is not a pull: the
 # access log and the ledger hold pulls only, and the ledger only pulls of content.
 map ${headerVariable(viewHeader)} $pullthrough_pull {
@@ -193,6 +244,11 @@ map $uri $pullthrough_content {
 }
 map $server_port $pullthrough_registry {
 ${registries}
+}
+${anyRegistryMaps(caches)}# A request the one port has no cache for: content paths only, counted by its ns.
+map "$pullthrough_route:$pullthrough_content" $pullthrough_unrouted {
+    ":1" 1;
+    default 0;
 }
 # The engine's DNS (written at start). A restarted registry may come back at another address:
 # names are re-resolved every 2 s, and a connection to a stale address gives up after 2 s (a 502
@@ -237,20 +293,14 @@ server {
 `;
 }
 
-/** The server of one cache port: who may pull, the front's cache, and the way to a view. */
-function cacheServer(cache: Cache, allowed: readonly string[]): string {
+/** What every client-facing server shares: who may pull, and how requests go to a registry. */
+function clientServerCommon(allowed: readonly string[]): string {
     const access = [
         `include ${frontNetworksInclude};`,
         ...allowed.map((network) => `allow ${network};`),
         "deny all;",
     ].join("\n    ");
-    return `
-# ${cache.registry}
-server {
-    listen ${cache.port};
-    access_log /var/log/nginx/access.log pullthrough if=$pullthrough_pull;
-    access_log ${ledgerFiles.pipe} pullthrough_ledger if=$pullthrough_content;
-    # Who may pull (README, Security): everyone else gets 403.
+    return `    # Who may pull (README, Security): everyone else gets 403.
     ${access}
     # Pushes are refused by the registry; their bodies need not be buffered first.
     client_max_body_size 0;
@@ -259,7 +309,51 @@ server {
     proxy_set_header Host $http_host;
     proxy_set_header X-Forwarded-For $remote_addr;
     proxy_connect_timeout 2s;
-    proxy_read_timeout 900s;
+    proxy_read_timeout 900s;`;
+}
+
+/**
+ * Content addressed by digest, through the front's cache: one fetch per blob however many ask.
+ * `keyPort` is the cache's port (or the variable holding it): every port that reaches a cache
+ * shares its copies and its locks. `guard` runs first (the one port's refusal of an unknown ns).
+ */
+function digestLocation(keyPort: string, guard = ""): string {
+    return `    location ~ "^/v2/.+/(blobs|manifests)/sha256:${sha256Hex}$" {${guard}
+        proxy_pass http://unix:${quotingSocket};
+        # A location's proxy_set_header replaces the server's: all three are set here.
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header ${registryHeader} $registry;
+        proxy_cache pullthrough;
+        proxy_cache_key "${frontCacheKey(keyPort, "$uri")}";
+        proxy_cache_valid 200 ${frontCacheInactive};
+        proxy_cache_lock on;
+        proxy_cache_lock_timeout ${lockTimeoutSeconds}s;
+        proxy_cache_lock_age ${lockTimeoutSeconds}s;
+        proxy_cache_bypass ${headerVariable(refreshHeader)};
+        proxy_ignore_headers Cache-Control Expires Set-Cookie X-Accel-Expires X-Accel-Buffering;
+        # Byte ranges of every copy, cold or cached, as the registry answers from its volume; its
+        # proxy path sends no Accept-Ranges (ngx_http_proxy_module, since nginx 1.7.7).
+        proxy_force_ranges on;
+        add_header X-Pullthrough-Cache $upstream_cache_status always;
+    }`;
+}
+
+/** Everything else (tags, the API base, uploads), straight to the registry. */
+const passLocation = (guard = "") => `    location / {${guard}
+        proxy_pass $registry;
+        proxy_buffering off;
+    }`;
+
+/** The server of one cache port: who may pull, the front's cache, and the way to a view. */
+function cacheServer(cache: Cache, allowed: readonly string[]): string {
+    return `
+# ${cache.registry}
+server {
+    listen ${cache.port};
+    access_log /var/log/nginx/access.log pullthrough if=$pullthrough_pull;
+    access_log ${ledgerFiles.pipe} pullthrough_ledger if=$pullthrough_content;
+${clientServerCommon(allowed)}
     # A variable makes nginx resolve the registry per request: a replaced registry has a new address.
     set $registry http://${cache.name}:${registryContainerPort};
     # A view's traffic (the tools reading or filling a volume) goes past the front's cache.
@@ -279,30 +373,47 @@ server {
         proxy_max_temp_file_size 0;
     }
 
-    location ~ "^/v2/.+/(blobs|manifests)/sha256:${sha256Hex}$" {
-        proxy_pass http://unix:${quotingSocket};
-        # A location's proxy_set_header replaces the server's: all three are set here.
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_set_header ${registryHeader} $registry;
-        proxy_cache pullthrough;
-        proxy_cache_key "${frontCacheKey(cache.port, "$uri")}";
-        proxy_cache_valid 200 ${frontCacheInactive};
-        proxy_cache_lock on;
-        proxy_cache_lock_timeout ${lockTimeoutSeconds}s;
-        proxy_cache_lock_age ${lockTimeoutSeconds}s;
-        proxy_cache_bypass ${headerVariable(refreshHeader)};
-        proxy_ignore_headers Cache-Control Expires Set-Cookie X-Accel-Expires X-Accel-Buffering;
-        # Byte ranges of every copy, cold or cached, as the registry answers from its volume; its
-        # proxy path sends no Accept-Ranges (ngx_http_proxy_module, since nginx 1.7.7).
-        proxy_force_ranges on;
-        add_header X-Pullthrough-Cache $upstream_cache_status always;
+${digestLocation(String(cache.port))}
+
+${passLocation()}
+}`;
+}
+
+/**
+ * The registry API's answer for a registry with no cache here: a 404 at once, never sent
+ * upstream, so containerd tries its next host and, last, the image's own registry.
+ */
+const unrouted = `
+        if ($pullthrough_route = "") {
+            return 404 '{"errors":[{"code":"NAME_UNKNOWN","message":"no cache here serves the registry this ns names; pull from the registry itself"}]}';
+        }`;
+
+/**
+ * The one port for every registry: containerd's `ns` (the image's registry, on every request it
+ * sends a mirror) picks the cache; an unknown or missing one gets a 404, counted by its ns in the
+ * ledger (status names them). The tools' views are reached on the caches' own ports.
+ */
+function anyRegistryServer(port: number, allowed: readonly string[]): string {
+    return `
+# every registry, by ns
+server {
+    listen ${port};
+    access_log /var/log/nginx/access.log pullthrough if=$pullthrough_pull;
+    access_log ${ledgerFiles.pipe} pullthrough_ledger if=$pullthrough_content;
+    access_log ${ledgerFiles.pipe} pullthrough_unrouted if=$pullthrough_unrouted;
+${clientServerCommon(allowed)}
+    default_type application/json;
+    add_header Docker-Distribution-API-Version registry/2.0 always;
+    set $registry http://$pullthrough_route_cache:${registryContainerPort};
+
+    # The API base answers for every registry: clients check it before they know one.
+    location = /v2/ {
+        return 200 '{}';
     }
 
-    location / {
-        proxy_pass $registry;
-        proxy_buffering off;
-    }
+${digestLocation("$pullthrough_route_port", unrouted)}
+
+${passLocation(unrouted)}
 }`;
 }
 
@@ -335,13 +446,16 @@ export function frontContainer(front: Front, caches: readonly Cache[], scripts: 
             `PULLTHROUGH_LEDGER_PROGRAM=${ledgerFiles.program}`,
         ],
         uploads: [
-            { file: frontConfigPath, content: frontConfig(caches, front.allowed) },
+            {
+                file: frontConfigPath,
+                content: frontConfig(caches, front.allowed, front.anyRegistryPort),
+            },
             { file: ledgerFiles.program, content: scripts.ledgerProgram },
         ],
         volumes: [{ volumeName: front.ledgerVolume, containerPath: ledgerFiles.volumePath }],
-        ports: caches.map((cache) => ({
-            internal: cache.port,
-            external: cache.port,
+        ports: [...caches.map((cache) => cache.port), front.anyRegistryPort].map((port) => ({
+            internal: port,
+            external: port,
             ip: front.bindAddress,
             protocol: "tcp",
         })),

@@ -31,6 +31,12 @@ export const ledgerLogFormat = [
 ].join("\\t");
 
 /**
+ * The line of a request the one port had no cache for (core/front.ts): when, and the `ns` it
+ * named (nginx writes "-" for none), tab-separated. The fold counts them by ns.
+ */
+export const unroutedLogFormat = ["$msec", "unrouted", "$arg_ns"].join("\\t");
+
+/**
  * The paths a pull is for: a repository's manifest or blob, no longer than the distribution spec
  * lets a name (255) and a tag (128) be, so every line stays under the pipe's atomic write size
  * (PIPE_BUF, 4096 bytes) and two workers' lines never interleave.
@@ -83,6 +89,8 @@ export interface Ledger {
     blobs: Map<string, Map<string, number>>;
     /** The latest syncs the record acknowledges. */
     synced: string[];
+    /** Registries clients asked the one port for and no cache serves, by `ns` (lower case). */
+    unrouted: Map<string, { requests: number; last: number }>;
 }
 
 export const emptyLedger = (since: number): Ledger => ({
@@ -91,6 +99,7 @@ export const emptyLedger = (since: number): Ledger => ({
     manifests: new Map(),
     blobs: new Map(),
     synced: [],
+    unrouted: new Map(),
 });
 
 const noFigures: ServedFigures = { requests: 0, bytes: 0, frontHits: 0 };
@@ -121,6 +130,10 @@ export function parseLedger(text: string): Ledger {
                 Number(time),
             );
         } else if (kind === "synced") ledger.synced = fields;
+        else if (kind === "unrouted" && fields.length === 3) {
+            const [ns, requests, last] = fields;
+            ledger.unrouted.set(ns, { requests: Number(requests), last: Number(last) });
+        }
     }
     return ledger;
 }

@@ -3,7 +3,7 @@
  * resources that run it as plain data. Pure: index.ts wraps secrets and wires dependencies, and
  * the verify view and the bench build their containers from the same definitions.
  */
-import type { MirrorEndpoint } from "./caches-types";
+import type { AnyRegistryEndpoint, MirrorEndpoint } from "./caches-types";
 import type * as docker from "@pulumi/docker";
 import type * as pulumi from "@pulumi/pulumi";
 import { CacheMode, Credential, LogLimits, Settings, defaultLogLimits } from "../mirrors";
@@ -65,12 +65,25 @@ export interface StackIdentity {
 export const stackNetworkName = (settings: Pick<Settings, "namePrefix">) =>
     `${settings.namePrefix}net`;
 
+/** Where this machine reaches the front: the engine's machine, at its bind address if one is set. */
+function frontHostAddress(settings: Pick<Settings, "dockerHost" | "bindAddress">): string {
+    const dockerHostMachine = dockerHostAddress(settings.dockerHost) ?? "127.0.0.1";
+    return settings.bindAddress === "0.0.0.0" ? dockerHostMachine : settings.bindAddress;
+}
+
+/** The front's one port for every registry: where nodes and this host reach it. */
+export function planAnyRegistry(settings: Settings): AnyRegistryEndpoint {
+    const port = settings.anyRegistryPort;
+    return {
+        port,
+        endpoint: `http://${settings.mirrorHost}:${port}`,
+        hostEndpoint: `http://${frontHostAddress(settings)}:${port}`,
+    };
+}
+
 /** Derives one cache per upstream from validated settings. */
 export function planCaches(settings: Settings, identity: StackIdentity): Cache[] {
-    // Where this machine reaches the front: the engine's machine, at its bind address if one is set.
-    const dockerHostMachine = dockerHostAddress(settings.dockerHost) ?? "127.0.0.1";
-    const hostAddress =
-        settings.bindAddress === "0.0.0.0" ? dockerHostMachine : settings.bindAddress;
+    const hostAddress = frontHostAddress(settings);
     return settings.upstreams.map((upstream) => {
         const remote = new URL(upstream.remote).origin;
         return {

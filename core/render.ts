@@ -5,6 +5,7 @@
 import { stringify as toYaml } from "yaml";
 import type { MirrorEndpoint } from "./caches-types";
 import { Cache, CacheEndpoint, cacheEndpoint } from "./plan";
+import type { AnyRegistryEndpoint } from "./caches-types";
 
 /** The `mirrors` output: each cache's endpoint, keyed by its registry. */
 export type MirrorsOutput = Record<string, MirrorEndpoint>;
@@ -63,3 +64,34 @@ export function containerdHosts(caches: readonly Cache[]): Record<string, string
 /** One registry's `hosts.toml`: pull from `mirror`, and from `server` when the mirror fails. */
 export const hostsToml = (server: string, mirror: string) =>
     `server = ${JSON.stringify(server)}\n\n[host.${JSON.stringify(mirror)}]\n  capabilities = ["pull", "resolve"]\n`;
+
+/** `machine.registries.mirrors."*"`: one mirror for every registry, the one port (Talos 1.4+). */
+export function talosAnyRegistryPatch(anyRegistry: AnyRegistryEndpoint): string {
+    return toYaml({
+        machine: { registries: { mirrors: { "*": { endpoints: [anyRegistry.endpoint] } } } },
+    });
+}
+
+/** The same as a `RegistryMirrorConfig` document named `*` (Talos 1.12+). */
+export function talosAnyRegistryDocuments(anyRegistry: AnyRegistryEndpoint): string {
+    return toYaml({
+        apiVersion: "v1alpha1",
+        kind: "RegistryMirrorConfig",
+        name: "*",
+        endpoints: [{ url: anyRegistry.endpoint }],
+    });
+}
+
+/**
+ * containerd's `_default/hosts.toml` (1.6.17+, 1.7+): the one port for any registry without its
+ * own folder. No `server`: containerd then falls back to the image's own registry, as Talos
+ * renders a `*` mirror.
+ */
+export const containerdDefaultHosts = (anyRegistry: AnyRegistryEndpoint) =>
+    `[host.${JSON.stringify(anyRegistry.endpoint)}]\n  capabilities = ["pull", "resolve"]\n`;
+
+/** `talosctl cluster create --registry-mirror '*=<endpoint>'`: talosctl passes `*` through. */
+export const anyRegistryMirrorFlags = (anyRegistry: AnyRegistryEndpoint) => [
+    "--registry-mirror",
+    `*=${anyRegistry.endpoint}`,
+];

@@ -5,7 +5,7 @@
  * attention, and the screen.
  */
 import { CacheHealth } from "./container-facts";
-import { ServedFigures } from "./ledger";
+import { Ledger, ServedFigures } from "./ledger";
 import { formatBytes, formatUtc } from "./format";
 import { CacheEndpoint } from "./plan";
 import { CacheCheck, storageLayout } from "./storage-layout";
@@ -204,8 +204,42 @@ export function bar(fraction: number, width = 10): string {
     return `${"█".repeat(filled)}${"░".repeat(width - filled)}`;
 }
 
+/** A registry clients asked the one port for, which no cache serves (nodes fetched it directly). */
+export interface UnservedRegistry {
+    /** The `ns` clients sent, lower case; `(none)` for requests without one. */
+    registry: string;
+    requests: number;
+    /** The last such request, ISO 8601. */
+    lastRequest: string;
+}
+
+/** The ledger's unrouted requests, most asked first. */
+export function unservedRegistries(ledger: Ledger | undefined): UnservedRegistry[] {
+    return [...(ledger?.unrouted ?? [])]
+        .map(([registry, { requests, last }]) => ({
+            registry,
+            requests,
+            lastRequest: new Date(last * 1000).toISOString(),
+        }))
+        .sort((a, b) => b.requests - a.requests || a.registry.localeCompare(b.registry));
+}
+
+/** One line per unserved registry: what to do about it. */
+function formatUnserved(unserved: readonly UnservedRegistry[]): string[] {
+    return unserved.map(({ registry, requests }) => {
+        const count = `${requests} request${requests === 1 ? "" : "s"}`;
+        return registry === "(none)"
+            ? `  no ns: ${count} from clients that do not name their registry: give them a cache's own port`
+            : `  ${registry}: ${count}, no cache (nodes fetched it directly): add an upstream`;
+    });
+}
+
 /** The status screen: a block per cache, bars where a terminal shows them. */
-export function formatStatus(statuses: readonly CacheStatus[], bars: boolean): string {
+export function formatStatus(
+    statuses: readonly CacheStatus[],
+    bars: boolean,
+    unserved: readonly UnservedRegistry[] = [],
+): string {
     const percent = (value: number) => `${Math.round(value * 100)}%`;
     const blocks = statuses.map((status) => {
         const diskShare =
@@ -226,6 +260,9 @@ export function formatStatus(statuses: readonly CacheStatus[], bars: boolean): s
     const counting = statuses.map((status) => status.since.requests).find(Boolean);
     return [
         ...blocks,
+        ...(unserved.length > 0
+            ? ["", "Asked of the one port, with no cache:", ...formatUnserved(unserved)]
+            : []),
         "",
         counting
             ? `Counting since ${formatUtc(new Date(counting))}, across restarts and log rotation.`

@@ -17,14 +17,27 @@ export interface PulledImage {
     digest: string;
 }
 
+/**
+ * How `ctr` reaches registries: every host but this one's loopback through a proxy at a closed
+ * loopback port (Go's ProxyFromEnvironment, which containerd's transport uses), so a fallback to
+ * a real registry fails here, before any packet (or DNS lookup) leaves the machine.
+ */
+const onlyLoopback = {
+    HTTPS_PROXY: "http://127.0.0.1:1",
+    HTTP_PROXY: "http://127.0.0.1:1",
+    NO_PROXY: "127.0.0.1,localhost",
+};
+
 export class Containerd {
     private constructor(
         private readonly dir: string,
         private readonly daemon: ChildProcess,
         readonly address: string,
+        private readonly env: NodeJS.ProcessEnv,
     ) {}
 
-    static async start(): Promise<Containerd> {
+    /** `loopbackOnly`: ctr reaches nothing but this host's loopback (see onlyLoopback). */
+    static async start({ loopbackOnly = false } = {}): Promise<Containerd> {
         const dir = mkdtempSync(path.join(tmpdir(), "pt-containerd-"));
         const address = path.join(dir, "containerd.sock");
         const config = path.join(dir, "config.toml");
@@ -47,7 +60,8 @@ export class Containerd {
         });
         let log = "";
         daemon.stderr!.on("data", (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
-        const containerd = new Containerd(dir, daemon, address);
+        const env = loopbackOnly ? { ...process.env, ...onlyLoopback } : process.env;
+        const containerd = new Containerd(dir, daemon, address, env);
         await waitFor("containerd to answer", 20_000, async () => {
             if (daemon.exitCode !== null) throw new Error(`containerd exited: ${log}`);
             await containerd.ctr("default", "version");
@@ -65,7 +79,7 @@ export class Containerd {
         const { stdout } = await run(
             "ctr",
             ["--address", this.address, "--namespace", namespace, ...args],
-            { timeout: 120_000, maxBuffer: 16 << 20 },
+            { timeout: 120_000, maxBuffer: 16 << 20, env: this.env },
         );
         return stdout;
     }
@@ -87,8 +101,12 @@ export class Containerd {
      * content between namespaces, so only a new content store fetches everything).
      * @returns the digest each reference resolved to
      */
-    static async pullOnNewNode(refs: readonly string[], hostsDir: string): Promise<string[]> {
-        const containerd = await Containerd.start();
+    static async pullOnNewNode(
+        refs: readonly string[],
+        hostsDir: string,
+        options: { loopbackOnly?: boolean } = {},
+    ): Promise<string[]> {
+        const containerd = await Containerd.start(options);
         try {
             const digests: string[] = [];
             for (const ref of refs)

@@ -65,6 +65,8 @@ export class TestStack {
         readonly ports: Record<string, number>,
         /** containerd `hosts.toml` directory for the current outputs. */
         readonly hostsDir: string,
+        /** The front's one port for every registry: a free one, so suites run side by side. */
+        readonly anyRegistryPort: number,
     ) {
         this.docker = new DockerProviderStandIn(id);
         this.engine = new PulumiEngineStandIn([this.docker, this.commands]);
@@ -82,7 +84,8 @@ export class TestStack {
         await upstreams.seed(images);
         const ports: Record<string, number> = {};
         for (const registry of registries) ports[registry] = await freePort();
-        return new TestStack(id, upstreams, ports, mkdtempSync(path.join(tmpdir(), "pt-hosts-")));
+        const hostsDir = mkdtempSync(path.join(tmpdir(), "pt-hosts-"));
+        return new TestStack(id, upstreams, ports, hostsDir, await freePort());
     }
 
     /** `pulumi up` with the local caches' config plus `extra`; `upstreams` overrides the fixture list. */
@@ -90,7 +93,12 @@ export class TestStack {
         extra: Record<string, unknown> = {},
         upstreams = this.upstreams.upstreamsOn(this.ports),
     ) {
-        this.run = await this.engine.up(localStackConfig(`${this.id}-`, upstreams, extra));
+        this.run = await this.engine.up(
+            localStackConfig(`${this.id}-`, upstreams, {
+                anyRegistryPort: this.anyRegistryPort,
+                ...extra,
+            }),
+        );
         // Nodes read hosts.toml as the program renders it; only the fallback is closed off.
         rmSync(this.hostsDir, { recursive: true, force: true });
         writeHostsDir(

@@ -39,20 +39,30 @@ export function checkHost(settings: Settings, caches: readonly Cache[], front: F
     }
     const published = publishedPorts(settings.dockerHost);
     const listening = remote ? [] : listeningSockets();
-    caches.forEach((cache) => {
-        const container = published.get(cache.port);
-        if (container === front.name) return;
+    const ports = [
+        ...caches.map((cache) => ({
+            port: cache.port,
+            key: [
+                "upstreams",
+                settings.upstreams.findIndex((upstream) => upstream.port === cache.port),
+                "port",
+            ],
+        })),
+        { port: front.anyRegistryPort, key: ["anyRegistryPort"] },
+    ];
+    for (const { port, key } of ports) {
+        const container = published.get(port);
+        if (container === front.name) continue;
         const holder =
             container !== undefined
                 ? `container ${container}`
-                : holderOf(listening, cache.port, settings.bindAddress);
-        if (holder === undefined) return;
-        const index = settings.upstreams.findIndex((upstream) => upstream.port === cache.port);
+                : holderOf(listening, port, settings.bindAddress);
+        if (holder === undefined) continue;
         problems.push({
-            key: ["upstreams", index, "port"],
-            detail: `got ${cache.port}; expected a port free on ${settings.bindAddress} (${holder} holds it)`,
+            key,
+            detail: `got ${port}; expected a port free on ${settings.bindAddress} (${holder} holds it)`,
         });
-    });
+    }
     if (problems.length > 0) throw new ConfigError(problems);
 }
 

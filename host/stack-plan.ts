@@ -6,7 +6,7 @@
 import { hostPlatform } from "../core/images";
 import { planCluster } from "../core/cluster";
 import { planFront } from "../core/front";
-import { StackIdentity, planCaches } from "../core/plan";
+import { StackIdentity, planAnyRegistry, planCaches } from "../core/plan";
 import { planPrewarm } from "../core/prewarm";
 import { Settings } from "../mirrors";
 import { bundleToImport } from "./oci-layout";
@@ -45,5 +45,12 @@ export function planStack(
     const clusterPlan = planCluster(settings, caches, host, talosctlVersion);
     if (settings.cluster.enabled) requireBootAssets(clusterPlan.bootAssets);
     const bundle = bundleToImport(settings.importFrom, programDir);
-    return { caches, front, prewarmImages, clusterPlan, bundle };
+    return {
+        caches,
+        front,
+        anyRegistry: planAnyRegistry(settings),
+        prewarmImages,
+        clusterPlan,
+        bundle,
+    };
 }

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { formatPlatform, hostPlatform, Platform } from "../core/images";
 import { CacheEndpoint } from "../core/plan";
 import { formatPrune, parseAge, planPrune, pruneReport, withinBudget } from "../core/prune-plan";
-import { formatStatus } from "../core/status-report";
+import { formatStatus, unservedRegistries } from "../core/status-report";
 import { heldReferences, storedImages } from "../core/storage-layout";
 import { parseSize } from "../core/format";
 import { cacheTrouble, withCacheViews } from "./cache-view";
@@ -65,8 +65,11 @@ export async function runStatus({ stack, values, docker }: Run): Promise<number>
     const statuses = await Promise.all(
         stack.caches.map((cache) => readCacheStatus(docker, cache, ledger)),
     );
-    const report = statusJson(statuses);
-    printResult(values, report, () => formatStatus(statuses, Boolean(process.stdout.isTTY)));
+    const unserved = unservedRegistries(ledger);
+    const report = statusJson(statuses, unserved);
+    printResult(values, report, () =>
+        formatStatus(statuses, Boolean(process.stdout.isTTY), unserved),
+    );
     return report.ok ? 0 : 1;
 }
 

@@ -2,7 +2,7 @@
  * What each tool prints under `--json`: one builder per tool, so the shapes the README's tool
  * table quotes can be checked against the code (tests/unit/docs.test.ts).
  */
-import { CacheStatus } from "../core/status-report";
+import { CacheStatus, UnservedRegistry } from "../core/status-report";
 import { CacheCheck } from "../core/storage-layout";
 import { ExportReport } from "./export";
 import { ImportReport } from "./import";
@@ -29,9 +29,14 @@ export const verifyJson = (
     ...(repairs ? { repairs } : {}),
 });
 
-export const statusJson = (caches: readonly CacheStatus[]) => ({
+/** `unserved`: registries clients asked the one port for and no cache serves. */
+export const statusJson = (
+    caches: readonly CacheStatus[],
+    unserved: readonly UnservedRegistry[],
+) => ({
     ok: caches.every((cache) => !cache.degraded),
     caches,
+    unserved,
 });
 
 export const exportJson = (report: ExportReport) => ({ ok: true, ...report });

@@ -155,7 +155,8 @@ describe("with no config", () => {
         const front = byName(resources, containerType, "registry-front");
         expect(front.inputs.image).toBe("nginx:1");
         expect(front.inputs.ports).toEqual(
-            [5000, 5001, 5002, 5003, 5004, 5006].map((port) => ({
+            // The caches' ports, then the one port for every registry.
+            [5000, 5001, 5002, 5003, 5004, 5006, 5005].map((port) => ({
                 internal: port,
                 external: port,
                 ip: "0.0.0.0",
@@ -193,15 +194,39 @@ describe("with no config", () => {
         expect(network.options.deleteBeforeReplace).toBe(true);
     });
 
+    test("the one port for every registry, in each client's form", async () => {
+        const { outputs } = await run;
+        expect(outputs.anyRegistry).toEqual({
+            port: 5005,
+            endpoint: "http://10.5.0.1:5005",
+            hostEndpoint: "http://127.0.0.1:5005",
+        });
+        expect(outputs.anyRegistryMirrorFlags).toEqual([
+            "--registry-mirror",
+            "*=http://10.5.0.1:5005",
+        ]);
+        expect(outputs.containerdDefaultHosts).toBe(
+            '[host."http://10.5.0.1:5005"]\n  capabilities = ["pull", "resolve"]\n',
+        );
+        expect(outputs.talosAnyRegistryPatch).toBe(
+            'machine:\n  registries:\n    mirrors:\n      "*":\n        endpoints:\n          - http://10.5.0.1:5005\n',
+        );
+    });
+
     test("outputs tell clients where every cache is", async () => {
         const { outputs } = await run;
         expect(Object.keys(outputs).sort()).toEqual([
+            "anyRegistry",
+            "anyRegistryMirrorFlags",
             "cluster",
+            "containerdDefaultHosts",
             "containerdHosts",
             "dockerHost",
             "mirrors",
             "prewarmImages",
             "registryMirrorFlags",
+            "talosAnyRegistryDocuments",
+            "talosAnyRegistryPatch",
             "talosConfigPatch",
             "talosMirrorDocuments",
             "talosctlCreate",
@@ -260,9 +285,9 @@ describe("with a custom config", () => {
             upstreams.map((u) => [`ci-${u.registry}`, "registry:2"]).sort(),
         );
         expect(byName(resources, containerType, "ci-front").inputs.ports).toEqual(
-            upstreams.map((u) => ({
-                internal: u.port,
-                external: u.port,
+            [...upstreams.map((u) => u.port), 5005].map((port) => ({
+                internal: port,
+                external: port,
                 ip: "127.0.0.1",
                 protocol: "tcp",
             })),

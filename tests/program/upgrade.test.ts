@@ -33,7 +33,7 @@ test("the saved state is the flat stack of before: every resource at the stack's
     expect(before.filter((resource) => resource.type === containerType)).toHaveLength(3);
 });
 
-test("up after the upgrade moves every resource under Caches, and replaces, updates or deletes none", async () => {
+test("up after the upgrade moves every resource under Caches; no volume or cache goes, only the front, for its new port", async () => {
     await engine.up(saved.config);
     expect(previewTree(engine.steps)).toBe(
         [
@@ -46,18 +46,22 @@ test("up after the upgrade moves every resource under Caches, and replaces, upda
             "       ├─ docker:index/network:Network      registry-net",
             "       ├─ docker:index/container:Container  registry-docker.io",
             "       ├─ docker:index/container:Container  registry-ghcr.io",
-            "       ├─ docker:index/container:Container  registry-front",
+            "+-     ├─ docker:index/container:Container  registry-front      replace",
             "       ├─ command:local:Command             prewarm-caches",
             "       └─ command:local:Command             prune-caches",
         ].join("\n"),
     );
-    expect(engine.changes().map((step) => `${step.op} ${step.type}`)).toEqual([
-        "create pullthrough:index:Caches",
+    // The front publishes the one port for every registry (anyRegistryPort) since this was saved:
+    // Docker cannot add a port to a running container. The caches, their volumes and the
+    // ledger's are untouched.
+    expect(engine.changes().map((step) => `${step.op} ${step.name} ${step.changed}`)).toEqual([
+        "create pullthrough ",
+        "replace registry-front ports,uploads",
     ]);
     // Each found by its alias, at the URN it had, and now known by one under the component.
     for (const resource of before.filter((resource) => resource.custom)) {
         const step = engine.steps.find((candidate) => candidate.aliasedFrom === resource.urn)!;
-        expect(step.op).toBe("same");
+        expect(step.op).toBe(step.name === "registry-front" ? "replace" : "same");
         expect(step.urn).toBe(
             `urn:pulumi:dev::pullthrough::pullthrough:index:Caches$${resource.type}::${step.name}`,
         );
@@ -84,6 +88,7 @@ test("a settings change made with the upgrade replaces only the cache it concern
     expect(engine.changes().map((step) => `${step.op} ${step.name}`)).toEqual([
         "create pullthrough",
         "replace registry-ghcr.io",
+        "replace registry-front",
     ]);
 });
 

@@ -21,7 +21,7 @@ const entry: AccessLogEntry = {
 };
 
 test("the front logs in this format", () => {
-    expect(frontConfig([], [])).toContain(`log_format pullthrough '${accessLogFormat}';`);
+    expect(frontConfig([], [], 5005)).toContain(`log_format pullthrough '${accessLogFormat}';`);
 });
 
 test("a line the formatter writes parses back to the same entry", () => {

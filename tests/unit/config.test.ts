@@ -49,6 +49,7 @@ describe("defaults", () => {
             frontImage: "nginx:1",
             bindAddress: "0.0.0.0",
             mirrorHost: "10.5.0.1",
+            anyRegistryPort: 5005,
             ttl: "0",
             keepCache: true,
             namePrefix: "registry-",

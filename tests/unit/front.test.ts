@@ -13,7 +13,7 @@ const settings = parseSettings(
 );
 const caches = planCaches(settings, identity);
 const front = planFront(settings, identity);
-const rendered = frontConfig(caches, front.allowed);
+const rendered = frontConfig(caches, front.allowed, front.anyRegistryPort);
 
 /** The body of the server block that listens on `port`. */
 function server(port: number): string {
@@ -41,7 +41,7 @@ test("only paths addressed by digest are cached and coalesced; the rest passes t
 });
 
 test("a request with a view id in the view header goes to that read-only view, and nowhere else", () => {
-    const config = frontConfig(caches, ["127.0.0.0/8"]);
+    const config = frontConfig(caches, ["127.0.0.0/8"], 5005);
     expect(config).toContain(
         'if ($http_x_pullthrough_view ~ "^[0-9a-f]{32}$") {\n        set $registry http://t-docker.io-view-$http_x_pullthrough_view:5000;\n        rewrite ^ /pullthrough-view$uri last;\n    }',
     );
@@ -70,6 +70,8 @@ test("the front publishes every cache port on the bind address, uploads its conf
     expect(container.ports).toEqual([
         { internal: 5000, external: 5000, ip: "127.0.0.1", protocol: "tcp" },
         { internal: 5010, external: 5010, ip: "127.0.0.1", protocol: "tcp" },
+        // The one port for every registry.
+        { internal: 5005, external: 5005, ip: "127.0.0.1", protocol: "tcp" },
     ]);
     expect(container.uploads).toEqual([
         { file: "/etc/nginx/conf.d/default.conf", content: rendered },
@@ -90,7 +92,7 @@ test("only this host, the front's networks, the cluster network and allowFrom ma
     expect(allowed).toEqual(["127.0.0.0/8", "10.9.0.0/24", "192.168.1.0/24", "10.0.0.7"]);
     // A specific bind address is where this host's own clients come from.
     expect(front.allowed).toEqual(["127.0.0.0/8", "127.0.0.1", "10.5.0.0/24"]);
-    const body = frontConfig(planCaches(lab, identity), allowed);
+    const body = frontConfig(planCaches(lab, identity), allowed, 5005);
     const access = [
         "include /etc/nginx/pullthrough-networks.conf;",
         "allow 127.0.0.0/8;",
@@ -99,5 +101,30 @@ test("only this host, the front's networks, the cluster network and allowFrom ma
         "allow 10.0.0.7;",
         "deny all;",
     ].join("\n    ");
-    expect(body.split(access)).toHaveLength(planCaches(lab, identity).length + 1);
+    // Every cache port, and the one port for every registry.
+    expect(body.split(access)).toHaveLength(planCaches(lab, identity).length + 2);
+});
+
+test("the one port routes each registry by its ns, Docker Hub's other names and a port's encoded colon too", () => {
+    const lab = parseSettings(
+        config({ upstreams: [upstream("docker.io", 5000), upstream("registry.local:5443", 5010)] }),
+    );
+    const body = frontConfig(planCaches(lab, identity), [], 5005);
+    const route = body.split("map $arg_ns $pullthrough_route {")[1].split("}")[0];
+    expect(
+        route
+            .trim()
+            .split("\n")
+            .map((line) => line.trim()),
+    ).toEqual([
+        'default "";',
+        '"docker.io" "docker.io";',
+        '"registry-1.docker.io" "docker.io";',
+        '"index.docker.io" "docker.io";',
+        '"registry.local:5443" "registry.local:5443";',
+        '"registry.local%3A5443" "registry.local:5443";',
+    ]);
+    // Its copies are the caches' own: keyed by the cache's port, whichever port asked.
+    expect(body).toContain('proxy_cache_key "$pullthrough_route_port$uri";');
+    expect(body).toContain('proxy_cache_key "5000$uri";');
 });

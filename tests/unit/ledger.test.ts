@@ -14,6 +14,7 @@ import {
     parseLedger,
     pullActivity,
     servedBy,
+    unroutedLogFormat,
 } from "../../core/ledger";
 import { foldLedger } from "../../harness/ledger";
 
@@ -30,7 +31,7 @@ const pull = (line: Partial<LedgerLine>): LedgerLine => ({
 });
 
 test("the front writes its ledger lines in the format the program reads", () => {
-    const config = frontConfig([], []);
+    const config = frontConfig([], [], 5005);
     expect(config).toContain(`log_format pullthrough_ledger '${ledgerLogFormat}';`);
     expect(config).toContain(`"~${ledgerPathPattern}" $pullthrough_pull;`);
 });
@@ -138,4 +139,40 @@ test("the record's unknown lines are skipped", () => {
     expect(ledger.since).toBe(5);
     expect(servedBy(ledger, "docker.io")).toEqual({ requests: 1, bytes: 2, frontHits: 3 });
     expect(ledger.blobs.size).toBe(0);
+});
+
+describe("requests the one port had no cache for", () => {
+    const unrouted = (ns: string, time = 1_800_000_000.5) => `${time}\tunrouted\t${ns}`;
+
+    test("the front writes them in the format the program reads", () => {
+        expect(frontConfig([], [], 5005)).toContain(
+            `log_format pullthrough_unrouted '${unroutedLogFormat}';`,
+        );
+    });
+
+    test("are counted by ns, in lower case, with the last request, apart from what was served", () => {
+        const ledger = foldLedger([
+            unrouted("quay.io", 1_800_000_001),
+            unrouted("Quay.IO", 1_800_000_007),
+            unrouted("-"),
+            unrouted("nvcr.io%3A443"),
+            unrouted("bad ns\\x22"),
+            pull({}),
+        ]);
+        expect(Object.fromEntries(ledger.unrouted)).toEqual({
+            "quay.io": { requests: 2, last: 1_800_000_007 },
+            "(none)": { requests: 1, last: 1_800_000_000 },
+            "nvcr.io:443": { requests: 1, last: 1_800_000_000 },
+            "(invalid)": { requests: 1, last: 1_800_000_000 },
+        });
+        expect(servedBy(ledger, "docker.io").requests).toBe(1);
+    });
+
+    test("at most 100 names, the rest together: whatever clients send, the record stays small", () => {
+        const ledger = foldLedger(
+            Array.from({ length: 150 }, (_, i) => unrouted(`registry${i}.example`)),
+        );
+        expect(ledger.unrouted.size).toBe(101);
+        expect(ledger.unrouted.get("(others)")?.requests).toBe(50);
+    });
 });

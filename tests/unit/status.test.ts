@@ -7,7 +7,9 @@ import {
     countImages,
     formatStatus,
     parseUpstreamFigures,
+    unservedRegistries,
 } from "../../core/status-report";
+import { emptyLedger } from "../../core/ledger";
 
 test("the supervisor's upstream figures, and nothing from anything else", () => {
     expect(parseUpstreamFigures("upstream 1796635840 29 56708655\n")).toEqual({
@@ -157,4 +159,24 @@ describe("a cache's status from what was read", () => {
         });
         expect(status.problem).toBe("disk is full");
     });
+});
+
+test("registries asked of the one port with no cache are named, most asked first, with what to do", () => {
+    const ledger = emptyLedger(0);
+    ledger.unrouted.set("nvcr.io", { requests: 3, last: 1_800_000_000 });
+    ledger.unrouted.set("quay.io", { requests: 12, last: 1_800_000_100 });
+    ledger.unrouted.set("(none)", { requests: 1, last: 1_800_000_000 });
+    const unserved = unservedRegistries(ledger);
+    expect(unserved.map(({ registry, requests }) => [registry, requests])).toEqual([
+        ["quay.io", 12],
+        ["nvcr.io", 3],
+        ["(none)", 1],
+    ]);
+    expect(unserved[0].lastRequest).toBe("2027-01-15T08:01:40.000Z");
+    const screen = formatStatus([], false, unserved);
+    expect(screen).toContain(
+        "Asked of the one port, with no cache:\n  quay.io: 12 requests, no cache (nodes fetched it directly): add an upstream\n  nvcr.io: 3 requests, no cache (nodes fetched it directly): add an upstream\n  no ns: 1 request from clients that do not name their registry: give them a cache's own port",
+    );
+    expect(formatStatus([], false, [])).not.toContain("no cache");
+    expect(unservedRegistries(undefined)).toEqual([]);
 });

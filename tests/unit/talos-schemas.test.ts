@@ -7,8 +7,13 @@
  */
 import Ajv2020 from "ajv/dist/2020";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
-import { planCaches } from "../../core/plan";
-import { talosConfigPatch, talosMirrorDocuments } from "../../core/render";
+import { planAnyRegistry, planCaches } from "../../core/plan";
+import {
+    talosAnyRegistryDocuments,
+    talosAnyRegistryPatch,
+    talosConfigPatch,
+    talosMirrorDocuments,
+} from "../../core/render";
 import { parseSettings } from "../../mirrors";
 import { TalosSchemaVersion, talosSchema } from "../../harness/talos-schemas";
 import { config, identity, upstream } from "./settings";
@@ -63,4 +68,17 @@ test("Talos 1.13's schema no longer has machine.registries: editors reject talos
     expect(machine.errors).toEqual([
         expect.objectContaining({ params: { additionalProperty: "registries" } }),
     ]);
+});
+
+test("the one `*` mirror: Talos 1.11 takes the patch, Talos 1.13 the document", () => {
+    const anyRegistry = planAnyRegistry(parseSettings({}));
+    const wildcard = parseYaml(talosAnyRegistryPatch(anyRegistry)) as {
+        machine: { registries: unknown };
+    };
+    expect(validatorFor("v1.11.0", "v1alpha1.RegistriesConfig")(wildcard.machine.registries)).toBe(
+        true,
+    );
+    const document = validatorFor("v1.13.9", "cri.RegistryMirrorConfigV1Alpha1");
+    const rendered = parseYaml(talosAnyRegistryDocuments(anyRegistry));
+    expect([rendered.name, document(rendered), document.errors]).toEqual(["*", true, null]);
 });
