@@ -55,7 +55,7 @@ export class ConfigError extends Error {
 }
 
 /** Renders a settings path the way `pulumi config set --path` spells it, or as an argument path. */
-export function formatKey(
+function formatKey(
     path: readonly PropertyKey[],
     spelling: KeySpelling = configSpelling,
 ): string {

@@ -192,7 +192,7 @@ ${anyRegistryServer(anyRegistryPort, allowed)}
  * for a bare name). nginx's `$arg_ns` is the query as sent, and Go's url.Values.Encode sends a
  * port's colon as `%3A`: a registry with a port is matched in that form too.
  */
-export const nsAliases = (registry: string) =>
+const nsAliases = (registry: string) =>
     registry === "docker.io"
         ? [registry, "registry-1.docker.io", "index.docker.io"]
         : registry.includes(":")

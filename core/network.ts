@@ -18,7 +18,7 @@ export function isIPv4Cidr(value: string): boolean {
 /** A cluster network: a /8 or narrower, so never "everything" (0.0.0.0/0). */
 export const isClusterCidr = (value: string) => isIPv4Cidr(value) && prefixLength(value) >= 8;
 
-export const prefixLength = (cidr: string) => ipaddr.IPv4.parseCIDR(cidr)[1];
+const prefixLength = (cidr: string) => ipaddr.IPv4.parseCIDR(cidr)[1];
 
 /** How many addresses a network holds, its own and its broadcast address included. */
 export const networkSize = (cidr: string) => 2 ** (32 - prefixLength(cidr));

@@ -11,7 +11,7 @@ import * as path from "node:path";
 import type * as pulumiType from "@pulumi/pulumi";
 
 /** The stack program of this repository. */
-export const stackProgram = path.join(__dirname, "../index.ts");
+const stackProgram = path.join(__dirname, "../index.ts");
 
 export interface ResourceIdentity {
     urn: string;

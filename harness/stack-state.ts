@@ -13,7 +13,7 @@ import { InMemoryCommands, InMemoryDocker } from "./in-memory-providers";
 import { ExportedStack, PulumiEngineStandIn } from "./pulumi-engine";
 
 /** Stands for the folder the program ran from, which differs from clone to clone. */
-export const packageRootToken = "<packageRoot>";
+const packageRootToken = "<packageRoot>";
 
 /** A saved state, with the revision that made it and the config it was made with. */
 export interface SavedState {
