@@ -55,10 +55,7 @@ export class ConfigError extends Error {
 }
 
 /** Renders a settings path the way `pulumi config set --path` spells it, or as an argument path. */
-function formatKey(
-    path: readonly PropertyKey[],
-    spelling: KeySpelling = configSpelling,
-): string {
+function formatKey(path: readonly PropertyKey[], spelling: KeySpelling = configSpelling): string {
     // zod's own path spelling is Pulumi's `--path` one: `upstreams[0].port`, `credentials["docker.io"]`.
     return `${spelling.root}${z.core.toDotPath(path as PropertyKey[])}`;
 }
