@@ -36,3 +36,17 @@ export function parseSize(text: string): number | undefined {
     const unit = match && sizeUnits[match[2]];
     return unit ? Math.floor(Number(match[1]) * unit) : undefined;
 }
+
+/**
+ * The cause of a failed command in one line: the last line of its stderr that says something
+ * (the docker CLI and the scripts the tools run end with the error), at most 300 characters.
+ */
+export function oneLineCause(stderr: string, fallback: string): string {
+    const last = stderr
+        .split("\n")
+        .map((line) => line.trim())
+        .filter(Boolean)
+        .at(-1);
+    const cause = last ?? fallback.split("\n")[0].trim();
+    return cause.length > 300 ? `${cause.slice(0, 297)}...` : cause;
+}

@@ -10,6 +10,7 @@ import { ConfigError } from "../core/config-error";
 import { BootAsset, TalosctlVersion, parseTalosctlVersion, talosNodeImage } from "../core/cluster";
 import { KeptImageSets, chooseKeptImageSet, pulledByDefault } from "../core/talos-images";
 import { formatRelease } from "../core/release";
+import { oneLineCause } from "../core/format";
 import { TalosImageSet, qemuInstallerImage, retagTalosImages } from "../core/prewarm";
 
 /**
@@ -39,10 +40,10 @@ export function detectTalosctl(cluster: Pick<ClusterSettings, "talosctl">): Talo
 }
 
 const oneLine = (error: unknown) =>
-    ((error as { stderr?: string }).stderr || String((error as Error).message ?? error))
-        .trim()
-        .split("\n")
-        .at(-1)!;
+    oneLineCause(
+        (error as { stderr?: string }).stderr ?? "",
+        error instanceof Error ? error.message : String(error),
+    );
 
 /**
  * The talosctl version to build commands for: required when the stack creates the cluster, and

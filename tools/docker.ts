@@ -1,4 +1,5 @@
 /** The docker CLI for the tools: trimmed stdout, or an error that says which command failed. */
+import { oneLineCause } from "../core/format";
 import { execFile } from "node:child_process";
 import { dockerHostEnv, dockerUnreachable } from "../host/docker-host";
 import { EnvironmentError } from "./types";
@@ -28,20 +29,6 @@ const outputLimit = 64 << 20;
 export function exitCodeOf(error: unknown): number | undefined {
     const code = ((error as Error)?.cause as { code?: unknown } | undefined)?.code;
     return typeof code === "number" ? code : undefined;
-}
-
-/**
- * The cause of a failed command in one line: the last line of its stderr that says something
- * (the docker CLI and the scripts the tools run end with the error), at most 300 characters.
- */
-export function oneLineCause(stderr: string, fallback: string): string {
-    const last = stderr
-        .split("\n")
-        .map((line) => line.trim())
-        .filter(Boolean)
-        .at(-1);
-    const cause = last ?? fallback.split("\n")[0].trim();
-    return cause.length > 300 ? `${cause.slice(0, 297)}...` : cause;
 }
 
 function run(env: NodeJS.ProcessEnv, input: string, args: string[]): Promise<string> {

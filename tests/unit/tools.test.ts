@@ -16,7 +16,7 @@ import {
 import { fromOutputs, fromStackConfig } from "../../tools/stack";
 import { formatRepairs } from "../../tools/integrity";
 import { Manifest, RegistryError, selectPlatforms } from "../../tools/registry-client";
-import { oneLineCause } from "../../tools/docker";
+import { oneLineCause } from "../../core/format";
 import { Interrupted } from "../../tools/interrupt";
 import { UsageError } from "../../tools/types";
 import { limiter, routeImages } from "../../tools/warm";
