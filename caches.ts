@@ -13,6 +13,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
+import * as tls from "@pulumi/tls";
 import { parseCachesArgs } from "./mirrors";
 import type {
     AnyRegistryEndpoint,
@@ -20,12 +21,25 @@ import type {
     ClusterOutput,
     MirrorEndpoint,
 } from "./core/caches-types";
-import { clusterCommand, clusterCommandOptions } from "./core/cluster";
+import { clusterCommand, clusterCommandOptions, clusterCreateWithAccess } from "./core/cluster";
 import { ConfigError, argumentSpelling } from "./core/config-error";
-import { frontContainer, frontLedgerVolume, networkOptions, stackNetwork } from "./core/front";
+import {
+    FrontAccessFiles,
+    frontAccessUploads,
+    frontContainer,
+    frontLedgerVolume,
+    networkOptions,
+    stackNetwork,
+} from "./core/front";
 import { cacheContainer, cacheVolume, containerOptions, volumeOptions } from "./core/plan";
 import { importCommand, prewarmCommand, pruneCommand } from "./core/tool-commands";
 import * as render from "./core/render";
+import {
+    serverCertificate,
+    serverCertificateRequest,
+    stackCaCertificate,
+    stackKey,
+} from "./core/tls";
 import { packageRoot, readCacheSupervisor, readFrontScripts } from "./host/assets";
 import { dockerProviderArgs } from "./host/docker-host";
 import { planStack } from "./host/stack-plan";
@@ -57,6 +71,10 @@ export class Caches extends pulumi.ComponentResource {
     readonly containerdDefaultHosts: pulumi.Output<string>;
     /** `talosctl cluster create` flags for it: `--registry-mirror '*=<endpoint>'`. */
     readonly anyRegistryMirrorFlags: pulumi.Output<string[]>;
+    /** The CA that clients trust the front by (PEM): the stack's own, or `tls.ca`; else null. */
+    readonly caCertificate: pulumi.Output<string | null>;
+    /** A root shell script that makes Docker trust that CA for every port (`certs.d`); else null. */
+    readonly dockerCaInstall: pulumi.Output<string | null>;
     /** The images warmed before anything pulls, fully qualified. */
     readonly prewarmImages: pulumi.Output<string[]>;
     /** The shell command that creates a Talos cluster with these mirrors. */
@@ -79,25 +97,57 @@ export class Caches extends pulumi.ComponentResource {
         // Before this component, these resources sat at the stack's root; the alias keeps each
         // one's identity, so upgrading a stack replaces nothing.
         const child = { parent: this, aliases: [{ parent: pulumi.rootStackResource }] };
-        const front = declareCaches(planned, child);
-        const { ready, talosCluster } = declareCommands(planned, child, front);
+        const frontTls = declareTls(planned, child);
+        const front = declareCaches(planned, child, frontTls);
+        const { settings, caches, anyRegistry, prewarmImages, clusterPlan } = planned;
+
+        // What clients need besides the endpoints: the CA, and the first pull credential. An
+        // output that carries the credential is a secret.
+        const credential = settings.pullCredentials[0];
+        const access = pulumi
+            .output(frontTls?.ca)
+            .apply((ca): render.ClientAccess => ({ ca, credential }));
+        const withAccess = <T>(render: (access: render.ClientAccess) => T) => {
+            const rendered = access.apply(render);
+            return credential ? pulumi.secret(rendered) : rendered;
+        };
+        const talosctlCreate = withAccess((clientAccess) =>
+            clusterCreateWithAccess(clusterPlan, caches, clientAccess),
+        );
+        const { ready, talosCluster } = declareCommands(planned, child, front, talosctlCreate);
 
         // Outputs resolve once the caches are ready, and carry that as a dependency: a resource
         // that takes `talosConfigPatch` waits for healthy, warm caches.
-        const { settings, caches, anyRegistry, prewarmImages, clusterPlan } = planned;
-        const whenReady = <T>(value: T) => afterAll(ready, value);
+        const whenReady = <T>(value: pulumi.Input<T>) => afterAll(ready, value);
         this.mirrors = whenReady(render.mirrorsByRegistry(caches));
         this.registryMirrorFlags = whenReady(render.registryMirrorFlags(caches));
-        this.talosConfigPatch = whenReady(render.talosConfigPatch(caches));
-        this.talosMirrorDocuments = whenReady(render.talosMirrorDocuments(caches));
-        this.containerdHosts = whenReady(render.containerdHosts(caches));
+        this.talosConfigPatch = whenReady(withAccess((a) => render.talosConfigPatch(caches, a)));
+        this.talosMirrorDocuments = whenReady(
+            withAccess((a) => render.talosMirrorDocuments(caches, a)),
+        );
+        this.containerdHosts = whenReady(withAccess((a) => render.containerdHosts(caches, a)));
         this.anyRegistry = whenReady(anyRegistry);
-        this.talosAnyRegistryPatch = whenReady(render.talosAnyRegistryPatch(anyRegistry));
-        this.talosAnyRegistryDocuments = whenReady(render.talosAnyRegistryDocuments(anyRegistry));
-        this.containerdDefaultHosts = whenReady(render.containerdDefaultHosts(anyRegistry));
+        this.talosAnyRegistryPatch = whenReady(
+            withAccess((a) => render.talosAnyRegistryPatch(anyRegistry, a)),
+        );
+        this.talosAnyRegistryDocuments = whenReady(
+            withAccess((a) => render.talosAnyRegistryDocuments(anyRegistry, a)),
+        );
+        this.containerdDefaultHosts = whenReady(
+            withAccess((a) => render.containerdDefaultHosts(anyRegistry, a)),
+        );
         this.anyRegistryMirrorFlags = whenReady(render.anyRegistryMirrorFlags(anyRegistry));
+        this.caCertificate = whenReady(access.apply(({ ca }) => ca ?? null));
+        this.dockerCaInstall = whenReady(
+            access.apply(({ ca }) =>
+                render.dockerCaInstall(
+                    [...caches.map((cache) => cache.endpoint), anyRegistry.endpoint],
+                    ca,
+                ),
+            ),
+        );
         this.prewarmImages = whenReady(prewarmImages);
-        this.talosctlCreate = whenReady(clusterPlan.create);
+        this.talosctlCreate = whenReady(talosctlCreate);
         this.dockerHost = whenReady(settings.dockerHost ?? null);
         // null, not undefined: an undefined stack output draws a warning on every `pulumi up`.
         this.cluster = afterAll(talosCluster, settings.cluster.enabled ? clusterPlan.output : null);
@@ -112,6 +162,8 @@ export class Caches extends pulumi.ComponentResource {
             talosAnyRegistryDocuments: this.talosAnyRegistryDocuments,
             containerdDefaultHosts: this.containerdDefaultHosts,
             anyRegistryMirrorFlags: this.anyRegistryMirrorFlags,
+            caCertificate: this.caCertificate,
+            dockerCaInstall: this.dockerCaInstall,
             prewarmImages: this.prewarmImages,
             talosctlCreate: this.talosctlCreate,
             dockerHost: this.dockerHost,
@@ -124,13 +176,55 @@ type Planned = ReturnType<typeof plan>;
 /** Where a child goes: under the component, aliased to the stack's root. */
 type ChildOptions = Pick<pulumi.CustomResourceOptions, "parent" | "aliases">;
 
+/** The front's certificate and key, and the CA clients trust it by. */
+interface FrontTls {
+    certificate: pulumi.Input<string>;
+    key: pulumi.Input<string>;
+    ca: pulumi.Input<string> | undefined;
+}
+
+/**
+ * HTTPS for the front, when `tls.enabled`: the user's certificate, or the stack's own CA and a
+ * server certificate it signs. Their keys live in the stack's state as secrets, and any `up` in
+ * a certificate's last days replaces it with a new one (core/tls.ts).
+ */
+function declareTls({ settings, serverNames }: Planned, child: ChildOptions): FrontTls | undefined {
+    const { enabled, certificate, key, ca } = settings.tls;
+    if (!enabled) return undefined;
+    if (certificate !== undefined && key !== undefined)
+        return { certificate, key: pulumi.secret(key), ca };
+    const prefix = settings.namePrefix;
+    const caKey = new tls.PrivateKey(`${prefix}ca-key`, stackKey, child);
+    const stackCa = new tls.SelfSignedCert(
+        `${prefix}ca`,
+        stackCaCertificate(caKey.privateKeyPem, `${pulumi.getProject()}/${pulumi.getStack()}`),
+        child,
+    );
+    const serverKey = new tls.PrivateKey(`${prefix}server-key`, stackKey, child);
+    const request = new tls.CertRequest(
+        `${prefix}server-request`,
+        serverCertificateRequest(serverKey.privateKeyPem, settings.mirrorHost, serverNames),
+        child,
+    );
+    const server = new tls.LocallySignedCert(
+        `${prefix}server-certificate`,
+        serverCertificate(request.certRequestPem, {
+            caCertPem: stackCa.certPem,
+            caPrivateKeyPem: caKey.privateKeyPem,
+        }),
+        child,
+    );
+    return { certificate: server.certPem, key: serverKey.privateKeyPem, ca: stackCa.certPem };
+}
+
 /**
  * The caches and their front on the engine: the network, a volume and a registry per upstream,
  * the ledger's volume, and the front that publishes them.
  */
 function declareCaches(
-    { settings, caches, front }: Planned,
+    { settings, caches, front, htpasswd }: Planned,
     child: ChildOptions,
+    frontTls: FrontTls | undefined,
 ): docker.Container {
     // The engine the caches run on: `dockerHost` (another machine's), else the default.
     const engine = settings.dockerHost
@@ -175,12 +269,22 @@ function declareCaches(
     });
 
     // The coalescing front publishes every cache port, to allowed clients only: one upstream
-    // fetch per blob, however many ask.
-    return new docker.Container(front.name, frontContainer(front, caches, readFrontScripts()), {
-        ...containerOptions(),
-        ...onEngine,
-        dependsOn: [...registries, ledger],
-    });
+    // fetch per blob, however many ask. Its key and the pull credentials go in as secrets.
+    const args = frontContainer(front, caches, readFrontScripts());
+    const accessFiles: pulumi.Output<FrontAccessFiles> | undefined =
+        frontTls || htpasswd
+            ? pulumi.output({ ...frontTls, users: htpasswd }).apply((files) => files)
+            : undefined;
+    const uploads = accessFiles
+        ? pulumi.secret(
+              accessFiles.apply((files) => [...args.uploads, ...frontAccessUploads(files)]),
+          )
+        : args.uploads;
+    return new docker.Container(
+        front.name,
+        { ...args, uploads },
+        { ...containerOptions(), ...onEngine, dependsOn: [...registries, ledger] },
+    );
 }
 
 /**
@@ -191,6 +295,7 @@ function declareCommands(
     { settings, caches, prewarmImages, clusterPlan, bundle }: Planned,
     child: ChildOptions,
     front: docker.Container,
+    talosctlCreate: pulumi.Output<string>,
 ) {
     const toolInput = { images: prewarmImages, caches, dockerHost: settings.dockerHost };
     const after = (...resources: pulumi.Resource[]) => ({ ...child, dependsOn: resources });
@@ -233,10 +338,14 @@ function declareCommands(
     // The Talos cluster boots only once every cache is healthy (and warm, with prewarm).
     const talosCluster = settings.cluster.enabled
         ? [
-              new command.local.Command("talos-cluster", clusterCommand(clusterPlan), {
-                  ...clusterCommandOptions(),
-                  ...after(...ready),
-              }),
+              new command.local.Command(
+                  "talos-cluster",
+                  clusterCommand(clusterPlan, talosctlCreate),
+                  {
+                      ...clusterCommandOptions(),
+                      ...after(...ready),
+                  },
+              ),
           ]
         : [];
     return { ready, talosCluster };
@@ -263,7 +372,10 @@ function plan(args: CachesArgs) {
 }
 
 /** `value` once every one of `resources` is registered, with them as its dependencies. */
-function afterAll<T>(resources: readonly pulumi.Resource[], value: T): pulumi.Output<T> {
+function afterAll<T>(
+    resources: readonly pulumi.Resource[],
+    value: pulumi.Input<T>,
+): pulumi.Output<T> {
     return pulumi
         .all(resources.map((resource) => resource.urn))
         .apply(() => value) as pulumi.Output<T>;

@@ -19,6 +19,8 @@ export const talosAnyRegistryPatch = caches.talosAnyRegistryPatch;
 export const talosAnyRegistryDocuments = caches.talosAnyRegistryDocuments;
 export const containerdDefaultHosts = caches.containerdDefaultHosts;
 export const anyRegistryMirrorFlags = caches.anyRegistryMirrorFlags;
+export const caCertificate = caches.caCertificate;
+export const dockerCaInstall = caches.dockerCaInstall;
 export const prewarmImages = caches.prewarmImages;
 export const talosctlCreate = caches.talosctlCreate;
 // For the tools: the engine their `docker` commands must reach (null: this machine's).

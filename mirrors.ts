@@ -15,9 +15,11 @@ import {
     isIPv4,
     isIPv4Cidr,
     isLoopbackAddress,
+    isLoopbackOnly,
     networkSize,
 } from "./core/network";
 import { parseRelease, parseReleaseOrMinor } from "./core/release";
+import { certificateProblems } from "./core/tls";
 
 /** The Talos guide's layout: one cache per upstream a Talos cluster pulls from. */
 export const defaultUpstreams = [
@@ -117,6 +119,11 @@ const expected = {
         'a whole number of kilobytes, megabytes or gigabytes as Docker\'s json-file max-size takes it (e.g. "10m", "500k", "1g")',
     logFiles: "an integer from 1 to 100",
     bundle: "the path of a bundle made by npm run export (an OCI image layout directory or .tar)",
+    tls: "an object: {enabled, certificate?, key?, ca?} (see docs/team-cache.md)",
+    pem: "a PEM text",
+    pullCredentials:
+        'a list of {username, password} objects (e.g. [{"username": "ci", "password": "…"}])',
+    pullUsername: 'a non-empty user name without ":" or spaces',
     dockerHost:
         'a Docker engine address as DOCKER_HOST takes it: "ssh://user@host" (optionally :port), "tcp://host:2376" (TLS) or "unix:///path/to/docker.sock"',
 } as const;
@@ -167,6 +174,30 @@ const credentialSchema = z.strictObject(
 );
 
 export type Credential = z.output<typeof credentialSchema>;
+
+/** What the front serves: HTTPS with the stack's own CA, or with a certificate the user gives. */
+const tlsSchema = z.strictObject(
+    {
+        enabled: z.boolean(expected.boolean).default(false),
+        // The user's server certificate (leaf first, then any intermediates) and its key.
+        certificate: z.string(expected.pem).min(1, expected.pem).optional(),
+        key: z.string(expected.pem).min(1, expected.pem).optional(),
+        // The CA that issued `certificate`, for the clients' renderings; unset: the system's.
+        ca: z.string(expected.pem).min(1, expected.pem).optional(),
+    },
+    expected.tls,
+);
+
+export type TlsSettings = z.output<typeof tlsSchema>;
+
+const pullCredentialSchema = z.strictObject(
+    {
+        // Basic auth splits `user:password` at the first colon.
+        username: z.string(expected.pullUsername).regex(/^[^:\s]+$/, expected.pullUsername),
+        password: z.string(expected.nonEmpty).min(1, expected.nonEmpty),
+    },
+    expected.pullCredentials,
+);
 
 const clusterSchema = z.strictObject(
     {
@@ -275,6 +306,13 @@ const settingsObject = z.strictObject({
             expected.allowFrom,
         )
         .default([]),
+    tls: tlsSchema.default(() => tlsSchema.parse({})),
+    // Who may pull: the front asks for one of these (Basic auth); empty, anyone allowed may.
+    pullCredentials: z
+        .array(pullCredentialSchema, expected.pullCredentials)
+        .default([])
+        .superRefine(requireDistinctUsernames),
+    allowPlainHttpCredentials: z.boolean(expected.boolean).default(false),
     // Unset: this machine's engine, as the Docker provider's default.
     dockerHost: z
         .string(expected.dockerHost)
@@ -296,13 +334,90 @@ const settingsSchema = settingsObject
     .superRefine(requireCachesForPrewarmImages)
     .superRefine(requireRoomForClusterNodes)
     .superRefine(requireAllowFromForOtherDockerHost)
+    .superRefine(requireWholeTlsSettings)
+    .superRefine(requireTlsForCredentialsOffLoopback)
     .transform((settings) => ({
         ...settings,
         mirrorHost:
             settings.mirrorHost ??
             dockerHostAddress(settings.dockerHost) ??
             defaultMirrorHost(settings.cluster),
-    }));
+    }))
+    .superRefine(requireUsableCertificate);
+
+/** A certificate comes with its key, and a CA with the certificate it issued. */
+function requireWholeTlsSettings(settings: { tls: TlsSettings }, ctx: z.RefinementCtx) {
+    const { enabled, certificate, key, ca } = settings.tls;
+    const problem = (field: string, input: unknown, message: string) =>
+        ctx.addIssue({ code: "custom", path: ["tls", field], input, message });
+    if (certificate !== undefined && key === undefined)
+        problem("key", key, "the private key of tls.certificate, set with --secret");
+    if (key !== undefined && certificate === undefined)
+        problem("certificate", certificate, "the certificate of tls.key");
+    if (ca !== undefined && certificate === undefined)
+        problem("ca", ca, "nothing without tls.certificate: the stack's own CA needs no setting");
+    if (!enabled && certificate !== undefined)
+        problem("enabled", enabled, "true, to serve tls.certificate");
+}
+
+/** Passwords never cross a network in clear unless the user says so. */
+function requireTlsForCredentialsOffLoopback(
+    settings: {
+        tls: TlsSettings;
+        pullCredentials: Credential[];
+        bindAddress: string;
+        allowPlainHttpCredentials: boolean;
+    },
+    ctx: z.RefinementCtx,
+) {
+    const { tls, pullCredentials, bindAddress, allowPlainHttpCredentials } = settings;
+    if (
+        pullCredentials.length > 0 &&
+        !tls.enabled &&
+        !isLoopbackOnly(bindAddress) &&
+        !allowPlainHttpCredentials
+    )
+        ctx.addIssue({
+            code: "custom",
+            path: ["pullCredentials"],
+            input: pullCredentials,
+            message: `credentials sent over HTTPS: with bindAddress ${bindAddress} and tls.enabled false they would cross the network in clear; set tls.enabled: true (or bindAddress 127.0.0.1, or allowPlainHttpCredentials: true to accept it)`,
+        });
+}
+
+/** A user's certificate must match its key, be valid now and name the host nodes connect to. */
+function requireUsableCertificate(
+    settings: { tls: TlsSettings; mirrorHost: string },
+    ctx: z.RefinementCtx,
+) {
+    const { certificate, key, ca } = settings.tls;
+    if (certificate === undefined || key === undefined) return;
+    for (const problem of certificateProblems(
+        { certificate, key, ca },
+        settings.mirrorHost,
+        new Date(),
+    ))
+        ctx.addIssue({
+            code: "custom",
+            path: ["tls", problem.field],
+            input: settings.tls[problem.field],
+            message: problem.expected,
+        });
+}
+
+function requireDistinctUsernames(credentials: Credential[], ctx: z.RefinementCtx) {
+    const seen = new Set<string>();
+    credentials.forEach(({ username }, index) => {
+        if (seen.has(username))
+            ctx.addIssue({
+                code: "custom",
+                path: [index, "username"],
+                input: username,
+                message: "a user name no other entry has",
+            });
+        seen.add(username);
+    });
+}
 
 /**
  * On another machine the front sees this one's nodes and tools from this machine's own address,
@@ -469,6 +584,9 @@ const expectedForKey = {
     mode: expected.mode,
     prewarm: expected.prewarm,
     allowFrom: expected.allowFrom,
+    tls: expected.tls,
+    pullCredentials: expected.pullCredentials,
+    allowPlainHttpCredentials: expected.boolean,
     dockerHost: expected.dockerHost,
     importFrom: expected.bundle,
     maxSize: expected.size,
@@ -569,6 +687,8 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
     if (path[0] === "upstreams") return Object.keys(upstreamSchema.shape);
     if (path[0] === "cluster") return Object.keys(clusterSchema.shape);
     if (path[0] === "logs") return Object.keys(logsSchema.shape);
+    if (path[0] === "tls") return Object.keys(tlsSchema.shape);
+    if (path[0] === "pullCredentials") return Object.keys(pullCredentialSchema.shape);
     return Object.keys(credentialSchema.shape);
 }
 
@@ -593,10 +713,16 @@ function describeIssue(issue: z.core.$ZodIssue): ConfigProblem[] {
     ];
 }
 
-/** Shows the offending value, except inside `credentials`, whose values never reach a log. */
+/** Keys whose values never reach a log: passwords, keys, and what holds them. */
+const isSecretPath = (path: readonly PropertyKey[]) =>
+    path[0] === "credentials" ||
+    path[0] === "pullCredentials" ||
+    (path[0] === "tls" && path[1] !== "enabled");
+
+/** Shows the offending value, except a secret one. */
 export function formatValue(path: readonly PropertyKey[], value: unknown): string {
     if (value === undefined) return "nothing";
-    if (path[0] === "credentials") return "[secret]";
+    if (isSecretPath(path)) return "[secret]";
     const text = JSON.stringify(value) ?? String(value);
     return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

@@ -10,6 +10,7 @@
  * Each is timed in-process (what `npm run export` and the others do after starting up), page
  * cache warm for both sides. Results go to bench/results-bundle.json and the console.
  */
+import { readFrontAccess } from "../tools/front";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -129,8 +130,9 @@ async function sampleBundles(bench: BundleBench): Promise<BundleSample> {
             bench.caches.find((cache) => cache.registry === registry)!.name,
         );
     await emptyCaches();
-    const warmed = await withCacheViews(toolsDocker, endpoints, (views) =>
-        prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, views),
+    const front = await readFrontAccess(toolsDocker, endpoints);
+    const warmed = await withCacheViews(toolsDocker, endpoints, front, (views) =>
+        prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4, front }, views),
     );
     if (!warmed.every((result) => result.ok)) throw new Error("prewarm failed");
 
@@ -143,7 +145,9 @@ async function sampleBundles(bench: BundleBench): Promise<BundleSample> {
     );
     const bundle = path.join(workDir, "talos-set.tar");
     const exportSeconds = await timed(() =>
-        withCacheViews(toolsDocker, endpoints, (views) => exportBundle(bundle, routed, views)),
+        withCacheViews(toolsDocker, endpoints, front, (views) =>
+            exportBundle(bundle, routed, views),
+        ),
     );
 
     const files = [...bench.stored].map(([digest, { registry }]) =>
@@ -152,7 +156,7 @@ async function sampleBundles(bench: BundleBench): Promise<BundleSample> {
     const sha256sum = await timed(() => execFileSync("sha256sum", files));
     let deep = 0;
     const verifyDeep = await timed(async () => {
-        const results = await withCacheViews(toolsDocker, endpoints, (views) =>
+        const results = await withCacheViews(toolsDocker, endpoints, front, (views) =>
             verify(routed, views, [hostPlatform()], 4),
         );
         const started = performance.now();

@@ -10,6 +10,7 @@
  * the set one image after another, as kubelet does, through `hosts.toml`. Each scenario below is
  * data: what it measures, and how; one loop runs them all, `--repeat` times.
  */
+import { readFrontAccess } from "../tools/front";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -335,8 +336,9 @@ async function measure(bench: Bench, work: () => Promise<number>, server: Server
 async function prewarmCaches(bench: Bench): Promise<number> {
     const started = performance.now();
     const routed = routeImages(bench.refs, bench.endpoints);
-    const results = await withCacheViews(toolsDocker, bench.endpoints, (views) =>
-        prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4 }, views),
+    const front = await readFrontAccess(toolsDocker, bench.endpoints);
+    const results = await withCacheViews(toolsDocker, bench.endpoints, front, (views) =>
+        prewarmUntilStored(routed, { platforms: [hostPlatform()], concurrency: 4, front }, views),
     );
     const failed = results.filter((result) => !result.ok);
     if (failed.length > 0)

@@ -19,8 +19,15 @@
 # stop signal it asks nginx to finish its requests and quit, and once nginx has closed the pipe
 # awk writes the record a last time, so a restart or a replaced front loses no pull. Should the
 # fold stop, nginx is stopped too and the engine restarts the front, rather than serve pulls
-# nobody counts. Only sh builtins, cat, rm, mkdir, mkfifo, mv, date, sleep and awk are used,
-# which the Debian and Alpine nginx images all have (mawk in one, busybox awk in the other).
+# nobody counts.
+#
+# The tools' token (core/front.ts toolHeader): a random UUID from the kernel (122 bits of its
+# CSPRNG, and short enough for nginx's default map_hash_bucket_size), new at every start, in a
+# file the tools read with `docker exec` and in an nginx map that lets a request carrying it past
+# the pull credentials (when the stack has any).
+#
+# Only sh builtins, cat, rm, mkdir, mkfifo, mv, date, sleep and awk are used, which the Debian
+# and Alpine nginx images all have (mawk in one, busybox awk in the other).
 set -eu
 
 rm -rf "${PULLTHROUGH_FRONT_FILES:?}"
@@ -66,6 +73,13 @@ done </etc/resolv.conf
 case "$nameserver" in *:*) nameserver="[$nameserver]" ;; esac
 echo "resolver $nameserver valid=2s ipv6=off;" >"$PULLTHROUGH_RESOLVER_CONF"
 echo "pullthrough: resolving the caches' names with $nameserver"
+
+token=$(cat /proc/sys/kernel/random/uuid)
+umask 077
+printf %s "$token" >"$PULLTHROUGH_TOOL_TOKEN"
+umask 022
+printf 'map %s $pullthrough_realm {\n    default "Pullthrough";\n    "%s" off;\n}\n' \
+    "$PULLTHROUGH_TOOL_HEADER" "$token" >"$PULLTHROUGH_TOOL_TOKEN_MAP"
 
 pipe=$PULLTHROUGH_LEDGER_PIPE
 rm -f "$pipe"

@@ -24,6 +24,18 @@ export interface CredentialArgs {
     password: string;
 }
 
+/** HTTPS on the front (docs/team-cache.md). */
+export interface TlsArgs {
+    /** Default false: plain HTTP. With no certificate given, the stack makes its own CA. */
+    enabled?: boolean;
+    /** A server certificate (PEM, leaf first) naming `mirrorHost`, instead of the stack's own. */
+    certificate?: string;
+    /** Its private key (PEM); pass it as a secret. */
+    key?: string;
+    /** The CA that issued `certificate`, for the clients' settings; unset: the system's CAs. */
+    ca?: string;
+}
+
 /** A Talos cluster on this host, created through the caches once they are ready. */
 export interface ClusterArgs {
     /** Default false: caches only. */
@@ -93,6 +105,12 @@ export interface CachesArgs {
     prewarm?: string[];
     /** More IPv4 networks or addresses that may pull; everyone else gets 403. */
     allowFrom?: string[];
+    /** HTTPS on every port of the front; default off. */
+    tls?: TlsArgs;
+    /** Who may pull: the front asks for one of these; the first is the one the renderings carry. */
+    pullCredentials?: CredentialArgs[];
+    /** Take pull credentials over plain HTTP off loopback; default false (refused). */
+    allowPlainHttpCredentials?: boolean;
     /** The engine the caches run on, as `DOCKER_HOST` takes it; default this machine's. */
     dockerHost?: string;
     /** A bundle made by `npm run export` to import once the caches are healthy. */
@@ -123,7 +141,7 @@ export interface MirrorEndpoint {
 /** The `anyRegistry` output: the one endpoint that serves every cache, routed by `ns`. */
 export interface AnyRegistryEndpoint {
     port: number;
-    /** The URL cluster nodes pull through: `http://<mirrorHost>:<port>`. */
+    /** The URL cluster nodes pull through: `http(s)://<mirrorHost>:<port>`. */
     endpoint: string;
     /** The URL this host reaches it at. */
     hostEndpoint: string;

@@ -11,7 +11,7 @@ import { ClusterSettings, Settings, formatValue } from "../mirrors";
 import { cidrAddress } from "./network";
 import { ConfigError } from "./config-error";
 import { Cache } from "./plan";
-import { registryMirrorFlags } from "./render";
+import { ClientAccess, registryMirrorFlags, talosAccessPatch } from "./render";
 import { Release, atLeast, formatRelease, parseRelease, talos1_12 } from "./release";
 
 /** The version of the talosctl that builds the cluster. */
@@ -306,14 +306,29 @@ export function planCluster(
 }
 
 /**
- * The `command.local.Command` inputs: any change to the command (mirrors, settings, version
- * family) replaces the cluster, and the output streams to the user.
+ * The create command with the front's CA and pull credential for every cache endpoint: talosctl
+ * has no flag for either (`--registry-insecure-skip-verify` only), so they go in as a config
+ * patch, in the form the release's machine config takes.
  */
-export function clusterCommand(plan: ClusterPlan) {
+export function clusterCreateWithAccess(
+    plan: ClusterPlan,
+    caches: readonly Cache[],
+    access: ClientAccess,
+): string {
+    const endpoints = caches.map((cache) => cache.endpoint);
+    const patch = talosAccessPatch(endpoints, access, plan.output.mirrorConfig);
+    return patch ? shellQuote([...plan.createArgv, "--config-patch", patch]) : plan.create;
+}
+
+/**
+ * The `command.local.Command` inputs: any change to the command (mirrors, settings, version
+ * family, the CA) replaces the cluster, and the output streams to the user.
+ */
+export function clusterCommand(plan: ClusterPlan, create: pulumi.Input<string> = plan.create) {
     return {
-        create: plan.create,
+        create,
         delete: plan.delete,
-        triggers: [plan.create],
+        triggers: [create],
         logging: "stdoutAndStderr",
     } satisfies command.local.CommandArgs;
 }

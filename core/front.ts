@@ -121,7 +121,33 @@ export interface Front {
     logs: LogLimits;
     /** The one port that serves every cache, routed by `ns` (`anyRegistryPort`). */
     anyRegistryPort: number;
+    /** Every port speaks HTTPS, with the certificate in `frontFiles.certificate`. */
+    tls: boolean;
+    /** Every client must send one of the pull credentials (`frontFiles.users`). */
+    pullAuth: boolean;
 }
+
+/**
+ * The files the front is given besides its config: the server certificate and key, the CA the
+ * tools trust it by, the pull credentials' htpasswd, and the API base's answer.
+ */
+export const frontFiles = {
+    certificate: "/etc/nginx/pullthrough/server.crt",
+    key: "/etc/nginx/pullthrough/server.key",
+    ca: "/etc/nginx/pullthrough/ca.crt",
+    users: "/etc/nginx/pullthrough/users",
+    apiBase: "/etc/nginx/pullthrough/api-base.json",
+    /** Written by the entry command at each start: the tools' token, and its nginx map. */
+    toolToken: "/etc/nginx/pullthrough-tool-token",
+    toolTokenMap: "/etc/nginx/pullthrough-tools.conf",
+};
+
+/**
+ * A request carrying the front's tool token (`frontFiles.toolToken`, new at every start, read by
+ * the tools with `docker exec`) needs no pull credential: whoever can read it commands the engine
+ * the caches run on anyway.
+ */
+export const toolHeader = "X-Pullthrough-Tool";
 
 export function planFront(settings: Settings, identity: StackIdentity): Front {
     return {
@@ -141,6 +167,8 @@ export function planFront(settings: Settings, identity: StackIdentity): Front {
         labels: stackLabels(identity),
         logs: settings.logs,
         anyRegistryPort: settings.anyRegistryPort,
+        tls: settings.tls.enabled,
+        pullAuth: settings.pullCredentials.length > 0,
     };
 }
 
@@ -178,11 +206,10 @@ const frontResolverInclude = "/etc/nginx/pullthrough-resolver.conf";
  */
 export function frontConfig(
     caches: readonly Cache[],
-    allowed: readonly string[],
-    anyRegistryPort: number,
+    front: Pick<Front, "allowed" | "anyRegistryPort" | "tls" | "pullAuth">,
 ): string {
-    return `${sharedFrontConfig(caches, anyRegistryPort)}${caches.map((cache) => cacheServer(cache, allowed)).join("\n")}
-${anyRegistryServer(anyRegistryPort, allowed)}
+    return `${sharedFrontConfig(caches, front)}${caches.map((cache) => cacheServer(cache, front)).join("\n")}
+${anyRegistryServer(front)}
 `;
 }
 
@@ -223,7 +250,10 @@ ${rows(caches.map((cache) => [cache.registry, String(cache.port)]))}
 }
 
 /** The front's logs, its cache, the hop that quotes ETags and its health endpoint. */
-function sharedFrontConfig(caches: readonly Cache[], anyRegistryPort: number): string {
+function sharedFrontConfig(
+    caches: readonly Cache[],
+    { anyRegistryPort, tls, pullAuth }: Pick<Front, "anyRegistryPort" | "tls" | "pullAuth">,
+): string {
     const registries = [
         ...caches.map((cache) => `    ${cache.port} "${cache.registry}";`),
         `    ${anyRegistryPort} $pullthrough_route;`,
@@ -257,7 +287,7 @@ include ${frontResolverInclude};
 proxy_cache_path ${frontCachePath} levels=1:2 keys_zone=pullthrough:16m max_size=${frontCacheMaxSize} inactive=${frontCacheInactive} use_temp_path=off;
 proxy_temp_path ${frontCacheRoot}/temp;
 client_body_temp_path ${frontCacheRoot}/body;
-
+${tls ? tlsConfig : ""}${pullAuth ? `include ${frontFiles.toolTokenMap};\n` : ""}
 # The registry's proxy path sends an unquoted ETag (distribution registry/proxy/proxyblobstore.go,
 # setResponseHeaders), its volume path a quoted one (registry/storage/blobserver.go). nginx checks
 # If-None-Match against the ETag it received, before add_header applies, so the front's copies
@@ -293,14 +323,34 @@ server {
 `;
 }
 
-/** What every client-facing server shares: who may pull, and how requests go to a registry. */
-function clientServerCommon(allowed: readonly string[]): string {
+/**
+ * HTTPS for every client-facing server (`listen … ssl`): TLS 1.2 and 1.3, and sessions resumed
+ * from a cache the workers share, so a node's many connections make one full handshake.
+ */
+const tlsConfig = `ssl_certificate ${frontFiles.certificate};
+ssl_certificate_key ${frontFiles.key};
+ssl_protocols TLSv1.2 TLSv1.3;
+ssl_session_cache shared:pullthrough_tls:10m;
+ssl_session_timeout 1h;
+`;
+
+/** A client-facing server's listen line. */
+const listen = (port: number, tls: boolean) => `    listen ${port}${tls ? " ssl" : ""};`;
+
+/**
+ * What every client-facing server shares: who may pull (the allow-list, then a pull credential,
+ * unless the tools' token says it is a tool), and how requests go to a registry.
+ */
+function clientServerCommon({ allowed, pullAuth }: Pick<Front, "allowed" | "pullAuth">): string {
     const access = [
         `include ${frontNetworksInclude};`,
         ...allowed.map((network) => `allow ${network};`),
         "deny all;",
+        ...(pullAuth
+            ? ["auth_basic $pullthrough_realm;", `auth_basic_user_file ${frontFiles.users};`]
+            : []),
     ].join("\n    ");
-    return `    # Who may pull (README, Security): everyone else gets 403.
+    return `    # Who may pull (README, Security): everyone else gets 403${pullAuth ? ", or 401 without a pull credential" : ""}.
     ${access}
     # Pushes are refused by the registry; their bodies need not be buffered first.
     client_max_body_size 0;
@@ -346,14 +396,14 @@ const passLocation = (guard = "") => `    location / {${guard}
     }`;
 
 /** The server of one cache port: who may pull, the front's cache, and the way to a view. */
-function cacheServer(cache: Cache, allowed: readonly string[]): string {
+function cacheServer(cache: Cache, front: Pick<Front, "allowed" | "tls" | "pullAuth">): string {
     return `
 # ${cache.registry}
 server {
-    listen ${cache.port};
+${listen(cache.port, front.tls)}
     access_log /var/log/nginx/access.log pullthrough if=$pullthrough_pull;
     access_log ${ledgerFiles.pipe} pullthrough_ledger if=$pullthrough_content;
-${clientServerCommon(allowed)}
+${clientServerCommon(front)}
     # A variable makes nginx resolve the registry per request: a replaced registry has a new address.
     set $registry http://${cache.name}:${registryContainerPort};
     # A view's traffic (the tools reading or filling a volume) goes past the front's cache.
@@ -393,22 +443,25 @@ const unrouted = `
  * sends a mirror) picks the cache; an unknown or missing one gets a 404, counted by its ns in the
  * ledger (status names them). The tools' views are reached on the caches' own ports.
  */
-function anyRegistryServer(port: number, allowed: readonly string[]): string {
+function anyRegistryServer(
+    front: Pick<Front, "allowed" | "anyRegistryPort" | "tls" | "pullAuth">,
+): string {
     return `
 # every registry, by ns
 server {
-    listen ${port};
+${listen(front.anyRegistryPort, front.tls)}
     access_log /var/log/nginx/access.log pullthrough if=$pullthrough_pull;
     access_log ${ledgerFiles.pipe} pullthrough_ledger if=$pullthrough_content;
     access_log ${ledgerFiles.pipe} pullthrough_unrouted if=$pullthrough_unrouted;
-${clientServerCommon(allowed)}
+${clientServerCommon(front)}
     default_type application/json;
     add_header Docker-Distribution-API-Version registry/2.0 always;
     set $registry http://$pullthrough_route_cache:${registryContainerPort};
 
-    # The API base answers for every registry: clients check it before they know one.
+    # The API base answers for every registry: clients check it before they know one. A file,
+    # not \`return\`, which would answer before the allow-list and the pull credentials apply.
     location = /v2/ {
-        return 200 '{}';
+        alias ${frontFiles.apiBase};
     }
 
 ${digestLocation("$pullthrough_route_port", unrouted)}
@@ -444,13 +497,17 @@ export function frontContainer(front: Front, caches: readonly Cache[], scripts: 
             `PULLTHROUGH_LEDGER_PIPE=${ledgerFiles.pipe}`,
             `PULLTHROUGH_LEDGER_RECORD=${ledgerFiles.record}`,
             `PULLTHROUGH_LEDGER_PROGRAM=${ledgerFiles.program}`,
+            `PULLTHROUGH_TOOL_TOKEN=${frontFiles.toolToken}`,
+            `PULLTHROUGH_TOOL_TOKEN_MAP=${frontFiles.toolTokenMap}`,
+            `PULLTHROUGH_TOOL_HEADER=${headerVariable(toolHeader)}`,
         ],
         uploads: [
             {
                 file: frontConfigPath,
-                content: frontConfig(caches, front.allowed, front.anyRegistryPort),
+                content: frontConfig(caches, front),
             },
             { file: ledgerFiles.program, content: scripts.ledgerProgram },
+            { file: frontFiles.apiBase, content: "{}" },
         ],
         volumes: [{ volumeName: front.ledgerVolume, containerPath: ledgerFiles.volumePath }],
         ports: [...caches.map((cache) => cache.port), front.anyRegistryPort].map((port) => ({
@@ -470,4 +527,26 @@ export function frontContainer(front: Front, caches: readonly Cache[], scripts: 
         ...logOptions(front.logs),
         labels: toLabelList(front.labels),
     } satisfies docker.ContainerArgs;
+}
+
+/** The front's TLS and pull-credential files, as far as the settings ask for them. */
+export interface FrontAccessFiles {
+    /** The server certificate (PEM, leaf first) and its key. */
+    certificate?: string;
+    key?: string;
+    /** The CA that issued it, which the tools trust the front by. */
+    ca?: string;
+    /** The pull credentials' htpasswd (core/pull-auth.ts). */
+    users?: string;
+}
+
+/**
+ * The uploads that carry them: a secret upload, like a cache's upstream login, never shows in
+ * `docker inspect`, and must be wrapped as a Pulumi secret before it reaches the container.
+ */
+export function frontAccessUploads(files: FrontAccessFiles) {
+    return (["certificate", "key", "ca", "users"] as const).flatMap((name) => {
+        const content = files[name];
+        return content === undefined ? [] : [{ file: frontFiles[name], content }];
+    });
 }

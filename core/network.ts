@@ -37,3 +37,7 @@ export function isLoopbackAddress(address: string): boolean {
     const parsed = ipaddr.process(address);
     return ["loopback", "unspecified"].includes(parsed.range());
 }
+
+/** An address only this machine reaches (`127.0.0.1`): what binds there never meets a network. */
+export const isLoopbackOnly = (address: string) =>
+    ipaddr.isValid(address) && ipaddr.process(address).range() === "loopback";

@@ -23,7 +23,7 @@ export interface Cache {
     /** The stack-private network the registry and the front share. */
     network: string;
     image: string;
-    /** URL cluster nodes pull through: `http://<mirrorHost>:<port>`. */
+    /** URL cluster nodes pull through: `http(s)://<mirrorHost>:<port>`. */
     endpoint: string;
     /** URL this host pulls through (prewarm, verify, local tools). */
     hostEndpoint: string;
@@ -71,19 +71,27 @@ function frontHostAddress(settings: Pick<Settings, "dockerHost" | "bindAddress">
     return settings.bindAddress === "0.0.0.0" ? dockerHostMachine : settings.bindAddress;
 }
 
+/** The scheme every port of the front speaks. */
+const frontScheme = (settings: Pick<Settings, "tls">) => (settings.tls.enabled ? "https" : "http");
+
 /** The front's one port for every registry: where nodes and this host reach it. */
 export function planAnyRegistry(settings: Settings): AnyRegistryEndpoint {
     const port = settings.anyRegistryPort;
+    const scheme = frontScheme(settings);
     return {
         port,
-        endpoint: `http://${settings.mirrorHost}:${port}`,
-        hostEndpoint: `http://${frontHostAddress(settings)}:${port}`,
+        endpoint: `${scheme}://${settings.mirrorHost}:${port}`,
+        hostEndpoint: `${scheme}://${frontHostAddress(settings)}:${port}`,
     };
 }
+
+/** Every host a client reaches the front at: what a server certificate must name. */
+export const frontHosts = (settings: Settings) => [settings.mirrorHost, frontHostAddress(settings)];
 
 /** Derives one cache per upstream from validated settings. */
 export function planCaches(settings: Settings, identity: StackIdentity): Cache[] {
     const hostAddress = frontHostAddress(settings);
+    const scheme = frontScheme(settings);
     return settings.upstreams.map((upstream) => {
         const remote = new URL(upstream.remote).origin;
         return {
@@ -96,8 +104,8 @@ export function planCaches(settings: Settings, identity: StackIdentity): Cache[]
             name: settings.namePrefix + upstream.registry.replace(":", "_"),
             network: stackNetworkName(settings),
             image: settings.image,
-            endpoint: `http://${settings.mirrorHost}:${upstream.port}`,
-            hostEndpoint: `http://${hostAddress}:${upstream.port}`,
+            endpoint: `${scheme}://${settings.mirrorHost}:${upstream.port}`,
+            hostEndpoint: `${scheme}://${hostAddress}:${upstream.port}`,
             labels: {
                 ...stackLabels(identity),
                 "pullthrough.registry": upstream.registry,

@@ -4,6 +4,7 @@
  * volume, the container's health and its volume. Pure: the figures, whether a cache needs
  * attention, and the screen.
  */
+import { certificateExpiry, serverCertificateValidity } from "./tls";
 import { CacheHealth } from "./container-facts";
 import { Ledger, ServedFigures } from "./ledger";
 import { formatBytes, formatUtc } from "./format";
@@ -235,10 +236,39 @@ function formatUnserved(unserved: readonly UnservedRegistry[]): string[] {
 }
 
 /** The status screen: a block per cache, bars where a terminal shows them. */
+/** The front's server certificate, when it serves HTTPS. */
+export interface CertificateStatus {
+    /** When it stops being valid (ISO 8601). */
+    expires: string;
+    /** Whole days until then; 0 or less once expired. */
+    daysLeft: number;
+}
+
+/** How the front's certificate stands at `now`; undefined without one (plain HTTP). */
+export function certificateStatus(pem: string, now: Date): CertificateStatus | undefined {
+    const expires = certificateExpiry(pem);
+    if (!expires) return undefined;
+    const daysLeft = Math.floor((expires.getTime() - now.getTime()) / 86_400_000);
+    return { expires: expires.toISOString(), daysLeft };
+}
+
+/** Days before its end from which an `up` renews the stack's own certificate. */
+const renewalDays = serverCertificateValidity.earlyRenewalHours / 24;
+
+function formatCertificate(certificate: CertificateStatus): string {
+    const until = `valid until ${formatUtc(new Date(certificate.expires))}`;
+    if (certificate.daysLeft <= 0)
+        return `! HTTPS certificate expired (${until}): clients refuse it; npm run up renews the stack's own, a given one must be replaced (tls.certificate)`;
+    if (certificate.daysLeft <= renewalDays)
+        return `! HTTPS certificate ${until}, ${certificate.daysLeft} days left: npm run up renews the stack's own`;
+    return `  HTTPS certificate ${until}, ${certificate.daysLeft} days left`;
+}
+
 export function formatStatus(
     statuses: readonly CacheStatus[],
     bars: boolean,
     unserved: readonly UnservedRegistry[] = [],
+    certificate?: CertificateStatus,
 ): string {
     const percent = (value: number) => `${Math.round(value * 100)}%`;
     const blocks = statuses.map((status) => {
@@ -260,6 +290,7 @@ export function formatStatus(
     const counting = statuses.map((status) => status.since.requests).find(Boolean);
     return [
         ...blocks,
+        ...(certificate ? ["", formatCertificate(certificate)] : []),
         ...(unserved.length > 0
             ? ["", "Asked of the one port, with no cache:", ...formatUnserved(unserved)]
             : []),

@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
+import { containerdCaFile } from "../core/render";
 import { waitFor } from "./docker";
 
 const run = promisify(execFile);
@@ -84,9 +85,18 @@ export class Containerd {
         return stdout;
     }
 
-    /** Pulls (and unpacks) `ref` through the mirrors configured in `hostsDir`, as a node would. */
-    async pull(namespace: string, ref: string, hostsDir: string): Promise<PulledImage> {
-        await this.ctr(namespace, "images", "pull", "--hosts-dir", hostsDir, ref);
+    /**
+     * Pulls (and unpacks) `ref` through the mirrors configured in `hostsDir`, as a node would;
+     * `user` (`name:password`) is sent to whichever host asks for credentials.
+     */
+    async pull(
+        namespace: string,
+        ref: string,
+        hostsDir: string,
+        user?: string,
+    ): Promise<PulledImage> {
+        const login = user ? ["--user", user] : [];
+        await this.ctr(namespace, "images", "pull", "--hosts-dir", hostsDir, ...login, ref);
         const listing = await this.ctr(namespace, "images", "ls");
         const row = listing
             .split("\n")
@@ -126,11 +136,15 @@ export class Containerd {
     }
 }
 
-/** Writes `<dir>/<registry>/hosts.toml` files and returns `dir`. */
-export function writeHostsDir(dir: string, hosts: Record<string, string>): string {
+/**
+ * Writes `<dir>/<registry>/hosts.toml` files, each with `ca` as its `ca.crt` when given (what
+ * the `containerdHosts` output's `ca = "ca.crt"` names), and returns `dir`.
+ */
+export function writeHostsDir(dir: string, hosts: Record<string, string>, ca?: string): string {
     for (const [registry, toml] of Object.entries(hosts)) {
         mkdirSync(path.join(dir, registry), { recursive: true });
         writeFileSync(path.join(dir, registry, "hosts.toml"), toml);
+        if (ca !== undefined) writeFileSync(path.join(dir, registry, containerdCaFile), ca);
     }
     return dir;
 }

@@ -8,7 +8,8 @@
  * `stepGenerator.collapseAliasToUrn` in step_generator.go for aliases).
  */
 import * as path from "node:path";
-import type * as pulumiType from "@pulumi/pulumi";
+import * as pulumiType from "@pulumi/pulumi";
+import { TlsProviderStandIn } from "./tls-provider-stand-in";
 
 /** The stack program of this repository. */
 const stackProgram = path.join(__dirname, "../index.ts");
@@ -50,7 +51,26 @@ export type ResourceHandler = (
     identity: ResourceIdentity,
 ) => Promise<{ id: string; state: Record<string, any> }>;
 
-const echo: ResourceHandler = async (args) => ({ id: `${args.name}-id`, state: args.inputs });
+/** Keys and certificates are real even here: the outputs built from them must parse. */
+const tlsStandIn = new TlsProviderStandIn();
+
+const echo: ResourceHandler = async (args) =>
+    tlsStandIn.handles(args.type)
+        ? tlsStandIn.create(args.type, unwrapSecrets(args.inputs))
+        : { id: `${args.name}-id`, state: args.inputs };
+
+/** Providers receive secret inputs decrypted; the engine keeps them secret in state. */
+export function unwrapSecrets(value: unknown): any {
+    if (pulumiType.runtime.isRpcSecret(value))
+        return unwrapSecrets(pulumiType.runtime.unwrapRpcSecret(value));
+    if (Array.isArray(value)) return value.map(unwrapSecrets);
+    if (value && typeof value === "object") {
+        return Object.fromEntries(
+            Object.entries(value).map(([name, item]) => [name, unwrapSecrets(item)]),
+        );
+    }
+    return value;
+}
 
 const stack = "dev";
 const rootStackType = "pulumi:pulumi:Stack";

@@ -22,7 +22,7 @@
  * command-provider-stand-in.ts), each with its replace-on-change list cited from its source.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ProgramRun, ResourceIdentity, runProgram } from "./program";
+import { ProgramRun, ResourceIdentity, runProgram, unwrapSecrets } from "./program";
 
 export interface ProviderStandIn {
     handles(type: string): boolean;
@@ -30,6 +30,11 @@ export interface ProviderStandIn {
     replaceKeys(type: string): "all" | readonly string[];
     /** The provider's own delete-before-replace default for the type. */
     deletesBeforeReplace(type: string): boolean;
+    /**
+     * An attribute the provider's plan marks for replacement whatever the inputs (a certificate
+     * due for renewal), or undefined.
+     */
+    plannedReplacement?(type: string, state: Record<string, any>): string | undefined;
     /** `config`: the inputs of the resource's explicit provider (`{}` for the default one). */
     create(
         type: string,
@@ -257,19 +262,12 @@ export class PulumiEngineStandIn {
             record("create");
             return created;
         }
-        const changed = changedKeys(old.state, inputs, options.ignoreChanges ?? []);
+        const { changed, replaces } = diff(providerStandIn, type, old.state, inputs, options);
         if (changed.length === 0) {
             keep({ ...old, options, provider });
             record("same");
             return { id: old.id, state: old.state };
         }
-        const replaceKeys = providerStandIn.replaceKeys(type);
-        const replaces = changed.some(
-            (input) =>
-                replaceKeys === "all" ||
-                replaceKeys.includes(input) ||
-                (options.replaceOnChanges ?? []).includes(input),
-        );
         if (!replaces) {
             await providerStandIn.update(type, old.id, old.inputs, inputs, config);
             const state = { ...old.state, ...inputs };
@@ -363,6 +361,33 @@ export function previewTree(steps: readonly Step[]): string {
         .join("\n");
 }
 
+/**
+ * What the provider's Diff says: the changed inputs (and an attribute its plan marks for
+ * replacement, such as a certificate due for renewal), and whether they replace the resource.
+ */
+function diff(
+    provider: ProviderStandIn,
+    type: string,
+    state: Record<string, any>,
+    inputs: Record<string, any>,
+    options: pulumi.CustomResourceOptions,
+) {
+    const planned = provider.plannedReplacement?.(type, state);
+    const changed = [
+        ...changedKeys(state, inputs, options.ignoreChanges ?? []),
+        ...(planned ? [planned] : []),
+    ];
+    const replaceKeys = provider.replaceKeys(type);
+    const replaces = changed.some(
+        (input) =>
+            input === planned ||
+            replaceKeys === "all" ||
+            replaceKeys.includes(input) ||
+            (options.replaceOnChanges ?? []).includes(input),
+    );
+    return { changed, replaces };
+}
+
 /** Declared inputs whose values differ from the recorded state, compared as data. */
 function changedKeys(
     state: Record<string, any>,
@@ -374,17 +399,4 @@ function changedKeys(
             !ignored.includes(input) &&
             JSON.stringify(state[input]) !== JSON.stringify(news[input]),
     );
-}
-
-/** Providers receive secret inputs decrypted; the engine keeps them secret in state. */
-function unwrapSecrets(value: unknown): any {
-    if (pulumi.runtime.isRpcSecret(value))
-        return unwrapSecrets(pulumi.runtime.unwrapRpcSecret(value));
-    if (Array.isArray(value)) return value.map(unwrapSecrets);
-    if (value && typeof value === "object") {
-        return Object.fromEntries(
-            Object.entries(value).map(([name, item]) => [name, unwrapSecrets(item)]),
-        );
-    }
-    return value;
 }

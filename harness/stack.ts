@@ -22,6 +22,7 @@ import {
 } from "./docker";
 import { ProgramRun } from "./program";
 import { PulumiEngineStandIn } from "./pulumi-engine";
+import { TlsProviderStandIn } from "./tls-provider-stand-in";
 import { FixtureImage, FixtureUpstreams } from "./upstreams";
 
 export interface StackUpstream {
@@ -53,6 +54,7 @@ export function localStackConfig(
 export class TestStack {
     readonly docker: DockerProviderStandIn;
     readonly commands = new CommandProviderStandIn();
+    readonly tls = new TlsProviderStandIn();
     readonly engine: PulumiEngineStandIn;
     /** The last `up`'s run: declared resources and outputs. */
     run!: ProgramRun;
@@ -69,7 +71,7 @@ export class TestStack {
         readonly anyRegistryPort: number,
     ) {
         this.docker = new DockerProviderStandIn(id);
-        this.engine = new PulumiEngineStandIn([this.docker, this.commands]);
+        this.engine = new PulumiEngineStandIn([this.docker, this.commands, this.tls]);
     }
 
     /** Readies the host, starts a fixture upstream per registry and seeds it with `images`. */
@@ -104,6 +106,7 @@ export class TestStack {
         writeHostsDir(
             this.hostsDir,
             withClosedFallback(this.run.outputs.containerdHosts as Record<string, string>),
+            (this.run.outputs.caCertificate as string | null) ?? undefined,
         );
         return this.run;
     }

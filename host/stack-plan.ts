@@ -6,7 +6,9 @@
 import { hostPlatform } from "../core/images";
 import { planCluster } from "../core/cluster";
 import { planFront } from "../core/front";
-import { StackIdentity, planAnyRegistry, planCaches } from "../core/plan";
+import { StackIdentity, frontHosts, planAnyRegistry, planCaches } from "../core/plan";
+import { htpasswdFile } from "../core/pull-auth";
+import { serverNames } from "../core/tls";
 import { planPrewarm } from "../core/prewarm";
 import { Settings } from "../mirrors";
 import { bundleToImport } from "./oci-layout";
@@ -52,5 +54,12 @@ export function planStack(
         prewarmImages,
         clusterPlan,
         bundle,
+        // What the stack's own server certificate must name, when it makes one.
+        serverNames: serverNames(frontHosts(settings)),
+        // The front's htpasswd, when there are pull credentials.
+        htpasswd:
+            settings.pullCredentials.length > 0
+                ? htpasswdFile(settings.pullCredentials, identity)
+                : undefined,
     };
 }

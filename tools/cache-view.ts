@@ -15,6 +15,7 @@ import { CacheHealth, readHealthcheck, supervisorFacts } from "../core/container
 import { CacheEndpoint, cacheViewContainer, viewLabel, viewLeaseSeconds } from "../core/plan";
 import { readCacheSupervisor } from "../host/assets";
 import { DockerCli } from "./docker";
+import { FrontAccess } from "./front";
 import { untilInterrupted } from "./interrupt";
 import { CacheView, EnvironmentError } from "./types";
 import { RegistryClient } from "./registry-client";
@@ -64,6 +65,7 @@ async function openCacheView(
     docker: DockerCli,
     cache: CacheEndpoint,
     access: ViewAccess,
+    front: FrontAccess,
 ): Promise<CacheView & { close(): Promise<void> }> {
     const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
         throw new EnvironmentError(
@@ -84,10 +86,12 @@ async function openCacheView(
         await docker("rm", "--force", "--volumes", id).catch(() => "");
     };
     try {
-        const view = { endpoint: cache.hostEndpoint, headers: { [viewHeader]: viewId } };
-        await untilInterrupted(
-            waitUntilServing(new RegistryClient(view.endpoint, cache.registry, view.headers)),
-        );
+        const view: CacheView = {
+            endpoint: cache.hostEndpoint,
+            headers: { ...front.headers, [viewHeader]: viewId },
+            trust: front.trust,
+        };
+        await untilInterrupted(waitUntilServing(viewClient(view, cache.registry)));
         return { ...view, close };
     } catch (error) {
         await close();
@@ -161,11 +165,12 @@ async function isStale(docker: DockerCli, id: string): Promise<boolean> {
 export async function withCacheViews<T>(
     docker: DockerCli,
     caches: readonly CacheEndpoint[],
+    front: FrontAccess,
     work: (views: Map<string, CacheView>) => Promise<T>,
     access: ViewAccess = "read-only",
 ): Promise<T> {
     const opened = await Promise.allSettled(
-        caches.map((cache) => openCacheView(docker, cache, access)),
+        caches.map((cache) => openCacheView(docker, cache, access, front)),
     );
     const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
     try {
@@ -218,3 +223,7 @@ export async function cacheTrouble(
     const health = await readCacheHealth(docker, cache.container);
     return health?.problem && `the ${cache.registry} cache is ${health.status}: ${health.problem}`;
 }
+
+/** A client of a view: through the front, with the view's headers and trust. */
+export const viewClient = (view: CacheView, registry: string) =>
+    new RegistryClient(view.endpoint, registry, view.headers, view.trust);

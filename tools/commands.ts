@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { formatPlatform, hostPlatform, Platform } from "../core/images";
 import { CacheEndpoint } from "../core/plan";
 import { formatPrune, parseAge, planPrune, pruneReport, withinBudget } from "../core/prune-plan";
-import { formatStatus, unservedRegistries } from "../core/status-report";
+import { certificateStatus, formatStatus, unservedRegistries } from "../core/status-report";
 import { heldReferences, storedImages } from "../core/storage-layout";
 import { parseSize } from "../core/format";
 import { cacheTrouble, withCacheViews } from "./cache-view";
@@ -24,7 +24,7 @@ import {
 import { exportJson, failureJson, importJson, prewarmJson, statusJson, verifyJson } from "./json";
 import { readFrontLedger } from "./ledger";
 import { applyPrune, readCacheContents } from "./prune";
-import { RegistryClient } from "./registry-client";
+import { FrontAccess, frontClient, readFrontAccess, readFrontCertificate } from "./front";
 import { formatPrewarmSummary, formatVerifyReport, progressReporter } from "./report";
 import { StackView } from "./stack";
 import { readCacheStatus } from "./status";
@@ -66,9 +66,11 @@ export async function runStatus({ stack, values, docker }: Run): Promise<number>
         stack.caches.map((cache) => readCacheStatus(docker, cache, ledger)),
     );
     const unserved = unservedRegistries(ledger);
-    const report = statusJson(statuses, unserved);
+    const pem = await readFrontCertificate(docker, stack.caches);
+    const certificate = pem ? certificateStatus(pem, new Date()) : undefined;
+    const report = statusJson(statuses, unserved, certificate);
     printResult(values, report, () =>
-        formatStatus(statuses, Boolean(process.stdout.isTTY), unserved),
+        formatStatus(statuses, Boolean(process.stdout.isTTY), unserved, certificate),
     );
     return report.ok ? 0 : 1;
 }
@@ -123,19 +125,28 @@ async function selectImages(
     return routeImages(held.flat(), stack.caches);
 }
 
-/** The caches of `routed` images, each once, checked to answer; fails naming the first that does not. */
-async function reachableCaches(routed: readonly RoutedImage[]): Promise<CacheEndpoint[]> {
+/**
+ * The caches of `routed` images, each once, checked to answer, and how to reach their front;
+ * fails naming the first that does not answer.
+ */
+async function reachableCaches(
+    docker: DockerCli,
+    routed: readonly RoutedImage[],
+): Promise<{ caches: CacheEndpoint[]; front: FrontAccess }> {
     const caches = [...new Map(routed.map(({ cache }) => [cache.registry, cache])).values()];
+    const front = await readFrontAccess(docker, caches);
     await Promise.all(
         caches.map((cache) =>
-            new RegistryClient(cache.hostEndpoint, cache.registry).ping().catch((error: Error) => {
-                throw new EnvironmentError(
-                    `the ${cache.registry} cache: ${error.message}; is the stack up (npm run up)?`,
-                );
-            }),
+            frontClient(front, cache.hostEndpoint, cache.registry)
+                .ping()
+                .catch((error: Error) => {
+                    throw new EnvironmentError(
+                        `the ${cache.registry} cache: ${error.message}; is the stack up (npm run up)?`,
+                    );
+                }),
         ),
     );
-    return caches;
+    return { caches, front };
 }
 
 export async function runExport({
@@ -149,8 +160,8 @@ export async function runExport({
     const which = values.images ?? "all";
     const routed = await selectImages(docker, which, stack);
     if (routed.length === 0) fail("the caches hold no images to export");
-    const caches = await reachableCaches(routed);
-    const report = await withCacheViews(docker, caches, (views) =>
+    const { caches, front } = await reachableCaches(docker, routed);
+    const report = await withCacheViews(docker, caches, front, (views) =>
         exportBundle(path.resolve(bundle!), routed, views, {
             platforms,
             concurrency,
@@ -202,9 +213,9 @@ export async function runVerify({
         console.log("No images to work on: set pullthrough:prewarm (see README).");
         return 0;
     }
-    const caches = await reachableCaches(routed);
+    const { caches, front } = await reachableCaches(docker, routed);
     const checkedPlatforms = platforms ?? [hostPlatform()];
-    const checked = await withCacheViews(docker, caches, (views) =>
+    const checked = await withCacheViews(docker, caches, front, (views) =>
         verify(routed, views, checkedPlatforms, concurrency),
     );
     const deep = values.deep ? await deepCheck(docker, checked, caches) : undefined;
@@ -261,7 +272,7 @@ export async function runPrewarm({
         console.log("No images to work on: set pullthrough:prewarm (see README).");
         return 0;
     }
-    const caches = await reachableCaches(routed);
+    const { caches, front } = await reachableCaches(docker, routed);
     const byRegistry = new Map(caches.map((cache) => [cache.registry, cache]));
     const troubleOf = (registry: string) => cacheTrouble(docker, byRegistry.get(registry)!);
     const started = Date.now();
@@ -271,10 +282,17 @@ export async function runPrewarm({
             `${images} image(s) served but not yet stored by their cache; pulling again (round ${round} of ${storeRounds})`,
         );
     const onEvent = progress?.onEvent;
-    const results = await withCacheViews(docker, caches, (views) =>
+    const results = await withCacheViews(docker, caches, front, (views) =>
         prewarmUntilStored(
             routed,
-            { platforms: platforms ?? [hostPlatform()], concurrency, onEvent, onRetry, troubleOf },
+            {
+                platforms: platforms ?? [hostPlatform()],
+                concurrency,
+                front,
+                onEvent,
+                onRetry,
+                troubleOf,
+            },
             views,
         ),
     ).finally(() => progress?.stop());

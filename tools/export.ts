@@ -9,6 +9,7 @@
  * volume holds, never the upstream, and every manifest and blob is checked against its digest on
  * the way out, so a corrupt copy stops the export instead of travelling.
  */
+import { viewClient } from "./cache-view";
 import { ImageReference } from "../core/image-reference";
 import { Platform, formatPlatform } from "../core/images";
 import { Descriptor, Manifest, renderBundleIndex } from "../core/oci";
@@ -207,11 +208,7 @@ async function readHeldImages(
         images.map((routed) =>
             run(async (): Promise<HeldImage | undefined> => {
                 const view = views.get(routed.cache.registry)!;
-                const client = new RegistryClient(
-                    view.endpoint,
-                    routed.cache.registry,
-                    view.headers,
-                );
+                const client = viewClient(view, routed.cache.registry);
                 try {
                     const held = await readHeldImage(client, routed.image, options.platforms);
                     return { routed, client, ...held };

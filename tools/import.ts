@@ -20,7 +20,8 @@ import { Transform } from "node:stream";
 import { ImportImage, ImageSteps, bytesToAdd, planCacheWrites, planImport } from "../core/bundle";
 import { parseManifest } from "../core/oci";
 import { Bundle, BundleError, openBundle } from "../host/oci-layout";
-import { withCacheViews } from "./cache-view";
+import { viewClient, withCacheViews } from "./cache-view";
+import { readFrontAccess } from "./front";
 import { formatBytes } from "../core/format";
 import { RegistryClient, RegistryError } from "./registry-client";
 import { Storage, storageLayout, storagePaths } from "../core/storage-layout";
@@ -400,16 +401,18 @@ export async function importBundle(
         return report(planned);
     }
     const run = limiter(concurrency);
+    const targetCaches = targets.map(({ cache }) => cache);
     const images = await withCacheViews(
         docker,
-        targets.map(({ cache }) => cache),
+        targetCaches,
+        await readFrontAccess(docker, targetCaches),
         async (views) => {
             const imports: CacheImport[] = targets.map(({ cache, steps }) => {
                 const view = views.get(cache.registry)!;
                 return {
                     cache,
                     steps,
-                    client: new RegistryClient(view.endpoint, cache.registry, view.headers),
+                    client: viewClient(view, cache.registry),
                     staging: `${stagingRoot}/${randomBytes(4).toString("hex")}`,
                     sent: new Set(),
                 };

@@ -2,7 +2,7 @@
  * What each tool prints under `--json`: one builder per tool, so the shapes the README's tool
  * table quotes can be checked against the code (tests/unit/docs.test.ts).
  */
-import { CacheStatus, UnservedRegistry } from "../core/status-report";
+import { CacheStatus, CertificateStatus, UnservedRegistry } from "../core/status-report";
 import { CacheCheck } from "../core/storage-layout";
 import { ExportReport } from "./export";
 import { ImportReport } from "./import";
@@ -33,10 +33,12 @@ export const verifyJson = (
 export const statusJson = (
     caches: readonly CacheStatus[],
     unserved: readonly UnservedRegistry[],
+    certificate?: CertificateStatus,
 ) => ({
-    ok: caches.every((cache) => !cache.degraded),
+    ok: caches.every((cache) => !cache.degraded) && (certificate?.daysLeft ?? 1) > 0,
     caches,
     unserved,
+    ...(certificate ? { certificate } : {}),
 });
 
 export const exportJson = (report: ExportReport) => ({ ok: true, ...report });

@@ -5,8 +5,9 @@
  */
 import { ImageReference } from "../core/image-reference";
 import { createHash } from "node:crypto";
-import { IncomingMessage, get as httpGet, request as httpRequest } from "node:http";
-import { get as httpsGet, request as httpsRequest } from "node:https";
+import { IncomingMessage, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { checkServerIdentity } from "node:tls";
 import { Readable } from "node:stream";
 import { Platform, formatPlatform } from "../core/images";
 import { Descriptor, Manifest, mediaTypes, parseManifest } from "../core/oci";
@@ -42,17 +43,38 @@ export class DigestMismatch extends RegistryError {
     }
 }
 
+/** How an HTTPS endpoint is trusted: its CA (unset: the system's), and the name its certificate carries. */
+export interface EndpointTrust {
+    ca?: string;
+    serverName: string;
+}
+
 export class RegistryClient {
+    private readonly agent: HttpsAgent | undefined;
+
     /**
      * @param endpoint the registry's base URL, e.g. `http://127.0.0.1:5000`
      * @param namespace the upstream registry the images belong to, sent as `?ns=` like containerd
      * @param headers sent with every request
+     * @param trust for an `https` endpoint; it is checked against the system's CAs without one
      */
     constructor(
         readonly endpoint: string,
         readonly namespace: string,
         private readonly headers: Record<string, string> = {},
-    ) {}
+        trust?: EndpointTrust,
+    ) {
+        // The certificate must name `serverName` (the host nodes use) even where this machine
+        // connects to another of the front's addresses.
+        this.agent = trust
+            ? new HttpsAgent({
+                  keepAlive: true,
+                  ca: trust.ca,
+                  checkServerIdentity: (_host, certificate) =>
+                      checkServerIdentity(trust.serverName, certificate),
+              })
+            : undefined;
+    }
 
     /** GETs a manifest or index by tag or digest and checks it against its digest. */
     async manifest(repository: string, reference: string): Promise<Manifest> {
@@ -167,6 +189,7 @@ export class RegistryClient {
                 url,
                 {
                     method: "PUT",
+                    agent: this.agent,
                     headers: {
                         ...this.headers,
                         "content-type": "application/octet-stream",
@@ -251,66 +274,83 @@ export class RegistryClient {
      * GETs `url` with node's own HTTP client, following redirects, and resolves once the answer
      * is a success: a blob's bytes stream at twice the rate of `fetch` (measured on a 45 MB layer).
      */
-    private download(url: URL, redirects = 5): Promise<IncomingMessage> {
+    private async download(url: URL): Promise<IncomingMessage> {
+        const response = await this.send("GET", url);
+        const status = response.statusCode ?? 0;
+        if (status >= 200 && status < 300) return response;
+        throw await this.failure("GET", url, response);
+    }
+
+    /**
+     * One request with node's own HTTP client (the agent carries the endpoint's trust), following
+     * a GET's or HEAD's redirects; resolves to the answer, whatever its status.
+     */
+    private send(
+        method: string,
+        url: URL,
+        headers: Record<string, string> = {},
+        body?: Uint8Array,
+        redirects = 5,
+    ): Promise<IncomingMessage> {
         return new Promise((resolve, reject) => {
-            const get = url.protocol === "https:" ? httpsGet : httpGet;
-            get(url, { headers: this.headers }, (response) => {
-                const status = response.statusCode ?? 0;
-                const location = response.headers.location;
-                if (status >= 300 && status < 400 && location && redirects > 0) {
-                    response.resume();
-                    return resolve(this.download(new URL(location, url), redirects - 1));
-                }
-                if (status >= 200 && status < 300) return resolve(response);
-                const chunks: Buffer[] = [];
-                response.on("data", (chunk: Buffer) => chunks.push(chunk));
-                response.on("end", () => {
-                    const detail = describeErrorBody(Buffer.concat(chunks).toString("utf8"));
-                    reject(
-                        new RegistryError(
-                            `GET ${url.pathname} answered ${status}${detail ? `: ${detail}` : ""}`,
-                            status,
-                        ),
-                    );
-                });
-            }).on("error", (error: NodeJS.ErrnoException) => reject(this.unreachable(error)));
+            const request = (url.protocol === "https:" ? httpsRequest : httpRequest)(
+                url,
+                { method, agent: this.agent, headers: { ...this.headers, ...headers } },
+                (response) => {
+                    const status = response.statusCode ?? 0;
+                    const location = response.headers.location;
+                    const follows = method === "GET" || method === "HEAD";
+                    if (follows && status >= 300 && status < 400 && location && redirects > 0) {
+                        response.resume();
+                        const next = new URL(location, url);
+                        return resolve(this.send(method, next, headers, body, redirects - 1));
+                    }
+                    resolve(response);
+                },
+            );
+            request.on("error", (error: NodeJS.ErrnoException) => reject(this.unreachable(error)));
+            request.end(body);
         });
     }
 
-    private unreachable(error: NodeJS.ErrnoException): RegistryError {
+    /** A RegistryError for an answer that is not a success, with the registry's words. */
+    private async failure(method: string, url: URL, response: IncomingMessage) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of response as AsyncIterable<Buffer>) chunks.push(chunk);
+        const detail = method === "HEAD" ? "" : describeErrorBody(Buffer.concat(chunks).toString());
+        const status = response.statusCode ?? 0;
         return new RegistryError(
-            `${this.endpoint} is unreachable (${error.code ?? error.message})`,
+            `${method} ${url.pathname} answered ${status}${detail ? `: ${detail}` : ""}`,
+            status,
+        );
+    }
+
+    private unreachable(error: NodeJS.ErrnoException): RegistryError {
+        // OpenSSL's verify codes (SELF_SIGNED_CERT_IN_CHAIN, …) and node's ERR_TLS_CERT_ALTNAME_INVALID.
+        const untrusted = /CERT|ERR_TLS|SIGNATURE/.test(error.code ?? "");
+        return new RegistryError(
+            untrusted
+                ? `${this.endpoint} presented a certificate this machine does not trust (${error.code}: ${error.message})`
+                : `${this.endpoint} is unreachable (${error.code ?? error.message})`,
             undefined,
             true,
         );
     }
 
+    /** A request whose whole answer is read; a status other than 2xx throws a RegistryError. */
     private async requestAt(method: string, url: URL, init: RequestInit = {}): Promise<Response> {
-        let response: Response;
-        try {
-            response = await fetch(url, {
-                ...init,
-                method,
-                headers: { ...this.headers, ...(init.headers as Record<string, string>) },
-                redirect: "follow",
-            });
-        } catch (error) {
-            const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-            throw new RegistryError(
-                `${this.endpoint} is unreachable (${cause?.code ?? cause?.message ?? String(error)})`,
-                undefined,
-                true,
-            );
-        }
-        if (!response.ok) {
-            const detail =
-                method === "HEAD" ? "" : await response.text().then(describeErrorBody, () => "");
-            throw new RegistryError(
-                `${method} ${url.pathname} answered ${response.status}${detail ? `: ${detail}` : ""}`,
-                response.status,
-            );
-        }
-        return response;
+        const body = init.body as Uint8Array | undefined;
+        const response = await this.send(method, url, init.headers as Record<string, string>, body);
+        const status = response.statusCode ?? 0;
+        if (status < 200 || status >= 300) throw await this.failure(method, url, response);
+        const chunks: Buffer[] = [];
+        for await (const chunk of response as AsyncIterable<Buffer>) chunks.push(chunk);
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(response.headers))
+            if (value !== undefined)
+                headers.set(name, Array.isArray(value) ? value.join(", ") : value);
+        const empty = method === "HEAD" || status === 204;
+        return new Response(empty ? null : Buffer.concat(chunks), { status, headers });
     }
 }
 

@@ -1,6 +1,7 @@
 /** What every tool shares: the caches it works on, how it reaches them, and how it fails. */
 import { ImageReference } from "../core/image-reference";
 import { CacheEndpoint } from "../core/plan";
+import type { EndpointTrust } from "./registry-client";
 
 /** Thrown for input the tools cannot work with: an unknown image, a registry without a cache. */
 export class UsageError extends Error {
@@ -26,10 +27,14 @@ export function fail(message: string): never {
     throw new UsageError(message);
 }
 
-/** Where a cache's read-only view answers (tools/cache-view.ts): its endpoint, with these headers. */
+/**
+ * Where a cache's read-only view answers (tools/cache-view.ts): its endpoint, with these headers,
+ * trusted so (on HTTPS).
+ */
 export interface CacheView {
     endpoint: string;
     headers: Record<string, string>;
+    trust?: EndpointTrust;
 }
 
 /** An image, and the cache of its registry. */

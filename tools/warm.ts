@@ -2,6 +2,8 @@
  * Prewarm and verify: pull a list of images through the caches that serve their registries, and
  * check that the caches hold them in full. The CLI (tools/cli.ts) and `pulumi up` drive these.
  */
+import { viewClient } from "./cache-view";
+import { FrontAccess, frontClient } from "./front";
 import { ImageReference, parseImageReference } from "../core/image-reference";
 import { refreshHeader } from "../core/front";
 import { Platform } from "../core/images";
@@ -72,6 +74,8 @@ export interface PrewarmResult {
 export interface PrewarmOptions {
     platforms: readonly Platform[];
     concurrency: number;
+    /** How the pulls reach the front (its token and CA). */
+    front: FrontAccess;
     onEvent?: (event: PrewarmEvent) => void;
     /** Ask past the front's cache, straight to the registries (see core/front.ts). */
     refresh?: boolean;
@@ -152,7 +156,7 @@ async function prewarmImage(
 ): Promise<PrewarmResult> {
     const started = Date.now();
     const headers: Record<string, string> = options.refresh ? { [refreshHeader]: "1" } : {};
-    const client = new RegistryClient(cache.hostEndpoint, cache.registry, headers);
+    const client = frontClient(options.front, cache.hostEndpoint, cache.registry, headers);
     const result = {
         image: image.canonical,
         registry: image.registry,
@@ -211,7 +215,7 @@ export async function verify(
     return Promise.all(
         routed.map(async ({ image }): Promise<VerifyResult> => {
             const view = views.get(image.registry)!;
-            const client = new RegistryClient(view.endpoint, image.registry, view.headers);
+            const client = viewClient(view, image.registry);
             const base = { image: image.canonical, registry: image.registry };
             let content: ImageContent;
             try {

@@ -13,7 +13,8 @@ import { FixtureImage, byTag } from "../../harness/upstreams";
 import { ImageArtifact, image, layer, push } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { SimulatedWan } from "../../harness/wan";
-import { withCacheViews } from "../../tools/cache-view";
+import { viewClient, withCacheViews } from "../../tools/cache-view";
+import { readFrontAccess } from "../../tools/front";
 import { dockerCli } from "../../tools/docker";
 import { RegistryClient, readImage } from "../../tools/registry-client";
 import { MirrorsOutput, cacheEndpoints } from "../../core/render";
@@ -201,19 +202,16 @@ test("a blob a registry served but did not store is stored by the next prewarm, 
     );
     expect(both.map((result) => result.digest)).toEqual([digest, digest]);
     const caches = cacheEndpoints(stack.run.outputs.mirrors as MirrorsOutput);
-    await withCacheViews(dockerCli(), caches, async (views) => {
+    const front = await readFrontAccess(dockerCli(), caches);
+    await withCacheViews(dockerCli(), caches, front, async (views) => {
         const stored = (image: FixtureImage) =>
-            new RegistryClient(
-                views.get(registry)!.endpoint,
-                registry,
-                views.get(registry)!.headers,
-            ).hasBlob(image.repository, digest);
+            viewClient(views.get(registry)!, registry).hasBlob(image.repository, digest);
         const before = await Promise.all([sharingA, sharingB].map(stored));
         expect(before.sort()).toEqual([false, true]);
         const unstored = [sharingA, sharingB][(await stored(sharingA)) ? 1 : 0];
         const results = await prewarmUntilStored(
             routeImages([byTag(unstored)], caches),
-            { platforms: [], concurrency: 2 },
+            { platforms: [], concurrency: 2, front },
             views,
         );
         expect(results).toEqual([expect.objectContaining({ ok: true })]);

@@ -173,6 +173,7 @@ describe("with no config", () => {
                 file: "/etc/nginx/pullthrough-ledger.awk",
                 content: expect.stringContaining("function flush("),
             },
+            { file: "/etc/nginx/pullthrough/api-base.json", content: "{}" },
         ]);
         expect(front.inputs.volumes).toEqual([
             { volumeName: "registry-ledger", containerPath: "/var/lib/pullthrough" },
@@ -218,9 +219,11 @@ describe("with no config", () => {
         expect(Object.keys(outputs).sort()).toEqual([
             "anyRegistry",
             "anyRegistryMirrorFlags",
+            "caCertificate",
             "cluster",
             "containerdDefaultHosts",
             "containerdHosts",
+            "dockerCaInstall",
             "dockerHost",
             "mirrors",
             "prewarmImages",

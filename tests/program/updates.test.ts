@@ -7,12 +7,14 @@ import { CommandProviderStandIn } from "../../harness/command-provider-stand-in"
 import { containerType, volumeType } from "../../harness/docker-provider-stand-in";
 import { InMemoryDocker } from "../../harness/in-memory-providers";
 import { PulumiEngineStandIn, Step } from "../../harness/pulumi-engine";
+import { TlsProviderStandIn } from "../../harness/tls-provider-stand-in";
 import { encodeConfig } from "../../mirrors";
 
 const upstreams = [{ registry: "docker.io", remote: "http://upstream:5000", port: 6000 }];
 const summary = (steps: Step[]) => steps.map((step) => `${step.op} ${step.name}`);
 
 let docker: InMemoryDocker;
+let tls: TlsProviderStandIn;
 let engine: PulumiEngineStandIn;
 let settings: Record<string, unknown>;
 
@@ -24,7 +26,8 @@ async function up(change: Record<string, unknown> = {}) {
 
 beforeEach(async () => {
     docker = new InMemoryDocker();
-    engine = new PulumiEngineStandIn([docker, new CommandProviderStandIn()]);
+    tls = new TlsProviderStandIn();
+    engine = new PulumiEngineStandIn([docker, new CommandProviderStandIn(), tls]);
     settings = {};
     expect(await up()).toEqual([
         "create pullthrough-dev",

@@ -51,12 +51,12 @@ test("up after the upgrade moves every resource under Caches; no volume or cache
             "       └─ command:local:Command             prune-caches",
         ].join("\n"),
     );
-    // The front publishes the one port for every registry (anyRegistryPort) since this was saved:
-    // Docker cannot add a port to a running container. The caches, their volumes and the
-    // ledger's are untouched.
+    // The front publishes the one port for every registry (anyRegistryPort) since this was saved,
+    // and makes the tools' token at start: Docker cannot add a port to a running container. The
+    // caches, their volumes and the ledger's are untouched.
     expect(engine.changes().map((step) => `${step.op} ${step.name} ${step.changed}`)).toEqual([
         "create pullthrough ",
-        "replace registry-front ports,uploads",
+        "replace registry-front entrypoints,envs,ports,uploads",
     ]);
     // Each found by its alias, at the URN it had, and now known by one under the component.
     for (const resource of before.filter((resource) => resource.custom)) {

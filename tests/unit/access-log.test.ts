@@ -1,4 +1,5 @@
 /** The front's access log: one format, which the formatter writes and the parser reads back. */
+import { plainFront } from "./settings";
 import {
     AccessLogEntry,
     accessLogFormat,
@@ -21,7 +22,9 @@ const entry: AccessLogEntry = {
 };
 
 test("the front logs in this format", () => {
-    expect(frontConfig([], [], 5005)).toContain(`log_format pullthrough '${accessLogFormat}';`);
+    expect(frontConfig([], plainFront([]))).toContain(
+        `log_format pullthrough '${accessLogFormat}';`,
+    );
 });
 
 test("a line the formatter writes parses back to the same entry", () => {

@@ -57,6 +57,9 @@ describe("defaults", () => {
             mode: "auto",
             prewarm: [],
             allowFrom: [],
+            tls: { enabled: false },
+            pullCredentials: [],
+            allowPlainHttpCredentials: false,
             logs: { maxSize: "10m", maxFiles: 3 },
             cluster: {
                 enabled: false,

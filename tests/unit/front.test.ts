@@ -2,7 +2,7 @@ import { ledgerFiles } from "../../core/ledger";
 import { frontConfig, frontContainer, planFront } from "../../core/front";
 import { planCaches } from "../../core/plan";
 import { parseSettings } from "../../mirrors";
-import { config, identity, upstream } from "./settings";
+import { config, identity, plainFront, upstream } from "./settings";
 
 const settings = parseSettings(
     config({
@@ -13,7 +13,7 @@ const settings = parseSettings(
 );
 const caches = planCaches(settings, identity);
 const front = planFront(settings, identity);
-const rendered = frontConfig(caches, front.allowed, front.anyRegistryPort);
+const rendered = frontConfig(caches, front);
 
 /** The body of the server block that listens on `port`. */
 function server(port: number): string {
@@ -41,7 +41,7 @@ test("only paths addressed by digest are cached and coalesced; the rest passes t
 });
 
 test("a request with a view id in the view header goes to that read-only view, and nowhere else", () => {
-    const config = frontConfig(caches, ["127.0.0.0/8"], 5005);
+    const config = frontConfig(caches, plainFront(["127.0.0.0/8"]));
     expect(config).toContain(
         'if ($http_x_pullthrough_view ~ "^[0-9a-f]{32}$") {\n        set $registry http://t-docker.io-view-$http_x_pullthrough_view:5000;\n        rewrite ^ /pullthrough-view$uri last;\n    }',
     );
@@ -76,6 +76,7 @@ test("the front publishes every cache port on the bind address, uploads its conf
     expect(container.uploads).toEqual([
         { file: "/etc/nginx/conf.d/default.conf", content: rendered },
         { file: ledgerFiles.program, content: "fold" },
+        { file: "/etc/nginx/pullthrough/api-base.json", content: "{}" },
     ]);
     expect(container.volumes).toEqual([
         { volumeName: front.ledgerVolume, containerPath: ledgerFiles.volumePath },
@@ -92,7 +93,7 @@ test("only this host, the front's networks, the cluster network and allowFrom ma
     expect(allowed).toEqual(["127.0.0.0/8", "10.9.0.0/24", "192.168.1.0/24", "10.0.0.7"]);
     // A specific bind address is where this host's own clients come from.
     expect(front.allowed).toEqual(["127.0.0.0/8", "127.0.0.1", "10.5.0.0/24"]);
-    const body = frontConfig(planCaches(lab, identity), allowed, 5005);
+    const body = frontConfig(planCaches(lab, identity), plainFront(allowed));
     const access = [
         "include /etc/nginx/pullthrough-networks.conf;",
         "allow 127.0.0.0/8;",
@@ -109,7 +110,7 @@ test("the one port routes each registry by its ns, Docker Hub's other names and 
     const lab = parseSettings(
         config({ upstreams: [upstream("docker.io", 5000), upstream("registry.local:5443", 5010)] }),
     );
-    const body = frontConfig(planCaches(lab, identity), [], 5005);
+    const body = frontConfig(planCaches(lab, identity), plainFront([]));
     const route = body.split("map $arg_ns $pullthrough_route {")[1].split("}")[0];
     expect(
         route

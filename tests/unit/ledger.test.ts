@@ -2,6 +2,7 @@
  * The front's ledger: the real folding program (container/ledger.awk, on this host's awk) fed the
  * lines nginx writes, its record read back as the tools read it.
  */
+import { plainFront } from "./settings";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -31,7 +32,7 @@ const pull = (line: Partial<LedgerLine>): LedgerLine => ({
 });
 
 test("the front writes its ledger lines in the format the program reads", () => {
-    const config = frontConfig([], [], 5005);
+    const config = frontConfig([], plainFront([]));
     expect(config).toContain(`log_format pullthrough_ledger '${ledgerLogFormat}';`);
     expect(config).toContain(`"~${ledgerPathPattern}" $pullthrough_pull;`);
 });
@@ -145,7 +146,7 @@ describe("requests the one port had no cache for", () => {
     const unrouted = (ns: string, time = 1_800_000_000.5) => `${time}\tunrouted\t${ns}`;
 
     test("the front writes them in the format the program reads", () => {
-        expect(frontConfig([], [], 5005)).toContain(
+        expect(frontConfig([], plainFront([]))).toContain(
             `log_format pullthrough_unrouted '${unroutedLogFormat}';`,
         );
     });
