@@ -99,55 +99,32 @@ export class Caches extends pulumi.ComponentResource {
         const child = { parent: this, aliases: [{ parent: pulumi.rootStackResource }] };
         const frontTls = declareTls(planned, child);
         const front = declareCaches(planned, child, frontTls);
-        const { settings, caches, anyRegistry, prewarmImages, clusterPlan } = planned;
-
-        // What clients need besides the endpoints: the CA, and the first pull credential. An
-        // output that carries the credential is a secret.
-        const credential = settings.pullCredentials[0];
-        const access = pulumi
-            .output(frontTls?.ca)
-            .apply((ca): render.ClientAccess => ({ ca, credential }));
-        const withAccess = <T>(render: (access: render.ClientAccess) => T) => {
-            const rendered = access.apply(render);
-            return credential ? pulumi.secret(rendered) : rendered;
-        };
-        const talosctlCreate = withAccess((clientAccess) =>
-            clusterCreateWithAccess(clusterPlan, caches, clientAccess),
+        const rendered = renderForClients(planned, frontTls);
+        const { ready, talosCluster } = declareCommands(
+            planned,
+            child,
+            front,
+            rendered.talosctlCreate,
         );
-        const { ready, talosCluster } = declareCommands(planned, child, front, talosctlCreate);
 
         // Outputs resolve once the caches are ready, and carry that as a dependency: a resource
         // that takes `talosConfigPatch` waits for healthy, warm caches.
         const whenReady = <T>(value: pulumi.Input<T>) => afterAll(ready, value);
-        this.mirrors = whenReady(render.mirrorsByRegistry(caches));
-        this.registryMirrorFlags = whenReady(render.registryMirrorFlags(caches));
-        this.talosConfigPatch = whenReady(withAccess((a) => render.talosConfigPatch(caches, a)));
-        this.talosMirrorDocuments = whenReady(
-            withAccess((a) => render.talosMirrorDocuments(caches, a)),
-        );
-        this.containerdHosts = whenReady(withAccess((a) => render.containerdHosts(caches, a)));
-        this.anyRegistry = whenReady(anyRegistry);
-        this.talosAnyRegistryPatch = whenReady(
-            withAccess((a) => render.talosAnyRegistryPatch(anyRegistry, a)),
-        );
-        this.talosAnyRegistryDocuments = whenReady(
-            withAccess((a) => render.talosAnyRegistryDocuments(anyRegistry, a)),
-        );
-        this.containerdDefaultHosts = whenReady(
-            withAccess((a) => render.containerdDefaultHosts(anyRegistry, a)),
-        );
-        this.anyRegistryMirrorFlags = whenReady(render.anyRegistryMirrorFlags(anyRegistry));
-        this.caCertificate = whenReady(access.apply(({ ca }) => ca ?? null));
-        this.dockerCaInstall = whenReady(
-            access.apply(({ ca }) =>
-                render.dockerCaInstall(
-                    [...caches.map((cache) => cache.endpoint), anyRegistry.endpoint],
-                    ca,
-                ),
-            ),
-        );
-        this.prewarmImages = whenReady(prewarmImages);
-        this.talosctlCreate = whenReady(talosctlCreate);
+        this.mirrors = whenReady(rendered.mirrors);
+        this.registryMirrorFlags = whenReady(rendered.registryMirrorFlags);
+        this.talosConfigPatch = whenReady(rendered.talosConfigPatch);
+        this.talosMirrorDocuments = whenReady(rendered.talosMirrorDocuments);
+        this.containerdHosts = whenReady(rendered.containerdHosts);
+        this.anyRegistry = whenReady(rendered.anyRegistry);
+        this.talosAnyRegistryPatch = whenReady(rendered.talosAnyRegistryPatch);
+        this.talosAnyRegistryDocuments = whenReady(rendered.talosAnyRegistryDocuments);
+        this.containerdDefaultHosts = whenReady(rendered.containerdDefaultHosts);
+        this.anyRegistryMirrorFlags = whenReady(rendered.anyRegistryMirrorFlags);
+        this.caCertificate = whenReady(rendered.caCertificate);
+        this.dockerCaInstall = whenReady(rendered.dockerCaInstall);
+        this.prewarmImages = whenReady(planned.prewarmImages);
+        this.talosctlCreate = whenReady(rendered.talosctlCreate);
+        const { settings, clusterPlan } = planned;
         this.dockerHost = whenReady(settings.dockerHost ?? null);
         // null, not undefined: an undefined stack output draws a warning on every `pulumi up`.
         this.cluster = afterAll(talosCluster, settings.cluster.enabled ? clusterPlan.output : null);
@@ -173,6 +150,42 @@ export class Caches extends pulumi.ComponentResource {
 }
 
 type Planned = ReturnType<typeof plan>;
+
+/**
+ * The caches in every client's form. What clients need besides the endpoints is the CA and the
+ * first pull credential; an output that carries the credential is a secret.
+ */
+function renderForClients(
+    { settings, caches, anyRegistry, clusterPlan }: Planned,
+    frontTls: FrontTls | undefined,
+) {
+    const credential = settings.pullCredentials[0];
+    const access = pulumi
+        .output(frontTls?.ca)
+        .apply((ca): render.ClientAccess => ({ ca, credential }));
+    const withAccess = <T>(rendering: (access: render.ClientAccess) => T) =>
+        access.apply(rendering);
+    const withCredential = <T>(rendering: (access: render.ClientAccess) => T) =>
+        credential ? pulumi.secret(access.apply(rendering)) : access.apply(rendering);
+    const endpoints = [...caches.map((cache) => cache.endpoint), anyRegistry.endpoint];
+    return {
+        mirrors: render.mirrorsByRegistry(caches),
+        registryMirrorFlags: render.registryMirrorFlags(caches),
+        talosConfigPatch: withCredential((a) => render.talosConfigPatch(caches, a)),
+        talosMirrorDocuments: withCredential((a) => render.talosMirrorDocuments(caches, a)),
+        containerdHosts: withAccess((a) => render.containerdHosts(caches, a)),
+        anyRegistry,
+        talosAnyRegistryPatch: withCredential((a) => render.talosAnyRegistryPatch(anyRegistry, a)),
+        talosAnyRegistryDocuments: withCredential((a) =>
+            render.talosAnyRegistryDocuments(anyRegistry, a),
+        ),
+        containerdDefaultHosts: withAccess((a) => render.containerdDefaultHosts(anyRegistry, a)),
+        anyRegistryMirrorFlags: render.anyRegistryMirrorFlags(anyRegistry),
+        caCertificate: access.apply(({ ca }) => ca ?? null),
+        dockerCaInstall: access.apply(({ ca }) => render.dockerCaInstall(endpoints, ca)),
+        talosctlCreate: withCredential((a) => clusterCreateWithAccess(clusterPlan, caches, a)),
+    };
+}
 /** Where a child goes: under the component, aliased to the stack's root. */
 type ChildOptions = Pick<pulumi.CustomResourceOptions, "parent" | "aliases">;
 

@@ -249,9 +249,8 @@ test("three nodes at once over HTTPS: every blob leaves the upstream once", asyn
         [1, 2, 3].map(async () => {
             const containerd = await Containerd.start();
             try {
-                return (
-                    await containerd.pull("default", byTag(fresh), hostsDir, `ci:another`)
-                ).digest;
+                return (await containerd.pull("default", byTag(fresh), hostsDir, `ci:another`))
+                    .digest;
             } finally {
                 await containerd.stop();
             }
@@ -269,7 +268,9 @@ test("the tools keep working: status shows the certificate's expiry; verify, exp
     const report = JSON.parse(status.stdout);
     expect(report.certificate.daysLeft).toBeGreaterThanOrEqual(364);
     const screen = await runTool("status", stack.run.outputs, workDir);
-    expect(screen.stdout).toMatch(/ {2}HTTPS certificate valid until \d{4}-\d\d-\d\d .*, 36\d days left/);
+    expect(screen.stdout).toMatch(
+        / {2}HTTPS certificate valid until \d{4}-\d\d-\d\d .*, 36\d days left/,
+    );
     const verify = await runTool("verify", stack.run.outputs, workDir);
     expect([verify.code, verify.stderr]).toEqual([0, ""]);
     const bundle = path.join(workDir, "team.tar");
