@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: how fast a cluster's images arrive through Pullthrough, against pulling
  * direct and against the local-copy floor, over a simulated WAN; with `--bundle`, what carrying
- * the caches costs (bench/bundle.ts); with `--soak N`, what N pulls leave behind (bench/soak.ts).
+ * the caches costs (bench/bundle.ts); with `--https`, what HTTPS and pull credentials cost a warm
+ * pull (bench/https.ts); with `--soak N`, what N pulls leave behind (bench/soak.ts).
  * See BENCHMARKS.md.
  *
  * Everything is local: fixture upstream registries seeded with a generated Talos-shaped image set
@@ -20,12 +21,7 @@ import { hostPlatform } from "../core/images";
 import { Cache, CacheEndpoint } from "../core/plan";
 import { Front } from "../core/front";
 import { containerdHosts, hostsToml } from "../core/render";
-import {
-    Containerd,
-    closedLoopbackServer,
-    withClosedFallback,
-    writeHostsDir,
-} from "../harness/containerd";
+import { closedLoopbackServer, withClosedFallback, writeHostsDir } from "../harness/containerd";
 import {
     blobBytesServed as logBytes,
     fixtureFrontImage,
@@ -41,11 +37,13 @@ import { SimulatedWan } from "../harness/wan";
 import { withCacheViews } from "../tools/cache-view";
 import { prewarmUntilStored, routeImages } from "../tools/warm";
 import { benchBundles } from "./bundle";
+import { benchHttps } from "./https";
 import { benchSoak } from "./soak";
 import { benchImages } from "./image-set";
 import {
     benchId,
     blobFile,
+    bootNodes,
     cleanUp,
     containerAddress,
     machineDescription,
@@ -64,6 +62,7 @@ const { values: flags } = parseArgs({
         repeat: { type: "string", default: "3" },
         "registry-version": { type: "string", default: "3" },
         bundle: { type: "boolean", default: false },
+        https: { type: "boolean", default: false },
         soak: { type: "string" },
         out: { type: "string" },
     },
@@ -88,9 +87,11 @@ const out =
     flags.out ??
     (flags.bundle
         ? "bench/results-bundle.json"
-        : flags.soak
-          ? "bench/results-soak.json"
-          : `bench/results-registry-${registryVersion}.json`);
+        : flags.https
+          ? "bench/results-https.json"
+          : flags.soak
+            ? "bench/results-soak.json"
+            : `bench/results-registry-${registryVersion}.json`);
 
 const registries = ["docker.io", "registry.k8s.io", "ghcr.io"];
 
@@ -291,29 +292,9 @@ function hostsDir(bench: Pick<Bench, "workDir">, name: string, urls: Record<stri
     return writeHostsDir(path.join(bench.workDir, name), Object.fromEntries(hosts));
 }
 
-/**
- * N fresh nodes pull every image, one after another each, all nodes at once. `images pull`
- * unpacks each layer as a node does; `content fetch` only downloads (a diagnostic).
- */
-async function boot(
-    bench: Bench,
-    hostsDir: string,
-    how: "images pull" | "content fetch" = "images pull",
-): Promise<number> {
-    const daemons = await Promise.all(Array.from({ length: nodes }, () => Containerd.start()));
-    try {
-        const started = performance.now();
-        await Promise.all(
-            daemons.map(async (daemon) => {
-                for (const ref of bench.refs)
-                    await daemon.ctr("default", ...how.split(" "), "--hosts-dir", hostsDir, ref);
-            }),
-        );
-        return (performance.now() - started) / 1000;
-    } finally {
-        await Promise.all(daemons.map((daemon) => daemon.stop()));
-    }
-}
+/** `nodes` fresh nodes pull every image of the set; resolves to the seconds they took. */
+const boot = (bench: Bench, hostsDir: string, how?: "images pull" | "content fetch") =>
+    bootNodes(nodes, bench.refs, hostsDir, { how });
 
 /** Runs `work` (resolving to seconds), and counts the bytes upstream, over the WAN and served. */
 async function measure(bench: Bench, work: () => Promise<number>, server: Server): Promise<Sample> {
@@ -443,16 +424,19 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
     return { ratios, markdown };
 }
 
-// --bundle: export, import and verify --deep against their floors (bench/bundle.ts); --soak N:
-// N pulls through the front, and what the tools and logs make of them (bench/soak.ts).
+// --bundle: export, import and verify --deep against their floors (bench/bundle.ts); --https:
+// a warm pull over HTTP, HTTPS and HTTPS with credentials (bench/https.ts); --soak N: N pulls
+// through the front, and what the tools and logs make of them (bench/soak.ts).
 const soakTotal = flags.soak === undefined ? undefined : Number(flags.soak);
 if (soakTotal !== undefined && !(Number.isInteger(soakTotal) && soakTotal >= 1))
     throw new Error(`--soak: ${flags.soak} is not a positive whole number of requests`);
 (flags.bundle
     ? benchBundles({ scale, repeat, out })
-    : soakTotal
-      ? benchSoak({ total: soakTotal, out })
-      : main()
+    : flags.https
+      ? benchHttps({ scale, repeat, nodes, out })
+      : soakTotal
+        ? benchSoak({ total: soakTotal, out })
+        : main()
 ).catch((error: unknown) => {
     console.error(error);
     process.exit(1);

@@ -9,6 +9,7 @@ import { registryStoragePath, registryStorageRoot } from "../core/container-fact
 import { Front, planFront } from "../core/front";
 import { Cache, CacheEndpoint, cacheEndpoint, planCaches } from "../core/plan";
 import { DockerProviderStandIn } from "../harness/docker-provider-stand-in";
+import { Containerd } from "../harness/containerd";
 import { docker } from "../harness/docker";
 import { localStackConfig } from "../harness/stack";
 import { parseSettings } from "../mirrors";
@@ -110,3 +111,37 @@ export const median = (values: number[]) => {
     const middle = Math.floor(sorted.length / 2);
     return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 };
+
+/**
+ * `nodes` fresh nodes pull every image, one after another each, all nodes at once; resolves to
+ * the seconds that took. `images pull` unpacks each layer as a node does; `content fetch` only
+ * downloads (a diagnostic). `user` (`name:password`) answers a registry that asks.
+ */
+export async function bootNodes(
+    nodes: number,
+    refs: readonly string[],
+    hostsDir: string,
+    { how = "images pull", user }: { how?: "images pull" | "content fetch"; user?: string } = {},
+): Promise<number> {
+    const daemons = await Promise.all(Array.from({ length: nodes }, () => Containerd.start()));
+    const login = user ? ["--user", user] : [];
+    try {
+        const started = performance.now();
+        await Promise.all(
+            daemons.map(async (daemon) => {
+                for (const ref of refs)
+                    await daemon.ctr(
+                        "default",
+                        ...how.split(" "),
+                        "--hosts-dir",
+                        hostsDir,
+                        ...login,
+                        ref,
+                    );
+            }),
+        );
+        return (performance.now() - started) / 1000;
+    } finally {
+        await Promise.all(daemons.map((daemon) => daemon.stop()));
+    }
+}

@@ -27,7 +27,14 @@
  * `testNetwork`, where the fixture upstreams live, in place of the default bridge; on another
  * engine containers stay on its default bridge, and reach the upstreams through its NAT.
  */
-import { Front, frontContainer, frontLedgerVolume, stackNetwork } from "../core/front";
+import {
+    Front,
+    FrontAccessFiles,
+    frontAccessUploads,
+    frontContainer,
+    frontLedgerVolume,
+    stackNetwork,
+} from "../core/front";
 import { Cache, cacheContainer, cacheVolume } from "../core/plan";
 import { readCacheSupervisor, readFrontScripts } from "../host/assets";
 import { dockerApi, waitFor } from "./docker";
@@ -201,8 +208,21 @@ export class DockerProviderStandIn implements ProviderStandIn {
         await Promise.all(
             caches.map((cache) => this.createContainer(cacheContainer(cache, supervisor).args)),
         );
+        await this.createFront(front, caches);
+    }
+
+    /** A front (and its ledger's volume) for `caches`, given its TLS and credential files. */
+    async createFront(
+        front: Front,
+        caches: readonly Cache[],
+        access: FrontAccessFiles = {},
+    ): Promise<void> {
         await this.createVolume(frontLedgerVolume(front));
-        await this.createContainer(frontContainer(front, caches, readFrontScripts()));
+        const args = frontContainer(front, caches, readFrontScripts());
+        await this.createContainer({
+            ...args,
+            uploads: [...args.uploads, ...frontAccessUploads(access)],
+        });
     }
 
     /** Removes everything this stand-in ever made, retained volumes included; for test teardown. */
