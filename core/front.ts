@@ -287,6 +287,7 @@ include ${frontResolverInclude};
 proxy_cache_path ${frontCachePath} levels=1:2 keys_zone=pullthrough:16m max_size=${frontCacheMaxSize} inactive=${frontCacheInactive} use_temp_path=off;
 proxy_temp_path ${frontCacheRoot}/temp;
 client_body_temp_path ${frontCacheRoot}/body;
+
 ${tls ? tlsConfig : ""}${pullAuth ? `include ${frontFiles.toolTokenMap};\n` : ""}
 # The registry's proxy path sends an unquoted ETag (distribution registry/proxy/proxyblobstore.go,
 # setResponseHeaders), its volume path a quoted one (registry/storage/blobserver.go). nginx checks

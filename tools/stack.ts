@@ -51,8 +51,8 @@ export function fromOutputs(document: string): StackView {
 }
 
 /**
- * Plans the stack from its config file as `pulumi up` would. Secure values (credentials) are
- * skipped: the caches hold the credentials, the tools never need them.
+ * Plans the stack from its config file as `pulumi up` would, from what the tools may read of it
+ * (readableConfig).
  */
 export function fromStackConfig(configFile: string, stack: string): StackView {
     let text: string;
@@ -64,10 +64,7 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
         );
     }
     const document = (parseYaml(text) ?? {}) as { config?: Record<string, unknown> };
-    const plain = Object.entries(document.config ?? {}).filter(
-        ([, value]) => !(typeof value === "object" && value !== null && "secure" in value),
-    );
-    const settings = parseSettings(encodeConfig(Object.fromEntries(plain)));
+    const settings = parseSettings(encodeConfig(readableConfig(document.config ?? {})));
     const caches = planCaches(settings, { project: configNamespace, stack });
     let notice: string | undefined;
     const images = planPrewarm(settings, caches, () => {
@@ -82,6 +79,26 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
         maxSize: settings.maxSize,
         dockerHost: settings.dockerHost,
     };
+}
+
+const isSecure = (value: unknown) =>
+    typeof value === "object" && value !== null && "secure" in value;
+
+/**
+ * What the tools read of the config file: no secure value (the caches and the front hold them;
+ * the tools need none), and of `tls` only whether it is on: the front gives the tools its CA.
+ */
+function readableConfig(config: Record<string, unknown>): Record<string, unknown> {
+    const tlsKey = `${configNamespace}:tls`;
+    return Object.fromEntries(
+        Object.entries(config)
+            .filter(([, value]) => !isSecure(value))
+            .map(([key, value]) =>
+                key === tlsKey
+                    ? [key, { enabled: (value as { enabled?: unknown }).enabled }]
+                    : [key, value],
+            ),
+    );
 }
 
 /** Reads `--outputs`: a file, or stdin for "-". */

@@ -63,7 +63,13 @@ afterAll(async () => {
     await stack?.remove();
     if (workDir) rmSync(workDir, { recursive: true, force: true });
     rmSync(`/etc/docker/certs.d/${endpointHost}`, { recursive: true, force: true });
-    docker("image", "rm", "--force", `${endpointHost}/${app.repository}:${app.tag}`);
+    // The image dockerd pulled, if it got that far.
+    await outcome("docker", [
+        "image",
+        "rm",
+        "--force",
+        `${endpointHost}/${app.repository}:${app.tag}`,
+    ]);
 });
 
 /** A CA the front's certificate does not come from, made by the same provider's rules. */

@@ -158,7 +158,7 @@ test("the README's JSON shapes are what the tools print", () => {
     expect(shapes).toEqual({
         prewarm: keys(prewarmJson([], 0)),
         verify: keys(verifyJson([], [], deep, []), ["deep", "repairs"]),
-        status: keys(statusJson([], [])),
+        status: keys(statusJson([], [], { expires: "", daysLeft: 1 }), ["certificate"]),
         prune: keys(pruneReport(plan, false, true)),
         export: keys(
             exportJson({

@@ -61,6 +61,31 @@ describe("where the tools find caches and images", () => {
         });
     });
 
+    test("with HTTPS, a given certificate and secure pull credentials the tools plan https endpoints", () => {
+        const file = path.join(dir, "Pulumi.team.yaml");
+        writeFileSync(
+            file,
+            [
+                "config:",
+                "  pullthrough:mirrorHost: cache.team.lan",
+                "  pullthrough:upstreams:",
+                "    - {registry: docker.io, remote: 'https://registry-1.docker.io', port: 6000}",
+                "  pullthrough:tls:",
+                "    enabled: true",
+                "    certificate: not read by the tools",
+                "    key:",
+                "      secure: v1:abc",
+                "  pullthrough:pullCredentials:",
+                "    secure: v1:def",
+                "",
+            ].join("\n"),
+        );
+        expect(fromStackConfig(file, "team").caches[0]).toMatchObject({
+            endpoint: "https://cache.team.lan:6000",
+            hostEndpoint: "https://127.0.0.1:6000",
+        });
+    });
+
     test("invalid stack config stops the tools with the same errors as pulumi up", () => {
         const file = path.join(dir, "Pulumi.bad.yaml");
         writeFileSync(file, "config:\n  pullthrough:mode: online\n");
