@@ -13,17 +13,10 @@ import { Front } from "../core/front";
 import { Cache } from "../core/plan";
 import { htpasswdFile } from "../core/pull-auth";
 import { ClientAccess, containerdHosts } from "../core/render";
-import {
-    serverCertificate,
-    serverCertificateRequest,
-    serverNames,
-    stackCaCertificate,
-    stackKey,
-} from "../core/tls";
 import { withClosedFallback, writeHostsDir } from "../harness/containerd";
 import { DockerProviderStandIn } from "../harness/docker-provider-stand-in";
 import { fixtureRegistryImage, freePort, prepareTestHost } from "../harness/docker";
-import { TlsProviderStandIn } from "../harness/tls-provider-stand-in";
+import { stackCertificates } from "../harness/tls-provider-stand-in";
 import { FixtureUpstreams, byTag } from "../harness/upstreams";
 import { readFrontAccess } from "../tools/front";
 import { withCacheViews } from "../tools/cache-view";
@@ -114,7 +107,7 @@ async function warmCachesBehindThreeFronts(
     );
     if (!warmed.every((result) => result.ok)) throw new Error("prewarm failed");
 
-    const tls = await stackCertificate();
+    const tls = await stackCertificates(["127.0.0.1"]);
     const docker = new DockerProviderStandIn(upstreams.network);
     const overHttps = async (name: string, pullAuth: boolean) => {
         const caches = httpsCaches(plain.caches, await ports());
@@ -165,30 +158,6 @@ const httpsCaches = (caches: readonly Cache[], ports: Record<string, number>): C
         endpoint: `https://127.0.0.1:${ports[cache.registry]}`,
         hostEndpoint: `https://127.0.0.1:${ports[cache.registry]}`,
     }));
-
-/** A CA and a server certificate for 127.0.0.1, made as the stack makes them. */
-async function stackCertificate() {
-    const tls = new TlsProviderStandIn();
-    const make = (type: string, inputs: Record<string, unknown>) =>
-        tls.create(`tls:index/${type}`, inputs).then((made) => made.state);
-    const caKey = (await make("privateKey:PrivateKey", stackKey)).privateKeyPem;
-    const ca = (await make("selfSignedCert:SelfSignedCert", stackCaCertificate(caKey, "bench")))
-        .certPem;
-    const key = (await make("privateKey:PrivateKey", stackKey)).privateKeyPem;
-    const request = (
-        await make(
-            "certRequest:CertRequest",
-            serverCertificateRequest(key, "127.0.0.1", serverNames(["127.0.0.1"])),
-        )
-    ).certRequestPem;
-    const certificate = (
-        await make(
-            "locallySignedCert:LocallySignedCert",
-            serverCertificate(request, { caCertPem: ca, caPrivateKeyPem: caKey }),
-        )
-    ).certPem;
-    return { certificate, key, ca } as Record<"certificate" | "key" | "ca", string>;
-}
 
 function writeResults(
     options: { scale: number; repeat: number; nodes: number; out: string },

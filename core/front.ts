@@ -59,6 +59,9 @@ export const refreshHeader = "X-Pullthrough-Refresh";
  */
 export const viewHeader = "X-Pullthrough-View";
 
+/** The internal location of the one port's answer to the API base, `/v2/`. */
+const apiBaseLocation = "/pullthrough-api-base";
+
 /** The internal location a view's requests are rewritten into. */
 const viewLocation = "/pullthrough-view";
 
@@ -460,8 +463,14 @@ ${clientServerCommon(front)}
     set $registry http://$pullthrough_route_cache:${registryContainerPort};
 
     # The API base answers for every registry: clients check it before they know one. A file,
-    # not \`return\`, which would answer before the allow-list and the pull credentials apply.
+    # not \`return\`, which would answer before the allow-list and the pull credentials apply;
+    # reached by a rewrite, since a URI ending in "/" would be looked up as a folder.
     location = /v2/ {
+        rewrite ^ ${apiBaseLocation} last;
+    }
+
+    location = ${apiBaseLocation} {
+        internal;
         alias ${frontFiles.apiBase};
     }
 

@@ -235,15 +235,21 @@ export function dockerInventory(cli: (...args: string[]) => string): {
     };
 }
 
-/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+/**
+ * A TCP port on 127.0.0.1 that nothing listens on right now, below Linux's ephemeral range
+ * (32768–60999): a port from that range (what `listen(0)` hands out) can become some client
+ * connection's source port before the stack binds it again, as a second `up` does.
+ */
 export async function freePort(): Promise<number> {
     const { createServer } = await import("node:net");
-    return new Promise((resolve, reject) => {
-        const server = createServer();
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => {
-            const { port } = server.address() as { port: number };
-            server.close(() => resolve(port));
+    const bindable = (port: number) =>
+        new Promise<boolean>((resolve) => {
+            const server = createServer();
+            server.once("error", () => resolve(false));
+            server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
         });
-    });
+    for (;;) {
+        const port = 10_000 + Math.floor(Math.random() * 22_000);
+        if (await bindable(port)) return port;
+    }
 }

@@ -17,6 +17,14 @@
  */
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import forge from "node-forge";
+import {
+    serverCertificate,
+    serverCertificateRequest,
+    serverCertificateValidity,
+    serverNames,
+    stackCaCertificate,
+    stackKey,
+} from "../core/tls";
 import type { ProviderStandIn } from "./pulumi-engine";
 
 const tlsTypePrefix = "tls:index/";
@@ -171,4 +179,35 @@ function subjectFields(subject: Record<string, string> = {}): forge.pki.Certific
             : []),
         ...(subject.commonName ? [{ name: "commonName", value: subject.commonName }] : []),
     ];
+}
+
+/**
+ * A CA and a server certificate for `hosts` (the first as its subject), made by this stand-in as
+ * the stack declares them, issued at `from`, the server's valid for `hours` (the stack's year by
+ * default): what the tests and the bench serve and check.
+ */
+export async function stackCertificates(
+    hosts: string[],
+    {
+        from = new Date(),
+        hours = serverCertificateValidity.validityPeriodHours,
+    }: { from?: Date; hours?: number } = {},
+): Promise<{ ca: string; key: string; certificate: string }> {
+    const tls = new TlsProviderStandIn();
+    tls.now = () => from;
+    const make = async (type: string, inputs: Record<string, unknown>) =>
+        (await tls.create(`tls:index/${type}`, inputs)).state;
+    const caKey = (await make("privateKey:PrivateKey", stackKey)).privateKeyPem;
+    const ca = (await make("selfSignedCert:SelfSignedCert", stackCaCertificate(caKey, "tests")))
+        .certPem;
+    const key = (await make("privateKey:PrivateKey", stackKey)).privateKeyPem;
+    const request = await make(
+        "certRequest:CertRequest",
+        serverCertificateRequest(key, hosts[0], serverNames(hosts)),
+    );
+    const certificate = await make("locallySignedCert:LocallySignedCert", {
+        ...serverCertificate(request.certRequestPem, { caCertPem: ca, caPrivateKeyPem: caKey }),
+        validityPeriodHours: hours,
+    });
+    return { ca, key, certificate: certificate.certPem };
 }

@@ -17,11 +17,10 @@ import { Containerd, withClosedFallback, writeHostsDir } from "../../harness/con
 import { docker } from "../../harness/docker";
 import { image, layer } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
-import { TlsProviderStandIn } from "../../harness/tls-provider-stand-in";
+import { stackCertificates } from "../../harness/tls-provider-stand-in";
 import { runTool } from "../../harness/tools";
 import { FixtureImage, byTag } from "../../harness/upstreams";
 import { hostsToml } from "../../core/render";
-import { stackCaCertificate, stackKey } from "../../core/tls";
 
 jest.setTimeout(300_000);
 
@@ -56,7 +55,8 @@ beforeAll(async () => {
     endpointHost = `${lanAddress}:${stack.ports[registry]}`;
     ca = stack.run.outputs.caCertificate as string;
     workDir = mkdtempSync(path.join(tmpdir(), "pt-tls-"));
-    otherCa = await anotherCa();
+    // A CA the front's certificate does not come from.
+    otherCa = (await stackCertificates([lanAddress])).ca;
 });
 
 afterAll(async () => {
@@ -71,17 +71,6 @@ afterAll(async () => {
         `${endpointHost}/${app.repository}:${app.tag}`,
     ]);
 });
-
-/** A CA the front's certificate does not come from, made by the same provider's rules. */
-async function anotherCa(): Promise<string> {
-    const tls = new TlsProviderStandIn();
-    const key = await tls.create("tls:index/privateKey:PrivateKey", stackKey);
-    const cert = await tls.create(
-        "tls:index/selfSignedCert:SelfSignedCert",
-        stackCaCertificate(key.state.privateKeyPem, "someone else"),
-    );
-    return cert.state.certPem as string;
-}
 
 /** A command's outcome: its exit status and everything it said. */
 async function outcome(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -105,6 +94,25 @@ test("every endpoint is HTTPS at the network address; the key and passwords are 
     const inspected = docker("inspect", stack.frontName);
     expect(inspected).not.toContain("PRIVATE KEY");
     expect(inspected).not.toContain(user.password);
+});
+
+test("the one port for every registry asks for a credential at its API base too", async () => {
+    const caFile = path.join(workDir, "ca.crt");
+    writeFileSync(caFile, ca);
+    const status = (...args: string[]) =>
+        outcome("curl", [
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            caFile,
+            ...args,
+        ]);
+    const url = `https://${lanAddress}:${stack.anyRegistryPort}/v2/`;
+    expect((await status(url)).output).toBe("401");
+    expect((await status("-u", `${user.username}:${user.password}`, url)).output).toBe("200");
 });
 
 describe("containerd (ctr, hosts dir with the CA)", () => {

@@ -19,47 +19,14 @@ import {
     talosMirrorDocuments,
 } from "../../core/render";
 import { certificateStatus, formatStatus } from "../../core/status-report";
-import {
-    serverCertificate,
-    serverCertificateRequest,
-    serverNames,
-    stackCaCertificate,
-    stackKey,
-} from "../../core/tls";
 import { ConfigError } from "../../core/config-error";
 import { TalosSchemaVersion, talosSchema } from "../../harness/talos-schemas";
-import { TlsProviderStandIn } from "../../harness/tls-provider-stand-in";
+import { stackCertificates } from "../../harness/tls-provider-stand-in";
 import { parseSettings } from "../../mirrors";
 import { config, identity, upstream } from "./settings";
 
-const keyType = "tls:index/privateKey:PrivateKey";
-
-/** A CA and a server certificate for `hosts`, valid from `from` for `hours`, as the stack makes them. */
-async function certificates(hosts: string[], from = new Date(), hours = 8766) {
-    const tls = new TlsProviderStandIn();
-    tls.now = () => from;
-    const caKey = (await tls.create(keyType, stackKey)).state.privateKeyPem as string;
-    const ca = (
-        await tls.create(
-            "tls:index/selfSignedCert:SelfSignedCert",
-            stackCaCertificate(caKey, "test"),
-        )
-    ).state.certPem as string;
-    const key = (await tls.create(keyType, stackKey)).state.privateKeyPem as string;
-    const request = (
-        await tls.create(
-            "tls:index/certRequest:CertRequest",
-            serverCertificateRequest(key, hosts[0], serverNames(hosts)),
-        )
-    ).state.certRequestPem as string;
-    const certificate = (
-        await tls.create("tls:index/locallySignedCert:LocallySignedCert", {
-            ...serverCertificate(request, { caCertPem: ca, caPrivateKeyPem: caKey }),
-            validityPeriodHours: hours,
-        })
-    ).state.certPem as string;
-    return { ca, key, certificate };
-}
+const certificates = (hosts: string[], from?: Date, hours?: number) =>
+    stackCertificates(hosts, { from, hours });
 
 /** The config error `values` give, as the stack config's user reads it. */
 function configError(values: Record<string, unknown>): string {
@@ -199,7 +166,10 @@ describe("the front", () => {
 
     test("the one port's API base is a file, answered only after the allow-list and credentials", () => {
         expect(rendered).toContain(
-            "location = /v2/ {\n        alias /etc/nginx/pullthrough/api-base.json;\n    }",
+            "location = /v2/ {\n        rewrite ^ /pullthrough-api-base last;\n    }",
+        );
+        expect(rendered).toContain(
+            "location = /pullthrough-api-base {\n        internal;\n        alias /etc/nginx/pullthrough/api-base.json;\n    }",
         );
         expect(rendered).not.toContain("return 200 '{}'");
     });
