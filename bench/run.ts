@@ -198,6 +198,19 @@ const scenarios: Scenario[] = [
         },
     },
     {
+        name: "oneNodeDirect",
+        what: "one node pulls from the upstream over the WAN",
+        measure: (bench) =>
+            measure(bench, () => boot(bench, bench.hosts.direct, "images pull", 1), "upstreams"),
+    },
+    {
+        name: "oneNodeCold",
+        what: "one node through empty caches",
+        freshCaches: true,
+        measure: (bench) =>
+            measure(bench, () => boot(bench, bench.hosts.viaCaches, "images pull", 1), "front"),
+    },
+    {
         name: "limit",
         what: "the blobs copied from a cache volume, no registry",
         measure: async (bench) => ({
@@ -292,9 +305,13 @@ function hostsDir(bench: Pick<Bench, "workDir">, name: string, urls: Record<stri
     return writeHostsDir(path.join(bench.workDir, name), Object.fromEntries(hosts));
 }
 
-/** `nodes` fresh nodes pull every image of the set; resolves to the seconds they took. */
-const boot = (bench: Bench, hostsDir: string, how?: "images pull" | "content fetch") =>
-    bootNodes(nodes, bench.refs, hostsDir, { how });
+/** `count` fresh nodes (`--nodes`) pull every image of the set; resolves to the seconds they took. */
+const boot = (
+    bench: Bench,
+    hostsDir: string,
+    how?: "images pull" | "content fetch",
+    count = nodes,
+) => bootNodes(count, bench.refs, hostsDir, { how });
 
 /** Runs `work` (resolving to seconds), and counts the bytes upstream, over the WAN and served. */
 async function measure(bench: Bench, work: () => Promise<number>, server: Server): Promise<Sample> {
@@ -394,7 +411,10 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
             ? `prewarm ${median(stat(scenario, "prewarmSeconds")).toFixed(1)} s`
             : "",
     ]);
+    const linkFloor = (setBytes * 8) / (mbit * 1e6);
     const ratios = {
+        coldOverLinkFloor: seconds("cold") / linkFloor,
+        oneNodeColdOverDirect: seconds("oneNodeCold") / seconds("oneNodeDirect"),
         directOverWarm: seconds("direct") / seconds("warm"),
         directOverCold: seconds("direct") / seconds("cold"),
         coldOverWarm: seconds("cold") / seconds("warm"),
@@ -411,6 +431,8 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         "",
         "| ratio | value | target |",
         "|---|---:|---|",
+        `| cold / link floor (${linkFloor.toFixed(1)} s) | ${ratios.coldOverLinkFloor.toFixed(2)}× | ≤ 1.2× |`,
+        `| one node: cold / direct | ${ratios.oneNodeColdOverDirect.toFixed(2)}× | ≤ 1.0× |`,
         `| direct / warm | ${ratios.directOverWarm.toFixed(1)}× | ≥ 10× |`,
         `| direct / cold | ${ratios.directOverCold.toFixed(2)}× | ≥ 2× |`,
         `| cold / warm | ${ratios.coldOverWarm.toFixed(1)}× | |`,
