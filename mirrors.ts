@@ -188,7 +188,7 @@ const tlsSchema = z.strictObject(
     expected.tls,
 );
 
-export type TlsSettings = z.output<typeof tlsSchema>;
+type TlsSettings = z.output<typeof tlsSchema>;
 
 const pullCredentialSchema = z.strictObject(
     {

@@ -1,7 +1,7 @@
 /**
  * Pull credentials: who may pull from the front. nginx checks each request's Basic credentials
  * against an htpasswd file of bcrypt hashes (`auth_basic_user_file`; nginx hands the hash to the
- * system's crypt(), which in the Debian and Alpine nginx images takes `$2b$`). Pure.
+ * system's crypt(): libxcrypt in the Debian nginx image, which the tests run, takes `$2b$`). Pure.
  */
 import { createHash } from "node:crypto";
 import bcrypt from "bcryptjs";
@@ -13,7 +13,7 @@ import type { StackIdentity } from "./plan";
  * 1.5 ms of a core per request here (10 takes 45 ms). The file never leaves the front container,
  * so the cost only slows an attacker who already holds it.
  */
-export const bcryptCost = 5;
+const bcryptCost = 5;
 
 /** bcrypt's base-64 alphabet, in which a salt is written. */
 const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

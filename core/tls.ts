@@ -34,7 +34,7 @@ const hoursPerYear = 8766;
  * The stack's CA: ten years, renewed by the `up` in its last year. A renewed CA is a new CA:
  * every client must take the new `caCertificate` (docs/team-cache.md).
  */
-export const stackCaValidity = {
+const stackCaValidity = {
     validityPeriodHours: 10 * hoursPerYear,
     earlyRenewalHours: hoursPerYear,
 };
@@ -87,13 +87,13 @@ export function serverCertificate(
 }
 
 /** What is wrong with a certificate a user gave, by the field it concerns. */
-export interface CertificateProblem {
+interface CertificateProblem {
     field: "certificate" | "key" | "ca";
     expected: string;
 }
 
 /** The certificates of a PEM bundle, leaf first; undefined when one does not parse. */
-export function parseCertificates(pem: string): X509Certificate[] | undefined {
+function parseCertificates(pem: string): X509Certificate[] | undefined {
     const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
     if (!blocks) return undefined;
     try {
