@@ -135,7 +135,11 @@ export class PodmanService {
         // Conmon keeps each finished exec session (a healthcheck, a tool's exec) for 5 minutes:
         // not past the test. A killed one may still be writing into the folder for a moment.
         spawnSync("pkill", ["-f", this.dir]);
-        rmSync(this.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+        // Gone once no process names the folder any more (pgrep exits 1 when none matches).
+        await waitFor("conmon's exec sessions to exit", 10_000, async () =>
+            spawnSync("pgrep", ["-f", this.dir]).status === 1 ? true : undefined,
+        ).catch(() => spawnSync("pkill", ["-KILL", "-f", this.dir]));
+        rmSync(this.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
     }
 }
 

@@ -43,7 +43,7 @@ export interface ProgramRun {
 
 /**
  * Brings one declared resource (a custom resource, a component or the stack) to its inputs and
- * returns its id and state; the default echoes the inputs back.
+ * returns its id and state; the default is `inputsAsState`.
  */
 export type ResourceHandler = (
     args: pulumiType.runtime.MockResourceArgs,
@@ -51,10 +51,13 @@ export type ResourceHandler = (
     identity: ResourceIdentity,
 ) => Promise<{ id: string; state: Record<string, any> }>;
 
-/** Keys and certificates are real even here: the outputs built from them must parse. */
 const tlsStandIn = new TlsProviderStandIn();
 
-const echo: ResourceHandler = async (args) =>
+/**
+ * A resource's inputs as its state, except a TLS resource's, made by the TLS provider stand-in:
+ * the keys and certificates are real even here, since the outputs built from them must parse.
+ */
+const inputsAsState: ResourceHandler = async (args) =>
     tlsStandIn.handles(args.type)
         ? tlsStandIn.create(args.type, unwrapSecrets(args.inputs))
         : { id: `${args.name}-id`, state: args.inputs };
@@ -96,7 +99,7 @@ export async function runProgram(
     config: Record<string, string>,
     {
         secretKeys = [],
-        createResource = echo,
+        createResource = inputsAsState,
         program = stackProgram,
         project = "pullthrough",
     }: {
