@@ -139,6 +139,14 @@ export class PodmanService {
         await waitFor("conmon's exec sessions to exit", 10_000, async () =>
             spawnSync("pgrep", ["-f", this.dir]).status === 1 ? true : undefined,
         ).catch(() => spawnSync("pkill", ["-KILL", "-f", this.dir]));
+        // A mount Podman left under the folder (its overlay storage) would fail the removal with
+        // EBUSY: each is detached first, the deepest first.
+        const mounts = readFileSync("/proc/mounts", "utf8")
+            .split("\n")
+            .map((line) => line.split(" ")[1])
+            .filter((mount) => mount?.startsWith(`${this.dir}/`))
+            .reverse();
+        for (const mount of mounts) spawnSync("umount", ["--lazy", mount]);
         rmSync(this.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
     }
 }
