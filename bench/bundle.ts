@@ -22,7 +22,8 @@ import { docker, fixtureRegistryImage, freePort, prepareTestHost } from "../harn
 import { allBlobs } from "../harness/oci";
 import { FixtureUpstreams, byTag } from "../harness/upstreams";
 import { withCacheViews } from "../tools/cache-view";
-import { exportBundle } from "../tools/export";
+import { exportImages } from "../tools/export";
+import { ociBundle } from "../host/oci-layout";
 import { importBundle } from "../tools/import";
 import { deepCheck } from "../tools/integrity";
 import { RoutedImage } from "../tools/types";
@@ -145,9 +146,7 @@ async function sampleBundles(bench: BundleBench): Promise<BundleSample> {
     );
     const bundle = path.join(workDir, "talos-set.tar");
     const exportSeconds = await timed(() =>
-        withCacheViews(toolsDocker, endpoints, front, (views) =>
-            exportBundle(bundle, routed, views),
-        ),
+        exportImages(toolsDocker, bundle, routed, ociBundle(bundle)),
     );
 
     const files = [...bench.stored].map(([digest, { registry }]) =>
@@ -173,7 +172,7 @@ async function sampleBundles(bench: BundleBench): Promise<BundleSample> {
     );
     await emptyCaches();
     const importSeconds = await timed(() =>
-        importBundle(toolsDocker, bundle, endpoints, { concurrency: 4, dryRun: false }),
+        importBundle(toolsDocker, bundle, endpoints, { dryRun: false }),
     );
     const bundleBytes = statSync(bundle).size;
     for (const file of [bundle, ...perVolume]) rmSync(file, { force: true });

@@ -4,8 +4,9 @@
  * the caller reads the bundle's manifests and sizes (host/oci-layout.ts) and the caches' storage.
  */
 import { ImageReference } from "./image-reference";
-import { sha256Digest } from "./digest";
+import { hexOf, sha256Digest } from "./digest";
 import { Descriptor, Manifest, OciIndex, entryReference, parseManifest } from "./oci";
+import { storagePaths } from "./storage-layout";
 
 /** One image to import, as the registry API takes it. */
 export interface ImportImage {
@@ -175,4 +176,64 @@ export function bytesToAdd(steps: readonly ImageSteps[], held: HeldContent): num
             if (!held.blobs.has(manifest.digest)) added.set(manifest.digest, manifest.size);
     }
     return [...added.values()].reduce((sum, size) => sum + size, 0);
+}
+
+/** A file an import stages: a blob's data from the bundle, or bytes at hand (manifests, links). */
+export type StagedFile = { path: string } & (
+    { digest: string; size: number } | { content: Buffer }
+);
+
+/** What an import writes into one cache's storage. */
+export interface StorageWrites {
+    /**
+     * Paths under the storage root, as they will be; staged elsewhere first, all of them, then
+     * moved into place (tools/import.ts).
+     */
+    files: StagedFile[];
+    /** Bytes of blobs and manifests the cache did not hold. */
+    sentBytes: number;
+    /** The blobs sent, by digest. */
+    sent: Set<string>;
+}
+
+/**
+ * The registry's own storage layout (distribution registry/storage/paths.go) for `steps`: blob
+ * data, layer links, revision links and tags, each written once, whatever images share it. A blob
+ * the storage holds already is linked, never sent again.
+ */
+export function planStorageWrites(steps: readonly ImageSteps[], held: HeldContent): StorageWrites {
+    const files = new Map<string, StagedFile>();
+    const sent = new Set<string>();
+    let sentBytes = 0;
+    const send = (digest: string, source: { size: number } | { content: Buffer }) => {
+        if (held.blobs.has(digest) || sent.has(digest)) return;
+        sent.add(digest);
+        const path = storagePaths.blobData(digest);
+        files.set(
+            path,
+            "size" in source ? { path, digest, size: source.size } : { path, ...source },
+        );
+        sentBytes += "size" in source ? source.size : source.content.length;
+    };
+    const link = (folder: string, digest: string) =>
+        files.set(`${folder}/link`, { path: `${folder}/link`, content: Buffer.from(digest) });
+    for (const { image, blobs, manifests, tag } of steps) {
+        const { repository } = image.reference;
+        for (const { blob, step } of blobs) {
+            if (step.kind === "linked") continue;
+            if (step.kind === "upload") send(blob.digest, { size: blob.size });
+            link(storagePaths.layerLink(repository, blob.digest), blob.digest);
+        }
+        for (const manifest of manifests) {
+            send(manifest.digest, { content: manifest.bytes });
+            link(storagePaths.revisionLink(repository, manifest.digest), manifest.digest);
+        }
+        if (tag) {
+            const top = image.manifests.at(-1)!.digest;
+            const folder = storagePaths.tag(repository, image.reference.tag!);
+            link(`${folder}/current`, top);
+            link(`${folder}/index/sha256/${hexOf(top)}`, top);
+        }
+    }
+    return { files: [...files.values()], sentBytes, sent };
 }

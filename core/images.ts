@@ -39,3 +39,13 @@ export function parsePlatform(text: string): Platform | undefined {
 
 export const formatPlatform = (platform: Platform) =>
     [platform.os, platform.architecture, platform.variant].filter(Boolean).join("/");
+
+/** Whether an index entry is for `wanted`; a wanted platform without variant accepts any variant. */
+export function matchesPlatform(entry: Platform | undefined, wanted: Platform): boolean {
+    return (
+        entry !== undefined &&
+        entry.os === wanted.os &&
+        entry.architecture === wanted.architecture &&
+        (wanted.variant === undefined || entry.variant === wanted.variant)
+    );
+}

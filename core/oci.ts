@@ -86,7 +86,7 @@ export const layoutBlobPath = (digest: string) => `blobs/sha256/${hexOf(digest)}
  * every registry's images and each tool finds them by the name a node asks for.
  */
 export const refNameAnnotation = "org.opencontainers.image.ref.name";
-const containerdNameAnnotation = "io.containerd.image.name";
+export const containerdNameAnnotation = "io.containerd.image.name";
 
 export interface OciIndex {
     schemaVersion: number;

@@ -172,7 +172,7 @@ const storageEnvs = [
  * fetches leave behind.
  */
 function registryProcess(
-    cache: { mode: CacheMode | "writable"; remote: string; ttl: string },
+    cache: { mode: CacheMode; remote: string; ttl: string },
     supervisor: string,
 ) {
     return {
@@ -254,37 +254,26 @@ export const viewLeaseSeconds = 60;
 
 /**
  * A second registry over a cache's volume, on the stack's network under cacheViewAlias, never
- * restarted, run by the cache's supervisor under a lease (`viewLeaseSeconds`). `image` is the
- * running cache's image id, so nothing is pulled.
- *
- * - `read-only`: the registry in `offline` mode over the volume mounted read-only. It answers
- *   only from storage, exactly as the cache would with no network (verify, prewarm).
- * - `writable`: the image's own registry with no proxy section, so it takes pushes into the
- *   cache's storage through the registry API (import). An index may name platforms it does not
- *   carry (a cache holds only the platforms pulled): distribution 3 takes that with
- *   `validation.manifests.indexes.platforms: none` (registry/handlers/app.go).
+ * restarted, run by the cache's supervisor under a lease (`viewLeaseSeconds`): the registry in
+ * `offline` mode over the volume mounted read-only. It answers only from storage, exactly as
+ * the cache would with no network (verify, prewarm). `image` is the running cache's image id,
+ * so nothing is pulled.
  */
 export function cacheViewContainer(
     cache: Pick<CacheEndpoint, "remote" | "container" | "volume" | "network">,
     supervisor: string,
     image: string,
     viewId: string,
-    access: "read-only" | "writable" = "read-only",
 ) {
-    const readOnly = access === "read-only";
     const registry = registryProcess(
-        { mode: readOnly ? "offline" : "writable", remote: cache.remote, ttl: "0" },
+        { mode: "offline", remote: cache.remote, ttl: "0" },
         supervisor,
     );
     return {
         image,
         entrypoints: registry.entrypoints,
-        envs: [
-            ...registry.envs,
-            `PULLTHROUGH_VIEW_LEASE_SECONDS=${viewLeaseSeconds}`,
-            ...(readOnly ? [] : ["REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS=none"]),
-        ],
-        volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly }],
+        envs: [...registry.envs, `PULLTHROUGH_VIEW_LEASE_SECONDS=${viewLeaseSeconds}`],
+        volumes: [{ volumeName: cache.volume, containerPath: registryStoragePath, readOnly: true }],
         networksAdvanced: [
             { name: cache.network, aliases: [cacheViewAlias(cache.container, viewId)] },
         ],

@@ -15,21 +15,27 @@ export const tarEnd = Buffer.alloc(2 * tarBlock);
 /** Zero bytes that bring a file of `size` bytes to a whole block. */
 export const tarPadding = (size: number) => (tarBlock - (size % tarBlock)) % tarBlock;
 
-/** A ustar header for a regular file; names are the layout's own, well under 100 bytes. */
-export function tarHeader(name: string, size: number): Buffer {
-    if (Buffer.byteLength(name) > 100) throw new Error(`tar: ${name} is longer than 100 bytes`);
+/**
+ * The header of a regular file (or, with `type`, a folder): one ustar block, led by a pax header
+ * when the path is too long for ustar's name and prefix fields.
+ */
+export function tarHeader(
+    name: string,
+    size: number,
+    { type = "File", mode = type === "File" ? 0o644 : 0o755, mtime = epoch }: TarEntryOptions = {},
+): Buffer {
+    const fields = { path: name, type, mode, uid: 0, gid: 0, size, mtime };
     const block = Buffer.alloc(tarBlock);
-    // node-tar writes sizes past 8 GiB in GNU's base-256 form, as Go's writer does.
-    new Header({
-        path: name,
-        type: "File",
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        size,
-        mtime: epoch,
-    }).encode(block, 0);
-    return block;
+    // node-tar writes sizes past 8 GiB in GNU's base-256 form, as Go's writer does; it asks for
+    // pax for those too, which only a path too long for name and prefix needs.
+    const needsPax = new Header(fields).encode(block, 0) && Buffer.byteLength(name) > 100;
+    return needsPax ? Buffer.concat([new Pax(fields).encode(), block]) : block;
+}
+
+export interface TarEntryOptions {
+    type?: "File" | "Directory";
+    mode?: number;
+    mtime?: Date;
 }
 
 const epoch = new Date(0);

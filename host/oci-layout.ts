@@ -6,7 +6,7 @@
  * interrupted export never leaves anything under the bundle's name.
  */
 import { randomBytes } from "node:crypto";
-import { sha256Digest, sha256Hex } from "../core/digest";
+import { sha256Hex } from "../core/digest";
 import {
     closeSync,
     createReadStream,
@@ -27,10 +27,10 @@ import {
 import { open } from "node:fs/promises";
 import * as path from "node:path";
 import { Readable } from "node:stream";
-import { ConfigError } from "../core/config-error";
-import { BundleToImport } from "../core/tool-commands";
+import { HeldImage } from "../core/held-image";
 import {
     OciIndex,
+    renderBundleIndex,
     indexFile,
     layoutBlobPath,
     ociLayoutFile,
@@ -81,7 +81,7 @@ interface TarSpan {
  *
  * @throws BundleError naming the file and what is wrong with it
  */
-export function openBundle(file: string): Bundle {
+export function openOciLayout(file: string): Bundle {
     let stat;
     try {
         stat = statSync(file);
@@ -147,19 +147,18 @@ export function openBundle(file: string): Bundle {
         stream: (digest) => {
             const span = spanOf(digest);
             return stat.isDirectory()
-                ? createReadStream(path.join(file, layoutBlobPath(digest)))
+                ? createReadStream(path.join(file, layoutBlobPath(digest)), { highWaterMark })
                 : createReadStream(file, {
                       start: span.offset,
                       end: span.offset + span.size - 1,
+                      highWaterMark,
                   });
         },
     };
 }
 
-/** The digest of a bundle's `index.json`: it changes whenever what the bundle carries does. */
-export function bundleFingerprint(file: string): string {
-    return sha256Digest(openBundle(file).indexBytes);
-}
+/** Reads in 1 MiB chunks: fewer round trips for the tar stream an import sends. */
+const highWaterMark = 1 << 20;
 
 /** A layout directory's files, by their path in the layout; offsets are unused. */
 function directoryFiles(directory: string): Map<string, TarSpan> {
@@ -249,11 +248,18 @@ function tarFiles(file: string): Map<string, TarSpan> {
 /** Whether `file` names a tar bundle rather than a directory. */
 const isTarBundle = (file: string) => file.endsWith(".tar");
 
+/** Where one blob's bytes go, in order; `close` once all of them have. */
+export interface BlobSink {
+    write(chunk: Uint8Array): void;
+    close(): void;
+}
+
 /**
  * Writes a bundle of the blobs it is told of to a `.partial-…` sibling of `destination`;
  * `commit` renames it into place (replacing an earlier bundle there) once `index.json` is
  * written, `abort` removes it. Blobs go in at once, in any order: in a tar each has its place
- * worked out from the sizes beforehand (header, bytes, padding), so none waits for another.
+ * worked out from the sizes beforehand (header, bytes, padding), so none waits for another, and
+ * blobs streamed in the order they were told of are written front to back.
  */
 export class BundleWriter {
     private readonly partial: string;
@@ -294,34 +300,39 @@ export class BundleWriter {
             : [...this.blobs.values()].reduce((sum, size) => sum + size, 0);
     }
 
-    /** Adds a blob, whose bytes `fill` hands to the sink it is given; once only. */
-    async addBlob(
-        digest: string,
-        fill: (sink: (chunk: Uint8Array) => Promise<void>) => Promise<unknown>,
-    ): Promise<void> {
+    /**
+     * Opens a blob for writing; once only. `close` fails unless exactly its size was written.
+     */
+    openBlob(digest: string): BlobSink {
         const size = this.blobs.get(digest);
         if (size === undefined) throw new Error(`${digest} is not among the bundle's blobs`);
-        if (this.written.has(digest)) return;
+        if (this.written.has(digest)) throw new Error(`${digest} is written already`);
         this.written.add(digest);
         const name = layoutBlobPath(digest);
         const tar = this.tar;
         const start = tar ? tar.offsets.get(digest)! + tarBlock : 0;
-        const handle = tar
-            ? await open(this.partial, "r+")
-            : await open(path.join(this.partial, name), "wx");
+        const descriptor = tar ? tar.descriptor : openSync(path.join(this.partial, name), "wx");
+        if (tar) writeAt(descriptor, tarHeader(name, size), start - tarBlock);
         let filled = 0;
-        try {
-            if (tar) await handle.write(tarHeader(name, size), 0, tarBlock, start - tarBlock);
-            await fill(async (chunk) => {
+        return {
+            write: (chunk) => {
                 if (filled + chunk.length > size)
                     throw new Error(`${name} is larger than its ${size} bytes`);
-                await handle.write(chunk, 0, chunk.length, start + filled);
+                writeAt(descriptor, chunk, start + filled);
                 filled += chunk.length;
-            });
-        } finally {
-            await handle.close();
-        }
-        if (filled !== size) throw new Error(`${name} has ${filled} bytes, not ${size}`);
+            },
+            close: () => {
+                if (!tar) closeSync(descriptor);
+                if (filled !== size) throw new Error(`${name} has ${filled} bytes, not ${size}`);
+            },
+        };
+    }
+
+    /** Adds a blob whose bytes are at hand; once only. */
+    addBlob(digest: string, bytes: Uint8Array): void {
+        const sink = this.openBlob(digest);
+        sink.write(bytes);
+        sink.close();
     }
 
     /** Writes `index.json` last and moves the bundle into place. */
@@ -334,7 +345,8 @@ export class BundleWriter {
             const last = writeTarFile(descriptor, this.tar.end, indexFile, bytes);
             writeSync(descriptor, tarEnd, 0, tarEnd.length, last);
             this.tar.end = last + tarEnd.length;
-            fsyncSync(descriptor);
+            // No fsync: an import checks every blob against its digest, so a bundle torn by a
+            // crash is refused, never served.
             closeSync(descriptor);
             renameSync(this.partial, this.destination);
             return;
@@ -342,12 +354,7 @@ export class BundleWriter {
         const indexPath = path.join(this.partial, indexFile);
         writeFileSync(indexPath, bytes);
         syncFile(indexPath);
-        // A directory cannot be renamed over a non-empty one: the old bundle steps aside first.
-        const old = `${this.partial}.old`;
-        const replacing = existsSync(this.destination);
-        if (replacing) renameSync(this.destination, old);
-        renameSync(this.partial, this.destination);
-        if (replacing) rmSync(old, { recursive: true, force: true });
+        replaceDirectory(this.partial, this.destination);
     }
 
     /** Removes what was written. */
@@ -355,6 +362,79 @@ export class BundleWriter {
         if (this.tar) closeSync(this.tar.descriptor);
         rmSync(this.partial, { recursive: true, force: true });
     }
+}
+
+/** What an export writes into: an OCI bundle, or a Talos image cache (host/talos-cache.ts). */
+export interface LayoutWriter {
+    /** What was written, once committed. */
+    readonly bytes: number;
+    /** Opens a config or layer for writing. */
+    openBlob(digest: string): BlobSink;
+    /** Writes the images' manifests and whatever makes the whole; then moves it into place. */
+    commit(images: readonly HeldImage[]): Promise<void>;
+    /** Removes what was written. */
+    abort(): void;
+}
+
+/** Makes the writer once the images are known: every config and layer, by digest, with its size. */
+export type WriterFor = (
+    blobs: ReadonlyMap<string, number>,
+    images: readonly HeldImage[],
+) => LayoutWriter;
+
+/** An OCI image layout at `destination`: a directory, or one `.tar` when it ends so. */
+export const ociBundle =
+    (destination: string): WriterFor =>
+    (blobs, images) => {
+        const manifests = new Map(
+            images.flatMap((image) =>
+                image.manifests.map((manifest) => [manifest.digest, manifest]),
+            ),
+        );
+        const writer = new BundleWriter(
+            destination,
+            new Map([
+                ...[...manifests].map(([digest, manifest]) => [digest, manifest.size] as const),
+                ...blobs,
+            ]),
+        );
+        return {
+            get bytes() {
+                return writer.bytes;
+            },
+            openBlob: (digest) => writer.openBlob(digest),
+            commit: async (held) => {
+                for (const [digest, manifest] of manifests) writer.addBlob(digest, manifest.bytes);
+                await writer.commit(
+                    renderBundleIndex(
+                        held.map((image) => ({
+                            reference: image.image.canonical,
+                            manifest: image.manifests[0],
+                        })),
+                    ),
+                );
+            },
+            abort: () => writer.abort(),
+        };
+    };
+
+/** Moves a finished directory into place; one there already steps aside first (a directory cannot be renamed over a non-empty one). */
+export function replaceDirectory(finished: string, destination: string) {
+    const old = `${finished}.old`;
+    const replacing = existsSync(destination);
+    if (replacing) renameSync(destination, old);
+    renameSync(finished, destination);
+    if (replacing) rmSync(old, { recursive: true, force: true });
+}
+
+/**
+ * Writes all of `bytes` at `position` of an open file. Synchronously: into the page cache that
+ * is a copy, and a round trip through libuv's pool per chunk would cost more than it.
+ */
+export function writeAt(descriptor: number, bytes: Uint8Array, position: number) {
+    let done = 0;
+    while (done < bytes.length)
+        done += writeSync(descriptor, bytes, done, bytes.length - done, position + done);
 }
 
 /** Writes a small file's tar entry at `offset`; returns where the next entry starts. */
@@ -373,29 +453,5 @@ function syncFile(file: string) {
         fsyncSync(descriptor);
     } finally {
         closeSync(descriptor);
-    }
-}
-
-/**
- * The bundle `importFrom` names, resolved against the project folder, with its fingerprint.
- *
- * @throws ConfigError naming `importFrom` when the bundle cannot be read
- */
-export function bundleToImport(
-    importFrom: string | undefined,
-    projectDir: string,
-): BundleToImport | undefined {
-    if (importFrom === undefined) return undefined;
-    const file = path.resolve(projectDir, importFrom);
-    try {
-        return { path: file, fingerprint: bundleFingerprint(file) };
-    } catch (error) {
-        if (!(error instanceof BundleError)) throw error;
-        throw new ConfigError([
-            {
-                key: ["importFrom"],
-                detail: `${error.message}; expected a bundle made by npm run export`,
-            },
-        ]);
     }
 }

@@ -11,7 +11,7 @@ import { htpasswdFile } from "../core/pull-auth";
 import { serverNames } from "../core/tls";
 import { planPrewarm } from "../core/prewarm";
 import { Settings } from "../mirrors";
-import { bundleToImport } from "./oci-layout";
+import { bundleToImport } from "./bundles";
 import { checkHost } from "./preflight";
 import {
     detectTalosctl,

@@ -1,11 +1,9 @@
 /**
- * A look at what a cache's volume holds, or a way to write into it. A proxy answers for content it
- * lacks by asking its upstream, so its own API cannot tell "cached" from "available upstream",
- * and it takes no pushes. Instead a second container of the cache's own image (never pulled: the
- * running cache's image id) runs over the volume on the stack's network: in `offline` mode over
- * the volume mounted read-only, answering only from storage exactly as the cache would with no
- * network (verify, prewarm, export); or as the image's own registry with no proxy section,
- * taking pushes into the cache's storage through the registry API (import). The front sends
+ * A look at what a cache's volume holds. A proxy answers for content it lacks by asking its
+ * upstream, so its own API cannot tell "cached" from "available upstream". Instead a second
+ * container of the cache's own image (never pulled: the running cache's image id) runs over the
+ * volume on the stack's network, in `offline` mode over the volume mounted read-only, answering
+ * only from storage exactly as the cache would with no network (verify, prewarm). The front sends
  * requests that carry its `viewHeader` with the view's id there, so a view is reached at the
  * cache's own endpoint, on any engine.
  */
@@ -55,8 +53,6 @@ function dockerRunArgs(view: ReturnType<typeof cacheViewContainer>): string[] {
     ];
 }
 
-type ViewAccess = Parameters<typeof cacheViewContainer>[4];
-
 /**
  * Starts a view of `cache` and keeps renewing its lease; `close` removes it. Should the tool die
  * without closing it, the view stops itself once its lease runs out, and `--rm` removes it.
@@ -64,7 +60,6 @@ type ViewAccess = Parameters<typeof cacheViewContainer>[4];
 async function openCacheView(
     docker: DockerCli,
     cache: CacheEndpoint,
-    access: ViewAccess,
     front: FrontAccess,
 ): Promise<CacheView & { close(): Promise<void> }> {
     const image = await docker("inspect", "--format", "{{.Image}}", cache.container).catch(() => {
@@ -76,7 +71,7 @@ async function openCacheView(
     const id = await docker(
         "run",
         "--rm",
-        ...dockerRunArgs(cacheViewContainer(cache, readCacheSupervisor(), image, viewId, access)),
+        ...dockerRunArgs(cacheViewContainer(cache, readCacheSupervisor(), image, viewId)),
     );
     const renew = () =>
         void docker("exec", id, "touch", supervisorFacts.leaseFile).catch(() => undefined);
@@ -159,7 +154,7 @@ async function isStale(docker: DockerCli, id: string): Promise<boolean> {
 }
 
 /**
- * Runs `work` with a view of each cache, by registry (read-only unless `access` says otherwise);
+ * Runs `work` with a read-only view of each cache, by registry;
  * removes them afterwards, also when the tool is interrupted (SIGINT, SIGTERM).
  */
 export async function withCacheViews<T>(
@@ -167,10 +162,9 @@ export async function withCacheViews<T>(
     caches: readonly CacheEndpoint[],
     front: FrontAccess,
     work: (views: Map<string, CacheView>) => Promise<T>,
-    access: ViewAccess = "read-only",
 ): Promise<T> {
     const opened = await Promise.allSettled(
-        caches.map((cache) => openCacheView(docker, cache, access, front)),
+        caches.map((cache) => openCacheView(docker, cache, front)),
     );
     const views = opened.flatMap((view) => (view.status === "fulfilled" ? [view.value] : []));
     try {

@@ -13,7 +13,16 @@ import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { Platform, formatPlatform, hostPlatform, parsePlatform } from "../core/images";
-import { Run, runExport, runImport, runPrewarm, runPrune, runStatus, runVerify } from "./commands";
+import {
+    Run,
+    exportFormats,
+    runExport,
+    runImport,
+    runPrewarm,
+    runPrune,
+    runStatus,
+    runVerify,
+} from "./commands";
 import { removeStaleViews } from "./cache-view";
 import { dockerCli } from "./docker";
 import { Interrupted, untilInterrupted } from "./interrupt";
@@ -120,21 +129,30 @@ const tools = {
     },
     export: {
         summary:
-            "write what the caches hold to BUNDLE, an OCI image layout: a directory, or one file when BUNDLE ends in .tar",
+            "write what the caches hold to BUNDLE: an OCI image layout (a directory, or one file when BUNDLE ends in .tar), or a Talos image cache",
         bundle: true,
         options: {
-            platform: platform("to export (default: every platform the caches hold)"),
-            concurrency,
-            images: images("all"),
+            format: {
+                type: "string",
+                value: "FORMAT",
+                help: `${exportFormats.join(", ")}: an OCI image layout (default), Talos's flat image cache (a directory \`talosctl image cache-serve\` serves), or its OCI form (for the imager's --image-cache)`,
+            },
+            platform: platform(
+                "to export (default: every platform the caches hold; for the Talos formats this machine's)",
+            ),
+            images: {
+                type: "string",
+                value: "WHICH",
+                help: '"all" (every image the caches hold), "talos" (the Talos cluster\'s image set), "prewarm" (the prewarm list) or a comma-separated list of references (default: all; for the Talos formats: talos)',
+            },
         },
         run: runExport,
     },
     import: {
         summary:
-            "put the images of BUNDLE (an OCI layout with reference annotations, from export or skopeo) into the caches of their registries; works offline",
+            "put the images of BUNDLE (an OCI layout with reference annotations, from export or skopeo, or a flat Talos image cache) into the caches of their registries; works offline",
         bundle: true,
         options: {
-            concurrency,
             "dry-run": {
                 type: "boolean",
                 help: "check the bundle and the caches, list what would be written, write nothing",

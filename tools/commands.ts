@@ -11,7 +11,17 @@ import { heldReferences, storedImages } from "../core/storage-layout";
 import { parseSize } from "../core/format";
 import { cacheTrouble, withCacheViews } from "./cache-view";
 import { DockerCli } from "./docker";
-import { ExportReport, NotHeld, exportBundle, formatExport, formatExportedImage } from "./export";
+import {
+    CorruptInCache,
+    ExportReport,
+    NotHeld,
+    exportImages,
+    formatExport,
+    formatExportedImage,
+} from "./export";
+import { ociBundle } from "../host/oci-layout";
+import { talosCache, talosCacheOci } from "../host/talos-cache";
+import { talosImagesNotice } from "../host/talosctl";
 import { ImportedImage, formatImport, formatImportedImage, importBundle } from "./import";
 import {
     deepCheck,
@@ -47,6 +57,7 @@ export interface Run {
         "older-than"?: string;
         "dry-run"?: boolean;
         images?: string;
+        format?: string;
         deep?: boolean;
         repair?: boolean;
         json?: boolean;
@@ -113,6 +124,12 @@ async function selectImages(
     stack: StackView,
 ): Promise<RoutedImage[]> {
     if (which === "prewarm") return routeImages(stack.images, stack.caches);
+    if (which === "talos") {
+        const set = stack.talosImages();
+        const notice = talosImagesNotice(set);
+        if (notice) console.error(notice);
+        return routeImages(set.images, stack.caches);
+    }
     if (which !== "all") return routeImages(which.split(",").filter(Boolean), stack.caches);
     const held = await Promise.all(
         stack.caches.map(async (cache) =>
@@ -149,27 +166,39 @@ async function reachableCaches(
     return { caches, front };
 }
 
+/** What `export --format` writes. */
+export const exportFormats = ["oci", "talos-cache", "talos-cache-oci"] as const;
+type ExportFormat = (typeof exportFormats)[number];
+
 export async function runExport({
     stack,
     values,
     bundle,
     platforms,
-    concurrency,
     docker,
 }: Run): Promise<number> {
-    const which = values.images ?? "all";
+    const format = (values.format ?? "oci") as ExportFormat;
+    if (!exportFormats.includes(format))
+        fail(`--format: ${JSON.stringify(format)} is not one of ${exportFormats.join(", ")}`);
+    const talos = format !== "oci";
+    const which = values.images ?? (talos ? "talos" : "all");
+    // A Talos image cache is for the machines of one architecture, as cache-create makes it.
+    const carried = platforms ?? (talos ? [hostPlatform()] : undefined);
     const routed = await selectImages(docker, which, stack);
     if (routed.length === 0) fail("the caches hold no images to export");
-    const { caches, front } = await reachableCaches(docker, routed);
-    const report = await withCacheViews(docker, caches, front, (views) =>
-        exportBundle(path.resolve(bundle!), routed, views, {
-            platforms,
-            concurrency,
-            skipIncomplete: which === "all",
-            onImage: values.json ? undefined : (image) => console.log(formatExportedImage(image)),
-        }),
-    ).catch((error: unknown): ExportReport | undefined => {
-        if (error instanceof NotHeld) {
+    const destination = path.resolve(bundle!);
+    const writer =
+        format === "oci"
+            ? ociBundle(destination)
+            : format === "talos-cache"
+              ? talosCache(destination)
+              : talosCacheOci(destination, carried![0]);
+    const report = await exportImages(docker, destination, routed, writer, {
+        platforms: carried,
+        skipIncomplete: which === "all",
+        onImage: values.json ? undefined : (image) => console.log(formatExportedImage(image)),
+    }).catch((error: unknown): ExportReport | undefined => {
+        if (error instanceof NotHeld || error instanceof CorruptInCache) {
             if (values.json) console.log(JSON.stringify(failureJson(error.message), null, 2));
             else console.error(`error: ${error.message}; nothing was written`);
             return undefined;
@@ -181,22 +210,12 @@ export async function runExport({
     return 0;
 }
 
-export async function runImport({
-    stack,
-    values,
-    bundle,
-    concurrency,
-    docker,
-}: Run): Promise<number> {
+export async function runImport({ stack, values, bundle, docker }: Run): Promise<number> {
     const dryRun = values["dry-run"] ?? false;
     const onImage = values.json
         ? undefined
         : (image: ImportedImage) => console.log(formatImportedImage(image, dryRun));
-    const report = await importBundle(docker, bundle!, stack.caches, {
-        concurrency,
-        dryRun,
-        onImage,
-    });
+    const report = await importBundle(docker, bundle!, stack.caches, { dryRun, onImage });
     printResult(values, importJson(report), () => formatImport(report));
     return 0;
 }

@@ -1,6 +1,7 @@
 /** The docker CLI for the tools: trimmed stdout, or an error that says which command failed. */
 import { oneLineCause } from "../core/format";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { Readable, Writable } from "node:stream";
 import { dockerHostEnv, dockerUnreachable } from "../host/docker-host";
 import { EnvironmentError } from "./types";
 
@@ -10,13 +11,28 @@ export interface DockerCli {
     (...args: string[]): Promise<string>;
     /** The same, with `input` on its stdin. */
     withInput(input: string, ...args: string[]): Promise<string>;
+    /**
+     * Runs `docker args…` for bytes that do not fit in memory: `use` gets its stdout and stdin as
+     * streams. Resolves once both the command and `use` are done; if `use` fails, the command is
+     * killed and its error is the one thrown.
+     */
+    streaming<T>(
+        args: string[],
+        use: (io: { stdout: Readable; stdin: Writable }) => Promise<T>,
+    ): Promise<T>;
 }
 
 /** The docker CLI for `dockerHost` (the stack's `dockerHost` output), else this machine's engine. */
 export function dockerCli(dockerHost?: string): DockerCli {
     const env = dockerHost ? { ...process.env, ...dockerHostEnv(dockerHost) } : process.env;
     const withInput = (input: string, ...args: string[]) => run(env, input, args);
-    return Object.assign((...args: string[]) => withInput("", ...args), { withInput });
+    return Object.assign((...args: string[]) => withInput("", ...args), {
+        withInput,
+        streaming: <T>(
+            args: string[],
+            use: (io: { stdout: Readable; stdin: Writable }) => Promise<T>,
+        ) => stream(env, args, use),
+    });
 }
 
 /**
@@ -31,17 +47,64 @@ export function exitCodeOf(error: unknown): number | undefined {
     return typeof code === "number" ? code : undefined;
 }
 
+function notFound(error: NodeJS.ErrnoException): EnvironmentError | undefined {
+    return error.code === "ENOENT"
+        ? new EnvironmentError(
+              "the tools need the docker CLI (they look inside the caches); none found on PATH",
+          )
+        : undefined;
+}
+
+async function stream<T>(
+    env: NodeJS.ProcessEnv,
+    args: string[],
+    use: (io: { stdout: Readable; stdin: Writable }) => Promise<T>,
+): Promise<T> {
+    const child = spawn("docker", args, { env, stdio: ["pipe", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (text: string) => {
+        if (stderr.length < 64 << 10) stderr += text;
+    });
+    // A command that stops reading its input early: its exit status says why, not EPIPE.
+    child.stdin.on("error", () => undefined);
+    const exited = new Promise<void>((resolve, reject) => {
+        child.once("error", (error) => reject(notFound(error) ?? error));
+        child.once("close", (code, signal) => {
+            if (code === 0) return resolve();
+            const unreachable = dockerUnreachable(stderr);
+            if (unreachable) return reject(new EnvironmentError(unreachable));
+            reject(
+                new Error(
+                    `docker ${args[0]}: ${oneLineCause(stderr, `exited with ${code ?? signal}`)}`,
+                    { cause: { code } },
+                ),
+            );
+        });
+    });
+    let result: T;
+    try {
+        result = await use({ stdout: child.stdout, stdin: child.stdin });
+    } catch (error) {
+        child.kill("SIGKILL");
+        // A command that failed on its own (a file gone, the engine away) is the cause of what
+        // `use` saw, such as a short stream; one we killed is not.
+        const failed = await exited.then(
+            () => undefined,
+            (failure: unknown) => failure,
+        );
+        throw exitCodeOf(failed) !== undefined ? failed : error;
+    }
+    await exited;
+    return result;
+}
+
 function run(env: NodeJS.ProcessEnv, input: string, args: string[]): Promise<string> {
     return new Promise((resolve, reject) => {
         const options = { env, maxBuffer: outputLimit };
         const child = execFile("docker", args, options, (error, stdout, stderr) => {
             if (!error) return resolve(stdout.trim());
-            if ((error as NodeJS.ErrnoException).code === "ENOENT")
-                return reject(
-                    new EnvironmentError(
-                        "the tools need the docker CLI (they look inside the caches); none found on PATH",
-                    ),
-                );
+            const missing = notFound(error as NodeJS.ErrnoException);
+            if (missing) return reject(missing);
             if ((error as NodeJS.ErrnoException).code === "ERR_CHILD_PROCESS_STDIO_MAXBUFFER")
                 return reject(
                     new Error(`docker ${args[0]}: printed more than ${outputLimit >> 20} MiB`),

@@ -1,23 +1,28 @@
 /**
  * `npm run export <bundle>`: writes what the caches hold as one OCI image layout (a directory, or
- * a `.tar` of one), readable without Pullthrough (`skopeo copy oci:…`, `ctr image import`, oras).
- * Each image is an `index.json` entry annotated with its full reference, so one bundle carries
- * every registry; a blob shared by images or registries is stored once; digests are kept, so an
- * imported image answers by the same digest a node asks for.
+ * a `.tar` of one), readable without Pullthrough (`skopeo copy oci:…`, `ctr image import`, oras),
+ * or as a Talos image cache (host/talos-cache.ts). In a bundle each image is an `index.json` entry
+ * annotated with its full reference, so one bundle carries every registry; a blob shared by images
+ * or registries is stored once; digests are kept, so an imported image answers by the same digest
+ * a node asks for.
  *
- * Content is read through each cache's read-only view (tools/cache-view.ts): only what the
- * volume holds, never the upstream, and every manifest and blob is checked against its digest on
- * the way out, so a corrupt copy stops the export instead of travelling.
+ * Content is read straight from each cache's storage through the engine's API (one `docker exec`
+ * streams every blob a cache gives), never from an upstream; each byte is hashed once on the way,
+ * and a blob whose bytes are not its digest stops the export instead of travelling.
  */
-import { viewClient } from "./cache-view";
-import { ImageReference } from "../core/image-reference";
-import { Platform, formatPlatform } from "../core/images";
-import { Descriptor, Manifest, renderBundleIndex } from "../core/oci";
-import { BundleWriter } from "../host/oci-layout";
+import { createHash } from "node:crypto";
+import { HeldImage, resolveHeldImage } from "../core/held-image";
+import { Platform } from "../core/images";
+import { Manifest, parseManifest } from "../core/oci";
+import { registryStorageRoot } from "../core/container-facts";
+import { sha256Digest } from "../core/digest";
+import { listingScript, parseListing, storageLayout, storagePaths } from "../core/storage-layout";
+import { BlobSink, LayoutWriter, WriterFor } from "../host/oci-layout";
 import { formatBytes } from "../core/format";
-import { RegistryClient, RegistryError, matchesPlatform } from "./registry-client";
-import { CacheView, RoutedImage } from "./types";
-import { limiter } from "./warm";
+import { CacheEndpoint } from "../core/plan";
+import { DockerCli } from "./docker";
+import { readStoredFiles } from "./storage";
+import { EnvironmentError, RoutedImage } from "./types";
 
 export interface ExportedImage {
     image: string;
@@ -34,21 +39,12 @@ export interface ExportReport {
     images: ExportedImage[];
     /** Images left out, with why: only when exporting everything the caches hold. */
     skipped: { image: string; reason: string }[];
-    /** Distinct blobs written (manifests, configs, layers) and their bytes. */
+    /** Distinct blobs carried (manifests, configs, layers), and their bytes. */
     blobs: number;
     blobBytes: number;
-    /** The bundle's own size: blobs plus layout files (and tar headers). */
+    /** What was written: blobs, manifests and layout files (and tar headers). */
     bundleBytes: number;
     seconds: number;
-}
-
-/** An image as a cache holds it: the manifests to carry and every config and layer they name. */
-interface HeldImage {
-    routed: RoutedImage;
-    client: RegistryClient;
-    manifests: Manifest[];
-    blobs: Descriptor[];
-    platforms: string[];
 }
 
 /** Thrown when a named image is not whole in its cache; nothing is written then. */
@@ -62,124 +58,183 @@ export class NotHeld extends Error {
     }
 }
 
-/**
- * Reads what the cache holds of `image`: the top manifest, and for an index each platform
- * manifest that is stored (`platforms`, when given, must all be among them); then checks that
- * every blob is there.
- */
-async function readHeldImage(
-    client: RegistryClient,
-    image: ImageReference,
-    platforms: readonly Platform[] | undefined,
-): Promise<Omit<HeldImage, "routed" | "client">> {
-    const manifestOrUndefined = (reference: string) =>
-        client.manifest(image.repository, reference).catch((error: unknown) => {
-            if (error instanceof RegistryError && error.status === 404) return undefined;
-            throw error;
-        });
-    const top = await manifestOrUndefined(image.reference);
-    if (!top) throw new NotHeld(image.canonical, "not in the cache");
-    let children: Manifest[] = [];
-    const carried: string[] = [];
-    if (top.isIndex) {
-        const wanted = top.manifests.filter(
-            (entry) =>
-                !platforms ||
-                platforms.some((platform) => matchesPlatform(entry.platform, platform)),
+/** Thrown when a cache's copy of a blob is not its digest: the export stops, nothing written. */
+export class CorruptInCache extends Error {
+    constructor(registry: string, digest: string, actual: string) {
+        super(
+            `${digest} in the ${registry} cache does not match its digest (its bytes hash to ${actual}); run npm run verify -- --deep --repair`,
         );
-        const read = await Promise.all(wanted.map((entry) => manifestOrUndefined(entry.digest)));
-        children = read.filter((child): child is Manifest => child !== undefined);
-        wanted.forEach((entry, index) => {
-            if (read[index] && entry.platform) carried.push(formatPlatform(entry.platform));
-        });
-        const missing = (platforms ?? []).filter(
-            (platform) =>
-                !wanted.some(
-                    (entry, index) => read[index] && matchesPlatform(entry.platform, platform),
-                ),
-        );
-        if (missing.length > 0)
-            throw new NotHeld(
-                image.canonical,
-                `not held for ${missing.map(formatPlatform).join(", ")}`,
-            );
-        if (children.length === 0)
-            throw new NotHeld(image.canonical, "none of its platforms is held");
+        this.name = "CorruptInCache";
     }
-    const blobs = [
-        ...new Map(
-            (top.isIndex ? children : [top])
-                .flatMap((m) => m.blobs)
-                .map((blob) => [blob.digest, blob]),
-        ).values(),
-    ];
-    const held = await Promise.all(
-        blobs.map((blob) => client.hasBlob(image.repository, blob.digest)),
-    );
-    const absent = blobs.filter((_, index) => !held[index]);
-    if (absent.length > 0)
-        throw new NotHeld(
-            image.canonical,
-            `${absent.length} of ${blobs.length} blobs not in the cache (${absent[0].digest.slice(0, 19)}…)`,
-        );
-    return { manifests: [top, ...children], blobs, platforms: carried };
+}
+
+/** An image held, with the cache it is read from. */
+export interface ExportImage extends HeldImage {
+    cache: CacheEndpoint;
+}
+
+/** One cache's side of an export: its listing and the manifests of the repositories asked for. */
+interface CacheContent {
+    cache: CacheEndpoint;
+    routed: RoutedImage[];
+    listing: ReturnType<typeof parseListing>;
+    manifests: Map<string, Manifest>;
+}
+
+/** A sink that hashes what passes and, at the end, checks it against `digest`. */
+function verifying(sink: BlobSink, registry: string, digest: string): BlobSink {
+    const hash = createHash("sha256");
+    return {
+        write: (chunk) => {
+            hash.update(chunk);
+            return sink.write(chunk);
+        },
+        close: () => {
+            const actual = `sha256:${hash.digest("hex")}`;
+            if (actual !== digest) throw new CorruptInCache(registry, digest, actual);
+            sink.close();
+        },
+    };
 }
 
 /**
- * Writes `images` to a bundle at `destination` (a `.tar` or a directory), replacing one there
- * only once the new one is whole.
+ * What an export reads of a cache first, in one `docker exec`: the storage listing, then each
+ * manifest revision of the repositories given as "$@", as a `manifest DIGEST SIZE` line followed
+ * by its bytes and a newline.
+ */
+const contentScript = `(${listingScript})
+cd ${registryStorageRoot} 2>/dev/null || exit 0
+for repository; do
+    find "${storageLayout.repositories}/$repository/${storageLayout.revisions}" -name link 2>/dev/null
+done | while read -r link; do
+    digest=$(cat "$link")
+    hex=\${digest#sha256:}
+    data=${storageLayout.blobs}/\${hex%"\${hex#??}"}/$hex/data
+    [ -f "$data" ] || continue
+    echo "manifest $digest $(stat -c %s "$data")"
+    cat "$data"
+    echo
+done`;
+
+/** Splits contentScript's output into the listing's lines and the manifests' bytes. */
+function splitContent(output: Buffer): { listing: string; manifests: Map<string, Buffer> } {
+    const lines: string[] = [];
+    const manifests = new Map<string, Buffer>();
+    for (let offset = 0; offset < output.length;) {
+        const end = output.indexOf(10, offset);
+        const line = output.toString("utf8", offset, end < 0 ? output.length : end);
+        offset = end < 0 ? output.length : end + 1;
+        const manifest = /^manifest (\S+) (\d+)$/.exec(line);
+        if (!manifest) {
+            lines.push(line);
+            continue;
+        }
+        const size = Number(manifest[2]);
+        manifests.set(manifest[1], output.subarray(offset, offset + size));
+        offset += size + 1;
+    }
+    return { listing: lines.join("\n"), manifests };
+}
+
+/** Lists a cache's storage, and reads (and checks) the manifests of the repositories asked for. */
+async function readCacheContent(
+    docker: DockerCli,
+    cache: CacheEndpoint,
+    routed: RoutedImage[],
+): Promise<CacheContent> {
+    const repositories = [...new Set(routed.map(({ image }) => image.repository))];
+    const output = await docker
+        .streaming(
+            ["exec", cache.container, "sh", "-c", contentScript, "sh", ...repositories],
+            async ({ stdout, stdin }) => {
+                stdin.end();
+                const chunks: Buffer[] = [];
+                for await (const chunk of stdout as AsyncIterable<Buffer>) chunks.push(chunk);
+                return Buffer.concat(chunks);
+            },
+        )
+        .catch(() => {
+            throw new EnvironmentError(
+                `the cache container ${cache.container} (for ${cache.registry}) cannot be read; is the stack up (npm run up)?`,
+            );
+        });
+    const content = splitContent(output);
+    const manifests = new Map<string, Manifest>();
+    for (const [digest, bytes] of content.manifests) {
+        const actual = sha256Digest(bytes);
+        if (actual !== digest) throw new CorruptInCache(cache.registry, digest, actual);
+        try {
+            manifests.set(digest, parseManifest(bytes));
+        } catch {
+            // Not a manifest: the images that name it are not held.
+        }
+    }
+    return { cache, routed, listing: parseListing(content.listing), manifests };
+}
+
+/**
+ * Writes `images` with the writer `writerFor` makes, replacing what is at its destination only
+ * once the new one is whole.
  *
- * @param views each cache's read-only view, by registry
  * @param platforms the platforms of an index to carry; all the cache holds when undefined
  * @param skipIncomplete leave out (and report) images that are not whole in their cache, rather
  *   than fail: for exporting everything, where a half-stored pull is no reason to stop
- * @throws NotHeld when an image is not whole in its cache and `skipIncomplete` is not set
+ * @throws NotHeld when an image is not whole in its cache and `skipIncomplete` is not set;
+ *   CorruptInCache when a stored blob is not its digest. Nothing is written then.
  */
-export async function exportBundle(
+export async function exportImages(
+    docker: DockerCli,
     destination: string,
     images: readonly RoutedImage[],
-    views: ReadonlyMap<string, CacheView>,
+    writerFor: WriterFor,
     options: {
         platforms?: readonly Platform[];
-        /** Requests in flight at once (default 4). */
-        concurrency?: number;
         skipIncomplete?: boolean;
         onImage?: (image: ExportedImage) => void;
     } = {},
 ): Promise<ExportReport> {
     const started = Date.now();
-    const run = limiter(options.concurrency ?? 4);
-    const { held, skipped } = await readHeldImages(images, views, options, run);
-    const distinct = new Map(
-        held.flatMap((image) =>
-            [...image.manifests, ...image.blobs].map((blob) => [blob.digest, blob.size]),
-        ),
+    const byCache = new Map<string, RoutedImage[]>();
+    for (const routed of images)
+        byCache.set(routed.cache.registry, [...(byCache.get(routed.cache.registry) ?? []), routed]);
+    const contents = await Promise.all(
+        [...byCache.values()].map((routed) => readCacheContent(docker, routed[0].cache, routed)),
     );
-    const writer = new BundleWriter(destination, distinct);
+    const { held, skipped } = resolveImages(contents, options);
+    // Each distinct blob is read from the first cache that has it, in the order it is written.
+    const readFrom = new Map<string, { cache: CacheEndpoint; size: number }>();
+    for (const image of held)
+        for (const blob of image.blobs)
+            if (!readFrom.has(blob.digest))
+                readFrom.set(blob.digest, { cache: image.cache, size: blob.size });
+    const writer = writerFor(
+        new Map([...readFrom].map(([digest, { size }]) => [digest, size])),
+        held,
+    );
     const abort = () => {
         writer.abort();
         process.exit(130);
     };
     process.once("SIGINT", abort).once("SIGTERM", abort);
+    const waiting = new Map(
+        held.map((image) => [image, new Set(image.blobs.map((blob) => blob.digest))]),
+    );
     try {
-        const exported = await Promise.all(
-            held.map(async (image) => {
-                const done = await writeImage(writer, image, run);
-                options.onImage?.(done);
-                return done;
-            }),
-        );
-        await writer.commit(
-            renderBundleIndex(
-                held.map((image) => ({
-                    reference: image.routed.image.canonical,
-                    manifest: image.manifests[0],
-                })),
-            ),
-        );
+        await streamBlobs(docker, readFrom, writer, (digest) => {
+            for (const [image, blobs] of waiting) {
+                if (!blobs.delete(digest) || blobs.size > 0) continue;
+                waiting.delete(image);
+                options.onImage?.(exportedImage(image));
+            }
+        });
+        await writer.commit(held);
+        const distinct = new Map([
+            ...held.flatMap((image) => image.manifests.map((m) => [m.digest, m.size] as const)),
+            ...[...readFrom].map(([digest, { size }]) => [digest, size] as const),
+        ]);
         return {
             bundle: destination,
-            images: exported,
+            images: held.map(exportedImage),
             skipped,
             blobs: distinct.size,
             blobBytes: [...distinct.values()].reduce((sum, size) => sum + size, 0),
@@ -194,56 +249,60 @@ export async function exportBundle(
     }
 }
 
-type Limiter = ReturnType<typeof limiter>;
-
-/** What the caches hold of each image; with `skipIncomplete`, the images left out and why. */
-async function readHeldImages(
-    images: readonly RoutedImage[],
-    views: ReadonlyMap<string, CacheView>,
-    options: { platforms?: readonly Platform[]; skipIncomplete?: boolean },
-    run: Limiter,
-): Promise<{ held: HeldImage[]; skipped: ExportReport["skipped"] }> {
-    const skipped: ExportReport["skipped"] = [];
-    const read = await Promise.all(
-        images.map((routed) =>
-            run(async (): Promise<HeldImage | undefined> => {
-                const view = views.get(routed.cache.registry)!;
-                const client = viewClient(view, routed.cache.registry);
-                try {
-                    const held = await readHeldImage(client, routed.image, options.platforms);
-                    return { routed, client, ...held };
-                } catch (error) {
-                    if (!(error instanceof NotHeld) || !options.skipIncomplete) throw error;
-                    skipped.push({ image: error.image, reason: error.reason });
-                    return undefined;
-                }
-            }),
-        ),
+/** Streams each cache's blobs into the writer, checking each; `written` as each is whole. */
+function streamBlobs(
+    docker: DockerCli,
+    readFrom: ReadonlyMap<string, { cache: CacheEndpoint; size: number }>,
+    writer: LayoutWriter,
+    written: (digest: string) => void,
+) {
+    const caches = new Set([...readFrom.values()].map(({ cache }) => cache));
+    return Promise.all(
+        [...caches].map((cache) => {
+            const files = [...readFrom]
+                .filter(([, from]) => from.cache === cache)
+                .map(([digest, { size }]) => ({
+                    digest,
+                    path: storagePaths.blobData(digest),
+                    size,
+                }));
+            return readStoredFiles(docker, cache.container, files, (_, index) => {
+                const { digest } = files[index];
+                const sink = verifying(writer.openBlob(digest), cache.registry, digest);
+                return {
+                    write: (chunk) => sink.write(chunk),
+                    end: () => {
+                        sink.close();
+                        written(digest);
+                    },
+                };
+            });
+        }),
     );
-    return { held: read.filter((image): image is HeldImage => image !== undefined), skipped };
 }
 
-/** Writes one image's manifests and blobs into the bundle (each blob once, whoever asks first). */
-async function writeImage(
-    writer: BundleWriter,
-    image: HeldImage,
-    run: Limiter,
-): Promise<ExportedImage> {
-    const { repository } = image.routed.image;
-    for (const manifest of image.manifests)
-        await writer.addBlob(manifest.digest, (sink) => sink(manifest.bytes));
-    await Promise.all(
-        image.blobs.map((blob) =>
-            run(() =>
-                writer.addBlob(blob.digest, (sink) =>
-                    image.client.fetchBlob(repository, blob.digest, undefined, sink),
-                ),
-            ),
-        ),
-    );
+/** The images held, in the order asked; with `skipIncomplete`, those left out and why. */
+function resolveImages(
+    contents: readonly CacheContent[],
+    options: { platforms?: readonly Platform[]; skipIncomplete?: boolean },
+): { held: ExportImage[]; skipped: ExportReport["skipped"] } {
+    const held: ExportImage[] = [];
+    const skipped: ExportReport["skipped"] = [];
+    for (const { cache, routed, listing, manifests } of contents)
+        for (const { image } of routed) {
+            const resolved = resolveHeldImage(listing, manifests, image, options.platforms);
+            if ("notHeld" in resolved) {
+                if (!options.skipIncomplete) throw new NotHeld(image.canonical, resolved.notHeld);
+                skipped.push({ image: image.canonical, reason: resolved.notHeld });
+            } else held.push({ ...resolved, cache });
+        }
+    return { held, skipped };
+}
+
+function exportedImage(image: ExportImage): ExportedImage {
     return {
-        image: image.routed.image.canonical,
-        registry: image.routed.cache.registry,
+        image: image.image.canonical,
+        registry: image.cache.registry,
         digest: image.manifests[0].digest,
         platforms: image.platforms,
         blobs: image.blobs.length,

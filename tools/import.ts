@@ -2,36 +2,74 @@
  * `npm run import <bundle>`: puts a bundle's images into the caches of their registries, so that
  * they serve them by tag and by digest, with no network at all.
  *
- * The caches are filled through the registry API, never by writing their storage layout: a
- * second registry with no proxy section runs over each cache's volume (a writable view,
- * tools/cache-view.ts) and takes the pushes. Blobs go first into a staging repository that no
- * client asks for; only once all of them are in is each image linked into its own repository
- * (cross-repository mounts, no bytes copied) and its manifests and tag written. So an import that
- * fails or is killed while blobs are copied, nearly all of its time, leaves every repository as
- * it was; the staging repository goes when the import ends, or at the next import.
+ * The caches are filled by writing the registry's own storage layout into their volumes through
+ * the engine's API: each cache gets one tar stream (`docker cp`) of the blobs it lacks and the
+ * links that will make them visible, into a staging folder beside its storage, hashed on the way
+ * (each byte once). Only once every cache has all of it are the staged folders moved into place,
+ * blobs first and tags last, by renames inside the volume. So an import that fails or is killed
+ * while bytes travel, nearly all of its time, leaves every repository as it was; a staging folder
+ * left behind goes at the next import. The registry serves what is moved in at once: it reads its
+ * storage on every request.
  *
  * Everything that can be checked before a byte is written is: the bundle's index, manifests and
  * blob sizes, that every image's registry has a cache, that no cache is storing a pull right now,
- * and that each volume has room. Every blob's digest is checked on the way in, by this tool and
- * again by the registry.
+ * and that each volume has room.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { Transform } from "node:stream";
-import { ImportImage, ImageSteps, bytesToAdd, planCacheWrites, planImport } from "../core/bundle";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import {
+    ImportImage,
+    ImageSteps,
+    StorageWrites,
+    bytesToAdd,
+    planCacheWrites,
+    planImport,
+    planStorageWrites,
+} from "../core/bundle";
+import { registryStoragePath, registryStorageRoot } from "../core/container-facts";
+import { tarEnd, tarHeader, tarPadding } from "../core/tar";
 import { parseManifest } from "../core/oci";
-import { Bundle, BundleError, openBundle } from "../host/oci-layout";
-import { viewClient, withCacheViews } from "./cache-view";
-import { readFrontAccess } from "./front";
+import { Bundle, BundleError } from "../host/oci-layout";
+import { openBundle } from "../host/bundles";
 import { formatBytes } from "../core/format";
-import { RegistryClient, RegistryError } from "./registry-client";
-import { Storage, storageLayout, storagePaths } from "../core/storage-layout";
+import { RegistryError } from "./registry-client";
+import { Storage, listingScript, parseListing } from "../core/storage-layout";
 import { DockerCli } from "./docker";
-import { inStorage, readStorage, volumeSpace } from "./storage";
+import { VolumeSpace, parseVolumeSpace, volumeSpaceScript } from "./storage";
+import { readCacheSupervisor } from "../host/assets";
 import { CacheEndpoint } from "../core/plan";
-import { Limiter, limiter } from "./warm";
 
-/** Where blobs wait until every one of them is in; never a repository anyone pulls. */
-const stagingRoot = "pullthrough-staging";
+/**
+ * Where an import stages what it writes, one folder per import: in the volume (so moving into
+ * place is a rename) and outside the registry's storage (so nothing there is served).
+ */
+const stagingFolder = `${registryStoragePath}/pullthrough/imports`;
+
+/**
+ * Moves a staged tree into the storage (cwd), blobs first: a path not there yet moves whole, one
+ * rename (a new repository appears at once); into one that is, what it holds moves piece by
+ * piece, in name order (`_layers` before `_manifests`, `revisions` before `tags`), and a file
+ * replaces the one there (a tag's current link; any other is the same content-addressed bytes).
+ * Moving into the parent, not onto the path, so a folder that appears meanwhile is never
+ * moved into.
+ */
+const commitScript = `stage=$1
+place() {
+    if [ ! -e "$1" ]; then
+        mkdir -p "\${1%/*}" && mv "$stage/$1" "\${1%/*}/" 2>/dev/null && return
+    fi
+    if [ -d "$stage/$1" ]; then
+        for child in "$stage/$1"/*; do place "$1/\${child##*/}" || return 1; done
+    else
+        mv -f "$stage/$1" "$1"
+    fi
+}
+mkdir -p ${registryStorageRoot} && cd ${registryStorageRoot} || exit 1
+for top in blobs repositories; do
+    [ ! -e "$stage/$top" ] || place "./$top" || exit 1
+done
+rm -rf "$stage"`;
 
 export interface ImportedImage {
     image: string;
@@ -53,8 +91,6 @@ export interface ImportReport {
 }
 
 export interface ImportOptions {
-    /** Blobs and images in flight at once, over all caches. */
-    concurrency: number;
     /** Check and plan, and write nothing. */
     dryRun: boolean;
     onImage?: (result: ImportedImage) => void;
@@ -82,46 +118,32 @@ async function readBundleManifests(bundle: Bundle): Promise<Map<string, Buffer>>
     return manifests;
 }
 
-/** What a cache's storage holds, as planCacheWrites reads it; the staging area is not content. */
-function heldContent(storage: Storage) {
+/** What a cache's storage holds, as planCacheWrites reads it. */
+function heldContent(storage: Omit<Storage, "manifests">) {
     return {
         blobs: new Set(storage.blobs.keys()),
         repositories: new Map(
-            [...storage.repositories]
-                .filter(([name]) => !name.startsWith(`${stagingRoot}/`))
-                .map(([name, repository]) => [
-                    name,
-                    {
-                        layers: repository.layers,
-                        revisions: new Set(repository.revisions.keys()),
-                        tags: new Map(
-                            [...repository.tags].map(([tag, { digest }]) => [tag, digest]),
-                        ),
-                    },
-                ]),
+            [...storage.repositories].map(([name, repository]) => [
+                name,
+                {
+                    layers: repository.layers,
+                    revisions: new Set(repository.revisions.keys()),
+                    tags: new Map([...repository.tags].map(([tag, { digest }]) => [tag, digest])),
+                },
+            ]),
         ),
     };
 }
 
-/** The partial uploads of a pull the cache is storing now (not an import's staging). */
-const pullsInFlight = (storage: Storage) =>
-    storage.uploads
-        .filter(
-            (upload) =>
-                upload.state === "writing" &&
-                !upload.path.startsWith(`${storagePaths.repository(stagingRoot)}/`),
-        )
-        .map((upload) => upload.path);
+/** The partial uploads of a pull the cache is storing now. */
+const pullsInFlight = (storage: Omit<Storage, "manifests">) =>
+    storage.uploads.filter((upload) => upload.state === "writing").map((upload) => upload.path);
 
 /**
  * Refuses, before anything is written, an import a cache cannot take now: one storing a pull,
  * or one whose disk cannot hold what the import adds (volumes on one disk share its space).
  */
-async function checkCaches(
-    docker: DockerCli,
-    file: string,
-    targets: readonly { cache: CacheEndpoint; steps: ImageSteps[]; storage: Storage }[],
-) {
+function checkCaches(file: string, targets: readonly ImportTarget[]) {
     const uploads = targets.map(({ storage }) => pullsInFlight(storage));
     const pulling = uploads.findIndex((paths) => paths.length > 0);
     if (pulling >= 0)
@@ -130,17 +152,14 @@ async function checkCaches(
             `the ${targets[pulling].cache.registry} cache is storing a pull in flight (${uploads[pulling][0]}); import once it is done`,
         );
     const needs = targets
-        .map(({ cache, steps, storage }) => ({
+        .map(({ cache, steps, storage, space }) => ({
             cache,
+            space,
             needed: bytesToAdd(steps, heldContent(storage)),
         }))
         .filter(({ needed }) => needed > 0);
-    const spaces = await Promise.all(
-        needs.map(({ cache }) => volumeSpace(docker, cache.container)),
-    );
     const disks = new Map<string, { freeBytes: number; needed: number; caches: string[] }>();
-    needs.forEach(({ cache, needed }, index) => {
-        const space = spaces[index];
+    needs.forEach(({ cache, needed, space }) => {
         const disk = disks.get(space.device) ?? {
             freeBytes: space.freeBytes,
             needed: 0,
@@ -156,134 +175,6 @@ async function checkCaches(
                 file,
                 `the ${disk.caches.join(" and ")} cache${disk.caches.length > 1 ? "s" : ""} would need ${formatBytes(disk.needed)} more, and ${disk.caches.length > 1 ? "their" : "its"} disk has ${formatBytes(disk.freeBytes)} free`,
             );
-}
-
-/**
- * Removes a staging repository (by default every one: those of imports that were killed), and
- * the blobs it linked that no other repository links: after a failure they belong to nothing.
- */
-async function removeStaging(docker: DockerCli, container: string, staging = `${stagingRoot}/*`) {
-    const { repositories, layers, revisions, blobs } = storageLayout;
-    const script = `for link in $(find ${storagePaths.repository(staging)} -path '*/${layers}/*' -name link 2>/dev/null); do
-    id=\${link%/link}
-    echo "\${id##*/}"
-done >/tmp/pullthrough-staged
-rm -rf ${storagePaths.repository(staging)}
-rmdir ${storagePaths.repository(stagingRoot)} 2>/dev/null
-while read -r id; do
-    find ${repositories} -path "*/${layers}/$id" -o -path "*/${revisions}/$id" | grep -q . ||
-        rm -rf "${blobs}/\${id%"\${id#??}"}/$id"
-done </tmp/pullthrough-staged
-rm -f /tmp/pullthrough-staged`;
-    await inStorage(docker, container, script);
-}
-
-/** Uploads `digest` from the bundle into `repository`, checking its bytes against the digest. */
-async function uploadBlob(
-    file: string,
-    bundle: Bundle,
-    client: RegistryClient,
-    repository: string,
-    digest: string,
-    size: number,
-) {
-    const hash = createHash("sha256");
-    let read = 0;
-    const hashing = new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-            hash.update(chunk);
-            read += chunk.length;
-            done(null, chunk);
-        },
-    });
-    const pushed = await client
-        .pushBlob(repository, digest, size, bundle.stream(digest).pipe(hashing))
-        .then(
-            () => undefined,
-            (error: Error) => error,
-        );
-    // Whatever the registry said, a blob read whole that hashes to another digest is the cause.
-    const actual = read === size ? `sha256:${hash.digest("hex")}` : undefined;
-    if (actual !== undefined && actual !== digest)
-        throw new BundleError(
-            file,
-            `blob ${digest} does not match its digest (its bytes hash to ${actual})`,
-        );
-    if (pushed) throw pushed;
-}
-
-/** One cache's side of an import: what it writes, through which view, staged where. */
-interface CacheImport {
-    cache: CacheEndpoint;
-    steps: ImageSteps[];
-    client: RegistryClient;
-    staging: string;
-    /** Blobs uploaded so far, until an image that needs them claims their bytes. */
-    sent: Set<string>;
-}
-
-/** Uploads into the staging repository every blob of the cache's images that no repository has. */
-async function stageBlobs(
-    file: string,
-    bundle: Bundle,
-    target: CacheImport,
-    run: Limiter,
-): Promise<void> {
-    const uploads = new Map(
-        target.steps.flatMap(({ blobs }) =>
-            blobs
-                .filter(({ step }) => step.kind === "upload")
-                .map(({ blob }) => [blob.digest, blob]),
-        ),
-    );
-    await Promise.all(
-        [...uploads.values()].map((blob) =>
-            run(async () => {
-                await uploadBlob(
-                    file,
-                    bundle,
-                    target.client,
-                    target.staging,
-                    blob.digest,
-                    blob.size,
-                );
-                target.sent.add(blob.digest);
-            }),
-        ),
-    );
-}
-
-/** Links each image's blobs into its repository and writes its manifests; images independently. */
-function linkImages(
-    target: CacheImport,
-    onImage: (result: ImportedImage) => void,
-    run: Limiter,
-): Promise<ImportedImage[]> {
-    return Promise.all(
-        target.steps.map(({ image, blobs, manifests, tag }) =>
-            run(async () => {
-                await Promise.all(
-                    blobs
-                        .filter(({ step }) => step.kind !== "linked")
-                        .map(({ blob, step }) =>
-                            target.client.mountBlob(
-                                image.reference.repository,
-                                blob.digest,
-                                step.kind === "mount" ? step.from : target.staging,
-                            ),
-                        ),
-                );
-                await putManifests(target.client, image, manifests, tag);
-                const result = importedImage(
-                    target.cache,
-                    { image, blobs, manifests, tag },
-                    target.sent,
-                );
-                onImage(result);
-                return result;
-            }),
-        ),
-    );
 }
 
 /**
@@ -307,58 +198,112 @@ function importedImage(
     };
 }
 
-/** A dry run's images: what each cache's writes would be, in the order an import makes them. */
-function plannedImages(targets: readonly { cache: CacheEndpoint; steps: ImageSteps[] }[]) {
-    return targets.flatMap(({ cache, steps }) => {
-        const toSend = new Set(
-            steps.flatMap(({ blobs }) =>
-                blobs.filter(({ step }) => step.kind === "upload").map(({ blob }) => blob.digest),
-            ),
-        );
-        return steps.map((step) => importedImage(cache, step, toSend));
-    });
-}
-
-/** PUTs an image's missing manifests: platform manifests by digest, its own by tag when it has one. */
-async function putManifests(
-    client: RegistryClient,
-    image: ImportImage,
-    missing: readonly ImportImage["manifests"][number][],
-    tag: boolean,
-) {
-    const { repository } = image.reference;
-    const top = image.manifests.at(-1)!;
-    for (const manifest of missing)
-        if (manifest !== top)
-            await client.putManifest(
-                repository,
-                manifest.digest,
-                manifest.bytes,
-                manifest.mediaType,
-            );
-    if (tag) await client.putManifest(repository, image.reference.tag!, top.bytes, top.mediaType);
-    else if (missing.includes(top))
-        await client.putManifest(repository, top.digest, top.bytes, top.mediaType);
-}
-
 /** Each cache the bundle's images go to: what it holds now, and what the import writes there. */
-function planTargets(
+interface ImportTarget {
+    cache: CacheEndpoint;
+    storage: Omit<Storage, "manifests">;
+    space: VolumeSpace;
+    steps: ImageSteps[];
+}
+
+/**
+ * What an import reads of a cache, in one `docker exec`: its storage listing and partial uploads
+ * (the supervisor's script is "$1"), and its disk's room. Unless a dry run, it also clears what
+ * killed imports staged there.
+ */
+const targetScript = (dryRun: boolean) => `(${listingScript})
+sh -c "$1" sh uploads
+${volumeSpaceScript}
+${dryRun ? "" : `mkdir -p ${stagingFolder} && rm -rf ${stagingFolder}/*`}`;
+
+/**
+ * Each cache the bundle's images go to: what it holds now and its disk's room, and what the
+ * import writes there. Unless `dryRun`, what killed imports staged there goes too.
+ */
+function readTargets(
     docker: DockerCli,
     images: readonly ImportImage[],
     caches: readonly CacheEndpoint[],
-) {
+    dryRun: boolean,
+): Promise<ImportTarget[]> {
     return Promise.all(
         caches
             .filter((cache) => images.some((image) => image.reference.registry === cache.registry))
             .map(async (cache) => {
-                const storage = await readStorage(docker, cache.container).catch((error: Error) => {
+                const output = await docker(
+                    ...["exec", cache.container, "sh", "-c", targetScript(dryRun)],
+                    ...["sh", readCacheSupervisor()],
+                ).catch((error: Error) => {
                     throw new RegistryError(
                         `the ${cache.registry} cache cannot be read (${error.message}); is the stack up (npm run up)?`,
                     );
                 });
+                const storage = parseListing(output);
                 const own = images.filter((image) => image.reference.registry === cache.registry);
-                return { cache, storage, steps: planCacheWrites(own, heldContent(storage)) };
+                return {
+                    cache,
+                    storage,
+                    space: parseVolumeSpace(output),
+                    steps: planCacheWrites(own, heldContent(storage)),
+                };
             }),
+    );
+}
+
+/** One cache's side of an import: what it writes, staged where. */
+interface CacheImport {
+    cache: CacheEndpoint;
+    steps: ImageSteps[];
+    writes: StorageWrites;
+    /** The staging folder's name under stagingFolder. */
+    stage: string;
+}
+
+/**
+ * The tar `docker cp` unpacks into the staging folder: every staged file under `stage/`, blobs
+ * read from the bundle and checked against their digest as they pass.
+ */
+async function* stagingTar(file: string, bundle: Bundle, target: CacheImport) {
+    const mtime = new Date();
+    for (const staged of target.writes.files) {
+        const name = `${target.stage}/${staged.path}`;
+        if ("content" in staged) {
+            yield tarHeader(name, staged.content.length, { mtime });
+            yield staged.content;
+            yield Buffer.alloc(tarPadding(staged.content.length));
+            continue;
+        }
+        yield tarHeader(name, staged.size, { mtime });
+        const hash = createHash("sha256");
+        let read = 0;
+        for await (const chunk of bundle.stream(staged.digest) as AsyncIterable<Buffer>) {
+            hash.update(chunk);
+            read += chunk.length;
+            yield chunk;
+        }
+        const actual = `sha256:${hash.digest("hex")}`;
+        if (read !== staged.size || actual !== staged.digest)
+            throw new BundleError(
+                file,
+                `blob ${staged.digest} does not match its digest (its bytes hash to ${actual})`,
+            );
+        yield Buffer.alloc(tarPadding(staged.size));
+    }
+    yield tarEnd;
+}
+
+/** Sends a cache's staged files into its volume, in one stream. */
+async function stage(docker: DockerCli, file: string, bundle: Bundle, target: CacheImport) {
+    await docker.streaming(["cp", "-", `${target.cache.container}:${stagingFolder}`], ({ stdin }) =>
+        pipeline(Readable.from(stagingTar(file, bundle, target)), stdin),
+    );
+}
+
+/** Moves a cache's staged files into its storage. */
+async function commit(docker: DockerCli, target: CacheImport) {
+    await docker(
+        ...["exec", target.cache.container, "sh", "-c", commitScript],
+        ...["sh", `${stagingFolder}/${target.stage}`],
     );
 }
 
@@ -372,7 +317,7 @@ export async function importBundle(
     docker: DockerCli,
     file: string,
     caches: readonly CacheEndpoint[],
-    { concurrency, dryRun, onImage = () => {} }: ImportOptions,
+    { dryRun, onImage = () => {} }: ImportOptions,
 ): Promise<ImportReport> {
     const started = Date.now();
     const bundle = openBundle(file);
@@ -386,8 +331,14 @@ export async function importBundle(
         const more = plan.problems.length > 1 ? ` (and ${plan.problems.length - 1} more)` : "";
         throw new BundleError(file, `${plan.problems[0]}${more}`);
     }
-    const targets = await planTargets(docker, plan.images, caches);
-    await checkCaches(docker, file, targets);
+    const targets = await readTargets(docker, plan.images, caches, dryRun);
+    checkCaches(file, targets);
+    const imports: CacheImport[] = targets.map(({ cache, steps, storage }) => ({
+        cache,
+        steps,
+        writes: planStorageWrites(steps, heldContent(storage)),
+        stage: randomBytes(4).toString("hex"),
+    }));
     const report = (images: ImportedImage[]): ImportReport => ({
         bundle: file,
         dryRun,
@@ -396,47 +347,39 @@ export async function importBundle(
         seconds: (Date.now() - started) / 1000,
     });
     if (dryRun) {
-        const planned = plannedImages(targets);
+        const planned = imports.flatMap(({ cache, steps, writes }) =>
+            steps.map((step) => importedImage(cache, step, new Set(writes.sent))),
+        );
         planned.forEach((image) => onImage(image));
         return report(planned);
     }
-    const run = limiter(concurrency);
-    const targetCaches = targets.map(({ cache }) => cache);
-    const images = await withCacheViews(
-        docker,
-        targetCaches,
-        await readFrontAccess(docker, targetCaches),
-        async (views) => {
-            const imports: CacheImport[] = targets.map(({ cache, steps }) => {
-                const view = views.get(cache.registry)!;
-                return {
-                    cache,
-                    steps,
-                    client: viewClient(view, cache.registry),
-                    staging: `${stagingRoot}/${randomBytes(4).toString("hex")}`,
-                    sent: new Set(),
-                };
-            });
-            // A staging area left by an import that was killed holds nothing anyone needs.
-            await Promise.all(imports.map(({ cache }) => removeStaging(docker, cache.container)));
-            try {
-                // Every cache has all its blobs before any image is linked anywhere: a bad blob
-                // in one cache leaves the repositories of all of them as they were.
-                const staged = await Promise.allSettled(
-                    imports.map((target) => stageBlobs(file, bundle, target, run)),
-                );
-                const failed = staged.find((result) => result.status === "rejected");
-                if (failed) throw failed.reason;
-                return await Promise.all(imports.map((target) => linkImages(target, onImage, run)));
-            } finally {
-                await Promise.all(
-                    imports.map(({ cache, staging }) =>
-                        removeStaging(docker, cache.container, staging),
-                    ),
-                );
-            }
-        },
-        "writable",
+    const writing = imports.filter(({ writes }) => writes.files.length > 0);
+    try {
+        // Every cache has all it needs before anything is moved into place anywhere: a bad blob
+        // for one cache leaves the repositories of all of them as they were.
+        const staged = await Promise.allSettled(
+            writing.map((target) => stage(docker, file, bundle, target)),
+        );
+        const failed = staged.find((result) => result.status === "rejected");
+        if (failed) throw failed.reason;
+    } catch (error) {
+        await Promise.all(
+            writing.map(({ cache, stage: name }) =>
+                docker("exec", cache.container, "rm", "-rf", `${stagingFolder}/${name}`).catch(
+                    () => "",
+                ),
+            ),
+        );
+        throw error;
+    }
+    const images = await Promise.all(
+        imports.map(async (target) => {
+            if (target.writes.files.length > 0) await commit(docker, target);
+            const sent = new Set(target.writes.sent);
+            const results = target.steps.map((step) => importedImage(target.cache, step, sent));
+            results.forEach((image) => onImage(image));
+            return results;
+        }),
     );
     return report(images.flat());
 }

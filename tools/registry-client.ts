@@ -9,7 +9,7 @@ import { IncomingMessage, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { checkServerIdentity } from "node:tls";
 import { Readable } from "node:stream";
-import { Platform, formatPlatform } from "../core/images";
+import { Platform, formatPlatform, matchesPlatform } from "../core/images";
 import { Descriptor, Manifest, mediaTypes, parseManifest } from "../core/oci";
 
 export type { Descriptor, Manifest };
@@ -375,16 +375,6 @@ function describeErrorBody(text: string): string {
         // not JSON
     }
     return text.trim().slice(0, 200);
-}
-
-/** Whether an index entry is for `wanted`; a wanted platform without variant accepts any variant. */
-export function matchesPlatform(entry: Platform | undefined, wanted: Platform): boolean {
-    return (
-        entry !== undefined &&
-        entry.os === wanted.os &&
-        entry.architecture === wanted.architecture &&
-        (wanted.variant === undefined || entry.variant === wanted.variant)
-    );
 }
 
 /** The manifests of `index` for `platforms`, or an error naming what the index does offer. */

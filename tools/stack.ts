@@ -6,10 +6,10 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { CacheEndpoint, cacheEndpoint, planCaches } from "../core/plan";
-import { planPrewarm } from "../core/prewarm";
+import { TalosImageSet, planPrewarm } from "../core/prewarm";
 import { MirrorsOutput, cacheEndpoints } from "../core/render";
 import { detectTalosctl, readTalosImageSet, talosImagesNotice } from "../host/talosctl";
-import { encodeConfig, parseSettings } from "../mirrors";
+import { Settings, encodeConfig, parseSettings } from "../mirrors";
 import { configNamespace } from "../core/config-error";
 import { UsageError } from "./types";
 
@@ -23,7 +23,13 @@ export interface StackView {
     maxSize?: string;
     /** The engine the caches run on, when not this machine's. */
     dockerHost?: string;
+    /** The Talos cluster's image set (`--images talos`), read when asked for. */
+    talosImages(): TalosImageSet;
 }
+
+/** The image set of `cluster`: `talosctl image default`, or the kept set when there is none. */
+const talosImagesOf = (cluster: Settings["cluster"]) => () =>
+    readTalosImageSet(cluster, detectTalosctl(cluster));
 
 /** Reads the `mirrors` and `prewarmImages` stack outputs. */
 export function fromOutputs(document: string): StackView {
@@ -47,6 +53,8 @@ export function fromOutputs(document: string): StackView {
         caches: cacheEndpoints(outputs.mirrors),
         images: outputs.prewarmImages ?? [],
         dockerHost: outputs.dockerHost ?? undefined,
+        // The outputs do not say which cluster: the set of the talosctl here (or the kept one).
+        talosImages: talosImagesOf(parseSettings({}).cluster),
     };
 }
 
@@ -67,10 +75,11 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
     const settings = parseSettings(encodeConfig(readableConfig(document.config ?? {})));
     const caches = planCaches(settings, { project: configNamespace, stack });
     let notice: string | undefined;
+    const talosImages = talosImagesOf(settings.cluster);
     const images = planPrewarm(settings, caches, () => {
-        const talosImages = readTalosImageSet(settings.cluster, detectTalosctl(settings.cluster));
-        notice = talosImagesNotice(talosImages);
-        return talosImages;
+        const set = talosImages();
+        notice = talosImagesNotice(set);
+        return set;
     });
     return {
         caches: caches.map(cacheEndpoint),
@@ -78,6 +87,7 @@ export function fromStackConfig(configFile: string, stack: string): StackView {
         ...(notice ? { notice } : {}),
         maxSize: settings.maxSize,
         dockerHost: settings.dockerHost,
+        talosImages,
     };
 }
 

@@ -10,6 +10,7 @@ import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
     cpSync,
     existsSync,
+    mkdirSync,
     mkdtempSync,
     readFileSync,
     readdirSync,
@@ -21,9 +22,11 @@ import {
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { frontCacheFile } from "../../core/front";
-import { registryStorageRoot } from "../../core/container-facts";
+import { registryStoragePath, registryStorageRoot } from "../../core/container-facts";
 import { docker, sleep, waitFor } from "../../harness/docker";
-import { Containerd } from "../../harness/containerd";
+import { Containerd, closedLoopbackServer, writeHostsDir } from "../../harness/containerd";
+import { TalosCacheServe } from "../../harness/talos-cache-serve";
+import { hostPlatform } from "../../core/images";
 import { ImageArtifact, allBlobs, image, index, layer, sha256 } from "../../harness/oci";
 import { TestStack } from "../../harness/stack";
 import { parseViewListing, viewListing } from "../../tools/cache-view";
@@ -76,6 +79,13 @@ const slow: FixtureImage = {
     tag: "v1",
     artifact: image([layer("bundle-slow", 8 << 20)]),
 };
+/** Carried into the air gap only in a flat Talos image cache. */
+const talosOnly: FixtureImage = {
+    registry: "docker.io",
+    repository: "pullthrough/talos-only",
+    tag: "v1",
+    artifact: image([layer("bundle-talos-only", 96 << 10)], { oci: true }),
+};
 const registries = ["ghcr.io", "registry.k8s.io", "docker.io"];
 
 let stack: TestStack;
@@ -86,6 +96,10 @@ const bundleTar = () => path.join(workDir, "talos-set.tar");
 const everythingDir = () => path.join(workDir, "everything");
 const extraDir = () => path.join(workDir, "extra");
 const skopeoDir = () => path.join(workDir, "skopeo-layout");
+const talosCacheDir = () => path.join(workDir, "talos-cache");
+const talosExtraDir = () => path.join(workDir, "talos-cache-extra");
+const talosOciDir = () => path.join(workDir, "talos-cache-oci");
+const hostArchitecture = () => hostPlatform().architecture;
 
 const outputs = () => ({ mirrors: stack.run.outputs.mirrors, prewarmImages: [] });
 const tool = (name: string, ...args: string[]): Promise<ToolRun> =>
@@ -103,12 +117,15 @@ function storedBlobs(artifact: ImageArtifact): { digest: string; bytes: Buffer }
         : [artifact.manifest, ...allBlobs(artifact)];
 }
 
-/** Every file of a cache's storage (or of `under` it) but the import staging area, with size and mtime. */
+/** Every file of a cache's storage (or of `under` it), with size and mtime. */
 const storageListing = (registry: string, under = ".") =>
     docker(
         ...["exec", stack.cacheName(registry), "sh", "-c"],
-        `cd ${registryStorageRoot} 2>/dev/null || exit 0; find ${under} -type f ! -path '*repositories/pullthrough-staging/*' -exec stat -c '%n %s %Y' {} + | sort`,
+        `cd ${registryStorageRoot} 2>/dev/null || exit 0; find ${under} -type f -exec stat -c '%n %s %Y' {} + | sort`,
     );
+
+/** Where an import stages what it writes (tools/import.ts), beside the storage. */
+const importStaging = `${registryStoragePath}/pullthrough/imports`;
 
 const runCommand = (command: string, args: string[]) =>
     execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
@@ -116,7 +133,14 @@ const runCommand = (command: string, args: string[]) =>
 const storageListings = () => registries.map((registry) => storageListing(registry));
 
 beforeAll(async () => {
-    stack = await TestStack.start("bundle", registries, [...shipped, extra, big, skopeoMade, slow]);
+    stack = await TestStack.start("bundle", registries, [
+        ...shipped,
+        extra,
+        big,
+        talosOnly,
+        skopeoMade,
+        slow,
+    ]);
     workDir = mkdtempSync(path.join(tmpdir(), "pt-bundle-"));
     // registry.k8s.io's upstream sits behind a 16 Mbit/s link: the slow image takes seconds.
     wan = new SimulatedWan({ bitsPerSecond: 16e6, roundTripMs: 20 });
@@ -130,7 +154,10 @@ beforeAll(async () => {
                 ? { ...upstream, remote: slowRemote }
                 : upstream,
         );
-    await stack.up({ keepCache: false, prewarm: [...shipped, extra, big].map(byTag) }, upstreams);
+    await stack.up(
+        { keepCache: false, prewarm: [...shipped, extra, big, talosOnly].map(byTag) },
+        upstreams,
+    );
     const upstream = new URL(stack.upstreams.get("docker.io").hostUrl);
     runCommand("skopeo", [
         ...["copy", "--quiet", "--src-tls-verify=false"],
@@ -176,7 +203,7 @@ describe("on the connected machine", () => {
 
         // Every image the caches hold, by its full reference.
         const layout = JSON.parse(readFileSync(path.join(everythingDir(), "index.json"), "utf8"));
-        const warm = [...shipped, extra, big];
+        const warm = [...shipped, extra, big, talosOnly];
         expect(
             layout.manifests.map(
                 (entry: any) => entry.annotations["org.opencontainers.image.ref.name"],
@@ -230,6 +257,137 @@ describe("on the connected machine", () => {
             );
         } finally {
             await containerd.stop();
+        }
+    });
+
+    test("export --format talos-cache: Talos's cache-serve lookup serves each image by tag, with ns and without, digest for digest", async () => {
+        const talosImages = [multi, ...shipped.filter((fixture) => fixture !== multi).slice(0, 3)];
+        const run = await tool(
+            "export",
+            talosCacheDir(),
+            "--format",
+            "talos-cache",
+            "--images",
+            talosImages.map(byTag).join(","),
+        );
+        expect(run.code).toBe(0);
+        console.log(
+            `$ npm run export -- talos-cache --format talos-cache --images …\n${run.stdout}`,
+        );
+        // The flat layout: configs and layers by digest; manifests by tag and by digest. Of the
+        // multi-platform index, this machine's platform only (as cache-create --platform).
+        const amd64 = multi.artifact.children[0];
+        const arm64 = multi.artifact.children[1];
+        const repository = path.join(
+            talosCacheDir(),
+            "manifests",
+            multi.registry,
+            multi.repository,
+        );
+        expect(readFileSync(path.join(repository, "reference", multi.tag))).toEqual(
+            multi.artifact.manifest.bytes,
+        );
+        expect(readdirSync(path.join(repository, "digest")).sort()).toEqual(
+            [multi.artifact.manifest.digest, amd64.manifest.digest]
+                .map((digest) => digest.replace("sha256:", "sha256-"))
+                .sort(),
+        );
+        const blobFiles = readdirSync(path.join(talosCacheDir(), "blob"));
+        expect(blobFiles).toContain(amd64.blobs[0].digest.replace("sha256:", "sha256-"));
+        expect(blobFiles).not.toContain(arm64.blobs[0].digest.replace("sha256:", "sha256-"));
+
+        const serve = await TalosCacheServe.start(talosCacheDir());
+        const containerd = await Containerd.start();
+        try {
+            // containerd asks a mirror with ?ns=<registry>, as a Talos node asks its registryd.
+            const hostsDir = writeHostsDir(
+                path.join(workDir, "talos-hosts"),
+                Object.fromEntries(
+                    registries.map((registry) => [
+                        registry,
+                        `server = "${closedLoopbackServer}"\n\n[host."${serve.url}"]\n  capabilities = ["pull", "resolve"]\n`,
+                    ]),
+                ),
+            );
+            for (const fixture of talosImages) {
+                const pulled = await containerd.pull("default", byTag(fixture), hostsDir);
+                expect(pulled.digest).toBe(digestOf(fixture));
+            }
+            expect(serve.requests).toContain(
+                `HEAD /v2/${multi.repository}/manifests/${multi.tag}?ns=${multi.registry} 200`,
+            );
+            // Without ns, registryd finds the registry folder that holds the name.
+            const [first] = talosImages;
+            const response = await fetch(
+                `${serve.url}/v2/${first.repository}/manifests/${first.tag}`,
+            );
+            expect(response.status).toBe(200);
+            expect(response.headers.get("docker-content-digest")).toBe(digestOf(first));
+            console.log(
+                `talosctl image cache-serve (stand-in) of the export: ${byTag(first)} -> ${response.headers.get("docker-content-digest")}; containerd pulled ${talosImages.length} images through it, digest for digest`,
+            );
+        } finally {
+            await containerd.stop();
+            await serve.stop();
+        }
+        // For the air gap below: a Talos cache of an image its caches will lack.
+        expect(
+            (
+                await tool(
+                    "export",
+                    talosExtraDir(),
+                    "--format",
+                    "talos-cache",
+                    "--images",
+                    byTag(talosOnly),
+                )
+            ).code,
+        ).toBe(0);
+    });
+
+    test("export --format talos-cache-oci: one image for this platform whose gzipped layer is the flat tree", async () => {
+        const run = await tool(
+            "export",
+            talosOciDir(),
+            "--format",
+            "talos-cache-oci",
+            "--images",
+            byTag(multi),
+        );
+        expect(run.code).toBe(0);
+        const layout = JSON.parse(readFileSync(path.join(talosOciDir(), "index.json"), "utf8"));
+        expect(layout.manifests).toHaveLength(1);
+        expect(layout.manifests[0].platform).toEqual({
+            os: "linux",
+            architecture: hostArchitecture(),
+        });
+        const blob = (digest: string) =>
+            readFileSync(path.join(talosOciDir(), "blobs", "sha256", digest.slice(7)));
+        const manifest = JSON.parse(blob(layout.manifests[0].digest).toString("utf8"));
+        expect(manifest.layers).toHaveLength(1);
+        expect(manifest.layers[0].mediaType).toBe("application/vnd.oci.image.layer.v1.tar+gzip");
+        const tree = path.join(workDir, "talos-oci-tree");
+        mkdirSync(tree);
+        const layerFile = path.join(workDir, "talos-oci-layer.tar.gz");
+        writeFileSync(layerFile, blob(manifest.layers[0].digest));
+        runCommand("tar", ["-xzf", layerFile, "-C", tree]);
+        const config = JSON.parse(blob(manifest.config.digest).toString("utf8"));
+        expect(config.rootfs.diff_ids).toEqual([
+            sha256(execFileSync("gzip", ["-dc", layerFile], { maxBuffer: 1 << 30 })),
+        ]);
+        const serve = await TalosCacheServe.start(tree);
+        try {
+            const response = await fetch(
+                `${serve.url}/v2/${multi.repository}/manifests/${multi.tag}?ns=${multi.registry}`,
+            );
+            expect(response.headers.get("docker-content-digest")).toBe(digestOf(multi));
+            const child = multi.artifact.children[0];
+            const layer = await fetch(
+                `${serve.url}/v2/${multi.repository}/blobs/${child.blobs[0].digest}?ns=${multi.registry}`,
+            );
+            expect(sha256(Buffer.from(await layer.arrayBuffer()))).toBe(child.blobs[0].digest);
+        } finally {
+            await serve.stop();
         }
     });
 
@@ -483,13 +641,18 @@ describe("on a host that has never had a network", () => {
     );
 
     test("a killed import leaves the caches serving what they served; the next one completes", async () => {
-        // The tool reaches the registry.k8s.io cache over a 16 Mbit/s link: its 4 MiB layer takes 2 s.
-        const front = stack.ports["registry.k8s.io"];
-        const slowPort = await wan.route("127.0.0.1", "127.0.0.1", front);
-        const mirrors = JSON.parse(JSON.stringify(stack.run.outputs.mirrors));
-        mirrors["registry.k8s.io"].hostEndpoint = `http://127.0.0.1:${slowPort}`;
-        const file = path.join(workDir, "slow-outputs.json");
-        writeFileSync(file, JSON.stringify({ mirrors }));
+        // A docker CLI first on PATH that holds back the import's move into place: the import is
+        // killed with every byte staged in the volumes and nothing moved yet.
+        const wrapperDir = path.join(workDir, "held-docker");
+        mkdirSync(wrapperDir, { recursive: true });
+        const realDocker = runCommand("sh", ["-c", "command -v docker"]).trim();
+        writeFileSync(
+            path.join(wrapperDir, "docker"),
+            `#!/bin/sh\ncase "$*" in *"place()"*) sleep 120 ;; esac\nexec ${realDocker} "$@"\n`,
+            { mode: 0o755 },
+        );
+        const file = path.join(workDir, "outputs.json");
+        writeFileSync(file, JSON.stringify(outputs()));
         const before = registries.map((registry) => storageListing(registry, "repositories"));
         const blobsBefore = storageListing("registry.k8s.io", "blobs");
         const child: ChildProcess = spawn(
@@ -499,18 +662,18 @@ describe("on a host that has never had a network", () => {
                 cwd: repoRoot,
                 detached: true,
                 stdio: "ignore",
+                env: { ...process.env, PATH: `${wrapperDir}:${process.env.PATH}` },
             },
         );
         const cache = stack.cacheName("registry.k8s.io");
-        await waitFor("the import's upload to start", 60_000, async () =>
-            docker(
-                "exec",
-                cache,
-                "find",
-                `${registryStorageRoot}/repositories/pullthrough-staging`,
-                "-name",
-                "data",
-            )
+        await waitFor("the import's blobs to be staged", 60_000, async () =>
+            docker("exec", cache, "find", importStaging, "-name", "data").split("\n").length >= 2
+                ? true
+                : undefined,
+        );
+        // The stream is whole once its last file, the tag's index link, is there.
+        await waitFor("the whole stream", 60_000, async () =>
+            docker("exec", cache, "find", importStaging, "-path", "*/tags/*/index/*/link")
                 ? true
                 : undefined,
         );
@@ -525,9 +688,7 @@ describe("on a host that has never had a network", () => {
         const done = await tool("import", extraDir());
         expect(done.code).toBe(0);
         expect(await stack.pullOnNewNode([byTag(extra)])).toEqual([digestOf(extra)]);
-        expect(docker("exec", cache, "ls", `${registryStorageRoot}/repositories`)).not.toContain(
-            "pullthrough-staging",
-        );
+        expect(docker("exec", cache, "find", importStaging, "-mindepth", "1")).toBe("");
         // The blob store gained the image's blobs and nothing else.
         const gained = storageListing("registry.k8s.io", "blobs")
             .split("\n")
@@ -535,6 +696,16 @@ describe("on a host that has never had a network", () => {
             .map((line) => `sha256:${line.split("/")[3]}`);
         expect(gained.sort()).toEqual(
             [extra.artifact.manifest, ...extra.artifact.blobs].map((blob) => blob.digest).sort(),
+        );
+    });
+
+    test("a flat Talos image cache imports, and serves by tag", async () => {
+        const run = await tool("import", talosExtraDir());
+        expect(run.code).toBe(0);
+        expect(run.stdout).toContain(`imported  ${byTag(talosOnly)}`);
+        expect(await stack.pullOnNewNode([byTag(talosOnly)])).toEqual([digestOf(talosOnly)]);
+        expect(registries.map((registry) => stack.upstreams.requests(registry))).toEqual(
+            requestsBefore,
         );
     });
 });

@@ -16,7 +16,13 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { ImportImage, bytesToAdd, planCacheWrites, planImport } from "../../core/bundle";
+import {
+    ImportImage,
+    bytesToAdd,
+    planCacheWrites,
+    planImport,
+    planStorageWrites,
+} from "../../core/bundle";
 import { frontCacheFile } from "../../core/front";
 import {
     Descriptor,
@@ -27,7 +33,8 @@ import {
 } from "../../core/oci";
 import { sha256Digest } from "../../core/digest";
 import { parsePaxRecords, parseTarHeader, tarHeader } from "../../core/tar";
-import { BundleWriter, bundleFingerprint, bundleToImport, openBundle } from "../../host/oci-layout";
+import { BundleWriter } from "../../host/oci-layout";
+import { bundleFingerprint, bundleToImport, openBundle } from "../../host/bundles";
 import { image, index, layer } from "../../harness/oci";
 
 let workDir: string;
@@ -232,6 +239,51 @@ describe("the import plan", () => {
         expect(again[0].blobs.every(({ step }) => step.kind === "linked")).toBe(true);
         expect(bytesToAdd(again, held)).toBe(0);
     });
+
+    test("storage writes: the registry's layout, each blob once, a held blob linked and not sent, the tag last", () => {
+        const { index: idx, manifests, sizes } = bundleOf({ "ghcr.io/a/app:1": app });
+        const [wanted] = planImport(idx, manifests, sizes, ["ghcr.io"]).images as ImportImage[];
+        const hex = (digest: string) => digest.slice(7);
+        const data = (digest: string) =>
+            `blobs/sha256/${hex(digest).slice(0, 2)}/${hex(digest)}/data`;
+        const withBase = {
+            blobs: new Set([base.blob.digest]),
+            repositories: new Map([
+                [
+                    "b/other",
+                    {
+                        layers: new Set([base.blob.digest]),
+                        revisions: new Set<string>(),
+                        tags: new Map<string, string>(),
+                    },
+                ],
+            ]),
+        };
+        const writes = planStorageWrites(planCacheWrites([wanted], withBase), withBase);
+        const paths = writes.files.map((file) => file.path);
+        const sentBlobs = app.blobs.filter((blob) => blob.digest !== base.blob.digest);
+        expect(paths).toEqual([
+            ...app.blobs.flatMap((blob) => [
+                ...(blob.digest === base.blob.digest ? [] : [data(blob.digest)]),
+                `repositories/a/app/_layers/sha256/${hex(blob.digest)}/link`,
+            ]),
+            data(app.manifest.digest),
+            `repositories/a/app/_manifests/revisions/sha256/${hex(app.manifest.digest)}/link`,
+            "repositories/a/app/_manifests/tags/1/current/link",
+            `repositories/a/app/_manifests/tags/1/index/sha256/${hex(app.manifest.digest)}/link`,
+        ]);
+        const link = writes.files.find((file) => file.path.endsWith("/current/link"));
+        expect(link).toEqual({
+            path: "repositories/a/app/_manifests/tags/1/current/link",
+            content: Buffer.from(app.manifest.digest),
+        });
+        expect(writes.sentBytes).toBe(
+            app.manifest.bytes.length + sentBlobs.reduce((sum, blob) => sum + blob.bytes.length, 0),
+        );
+        expect([...writes.sent].sort()).toEqual(
+            [app.manifest.digest, ...sentBlobs.map((blob) => blob.digest)].sort(),
+        );
+    });
 });
 
 describe("tar headers", () => {
@@ -276,8 +328,7 @@ describe("the layout on disk", () => {
             destination,
             new Map(digests.map((digest, i) => [digest, blobs[i].length])),
         );
-        for (const [i, bytes] of blobs.entries())
-            await writer.addBlob(digests[i], (sink) => sink(bytes));
+        for (const [i, bytes] of blobs.entries()) await writer.addBlob(digests[i], bytes);
         if (commit) await writer.commit(indexText);
         return writer;
     }
