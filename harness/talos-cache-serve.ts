@@ -47,9 +47,9 @@ export class TalosCacheServe {
 
     /** Serves `root` on a free loopback port. */
     static async start(root: string): Promise<TalosCacheServe> {
-        let serve: TalosCacheServe | undefined;
-        const server = http.createServer((request, response) => serve!.handle(request, response));
-        serve = new TalosCacheServe(server, root);
+        const server = http.createServer();
+        const serve = new TalosCacheServe(server, root);
+        server.on("request", (request, response) => serve.handle(request, response));
         await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
         return serve;
     }

@@ -72,7 +72,7 @@ const images = (fallback: string) =>
     ({
         type: "string",
         value: "WHICH",
-        help: `"all" (every image the caches hold), "prewarm" (the prewarm list) or a comma-separated list of references (default: ${fallback})`,
+        help: `"all" (every image the caches hold), "prewarm" (the prewarm list), "talos" (the Talos cluster's image set) or a comma-separated list of references (default: ${fallback})`,
     }) satisfies Option;
 
 /** Each tool: what it does, its BUNDLE argument if any, its own options, and what it runs. */
@@ -85,7 +85,7 @@ const tools = {
             images: {
                 type: "string",
                 value: "WHICH",
-                help: '"prewarm" (the prewarm list) or a comma-separated list of references (default: prewarm)',
+                help: '"prewarm" (the prewarm list), "talos" (the Talos cluster\'s image set) or a comma-separated list of references (default: prewarm)',
             },
         },
         run: runPrewarm,
@@ -140,11 +140,7 @@ const tools = {
             platform: platform(
                 "to export (default: every platform the caches hold; for the Talos formats this machine's)",
             ),
-            images: {
-                type: "string",
-                value: "WHICH",
-                help: '"all" (every image the caches hold), "talos" (the Talos cluster\'s image set), "prewarm" (the prewarm list) or a comma-separated list of references (default: all; for the Talos formats: talos)',
-            },
+            images: images("all; for the Talos formats: talos"),
         },
         run: runExport,
     },

@@ -179,8 +179,12 @@ describe("the tools", () => {
         ["verify", ["--images", "--deep", "--repair"], ["--dry-run", "--to"]],
         ["status", [], ["--images", "--concurrency", "--dry-run"]],
         ["prune", ["--to", "--older-than", "--dry-run"], ["--images", "--concurrency"]],
-        ["export", ["--images", "--platform", "--concurrency"], ["--dry-run", "--deep"]],
-        ["import", ["--concurrency", "--dry-run"], ["--images", "--platform", "--deep"]],
+        [
+            "export",
+            ["--images", "--platform", "--format"],
+            ["--dry-run", "--deep", "--concurrency"],
+        ],
+        ["import", ["--dry-run"], ["--images", "--platform", "--deep", "--concurrency"]],
     ])("%s --help and -h print its own options, and exit 0", (command, own, others) => {
         for (const flag of ["--help", "-h"]) {
             const run = tool(command, flag);

@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { registryStorageRoot } from "../../core/container-facts";
 import { docker, fixtureFrontImage, fixtureRegistryImage } from "../../harness/docker";
 import { SecondDockerHost } from "../../harness/second-docker-host";
 import { image, layer } from "../../harness/oci";
@@ -126,6 +127,46 @@ test("prewarm, verify, status and prune work on the remote caches with no extra 
     const prune = await runTool("prune", outputs(), workDir, "--dry-run", "--to", "1TB", "--json");
     expect(prune.code).toBe(0);
     expect(JSON.parse(prune.stdout).heldBytes).toBeGreaterThan(1 << 20);
+});
+
+test("export and import move bytes through the remote engine's API: a bundle out, then back into a cache that lost the image", async () => {
+    const bundle = path.join(workDir, "remote.tar");
+    const exported = await runTool(
+        "export",
+        outputs(),
+        workDir,
+        bundle,
+        "--images",
+        byTag(prewarmed),
+    );
+    expect(exported.stderr).toBe("");
+    expect(exported.code).toBe(0);
+    // The remote cache loses the image: its repository and its blobs.
+    host.docker(
+        ...["exec", stack.cacheName(registry), "rm", "-rf"],
+        `${registryStorageRoot}/repositories/${prewarmed.repository}`,
+        ...[prewarmed.artifact.manifest, ...prewarmed.artifact.blobs].map(
+            ({ digest }) =>
+                `${registryStorageRoot}/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`,
+        ),
+    );
+    const lost = await runTool("verify", outputs(), workDir, "--images", byTag(prewarmed));
+    expect(lost.code).toBe(1);
+    const imported = await runTool("import", outputs(), workDir, bundle);
+    expect(imported.stderr).toBe("");
+    expect(imported.stdout).toContain(`imported  ${byTag(prewarmed)}`);
+    expect(
+        JSON.parse((await runTool("import", outputs(), workDir, bundle, "--json")).stdout),
+    ).toMatchObject({ sentBytes: 0 });
+    const verify = await runTool(
+        "verify",
+        outputs(),
+        workDir,
+        "--images",
+        byTag(prewarmed),
+        "--deep",
+    );
+    expect(verify.code).toBe(0);
 });
 
 test("destroy leaves the remote engine as it found it, the cache and ledger volumes kept (keepCache)", async () => {

@@ -2,12 +2,12 @@
  * The tools' views of a cache never outlive their tool: SIGINT and SIGTERM unwind through the
  * tool's cleanup, a tool killed outright leaves a view that stops itself when its lease runs out,
  * and every tool removes the stale views of earlier ones before it starts its own. The tool is
- * `import` (its writable view is the one that matters most), run as one process
- * (`node --import tsx tools/cli.ts`) and signalled while it waits for its view to serve: the front
- * is stopped, so the wait lasts until the signal.
+ * `verify`, run as one process (`node --import tsx tools/cli.ts`) and signalled while it waits
+ * for its view to serve: a docker CLI first on its PATH takes each view it starts off the stack's
+ * network, so the wait lasts until the signal.
  */
-import { ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { viewLabel, viewLeaseSeconds } from "../../core/plan";
@@ -32,6 +32,7 @@ let stack: TestStack;
 let workDir: string;
 let outputsFile: string;
 let bundle: string;
+let wrapperDir: string;
 /** The view a SIGKILLed tool left, which must be gone by the last test. */
 let orphan: string | undefined;
 
@@ -41,13 +42,42 @@ const viewsOf = (cache: string) =>
         .split("\n")
         .filter(Boolean);
 
-/** `import` as a process of its own, with the front stopped so that it waits for its view. */
-function importWaitingForItsView(): { tool: ChildProcess; exited: Promise<number | null> } {
+/**
+ * A docker CLI that disconnects every view it starts from the network it was started on: the
+ * view runs, renews its lease and stops itself as any, and never answers.
+ */
+function writeUnreachableViewsDocker(dir: string): string {
+    const realDocker = execFileSync("sh", ["-c", "command -v docker"], { encoding: "utf8" }).trim();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(
+        path.join(dir, "docker"),
+        `#!/bin/sh
+case "$1 $*" in
+run*${viewLabel}=*)
+    network= previous=
+    for arg; do [ "$previous" = --network ] && network=$arg; previous=$arg; done
+    id=$(${realDocker} "$@") || exit
+    ${realDocker} network disconnect "$network" "$id" >/dev/null || exit
+    echo "$id" ;;
+*) exec ${realDocker} "$@" ;;
+esac
+`,
+        { mode: 0o755 },
+    );
+    return dir;
+}
+
+/** `verify` as a process of its own, waiting for a view that never answers. */
+function verifyWaitingForItsView(): { tool: ChildProcess; exited: Promise<number | null> } {
     // One process, signalled itself: tsx's own CLI would be a second one, relaying signals.
     const tool = spawn(
         process.execPath,
-        ["--import", "tsx", "tools/cli.ts", "import", bundle, "--outputs", outputsFile],
-        { cwd: repoRoot, stdio: "ignore" },
+        ["--import", "tsx", "tools/cli.ts", "verify", "--outputs", outputsFile],
+        {
+            cwd: repoRoot,
+            stdio: "ignore",
+            env: { ...process.env, PATH: `${wrapperDir}:${process.env.PATH}` },
+        },
     );
     const exited = new Promise<number | null>((resolve) => tool.on("exit", resolve));
     return { tool, exited };
@@ -72,6 +102,7 @@ beforeAll(async () => {
         outputsFile,
         JSON.stringify({ mirrors: stack.run.outputs.mirrors, prewarmImages: [byTag(fixture)] }),
     );
+    wrapperDir = writeUnreachableViewsDocker(path.join(workDir, "bin"));
     bundle = path.join(workDir, "bundle.tar");
     const exported = await runTool("export", outputs(), workDir, bundle);
     expect(exported.code).toBe(0);
@@ -83,8 +114,7 @@ afterAll(async () => {
 });
 
 test("a tool killed outright leaves its view under a lease", async () => {
-    docker("stop", stack.frontName);
-    const { tool, exited } = importWaitingForItsView();
+    const { tool, exited } = verifyWaitingForItsView();
     orphan = await aViewRuns();
     tool.kill("SIGKILL");
     await exited;
@@ -96,7 +126,7 @@ test.each([
     ["SIGINT", 130],
     ["SIGTERM", 143],
 ] as const)("%s: the tool removes its view, then exits %i", async (signal, code) => {
-    const { tool, exited } = importWaitingForItsView();
+    const { tool, exited } = verifyWaitingForItsView();
     const view = await aViewRuns();
     tool.kill(signal);
     expect(await exited).toBe(code);
@@ -104,12 +134,6 @@ test.each([
 });
 
 test("the next tool removes the stack's stale views, of every cache: stopped ones, and ones with no lease", async () => {
-    docker("start", stack.frontName);
-    await waitFor("the front to be healthy", 60_000, async () =>
-        docker("inspect", "--format", "{{.State.Health.Status}}", stack.frontName) === "healthy"
-            ? true
-            : undefined,
-    );
     const other = stack.cacheName(otherRegistry);
     /** A stopped view and a running one with no lease, as a killed tool of old would leave. */
     const plantStaleViews = (of: string) => {
@@ -147,7 +171,7 @@ test(`the killed tool's view stopped itself within its ${viewLeaseSeconds} s lea
     expect(viewsOf(cache())).toEqual([]);
 });
 
-test("a writable view leaves the cache's upstream figures as they were", async () => {
+test("an import leaves the cache's upstream figures as they were", async () => {
     const figures = async () => {
         const run = await runTool("status", outputs(), workDir, "--json");
         const [cacheStatus] = JSON.parse(run.stdout).caches;

@@ -58,6 +58,7 @@ describe("where the tools find caches and images", () => {
                 },
             ],
             images: ["docker.io/library/nginx:1.27"],
+            talosImages: expect.any(Function),
         });
     });
 
@@ -116,6 +117,8 @@ describe("where the tools find caches and images", () => {
         ).toEqual({
             caches: [{ registry: "ghcr.io", ...mirror }],
             images: ["ghcr.io/a/b:1"],
+            dockerHost: undefined,
+            talosImages: expect.any(Function),
         });
         expect(() => fromOutputs("{}")).toThrow(/no `mirrors` output/);
         expect(() => fromOutputs("Current stack is dev")).toThrow(/not JSON/);
