@@ -293,7 +293,7 @@ async function* stagingTar(file: string, bundle: Bundle, target: CacheImport) {
 }
 
 /** Sends a cache's staged files into its volume, in one stream. */
-async function stage(docker: DockerCli, file: string, bundle: Bundle, target: CacheImport) {
+async function sendStaged(docker: DockerCli, file: string, bundle: Bundle, target: CacheImport) {
     await docker.streaming(["cp", "-", `${target.cache.container}:${stagingFolder}`], ({ stdin }) =>
         pipeline(Readable.from(stagingTar(file, bundle, target)), stdin),
     );
@@ -347,9 +347,10 @@ export async function importBundle(
         seconds: (Date.now() - started) / 1000,
     });
     if (dryRun) {
-        const planned = imports.flatMap(({ cache, steps, writes }) =>
-            steps.map((step) => importedImage(cache, step, new Set(writes.sent))),
-        );
+        const planned = imports.flatMap(({ cache, steps, writes }) => {
+            const toSend = new Set(writes.sent);
+            return steps.map((step) => importedImage(cache, step, toSend));
+        });
         planned.forEach((image) => onImage(image));
         return report(planned);
     }
@@ -358,14 +359,14 @@ export async function importBundle(
         // Every cache has all it needs before anything is moved into place anywhere: a bad blob
         // for one cache leaves the repositories of all of them as they were.
         const staged = await Promise.allSettled(
-            writing.map((target) => stage(docker, file, bundle, target)),
+            writing.map((target) => sendStaged(docker, file, bundle, target)),
         );
         const failed = staged.find((result) => result.status === "rejected");
         if (failed) throw failed.reason;
     } catch (error) {
         await Promise.all(
-            writing.map(({ cache, stage: name }) =>
-                docker("exec", cache.container, "rm", "-rf", `${stagingFolder}/${name}`).catch(
+            writing.map(({ cache, stage }) =>
+                docker("exec", cache.container, "rm", "-rf", `${stagingFolder}/${stage}`).catch(
                     () => "",
                 ),
             ),
