@@ -3,6 +3,8 @@
  * seeded with generated images, standing in for docker.io, registry.k8s.io, ghcr.io and the rest.
  * Their access logs tell how many blobs each one served.
  */
+import { registryStorageRoot } from "../core/container-facts";
+import { storagePaths } from "../core/storage-layout";
 import {
     blobGet,
     countLogLines,
@@ -22,6 +24,14 @@ export interface FixtureImage {
 
 /** Reference by tag, as a node asks for it: `docker.io/library/layers:v1`. */
 export const byTag = (image: FixtureImage) => `${image.registry}/${image.repository}:${image.tag}`;
+
+/** Where a cache stores a single-platform fixture: its repository's folder and each blob's. */
+export const storedFolders = (image: FixtureImage) => [
+    `${registryStorageRoot}/${storagePaths.repository(image.repository)}`,
+    ...[image.artifact.manifest, ...image.artifact.blobs].map(
+        ({ digest }) => `${registryStorageRoot}/${storagePaths.blob(digest)}`,
+    ),
+];
 /** Reference by digest: `docker.io/library/layers@sha256:…`. */
 export const byDigest = (image: FixtureImage) =>
     `${image.registry}/${image.repository}@${image.artifact.manifest.digest}`;

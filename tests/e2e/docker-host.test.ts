@@ -7,14 +7,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { registryStorageRoot } from "../../core/container-facts";
 import { docker, fixtureFrontImage, fixtureRegistryImage } from "../../harness/docker";
 import { SecondDockerHost } from "../../harness/second-docker-host";
 import { image, layer } from "../../harness/oci";
 import { runProgram } from "../../harness/program";
 import { TestStack, localStackConfig } from "../../harness/stack";
 import { runTool } from "../../harness/tools";
-import { FixtureImage, byTag } from "../../harness/upstreams";
+import { FixtureImage, byTag, storedFolders } from "../../harness/upstreams";
 
 jest.setTimeout(300_000);
 
@@ -142,14 +141,7 @@ test("export and import move bytes through the remote engine's API: a bundle out
     expect(exported.stderr).toBe("");
     expect(exported.code).toBe(0);
     // The remote cache loses the image: its repository and its blobs.
-    host.docker(
-        ...["exec", stack.cacheName(registry), "rm", "-rf"],
-        `${registryStorageRoot}/repositories/${prewarmed.repository}`,
-        ...[prewarmed.artifact.manifest, ...prewarmed.artifact.blobs].map(
-            ({ digest }) =>
-                `${registryStorageRoot}/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`,
-        ),
-    );
+    host.docker(...["exec", stack.cacheName(registry), "rm", "-rf"], ...storedFolders(prewarmed));
     const lost = await runTool("verify", outputs(), workDir, "--images", byTag(prewarmed));
     expect(lost.code).toBe(1);
     const imported = await runTool("import", outputs(), workDir, bundle);

@@ -12,9 +12,8 @@ import { fixtureFrontImage, fixtureRegistryImage } from "../../harness/docker";
 import { image, layer } from "../../harness/oci";
 import { PodmanService } from "../../harness/podman";
 import { TestStack } from "../../harness/stack";
-import { registryStorageRoot } from "../../core/container-facts";
 import { runTool } from "../../harness/tools";
-import { FixtureImage, byTag } from "../../harness/upstreams";
+import { FixtureImage, byTag, storedFolders } from "../../harness/upstreams";
 import { SimulatedWan } from "../../harness/wan";
 
 jest.setTimeout(300_000);
@@ -116,14 +115,7 @@ test("status, verify and prune --dry-run work on Podman, status counting the pul
 test("export and import move bytes through Podman's API: a bundle out, then back into a cache that lost the image", async () => {
     const bundle = path.join(workDir, "podman.tar");
     expect(await tool("export", bundle, "--images", byTag(fixture))).toMatchObject({ code: 0 });
-    podman.podman(
-        ...["exec", stack.cacheName(registry), "rm", "-rf"],
-        `${registryStorageRoot}/repositories/${fixture.repository}`,
-        ...[fixture.artifact.manifest, ...fixture.artifact.blobs].map(
-            ({ digest }) =>
-                `${registryStorageRoot}/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`,
-        ),
-    );
+    podman.podman(...["exec", stack.cacheName(registry), "rm", "-rf"], ...storedFolders(fixture));
     expect((await tool("verify")).code).toBe(1);
     const imported = await tool("import", bundle);
     expect(imported).toMatchObject({ code: 0, stderr: "" });
