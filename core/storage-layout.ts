@@ -127,6 +127,21 @@ find ${tagLinksFind} -exec sh -c 'for f; do echo "tag $f $(cat "$f")"; done' sh 
 [ ! -f ${pulledRecordFile} ] || sed 's/^/pulled /' ${pulledRecordFile}
 `;
 
+/**
+ * The listing (as listingScript prints it) of what one import needs to know, however much else
+ * the storage holds: the repositories given as "$@" (and those nested in them), and of the blob
+ * data paths on stdin those that are there.
+ */
+export const scopedListingScript = `
+cd ${registryStorageRoot} 2>/dev/null || exit 0
+xargs -r stat -c 'blob %s %Y %n' 2>/dev/null
+for repository; do
+    [ -d "${repositories}/$repository" ] || continue
+    find "${repositories}/$repository" -type f -name link -exec stat -c 'link %Y %n' {} +
+    find "${repositories}/$repository" -path '*/${tags}/*/current/link' -exec sh -c 'for f; do echo "tag $f $(cat "$f")"; done' sh {} +
+done
+`;
+
 /** Prints `manifest DIGEST JSON` per manifest path given, the JSON on one line. */
 export const manifestsScript = `for f; do printf 'manifest %s ' "$f"; tr -d '\\r\\n' <"$f"; echo; done`;
 

@@ -184,8 +184,9 @@ export async function runExport({
     const which = values.images ?? (talos ? "talos" : "all");
     // A Talos image cache is for the machines of one architecture, as cache-create makes it.
     const carried = platforms ?? (talos ? [hostPlatform()] : undefined);
-    const routed = await selectImages(docker, which, stack);
-    if (routed.length === 0) fail("the caches hold no images to export");
+    // Everything held is read in the export's own first pass over each cache.
+    const selection =
+        which === "all" ? { all: stack.caches } : await selectImages(docker, which, stack);
     const destination = path.resolve(bundle!);
     const writer =
         format === "oci"
@@ -193,7 +194,7 @@ export async function runExport({
             : format === "talos-cache"
               ? talosCache(destination)
               : talosCacheOci(destination, carried![0]);
-    const report = await exportImages(docker, destination, routed, writer, {
+    const report = await exportImages(docker, destination, selection, writer, {
         platforms: carried,
         skipIncomplete: which === "all",
         onImage: values.json ? undefined : (image) => console.log(formatExportedImage(image)),

@@ -16,13 +16,22 @@ import { Platform } from "../core/images";
 import { Manifest, parseManifest } from "../core/oci";
 import { registryStorageRoot } from "../core/container-facts";
 import { sha256Digest } from "../core/digest";
-import { listingScript, parseListing, storageLayout, storagePaths } from "../core/storage-layout";
+import {
+    Storage,
+    heldReferences,
+    listingScript,
+    parseListing,
+    storageLayout,
+    storagePaths,
+    storedImages,
+} from "../core/storage-layout";
 import { BlobSink, LayoutWriter, WriterFor } from "../host/oci-layout";
 import { formatBytes } from "../core/format";
 import { CacheEndpoint } from "../core/plan";
 import { DockerCli } from "./docker";
 import { readStoredFiles } from "./storage";
-import { EnvironmentError, RoutedImage } from "./types";
+import { EnvironmentError, RoutedImage, fail } from "./types";
+import { routeImages } from "./warm";
 
 export interface ExportedImage {
     image: string;
@@ -77,7 +86,7 @@ export interface ExportImage extends HeldImage {
 interface CacheContent {
     cache: CacheEndpoint;
     routed: RoutedImage[];
-    listing: ReturnType<typeof parseListing>;
+    listing: Omit<Storage, "manifests">;
     manifests: Map<string, Manifest>;
 }
 
@@ -99,13 +108,14 @@ function verifying(sink: BlobSink, registry: string, digest: string): BlobSink {
 
 /**
  * What an export reads of a cache first, in one `docker exec`: the storage listing, then each
- * manifest revision of the repositories given as "$@", as a `manifest DIGEST SIZE` line followed
- * by its bytes and a newline.
+ * manifest revision of the repositories given as "$@" (of every repository when none is), as a
+ * `manifest DIGEST SIZE` line followed by its bytes and a newline.
  */
 const contentScript = `(${listingScript})
 cd ${registryStorageRoot} 2>/dev/null || exit 0
+[ $# -gt 0 ] || set -- ""
 for repository; do
-    find "${storageLayout.repositories}/$repository/${storageLayout.revisions}" -name link 2>/dev/null
+    find "${storageLayout.repositories}/$repository" -path "*/${storageLayout.revisions}/*" -name link 2>/dev/null
 done | while read -r link; do
     digest=$(cat "$link")
     hex=\${digest#sha256:}
@@ -140,9 +150,10 @@ function splitContent(output: Buffer): { listing: string; manifests: Map<string,
 async function readCacheContent(
     docker: DockerCli,
     cache: CacheEndpoint,
-    routed: RoutedImage[],
+    selected: RoutedImage[] | "all",
 ): Promise<CacheContent> {
-    const repositories = [...new Set(routed.map(({ image }) => image.repository))];
+    const repositories =
+        selected === "all" ? [] : [...new Set(selected.map(({ image }) => image.repository))];
     const output = await docker
         .streaming(
             ["exec", cache.container, "sh", "-c", contentScript, "sh", ...repositories],
@@ -169,7 +180,30 @@ async function readCacheContent(
             // Not a manifest: the images that name it are not held.
         }
     }
-    return { cache, routed, listing: parseListing(content.listing), manifests };
+    const listing = parseListing(content.listing);
+    const routed = selected === "all" ? heldImages(cache, listing, manifests) : selected;
+    return { cache, routed, listing, manifests };
+}
+
+/** Every image a cache holds (each tag, and an untagged image by its digest), routed to it. */
+function heldImages(
+    cache: CacheEndpoint,
+    listing: Omit<Storage, "manifests">,
+    manifests: ReadonlyMap<string, Manifest>,
+): RoutedImage[] {
+    const refs = new Map(
+        [...manifests].map(([digest, manifest]) => [
+            digest,
+            {
+                children: manifest.manifests.map((child) => child.digest),
+                blobs: manifest.blobs.map((blob) => blob.digest),
+            },
+        ]),
+    );
+    return routeImages(
+        heldReferences(cache.registry, storedImages({ ...listing, manifests: refs })),
+        [cache],
+    );
 }
 
 /**
@@ -185,7 +219,7 @@ async function readCacheContent(
 export async function exportImages(
     docker: DockerCli,
     destination: string,
-    images: readonly RoutedImage[],
+    images: readonly RoutedImage[] | { all: readonly CacheEndpoint[] },
     writerFor: WriterFor,
     options: {
         platforms?: readonly Platform[];
@@ -194,13 +228,15 @@ export async function exportImages(
     } = {},
 ): Promise<ExportReport> {
     const started = Date.now();
-    const byCache = new Map<string, RoutedImage[]>();
-    for (const routed of images)
-        byCache.set(routed.cache.registry, [...(byCache.get(routed.cache.registry) ?? []), routed]);
     const contents = await Promise.all(
-        [...byCache.values()].map((routed) => readCacheContent(docker, routed[0].cache, routed)),
+        "all" in images
+            ? images.all.map((cache) => readCacheContent(docker, cache, "all"))
+            : [...byCache(images).values()].map((routed) =>
+                  readCacheContent(docker, routed[0].cache, routed),
+              ),
     );
     const { held, skipped } = resolveImages(contents, options);
+    if (held.length === 0 && skipped.length === 0) fail("the caches hold no images to export");
     // Each distinct blob is read from the first cache that has it, in the order it is written.
     const readFrom = new Map<string, { cache: CacheEndpoint; size: number }>();
     for (const image of held)
@@ -247,6 +283,14 @@ export async function exportImages(
     } finally {
         process.off("SIGINT", abort).off("SIGTERM", abort);
     }
+}
+
+/** Images by the registry of their cache. */
+function byCache(images: readonly RoutedImage[]): Map<string, RoutedImage[]> {
+    const grouped = new Map<string, RoutedImage[]>();
+    for (const routed of images)
+        grouped.set(routed.cache.registry, [...(grouped.get(routed.cache.registry) ?? []), routed]);
+    return grouped;
 }
 
 /** Streams each cache's blobs into the writer, checking each; `written` as each is whole. */

@@ -34,7 +34,7 @@ import { Bundle, BundleError } from "../host/oci-layout";
 import { openBundle } from "../host/bundles";
 import { formatBytes } from "../core/format";
 import { RegistryError } from "./registry-client";
-import { Storage, listingScript, parseListing } from "../core/storage-layout";
+import { Storage, parseListing, scopedListingScript, storagePaths } from "../core/storage-layout";
 import { DockerCli } from "./docker";
 import { VolumeSpace, parseVolumeSpace, volumeSpaceScript } from "./storage";
 import { readCacheSupervisor } from "../host/assets";
@@ -207,12 +207,15 @@ interface ImportTarget {
 }
 
 /**
- * What an import reads of a cache, in one `docker exec`: its storage listing and partial uploads
- * (the supervisor's script is "$1"), and its disk's room. Unless a dry run, it also clears what
- * killed imports staged there.
+ * What an import reads of a cache, in one `docker exec`: what its storage holds of the import's
+ * repositories ("$@" after the supervisor's script, "$1") and blobs (stdin), the partial uploads
+ * and the disk's room; so its cost does not grow with what else the cache holds. Unless a dry
+ * run, it also clears what killed imports staged there.
  */
-const targetScript = (dryRun: boolean) => `(${listingScript})
-sh -c "$1" sh uploads
+const targetScript = (dryRun: boolean) => `supervisor=$1
+shift
+(${scopedListingScript})
+sh -c "$supervisor" sh uploads
 ${volumeSpaceScript}
 ${dryRun ? "" : `mkdir -p ${stagingFolder} && rm -rf ${stagingFolder}/*`}`;
 
@@ -230,16 +233,25 @@ function readTargets(
         caches
             .filter((cache) => images.some((image) => image.reference.registry === cache.registry))
             .map(async (cache) => {
-                const output = await docker(
-                    ...["exec", cache.container, "sh", "-c", targetScript(dryRun)],
-                    ...["sh", readCacheSupervisor()],
-                ).catch((error: Error) => {
-                    throw new RegistryError(
-                        `the ${cache.registry} cache cannot be read (${error.message}); is the stack up (npm run up)?`,
-                    );
-                });
-                const storage = parseListing(output);
                 const own = images.filter((image) => image.reference.registry === cache.registry);
+                const blobs = new Set(
+                    own
+                        .flatMap((image) => [...image.manifests, ...image.blobs])
+                        .map((blob) => blob.digest),
+                );
+                const output = await docker
+                    .withInput(
+                        [...blobs].map((digest) => `${storagePaths.blobData(digest)}\n`).join(""),
+                        ...["exec", "-i", cache.container, "sh", "-c", targetScript(dryRun)],
+                        ...["sh", readCacheSupervisor()],
+                        ...new Set(own.map((image) => image.reference.repository)),
+                    )
+                    .catch((error: Error) => {
+                        throw new RegistryError(
+                            `the ${cache.registry} cache cannot be read (${error.message}); is the stack up (npm run up)?`,
+                        );
+                    });
+                const storage = parseListing(output);
                 return {
                     cache,
                     storage,
