@@ -1,6 +1,7 @@
 /**
  * Just enough of the tar format (POSIX ustar, with the pax and GNU extensions other writers use)
- * to write a bundle as one `.tar` and to find each file in one without unpacking it. The header
+ * to write a bundle as one `.tar` and to find each file in one without unpacking it, and to
+ * stream an import into a volume and a Talos image cache into its layer. The header
  * codec is node-tar's (`Header`, `Pax`). Its archive streams are not used: a bundle's blobs go
  * into the tar in parallel, each at an offset worked out beforehand, and reading seeks to each
  * file's bytes by the offsets of the headers; node-tar (like tar-stream) packs and extracts one

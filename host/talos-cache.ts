@@ -188,13 +188,15 @@ const descriptorOf = (mediaType: string, bytes: Buffer): Descriptor => ({
 
 /** Every folder and file under `root`, relative, sorted by path as `filemap.Layer` sorts them. */
 function treeEntries(root: string): { name: string; folder: boolean }[] {
-    const entries = readdirSync(root, { recursive: true, withFileTypes: true }).map((entry) => ({
-        name: path
-            .relative(root, path.join(entry.parentPath, entry.name))
-            .split(path.sep)
-            .join("/"),
-        folder: entry.isDirectory(),
-    }));
+    const entries: { name: string; folder: boolean }[] = [];
+    const walk = (relative: string) => {
+        for (const entry of readdirSync(path.join(root, relative), { withFileTypes: true })) {
+            const name = relative ? `${relative}/${entry.name}` : entry.name;
+            entries.push({ name, folder: entry.isDirectory() });
+            if (entry.isDirectory()) walk(name);
+        }
+    };
+    walk("");
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 

@@ -311,6 +311,19 @@ describe("tar headers", () => {
             size: 77,
         });
     });
+
+    test("a path ustar's name and prefix cannot hold is led by a pax header; one they can is not", () => {
+        const split = `import/${"r/".repeat(60)}link`;
+        expect(tarHeader(split, 71)).toHaveLength(512);
+        expect(parseTarHeader(tarHeader(split, 71))).toMatchObject({ name: split, size: 71 });
+        const long = `import/${"repository-".repeat(30)}/link`;
+        const header = tarHeader(long, 71);
+        expect(header.length).toBeGreaterThan(512);
+        expect(parseTarHeader(header)).toMatchObject({ type: "x" });
+        const paxSize = (parseTarHeader(header) as { size: number }).size;
+        expect(parsePaxRecords(header.subarray(512, 512 + paxSize)).path).toBe(long);
+        expect(parseTarHeader(header.subarray(header.length - 512))).toMatchObject({ size: 71 });
+    });
 });
 
 describe("the layout on disk", () => {
