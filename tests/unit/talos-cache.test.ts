@@ -14,7 +14,7 @@ import {
 } from "../../core/talos-cache";
 import { parseImageReference } from "../../core/image-reference";
 import { planImport } from "../../core/bundle";
-import { openBundle } from "../../host/bundles";
+import { bundleToImport, openBundle } from "../../host/bundles";
 import { image, index, layer } from "../../harness/oci";
 
 test("a registry with a port is a folder host_port_ (vfat has no ':'), and reads back", () => {
@@ -81,5 +81,9 @@ describe("a flat cache opened for import", () => {
         expect(plan.images[0].blobs.map((blob) => blob.digest).sort()).toEqual(
             amd64.blobs.map((blob) => blob.digest).sort(),
         );
+        // `importFrom` takes it too: its fingerprint changes with what it carries.
+        const before = bundleToImport(dir, "/")!.fingerprint;
+        write(talosCachePaths.reference(ref, "latest"), multi.manifest.bytes);
+        expect(bundleToImport(dir, "/")!.fingerprint).not.toBe(before);
     });
 });
