@@ -13,8 +13,9 @@ export interface DockerCli {
     withInput(input: string, ...args: string[]): Promise<string>;
     /**
      * Runs `docker args…` for bytes that do not fit in memory: `use` gets its stdout and stdin as
-     * streams. Resolves once both the command and `use` are done; if `use` fails, the command is
-     * killed and its error is the one thrown.
+     * streams. Resolves once both the command and `use` are done. If `use` fails, the command is
+     * killed; the error thrown is the command's own when it had failed by itself (the cause of
+     * what `use` saw), else `use`'s.
      */
     streaming<T>(
         args: string[],
