@@ -112,8 +112,14 @@ const blobPath = new RegExp(`^${blobs}/[0-9a-f]{2}/(${hex})/data$`);
 const revisionPath = new RegExp(`^${repositories}/(.+)/${revisions}/(${hex})/link$`);
 const tagPath = new RegExp(`^${repositories}/(.+)/${tags}/([^/]+)/current/link$`);
 const layerPath = new RegExp(`^${repositories}/(.+)/${layers}/(${hex})/link$`);
-/** `find` arguments for every tag's current link under the root. */
-export const tagLinksFind = `${repositories} -path '*/${tags}/*/current/link'`;
+/** `find` arguments for every tag's current link under `folder` (the root's repositories by default). */
+const tagLinksUnder = (folder: string) => `${folder} -path '*/${tags}/*/current/link'`;
+export const tagLinksFind = tagLinksUnder(repositories);
+
+/** The listing's `link` and `tag` lines for the repositories under `folder` (a shell word). */
+const linkListing = (folder: string) =>
+    `find ${folder} -type f -name link -exec stat -c 'link %Y %n' {} +
+find ${tagLinksUnder(folder)} -exec sh -c 'for f; do echo "tag $f $(cat "$f")"; done' sh {} +`;
 
 /**
  * Lists the storage: `blob SIZE MTIME PATH`, `link MTIME PATH`, `tag PATH DIGEST`, `pulled …`.
@@ -122,8 +128,7 @@ export const tagLinksFind = `${repositories} -path '*/${tags}/*/current/link'`;
 export const listingScript = `
 cd ${registryStorageRoot} 2>/dev/null || exit 0
 find ${blobs} -type f -name data -exec stat -c 'blob %s %Y %n' {} +
-find ${repositories} -type f -name link -exec stat -c 'link %Y %n' {} +
-find ${tagLinksFind} -exec sh -c 'for f; do echo "tag $f $(cat "$f")"; done' sh {} +
+${linkListing(repositories)}
 [ ! -f ${pulledRecordFile} ] || sed 's/^/pulled /' ${pulledRecordFile}
 `;
 
@@ -137,8 +142,7 @@ cd ${registryStorageRoot} 2>/dev/null || exit 0
 xargs -r stat -c 'blob %s %Y %n' 2>/dev/null
 for repository; do
     [ -d "${repositories}/$repository" ] || continue
-    find "${repositories}/$repository" -type f -name link -exec stat -c 'link %Y %n' {} +
-    find "${repositories}/$repository" -path '*/${tags}/*/current/link' -exec sh -c 'for f; do echo "tag $f $(cat "$f")"; done' sh {} +
+${linkListing(`"${repositories}/$repository"`)}
 done
 `;
 

@@ -41,6 +41,25 @@ export interface TarEntryOptions {
 
 const epoch = new Date(0);
 
+/** One file (or folder) of a tar stream: its bytes at hand, or exactly `size` of them streamed. */
+export interface TarEntry {
+    name: string;
+    size: number;
+    options?: TarEntryOptions;
+    bytes: Uint8Array | AsyncIterable<Uint8Array>;
+}
+
+/** A tar archive of `entries`, in order, as chunks: headers, bytes, padding, the end marker. */
+export async function* tarStream(entries: Iterable<TarEntry>): AsyncGenerator<Uint8Array> {
+    for (const entry of entries) {
+        yield tarHeader(entry.name, entry.size, entry.options);
+        if (entry.bytes instanceof Uint8Array) yield entry.bytes;
+        else yield* entry.bytes;
+        yield Buffer.alloc(tarPadding(entry.size));
+    }
+    yield tarEnd;
+}
+
 /** What one header block says; `type` is the typeflag (`0` a file, `x` pax, `L` a GNU long name). */
 export type TarHeader =
     | { kind: "end" }

@@ -147,18 +147,20 @@ export function openOciLayout(file: string): Bundle {
         stream: (digest) => {
             const span = spanOf(digest);
             return stat.isDirectory()
-                ? createReadStream(path.join(file, layoutBlobPath(digest)), { highWaterMark })
+                ? createReadStream(path.join(file, layoutBlobPath(digest)), {
+                      highWaterMark: readChunk,
+                  })
                 : createReadStream(file, {
                       start: span.offset,
                       end: span.offset + span.size - 1,
-                      highWaterMark,
+                      highWaterMark: readChunk,
                   });
         },
     };
 }
 
-/** Reads in 1 MiB chunks: fewer round trips for the tar stream an import sends. */
-const highWaterMark = 1 << 20;
+/** Bundles are read in 1 MiB chunks: fewer round trips for the streams import and export send. */
+export const readChunk = 1 << 20;
 
 /** A layout directory's files, by their path in the layout; offsets are unused. */
 function directoryFiles(directory: string): Map<string, TarSpan> {

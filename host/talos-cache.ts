@@ -42,7 +42,7 @@ import {
     talosCacheFolders,
     talosCachePaths,
 } from "../core/talos-cache";
-import { tarEnd, tarHeader, tarPadding } from "../core/tar";
+import { tarStream } from "../core/tar";
 import {
     BlobSink,
     Bundle,
@@ -51,6 +51,7 @@ import {
     LayoutWriter,
     WriterFor,
     replaceDirectory,
+    readChunk,
     writeAt,
 } from "./oci-layout";
 
@@ -161,7 +162,7 @@ export const talosCacheOci =
                     );
                     const sink = bundle.openBlob(layer.digest);
                     for await (const chunk of createReadStream(layerFile, {
-                        highWaterMark: 1 << 20,
+                        highWaterMark: readChunk,
                     }))
                         sink.write(chunk as Buffer);
                     sink.close();
@@ -211,21 +212,14 @@ async function packTree(
     const tarHash = createHash("sha256");
     const gzipHash = createHash("sha256");
     let size = 0;
-    async function* tar() {
-        for (const entry of treeEntries(root)) {
-            if (entry.folder) {
-                yield tarHeader(entry.name, 0, { type: "Directory" });
-                continue;
-            }
-            const full = path.join(root, entry.name);
-            const bytes = statSync(full).size;
-            yield tarHeader(entry.name, bytes);
-            for await (const chunk of createReadStream(full, { highWaterMark: 1 << 20 }))
-                yield chunk as Buffer;
-            yield Buffer.alloc(tarPadding(bytes));
-        }
-        yield tarEnd;
-    }
+    const tar = tarStream(
+        treeEntries(root).map(({ name, folder }) => {
+            if (folder)
+                return { name, size: 0, options: { type: "Directory" }, bytes: Buffer.alloc(0) };
+            const full = path.join(root, name);
+            return { name, size: statSync(full).size, bytes: readWhenAsked(full) };
+        }),
+    );
     const hashing = (hash: ReturnType<typeof createHash>, count = false) =>
         new Transform({
             transform(chunk: Buffer, _encoding, done) {
@@ -235,7 +229,7 @@ async function packTree(
             },
         });
     await pipeline(
-        Readable.from(tar()),
+        Readable.from(tar),
         hashing(tarHash),
         createGzip({ level: 1 }),
         hashing(gzipHash, true),
@@ -248,7 +242,12 @@ async function packTree(
     };
 }
 
-/** Whether `folder` is a flat Talos image cache: `blob/` and `manifests/`, and no `oci-layout`. */
+/** A file's bytes, opened only once a reader gets to it (a tree may hold more files than fds). */
+async function* readWhenAsked(file: string): AsyncGenerator<Uint8Array> {
+    yield* createReadStream(file, { highWaterMark: readChunk });
+}
+
+/** Whether `folder` is laid out as a flat Talos image cache: `blob/` and `manifests/`. */
 export const isTalosCache = (folder: string) =>
     existsSync(path.join(folder, talosCacheFolders.blobs)) &&
     existsSync(path.join(folder, talosCacheFolders.manifests));
@@ -298,6 +297,6 @@ export function openTalosCache(folder: string): Bundle {
         indexBytes: Buffer.from(JSON.stringify(index)),
         blobs,
         read: async (digest) => readFileSync(fileOf(digest)),
-        stream: (digest) => createReadStream(fileOf(digest), { highWaterMark: 1 << 20 }),
+        stream: (digest) => createReadStream(fileOf(digest), { highWaterMark: readChunk }),
     };
 }

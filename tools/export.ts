@@ -99,9 +99,9 @@ function verifying(sink: BlobSink, registry: string, digest: string): BlobSink {
             return sink.write(chunk);
         },
         close: () => {
+            sink.close();
             const actual = `sha256:${hash.digest("hex")}`;
             if (actual !== digest) throw new CorruptInCache(registry, digest, actual);
-            sink.close();
         },
     };
 }

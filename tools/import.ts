@@ -28,7 +28,7 @@ import {
     planStorageWrites,
 } from "../core/bundle";
 import { registryStoragePath, registryStorageRoot } from "../core/container-facts";
-import { tarEnd, tarHeader, tarPadding } from "../core/tar";
+import { tarStream } from "../core/tar";
 import { parseManifest } from "../core/oci";
 import { Bundle, BundleError } from "../host/oci-layout";
 import { openBundle } from "../host/bundles";
@@ -275,33 +275,34 @@ interface CacheImport {
  * The tar `docker cp` unpacks into the staging folder: every staged file under `stage/`, blobs
  * read from the bundle and checked against their digest as they pass.
  */
-async function* stagingTar(file: string, bundle: Bundle, target: CacheImport) {
-    const mtime = new Date();
-    for (const staged of target.writes.files) {
-        const name = `${target.stage}/${staged.path}`;
-        if ("content" in staged) {
-            yield tarHeader(name, staged.content.length, { mtime });
-            yield staged.content;
-            yield Buffer.alloc(tarPadding(staged.content.length));
-            continue;
-        }
-        yield tarHeader(name, staged.size, { mtime });
-        const hash = createHash("sha256");
-        let read = 0;
-        for await (const chunk of bundle.stream(staged.digest) as AsyncIterable<Buffer>) {
-            hash.update(chunk);
-            read += chunk.length;
-            yield chunk;
-        }
-        const actual = `sha256:${hash.digest("hex")}`;
-        if (read !== staged.size || actual !== staged.digest)
-            throw new BundleError(
-                file,
-                `blob ${staged.digest} does not match its digest (its bytes hash to ${actual})`,
-            );
-        yield Buffer.alloc(tarPadding(staged.size));
+function stagingTar(file: string, bundle: Bundle, target: CacheImport) {
+    const options = { mtime: new Date() };
+    return tarStream(
+        target.writes.files.map((staged) => ({
+            name: `${target.stage}/${staged.path}`,
+            options,
+            ...("content" in staged
+                ? { size: staged.content.length, bytes: staged.content }
+                : { size: staged.size, bytes: checkedBlob(file, bundle, staged) }),
+        })),
+    );
+}
+
+/** A blob's bytes out of the bundle; once all have passed, an error if they are not its digest. */
+async function* checkedBlob(file: string, bundle: Bundle, blob: { digest: string; size: number }) {
+    const hash = createHash("sha256");
+    let read = 0;
+    for await (const chunk of bundle.stream(blob.digest) as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        read += chunk.length;
+        yield chunk;
     }
-    yield tarEnd;
+    const actual = `sha256:${hash.digest("hex")}`;
+    if (read !== blob.size || actual !== blob.digest)
+        throw new BundleError(
+            file,
+            `blob ${blob.digest} does not match its digest (its bytes hash to ${actual})`,
+        );
 }
 
 /** Sends a cache's staged files into its volume, in one stream. */
