@@ -313,6 +313,8 @@ const settingsObject = z.strictObject({
         .default([])
         .superRefine(requireDistinctUsernames),
     allowPlainHttpCredentials: z.boolean(expected.boolean).default(false),
+    // Off by default: the bench measured no gain (BENCHMARKS.md, "Prefetch").
+    prefetch: z.boolean(expected.boolean).default(false),
     // Unset: this machine's engine, as the Docker provider's default.
     dockerHost: z
         .string(expected.dockerHost)
@@ -587,6 +589,7 @@ const expectedForKey = {
     tls: expected.tls,
     pullCredentials: expected.pullCredentials,
     allowPlainHttpCredentials: expected.boolean,
+    prefetch: expected.boolean,
     dockerHost: expected.dockerHost,
     importFrom: expected.bundle,
     maxSize: expected.size,

@@ -22,7 +22,7 @@ import { readFrontAccess } from "../tools/front";
 import { withCacheViews } from "../tools/cache-view";
 import { hostPlatform } from "../core/images";
 import { prewarmUntilStored, routeImages } from "../tools/warm";
-import { benchImages } from "./image-set";
+import { benchImages, pullSteps } from "./image-set";
 import {
     benchId,
     bootNodes,
@@ -66,7 +66,12 @@ export async function benchHttps(options: {
         for (let run = 0; run < options.repeat; run++) {
             const order = ways.map((_, index) => ways[(index + run) % ways.length]);
             for (const way of order) {
-                const took = await bootNodes(options.nodes, refs, way.hostsDir, { user: way.user });
+                const took = await bootNodes(
+                    options.nodes,
+                    pullSteps(images, "serial"),
+                    way.hostsDir,
+                    { user: way.user },
+                );
                 seconds[way.name].push(took);
                 console.log(`run ${run + 1}: ${way.name.padEnd(16)} ${took.toFixed(2)} s`);
             }

@@ -8,8 +8,10 @@
  * Everything is local: fixture upstream registries seeded with a generated Talos-shaped image set
  * (bench/image-set.ts), a user-space WAN link in front of them (harness/wan.ts), caches run from
  * the program's own container definition, and N private containerd daemons ("nodes") that pull
- * the set one image after another, as kubelet does, through `hosts.toml`. Each scenario below is
- * data: what it measures, and how; one loop runs them all, `--repeat` times.
+ * the set through `hosts.toml` in the order a Talos node boots (bench/image-set.ts `BootStep`;
+ * `--pull-order serial`: one image after another). Each scenario below is
+ * data: what it measures, and how; one loop runs them all (or those `--scenarios` names), `--repeat`
+ * times.
  */
 import { readFrontAccess } from "../tools/front";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
@@ -24,6 +26,7 @@ import { containerdHosts, hostsToml } from "../core/render";
 import { closedLoopbackServer, withClosedFallback, writeHostsDir } from "../harness/containerd";
 import {
     blobBytesServed as logBytes,
+    countLogLines,
     fixtureFrontImage,
     fixtureRegistry2Image,
     fixtureRegistryImage,
@@ -39,7 +42,7 @@ import { prewarmUntilStored, routeImages } from "../tools/warm";
 import { benchBundles } from "./bundle";
 import { benchHttps } from "./https";
 import { benchSoak } from "./soak";
-import { benchImages } from "./image-set";
+import { BenchImage, PullOrder, benchImages, pullSteps } from "./image-set";
 import {
     benchId,
     blobFile,
@@ -64,6 +67,8 @@ const { values: flags } = parseArgs({
         bundle: { type: "boolean", default: false },
         https: { type: "boolean", default: false },
         soak: { type: "string" },
+        scenarios: { type: "string" },
+        "pull-order": { type: "string", default: "talos" },
         out: { type: "string" },
     },
 });
@@ -73,6 +78,10 @@ const rttMs = Number(flags.rtt);
 const nodes = Number(flags.nodes);
 const repeat = Number(flags.repeat);
 const registryVersion = flags["registry-version"]!;
+const pullOrders: readonly PullOrder[] = ["talos", "serial"];
+const pullOrder = flags["pull-order"] as PullOrder;
+if (!pullOrders.includes(pullOrder))
+    throw new Error(`--pull-order: ${pullOrder} is not one of ${pullOrders.join(", ")}`);
 /** The caches' registry: distribution 3.0.0 (registry:3) or Debian's 2.8 (registry:2). */
 const cacheImages: Record<string, string> = {
     "3": fixtureRegistryImage,
@@ -99,6 +108,10 @@ interface Sample {
     seconds: number;
     /** Blob bytes the upstreams served (their access logs). */
     upstreamBytes: number;
+    /** Requests the upstreams answered: manifests, blobs and `GET /v2/` pings. */
+    upstreamRequests: number;
+    /** Of those, the pings (`GET /v2/`): a registry proxy sends one per request to an upstream that sends no auth challenge. */
+    upstreamPings?: number;
     /** Everything that crossed the WAN toward this side: blobs, manifests, pings. */
     wanBytes: number;
     /** Blob bytes the caches (or, direct, the upstreams) served to the nodes. */
@@ -109,8 +122,10 @@ interface Sample {
 
 /** What every scenario works with: the image set, the upstreams behind the WAN, the caches. */
 interface Bench {
-    images: FixtureImage[];
+    images: BenchImage[];
     refs: string[];
+    /** What a node pulls, step by step (`--pull-order`). */
+    steps: string[][];
     upstreams: FixtureUpstreams;
     wan: SimulatedWan;
     workDir: string;
@@ -129,8 +144,9 @@ interface Scenario {
     name: string;
     /** What it measures, as the results table says it. */
     what: string;
-    /** Starts from empty caches and a fresh front. */
+    /** Starts from empty caches and a fresh front; `prefetch: true` turns its prefetch on. */
     freshCaches?: boolean;
+    prefetch?: true;
     measure(bench: Bench): Promise<Sample>;
 }
 
@@ -145,6 +161,13 @@ const scenarios: Scenario[] = [
         name: "cold",
         what: "through empty caches",
         freshCaches: true,
+        measure: (bench) => measure(bench, () => boot(bench, bench.hosts.viaCaches), "front"),
+    },
+    {
+        name: "coldPrefetch",
+        what: "through empty caches, `prefetch: true`",
+        freshCaches: true,
+        prefetch: true,
         measure: (bench) => measure(bench, () => boot(bench, bench.hosts.viaCaches), "front"),
     },
     {
@@ -211,16 +234,38 @@ const scenarios: Scenario[] = [
             measure(bench, () => boot(bench, bench.hosts.viaCaches, "images pull", 1), "front"),
     },
     {
+        name: "oneNodeColdPrefetch",
+        what: "one node through empty caches, `prefetch: true`",
+        freshCaches: true,
+        prefetch: true,
+        measure: (bench) =>
+            measure(bench, () => boot(bench, bench.hosts.viaCaches, "images pull", 1), "front"),
+    },
+    {
         name: "limit",
         what: "the blobs copied from a cache volume, no registry",
         measure: async (bench) => ({
             seconds: await localCopy(bench),
             upstreamBytes: 0,
+            upstreamRequests: 0,
+            upstreamPings: 0,
             wanBytes: 0,
             servedBytes: 0,
         }),
     },
 ];
+
+/** `--scenarios a,b`: only those, in the table's order; by default every one. */
+const chosen = (() => {
+    if (flags.scenarios === undefined) return scenarios;
+    const names = flags.scenarios.split(",");
+    const unknown = names.filter((name) => !scenarios.some((scenario) => scenario.name === name));
+    if (unknown.length > 0)
+        throw new Error(
+            `--scenarios: ${unknown.join(", ")} is not one of ${scenarios.map((scenario) => scenario.name).join(", ")}`,
+        );
+    return scenarios.filter((scenario) => names.includes(scenario.name));
+})();
 
 async function main() {
     prepareTestHost();
@@ -236,13 +281,17 @@ async function main() {
     try {
         const bench = await setUp(images, upstreams, wan, workDir);
         const samples: Record<string, Sample[]> = Object.fromEntries(
-            scenarios.map((scenario) => [scenario.name, []]),
+            chosen.map((scenario) => [scenario.name, []]),
         );
         for (let run = 1; run <= repeat; run++) {
             console.log(`run ${run} of ${repeat}`);
-            for (const scenario of scenarios) {
+            for (const scenario of chosen) {
                 if (scenario.freshCaches)
-                    await startCaches(bench.caches, bench.front, upstreams.network);
+                    await startCaches(
+                        bench.caches,
+                        { ...bench.front, prefetch: scenario.prefetch === true },
+                        upstreams.network,
+                    );
                 const sample = await scenario.measure(bench);
                 samples[scenario.name].push(sample);
                 const note = sample.prewarmSeconds
@@ -262,7 +311,7 @@ async function main() {
 
 /** Seeds the upstreams, routes them through the WAN, and plans the caches in front of them. */
 async function setUp(
-    images: FixtureImage[],
+    images: BenchImage[],
     upstreams: FixtureUpstreams,
     wan: SimulatedWan,
     workDir: string,
@@ -282,6 +331,7 @@ async function setUp(
     const bench = {
         images,
         refs: images.map(byTag),
+        steps: pullSteps(images, pullOrder),
         upstreams,
         wan,
         workDir,
@@ -311,7 +361,7 @@ const boot = (
     hostsDir: string,
     how?: "images pull" | "content fetch",
     count = nodes,
-) => bootNodes(count, bench.refs, hostsDir, { how });
+) => bootNodes(count, bench.steps, hostsDir, { how });
 
 /** Runs `work` (resolving to seconds), and counts the bytes upstream, over the WAN and served. */
 async function measure(bench: Bench, work: () => Promise<number>, server: Server): Promise<Sample> {
@@ -322,12 +372,25 @@ async function measure(bench: Bench, work: () => Promise<number>, server: Server
         (sum, registry) => sum + logBytes(bench.upstreams.get(registry).container, since),
         0,
     );
+    const upstreamLines = (pattern: RegExp) =>
+        registries.reduce(
+            (sum, registry) =>
+                sum + countLogLines(bench.upstreams.get(registry).container, pattern, since),
+            0,
+        );
     const servedBytes = {
         front: () => logBytes(bench.front.name, since),
         registries: () => bench.caches.reduce((sum, cache) => sum + logBytes(cache.name, since), 0),
         upstreams: () => upstreamBytes,
     }[server]();
-    return { seconds, upstreamBytes, wanBytes: bench.wan.bytesDown - wanBefore, servedBytes };
+    return {
+        seconds,
+        upstreamBytes,
+        upstreamRequests: upstreamLines(/"(GET|HEAD) \/v2\//),
+        upstreamPings: upstreamLines(/"GET \/v2\/ HTTP/),
+        wanBytes: bench.wan.bytesDown - wanBefore,
+        servedBytes,
+    };
 }
 
 /** `npm run prewarm`'s own code over the whole set; resolves to its seconds. */
@@ -385,13 +448,36 @@ function distinctBytes(images: readonly FixtureImage[]): number {
 function writeResults(samples: Record<string, Sample[]>, setBytes: number, refs: string[]) {
     const report = summarise(samples, setBytes);
     const machine = `${machineDescription()}, caches ${cacheImage}, front ${fixtureFrontImage}`;
-    const command = `npm run bench -- --registry-version ${registryVersion} --scale ${scale} --mbit ${mbit} --rtt ${rttMs} --nodes ${nodes} --repeat ${repeat}`;
+    const command = `npm run bench -- --registry-version ${registryVersion} --scale ${scale} --mbit ${mbit} --rtt ${rttMs} --nodes ${nodes} --pull-order ${pullOrder} --repeat ${repeat}${flags.scenarios ? ` --scenarios ${flags.scenarios}` : ""}`;
     const results = { date: new Date().toISOString(), machine, command, setBytes, images: refs };
     writeFileSync(out, JSON.stringify({ ...results, samples, ...report }, null, 2) + "\n");
     console.log(`\n${report.markdown}\n\nMachine: ${machine}\nCommand: ${command}\nJSON: ${out}`);
 }
 
-/** The results table and the ratios the targets speak of. */
+/**
+ * The ratios of wall times the targets speak of, `[key, scenario, over, target]`: a scenario over
+ * another, or over the link floor.
+ */
+const timeRatios: [string, string, string, string][] = [
+    ["coldOverLinkFloor", "cold", "link floor", "≤ 1.2×"],
+    ["coldPrefetchOverLinkFloor", "coldPrefetch", "link floor", "(diagnostic)"],
+    ["oneNodeColdOverDirect", "oneNodeCold", "oneNodeDirect", "≤ 1.0×"],
+    ["oneNodeColdPrefetchOverDirect", "oneNodeColdPrefetch", "oneNodeDirect", "(diagnostic)"],
+    ["directOverWarm", "direct", "warm", "≥ 10×"],
+    ["directOverCold", "direct", "cold", "≥ 2×"],
+    ["coldOverWarm", "cold", "warm", ""],
+    ["warmOverLocalRegistry", "warm", "localRegistry", "≤ 1.5×"],
+    [
+        "warmOverWarmNoFront",
+        "warm",
+        "warmNoFront",
+        "(diagnostic: ≈ 1, the front costs the warm path nothing)",
+    ],
+    ["warmOverLimit", "warm", "limit", "≤ 3×"],
+    ["warmFetchOnlyOverLimit", "warmFetchOnly", "limit", "(diagnostic)"],
+];
+
+/** The results table and the ratios the targets speak of, of the scenarios that ran. */
 function summarise(samples: Record<string, Sample[]>, setBytes: number) {
     const stat = (scenario: string, field: keyof Sample) =>
         samples[scenario].map((sample) => sample[field] ?? 0);
@@ -399,12 +485,13 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
     const spread = (scenario: string) =>
         `${Math.min(...stat(scenario, "seconds")).toFixed(2)}–${Math.max(...stat(scenario, "seconds")).toFixed(2)}`;
     const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
-    const rows = scenarios.map(({ name: scenario, what }) => [
+    const rows = chosen.map(({ name: scenario, what }) => [
         scenario,
         what,
         seconds(scenario).toFixed(2),
         spread(scenario),
         mb(median(stat(scenario, "upstreamBytes"))),
+        `${median(stat(scenario, "upstreamRequests"))} (${median(stat(scenario, "upstreamPings"))})`,
         mb(median(stat(scenario, "wanBytes"))),
         mb(median(stat(scenario, "servedBytes"))),
         scenario === "prewarmed"
@@ -412,36 +499,41 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
             : "",
     ]);
     const linkFloor = (setBytes * 8) / (mbit * 1e6);
-    const ratios = {
-        coldOverLinkFloor: seconds("cold") / linkFloor,
-        oneNodeColdOverDirect: seconds("oneNodeCold") / seconds("oneNodeDirect"),
-        directOverWarm: seconds("direct") / seconds("warm"),
-        directOverCold: seconds("direct") / seconds("cold"),
-        coldOverWarm: seconds("cold") / seconds("warm"),
-        warmOverLocalRegistry: seconds("warm") / seconds("localRegistry"),
-        warmOverWarmNoFront: seconds("warm") / seconds("warmNoFront"),
-        warmOverLimit: seconds("warm") / seconds("limit"),
-        warmFetchOnlyOverLimit: seconds("warmFetchOnly") / seconds("limit"),
-        coldUpstreamOverImageBytes: median(stat("cold", "upstreamBytes")) / setBytes,
-    };
+    const ran = (...names: string[]) => names.every((name) => name in samples);
+    const measured = timeRatios
+        .filter(([, a, b]) => ran(a) && (b === "link floor" || ran(b)))
+        .map(([key, a, b, target]) => ({
+            key,
+            target,
+            what:
+                b === "link floor"
+                    ? `${a} / link floor (${linkFloor.toFixed(1)} s)`
+                    : `${a} / ${b}`,
+            value: seconds(a) / (b === "link floor" ? linkFloor : seconds(b)),
+        }));
+    if (ran("cold"))
+        measured.push({
+            key: "coldUpstreamOverImageBytes",
+            what: "cold upstream bytes / image bytes",
+            target: "≤ 1.05",
+            value: median(stat("cold", "upstreamBytes")) / setBytes,
+        });
+    const ratios = Object.fromEntries(measured.map(({ key, value }) => [key, value]));
     const markdown = [
-        "| scenario | what | wall s (median) | spread s | upstream blob MB | WAN MB | served to nodes MB | note |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| scenario | what | wall s (median) | spread s | upstream blob MB | upstream requests (pings) | WAN MB | served to nodes MB | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
         ...rows.map((row) => `| ${row.join(" | ")} |`),
         "",
         "| ratio | value | target |",
         "|---|---:|---|",
-        `| cold / link floor (${linkFloor.toFixed(1)} s) | ${ratios.coldOverLinkFloor.toFixed(2)}× | ≤ 1.2× |`,
-        `| one node: cold / direct | ${ratios.oneNodeColdOverDirect.toFixed(2)}× | ≤ 1.0× |`,
-        `| direct / warm | ${ratios.directOverWarm.toFixed(1)}× | ≥ 10× |`,
-        `| direct / cold | ${ratios.directOverCold.toFixed(2)}× | ≥ 2× |`,
-        `| cold / warm | ${ratios.coldOverWarm.toFixed(1)}× | |`,
-        `| warm / local registry | ${ratios.warmOverLocalRegistry.toFixed(2)}× | ≤ 1.5× |`,
-        `| warm / warm without the front | ${ratios.warmOverWarmNoFront.toFixed(2)}× | (diagnostic: ≈ 1, the front costs the warm path nothing) |`,
-        `| warm / limit | ${ratios.warmOverLimit.toFixed(1)}× | ≤ 3× |`,
-        `| warm fetch only / limit | ${ratios.warmFetchOnlyOverLimit.toFixed(1)}× | (diagnostic) |`,
-        `| cold upstream bytes / image bytes | ${ratios.coldUpstreamOverImageBytes.toFixed(2)} | ≤ 1.05 |`,
-        `| warm, prewarmed upstream blob bytes | ${mb(median(stat("warm", "upstreamBytes")))} MB, ${mb(median(stat("prewarmed", "upstreamBytes")))} MB | 0 |`,
+        ...measured.map(
+            ({ what, value, target }) => `| ${what} | ${value.toFixed(2)}× | ${target} |`,
+        ),
+        ...(ran("warm", "prewarmed")
+            ? [
+                  `| warm, prewarmed upstream blob bytes | ${mb(median(stat("warm", "upstreamBytes")))} MB, ${mb(median(stat("prewarmed", "upstreamBytes")))} MB | 0 |`,
+              ]
+            : []),
     ].join("\n");
     return { ratios, markdown };
 }

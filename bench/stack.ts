@@ -113,13 +113,14 @@ export const median = (values: number[]) => {
 };
 
 /**
- * `nodes` fresh nodes pull every image, one after another each, all nodes at once; resolves to
- * the seconds that took. `images pull` unpacks each layer as a node does; `content fetch` only
- * downloads (a diagnostic). `user` (`name:password`) answers a registry that asks.
+ * `nodes` fresh nodes pull every image, all nodes at once, each node step after step and the
+ * images of a step at once (`pullSteps`); resolves to the seconds that took. `images pull`
+ * unpacks each layer as a node does; `content fetch` only downloads (a diagnostic). `user`
+ * (`name:password`) answers a registry that asks.
  */
 export async function bootNodes(
     nodes: number,
-    refs: readonly string[],
+    steps: readonly (readonly string[])[],
     hostsDir: string,
     { how = "images pull", user }: { how?: "images pull" | "content fetch"; user?: string } = {},
 ): Promise<number> {
@@ -129,14 +130,18 @@ export async function bootNodes(
         const started = performance.now();
         await Promise.all(
             daemons.map(async (daemon) => {
-                for (const ref of refs)
-                    await daemon.ctr(
-                        "default",
-                        ...how.split(" "),
-                        "--hosts-dir",
-                        hostsDir,
-                        ...login,
-                        ref,
+                for (const step of steps)
+                    await Promise.all(
+                        step.map((ref) =>
+                            daemon.ctr(
+                                "default",
+                                ...how.split(" "),
+                                "--hosts-dir",
+                                hostsDir,
+                                ...login,
+                                ref,
+                            ),
+                        ),
                     );
             }),
         );

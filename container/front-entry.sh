@@ -19,15 +19,16 @@
 # stop signal it asks nginx to finish its requests and quit, and once nginx has closed the pipe
 # awk writes the record a last time, so a restart or a replaced front loses no pull. Should the
 # fold stop, nginx is stopped too and the engine restarts the front, rather than serve pulls
-# nobody counts.
+# nobody counts. The prefetcher (when on) reads a pipe of its own, and is watched the same way.
 #
 # The tools' token (core/front.ts toolHeader): a random UUID from the kernel (122 bits of its
 # CSPRNG, and short enough for nginx's default map_hash_bucket_size), new at every start, in a
 # file the tools read with `docker exec` and in an nginx map that lets a request carrying it past
 # the pull credentials (when the stack has any).
 #
-# Only sh builtins, cat, rm, mkdir, mkfifo, mv, date, sleep and awk are used, which the Debian
-# and Alpine nginx images all have (mawk in one, busybox awk in the other).
+# Only sh builtins, cat, rm, mkdir, mkfifo, mv, date, sleep and awk are used (and by the
+# prefetcher curl or wget, and xargs), which the Debian and Alpine nginx images all have (mawk in
+# one, busybox awk in the other).
 set -eu
 
 rm -rf "${PULLTHROUGH_FRONT_FILES:?}"
@@ -87,6 +88,14 @@ mkfifo -m 600 "$pipe"
 # The pipe's reader first: nginx's open of it for writing waits for one.
 awk -v record="$PULLTHROUGH_LEDGER_RECORD" -v started="$(date +%s)" -f "$PULLTHROUGH_LEDGER_PROGRAM" <"$pipe" &
 fold=$!
+# The prefetcher (container/prefetch.sh), when the stack has it on: the same kind of pipe.
+prefetcher=
+if [ -n "${PULLTHROUGH_PREFETCH_PIPE:-}" ]; then
+    rm -f "$PULLTHROUGH_PREFETCH_PIPE"
+    mkfifo -m 600 "$PULLTHROUGH_PREFETCH_PIPE"
+    sh "$PULLTHROUGH_PREFETCH_PROGRAM" <"$PULLTHROUGH_PREFETCH_PIPE" &
+    prefetcher=$!
+fi
 nginx -g 'daemon off;' &
 server=$!
 echo "pullthrough: counting pulls in $PULLTHROUGH_LEDGER_RECORD"
@@ -95,13 +104,14 @@ stopping=
 trap 'stopping=1; kill -QUIT "$server" 2>/dev/null || true' TERM QUIT INT
 # A child that exited stays a zombie until waited for, and kill -0 still succeeds on it.
 alive() { read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null && [ "$state" != Z ]; }
-while alive "$server" && alive "$fold"; do
+helpers_alive() { alive "$fold" && { [ -z "$prefetcher" ] || alive "$prefetcher"; }; }
+while alive "$server" && helpers_alive; do
     # A background sleep keeps the trap immediate.
     sleep 1 &
     wait $! || true
 done
 if alive "$server"; then
-    echo "pullthrough: the ledger's fold stopped; stopping nginx so the front restarts" >&2
+    echo "pullthrough: the ledger's fold or the prefetcher stopped; stopping nginx so the front restarts" >&2
     kill -QUIT "$server" 2>/dev/null || true
 fi
 status=0

@@ -91,7 +91,7 @@ export interface CachesArgs {
     anyRegistryPort?: number;
     /** How long cached content lives, as a Go duration; default `"0"`, forever. */
     ttl?: string | 0;
-    /** Keep the cache volumes when the component is destroyed; default true. */
+    /** Keep the cache volumes when the component is destroyed; default false. */
     keepCache?: boolean;
     /** Prefix of every container, volume and network name; default `registry-`. */
     namePrefix?: string;
@@ -111,6 +111,8 @@ export interface CachesArgs {
     pullCredentials?: CredentialArgs[];
     /** Take pull credentials over plain HTTP off loopback; default false (refused). */
     allowPlainHttpCredentials?: boolean;
+    /** Fetch a pulled image's blobs before its client asks for them; default true. */
+    prefetch?: boolean;
     /** The engine the caches run on, as `DOCKER_HOST` takes it; default this machine's. */
     dockerHost?: string;
     /** A bundle made by `npm run export` to import once the caches are healthy. */

@@ -128,6 +128,8 @@ export interface Front {
     tls: boolean;
     /** Every client must send one of the pull credentials (`frontFiles.users`). */
     pullAuth: boolean;
+    /** The front fetches a pulled manifest's blobs before the client asks (container/prefetch.sh). */
+    prefetch: boolean;
 }
 
 /**
@@ -152,6 +154,24 @@ export const frontFiles = {
  */
 export const toolHeader = "X-Pullthrough-Tool";
 
+/** The front's prefetcher's own requests carry this: they are not pulls, and trigger nothing. */
+const prefetchHeader = "X-Pullthrough-Prefetch";
+
+/** The prefetcher: its program, the pipe nginx tells it of pulled manifests through, its knobs. */
+const prefetchFiles = {
+    program: "/etc/nginx/pullthrough-prefetch.sh",
+    pipe: "/tmp/pullthrough-prefetch.pipe",
+};
+
+/**
+ * Blobs of one image fetched at once: containerd's own default is 3 per pull
+ * (`max_concurrent_downloads`); one more keeps the link busy while a node asks for the next.
+ */
+const prefetchConcurrency = 4;
+
+/** A prefetch that gets no byte for this long gives up, releasing a node that waits on it. */
+const prefetchStallSeconds = 20;
+
 export function planFront(settings: Settings, identity: StackIdentity): Front {
     return {
         name: `${settings.namePrefix}front`,
@@ -172,6 +192,7 @@ export function planFront(settings: Settings, identity: StackIdentity): Front {
         anyRegistryPort: settings.anyRegistryPort,
         tls: settings.tls.enabled,
         pullAuth: settings.pullCredentials.length > 0,
+        prefetch: settings.prefetch,
     };
 }
 
@@ -209,7 +230,7 @@ const frontResolverInclude = "/etc/nginx/pullthrough-resolver.conf";
  */
 export function frontConfig(
     caches: readonly Cache[],
-    front: Pick<Front, "allowed" | "anyRegistryPort" | "tls" | "pullAuth">,
+    front: Pick<Front, "allowed" | "anyRegistryPort" | "tls" | "pullAuth" | "prefetch">,
 ): string {
     return `${sharedFrontConfig(caches, front)}${caches.map((cache) => cacheServer(cache, front)).join("\n")}
 ${anyRegistryServer(front)}
@@ -255,7 +276,12 @@ ${rows(caches.map((cache) => [cache.registry, String(cache.port)]))}
 /** The front's logs, its cache, the hop that quotes ETags and its health endpoint. */
 function sharedFrontConfig(
     caches: readonly Cache[],
-    { anyRegistryPort, tls, pullAuth }: Pick<Front, "anyRegistryPort" | "tls" | "pullAuth">,
+    {
+        anyRegistryPort,
+        tls,
+        pullAuth,
+        prefetch,
+    }: Pick<Front, "anyRegistryPort" | "tls" | "pullAuth" | "prefetch">,
 ): string {
     const registries = [
         ...caches.map((cache) => `    ${cache.port} "${cache.registry}";`),
@@ -265,9 +291,10 @@ function sharedFrontConfig(
 log_format pullthrough '${accessLogFormat}';
 log_format pullthrough_ledger '${ledgerLogFormat}';
 log_format pullthrough_unrouted '${unroutedLogFormat}';
-# What the tools send to a cache's view (verify, prewarm's checks, import) is not a pull: the
-# access log and the ledger hold pulls only, and the ledger only pulls of content.
-map ${headerVariable(viewHeader)} $pullthrough_pull {
+# What the tools send to a cache's view (verify, prewarm's checks, import) is not a pull, nor is
+# the prefetcher's: the access log and the ledger hold pulls only, and the ledger only pulls of
+# content.
+map "${headerVariable(viewHeader)}${headerVariable(prefetchHeader)}" $pullthrough_pull {
     "" 1;
     default 0;
 }
@@ -291,7 +318,7 @@ proxy_cache_path ${frontCachePath} levels=1:2 keys_zone=pullthrough:16m max_size
 proxy_temp_path ${frontCacheRoot}/temp;
 client_body_temp_path ${frontCacheRoot}/body;
 
-${tls ? tlsConfig : ""}${pullAuth ? `include ${frontFiles.toolTokenMap};\n` : ""}
+${tls ? tlsConfig : ""}${pullAuth ? `include ${frontFiles.toolTokenMap};\n` : ""}${prefetch ? prefetchConfig(anyRegistryPort) : ""}
 # The registry's proxy path sends an unquoted ETag (distribution registry/proxy/proxyblobstore.go,
 # setResponseHeaders), its volume path a quoted one (registry/storage/blobserver.go). nginx checks
 # If-None-Match against the ETag it received, before add_header applies, so the front's copies
@@ -337,6 +364,29 @@ ssl_protocols TLSv1.2 TLSv1.3;
 ssl_session_cache shared:pullthrough_tls:10m;
 ssl_session_timeout 1h;
 `;
+
+/**
+ * What tells the prefetcher of a platform manifest a client pulled: its cache's port (the one
+ * port's routed cache), its path and digest, one line each into the prefetcher's pipe. An index
+ * is never named, so only the platforms clients asked for are fetched; nor a view's or the
+ * prefetcher's own request (`$pullthrough_pull`).
+ */
+const prefetchConfig = (anyRegistryPort: number) => `map $server_port $pullthrough_cache_port {
+    ${anyRegistryPort} $pullthrough_route_port;
+    default $server_port;
+}
+map "$request_method:$status:$pullthrough_pull:$sent_http_content_type" $pullthrough_manifest_pulled {
+    "~^GET:200:1:application/vnd\\.(oci\\.image\\.manifest\\.v1|docker\\.distribution\\.manifest\\.v2)\\+json" 1;
+    default 0;
+}
+log_format pullthrough_prefetch '$pullthrough_cache_port $uri $sent_http_docker_content_digest';
+`;
+
+/** The line of a client-facing server that tells the prefetcher, when it runs. */
+const prefetchLog = (prefetch: boolean) =>
+    prefetch
+        ? `\n    access_log ${prefetchFiles.pipe} pullthrough_prefetch if=$pullthrough_manifest_pulled;`
+        : "";
 
 /** A client-facing server's listen line. */
 const listen = (port: number, tls: boolean) => `    listen ${port}${tls ? " ssl" : ""};`;
@@ -400,13 +450,16 @@ const passLocation = (guard = "") => `    location / {${guard}
     }`;
 
 /** The server of one cache port: who may pull, the front's cache, and the way to a view. */
-function cacheServer(cache: Cache, front: Pick<Front, "allowed" | "tls" | "pullAuth">): string {
+function cacheServer(
+    cache: Cache,
+    front: Pick<Front, "allowed" | "tls" | "pullAuth" | "prefetch">,
+): string {
     return `
 # ${cache.registry}
 server {
 ${listen(cache.port, front.tls)}
     access_log /var/log/nginx/access.log pullthrough if=$pullthrough_pull;
-    access_log ${ledgerFiles.pipe} pullthrough_ledger if=$pullthrough_content;
+    access_log ${ledgerFiles.pipe} pullthrough_ledger if=$pullthrough_content;${prefetchLog(front.prefetch)}
 ${clientServerCommon(front)}
     # A variable makes nginx resolve the registry per request: a replaced registry has a new address.
     set $registry http://${cache.name}:${registryContainerPort};
@@ -448,7 +501,7 @@ const unrouted = `
  * ledger (status names them). The tools' views are reached on the caches' own ports.
  */
 function anyRegistryServer(
-    front: Pick<Front, "allowed" | "anyRegistryPort" | "tls" | "pullAuth">,
+    front: Pick<Front, "allowed" | "anyRegistryPort" | "tls" | "pullAuth" | "prefetch">,
 ): string {
     return `
 # every registry, by ns
@@ -456,7 +509,7 @@ server {
 ${listen(front.anyRegistryPort, front.tls)}
     access_log /var/log/nginx/access.log pullthrough if=$pullthrough_pull;
     access_log ${ledgerFiles.pipe} pullthrough_ledger if=$pullthrough_content;
-    access_log ${ledgerFiles.pipe} pullthrough_unrouted if=$pullthrough_unrouted;
+    access_log ${ledgerFiles.pipe} pullthrough_unrouted if=$pullthrough_unrouted;${prefetchLog(front.prefetch)}
 ${clientServerCommon(front)}
     default_type application/json;
     add_header Docker-Distribution-API-Version registry/2.0 always;
@@ -480,12 +533,25 @@ ${passLocation(unrouted)}
 }`;
 }
 
+/** What container/prefetch.sh is told, as its environment. */
+const prefetchEnvs = (front: Pick<Front, "tls">) => [
+    `PULLTHROUGH_PREFETCH_PROGRAM=${prefetchFiles.program}`,
+    `PULLTHROUGH_PREFETCH_PIPE=${prefetchFiles.pipe}`,
+    `PULLTHROUGH_PREFETCH_SEEN=${frontCacheRoot}/prefetched`,
+    `PULLTHROUGH_PREFETCH_SCHEME=${front.tls ? "https" : "http"}`,
+    `PULLTHROUGH_PREFETCH_CONCURRENCY=${prefetchConcurrency}`,
+    `PULLTHROUGH_PREFETCH_STALL_SECONDS=${prefetchStallSeconds}`,
+    `PULLTHROUGH_TOOL_HEADER_NAME=${toolHeader}`,
+];
+
 /** The scripts the front runs, from container/ (host/assets.ts reads them). */
 export interface FrontScripts {
     /** container/front-entry.sh */
     entry: string;
     /** container/ledger.awk */
     ledgerProgram: string;
+    /** container/prefetch.sh */
+    prefetchProgram: string;
 }
 
 /**
@@ -510,6 +576,7 @@ export function frontContainer(front: Front, caches: readonly Cache[], scripts: 
             `PULLTHROUGH_TOOL_TOKEN=${frontFiles.toolToken}`,
             `PULLTHROUGH_TOOL_TOKEN_MAP=${frontFiles.toolTokenMap}`,
             `PULLTHROUGH_TOOL_HEADER=${headerVariable(toolHeader)}`,
+            ...(front.prefetch ? prefetchEnvs(front) : []),
         ],
         uploads: [
             {
@@ -518,6 +585,9 @@ export function frontContainer(front: Front, caches: readonly Cache[], scripts: 
             },
             { file: ledgerFiles.program, content: scripts.ledgerProgram },
             { file: frontFiles.apiBase, content: "{}" },
+            ...(front.prefetch
+                ? [{ file: prefetchFiles.program, content: scripts.prefetchProgram }]
+                : []),
         ],
         volumes: [{ volumeName: front.ledgerVolume, containerPath: ledgerFiles.volumePath }],
         ports: [...caches.map((cache) => cache.port), front.anyRegistryPort].map((port) => ({

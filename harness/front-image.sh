@@ -9,7 +9,7 @@
 # Usage: front-image.sh TAG   (does nothing when TAG exists in this layout)
 set -euo pipefail
 tag="$1"
-layout=4 # raise when the image's contents change, so existing hosts rebuild it
+layout=5 # raise when the image's contents change, so existing hosts rebuild it
 [ "$(docker image inspect --format '{{index .Config.Labels "pullthrough.layout"}}' "$tag" 2>/dev/null)" = "$layout" ] && exit 0
 
 root=$(mktemp -d)
@@ -21,7 +21,7 @@ install -m 0755 /usr/bin/curl "$root/bin/curl"
 install -m 0755 /usr/bin/busybox "$root/bin/busybox"
 # The shell and the few tools Pullthrough runs in the front, all in both official images (busybox
 # awk as in the Alpine one; the Debian one has mawk).
-for applet in sh cat ls rm mkdir find mv mkfifo date sleep timeout awk; do ln -s busybox "$root/bin/$applet"; done
+for applet in sh cat ls rm mkdir find mv mkfifo date sleep timeout awk xargs; do ln -s busybox "$root/bin/$applet"; done
 cp /etc/nginx/mime.types "$root/etc/nginx/mime.types"
 
 nss_libs=$(ldconfig -p | awk '/libnss_(dns|files)\.so\.2 /{print $NF}' | sort -u)

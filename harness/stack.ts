@@ -5,7 +5,7 @@
  * stack's `containerdHosts` output (fallback closed off). Everything it makes is named after
  * `id`, and `remove` takes it all away.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { CommandProviderStandIn } from "./command-provider-stand-in";
@@ -24,6 +24,20 @@ import { ProgramRun } from "./program";
 import { PulumiEngineStandIn } from "./pulumi-engine";
 import { TlsProviderStandIn } from "./tls-provider-stand-in";
 import { FixtureImage, FixtureUpstreams } from "./upstreams";
+
+const supervisorScript = readFileSync(
+    path.join(__dirname, "../container/cache-supervisor.sh"),
+    "utf8",
+);
+
+/**
+ * The cache supervisor's bounds (container/cache-supervisor.sh): how long a partial upload nobody
+ * writes lives, and how often the supervisor looks.
+ */
+export const supervisorBounds = {
+    staleUploadSeconds: Number(/^stale_upload_seconds=(\d+)$/m.exec(supervisorScript)![1]),
+    sweepSeconds: Number(/^probe_interval=(\d+)$/m.exec(supervisorScript)![1]),
+};
 
 export interface StackUpstream {
     registry: string;

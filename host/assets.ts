@@ -30,10 +30,14 @@ export function readCacheSupervisor(): string {
     return renderSupervisor(readPackageFile("container/cache-supervisor.sh"));
 }
 
-/** The front's entry command (container/front-entry.sh) and the ledger's fold (container/ledger.awk). */
+/**
+ * The front's entry command (container/front-entry.sh), the ledger's fold (container/ledger.awk)
+ * and the prefetcher (container/prefetch.sh).
+ */
 export function readFrontScripts(): FrontScripts {
     return {
         entry: readPackageFile("container/front-entry.sh"),
         ledgerProgram: readPackageFile("container/ledger.awk"),
+        prefetchProgram: readPackageFile("container/prefetch.sh"),
     };
 }

@@ -6,13 +6,13 @@
  * without the upstream sending the blob twice.
  */
 import { spawn } from "node:child_process";
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { frontCacheFile } from "../../core/front";
 import { Containerd } from "../../harness/containerd";
 import { docker, dockerApi, waitFor, waitUntilRestartedHealthy } from "../../harness/docker";
 import { Blob, image, layer, sha256 } from "../../harness/oci";
-import { TestStack } from "../../harness/stack";
+import { TestStack, supervisorBounds } from "../../harness/stack";
 import { FixtureImage, byTag } from "../../harness/upstreams";
 import { SimulatedWan } from "../../harness/wan";
 import { registryStorageRoot } from "../../core/container-facts";
@@ -37,13 +37,7 @@ const conditional = fixture("conditional", 1 << 20);
 const resumed = fixture("resumed", 24 << 20);
 const layerOf = (image: FixtureImage): Blob => image.artifact.blobs.at(-1)!;
 
-/** The supervisor's bound for a partial upload nobody writes, and how often it looks. */
-const supervisor = readFileSync(
-    path.join(__dirname, "../../container/cache-supervisor.sh"),
-    "utf8",
-);
-const staleUploadSeconds = Number(/^stale_upload_seconds=(\d+)$/m.exec(supervisor)![1]);
-const sweepSeconds = Number(/^probe_interval=(\d+)$/m.exec(supervisor)![1]);
+const { staleUploadSeconds, sweepSeconds } = supervisorBounds;
 
 let stack: TestStack;
 let wan: SimulatedWan;

@@ -60,6 +60,7 @@ describe("defaults", () => {
             tls: { enabled: false },
             pullCredentials: [],
             allowPlainHttpCredentials: false,
+            prefetch: false,
             logs: { maxSize: "10m", maxFiles: 3 },
             cluster: {
                 enabled: false,

@@ -65,6 +65,7 @@ test("the front publishes every cache port on the bind address, uploads its conf
     const container = frontContainer(front, caches, {
         entry: "entry script",
         ledgerProgram: "fold",
+        prefetchProgram: "prefetch",
     });
     expect(container.entrypoints).toEqual(["/bin/sh", "-c", "entry script"]);
     expect(container.ports).toEqual([
@@ -78,6 +79,7 @@ test("the front publishes every cache port on the bind address, uploads its conf
         { file: ledgerFiles.program, content: "fold" },
         { file: "/etc/nginx/pullthrough/api-base.json", content: "{}" },
     ]);
+    expect(container.envs.join("\n")).not.toContain("PREFETCH");
     expect(container.volumes).toEqual([
         { volumeName: front.ledgerVolume, containerPath: ledgerFiles.volumePath },
     ]);
@@ -128,4 +130,62 @@ test("the one port routes each registry by its ns, Docker Hub's other names and 
     // Its copies are the caches' own: keyed by the cache's port, whichever port asked.
     expect(body).toContain('proxy_cache_key "$pullthrough_route_port$uri";');
     expect(body).toContain('proxy_cache_key "5000$uri";');
+});
+
+describe("prefetch", () => {
+    const withPrefetch = frontConfig(caches, { ...plainFront(["127.0.0.0/8"]), prefetch: true });
+
+    test("every client port tells the prefetcher of each platform manifest a client pulled", () => {
+        const line =
+            "access_log /tmp/pullthrough-prefetch.pipe pullthrough_prefetch if=$pullthrough_manifest_pulled;";
+        expect(withPrefetch.split(line)).toHaveLength(caches.length + 2);
+        expect(withPrefetch).toContain(
+            "log_format pullthrough_prefetch '$pullthrough_cache_port $uri $sent_http_docker_content_digest';",
+        );
+        // The one port names the cache it routed to.
+        expect(withPrefetch).toContain("5005 $pullthrough_route_port;");
+        expect(frontConfig(caches, plainFront(["127.0.0.0/8"]))).not.toContain(
+            "$pullthrough_manifest_pulled",
+        );
+    });
+
+    test("the prefetcher is uploaded and told where to read, only when prefetch is on", () => {
+        const container = frontContainer({ ...front, prefetch: true }, caches, {
+            entry: "entry script",
+            ledgerProgram: "fold",
+            prefetchProgram: "prefetch",
+        });
+        expect(container.uploads).toContainEqual({
+            file: "/etc/nginx/pullthrough-prefetch.sh",
+            content: "prefetch",
+        });
+        expect(container.envs).toEqual(
+            expect.arrayContaining([
+                "PULLTHROUGH_PREFETCH_PROGRAM=/etc/nginx/pullthrough-prefetch.sh",
+                "PULLTHROUGH_PREFETCH_PIPE=/tmp/pullthrough-prefetch.pipe",
+                "PULLTHROUGH_PREFETCH_CONCURRENCY=4",
+            ]),
+        );
+    });
+
+    test("only a client's GET of a platform manifest counts: never an index, a view or the prefetcher", () => {
+        const pattern = /"~(\^GET:200:1:[^"]+)" 1;/.exec(withPrefetch)![1];
+        const pulled = new RegExp(pattern.replaceAll("\\\\", "\\"));
+        const platform = "application/vnd.oci.image.manifest.v1+json";
+        expect(pulled.test(`GET:200:1:${platform}`)).toBe(true);
+        expect(pulled.test("GET:200:1:application/vnd.docker.distribution.manifest.v2+json")).toBe(
+            true,
+        );
+        for (const other of [
+            "GET:200:1:application/vnd.oci.image.index.v1+json",
+            "GET:200:1:application/vnd.docker.distribution.manifest.list.v2+json",
+            `GET:200:0:${platform}`,
+            `HEAD:200:1:${platform}`,
+            `GET:404:1:${platform}`,
+        ])
+            expect([other, pulled.test(other)]).toEqual([other, false]);
+        expect(withPrefetch).toContain(
+            'map "$http_x_pullthrough_view$http_x_pullthrough_prefetch" $pullthrough_pull {',
+        );
+    });
 });

@@ -13,10 +13,14 @@ export const upstream = (registry: string, port: unknown, extra: Record<string, 
     ...extra,
 });
 
-/** A front on plain HTTP with no pull credentials, allowing `allowed`, its one port on 5005. */
+/**
+ * A front on plain HTTP with no pull credentials and no prefetch, allowing `allowed`, its one
+ * port on 5005.
+ */
 export const plainFront = (allowed: string[]) => ({
     allowed,
     anyRegistryPort: 5005,
     tls: false,
     pullAuth: false,
+    prefetch: false,
 });

@@ -149,7 +149,13 @@ describe("the front", () => {
         config({ tls: { enabled: true }, pullCredentials: [credential] }),
     );
     const caches = planCaches(settings, identity);
-    const front = { allowed: ["127.0.0.0/8"], anyRegistryPort: 5005, tls: true, pullAuth: true };
+    const front = {
+        allowed: ["127.0.0.0/8"],
+        anyRegistryPort: 5005,
+        tls: true,
+        pullAuth: true,
+        prefetch: false,
+    };
     const rendered = frontConfig(caches, front);
 
     test("every client port speaks TLS, and asks for a credential unless the tools' token comes", () => {
