@@ -36,6 +36,7 @@ import {
 } from "../harness/docker";
 import { allBlobs } from "../harness/oci";
 import { FixtureImage, FixtureUpstreams, byTag } from "../harness/upstreams";
+import { TokenAuth } from "../harness/token-auth";
 import { SimulatedWan } from "../harness/wan";
 import { withCacheViews } from "../tools/cache-view";
 import { prewarmUntilStored, routeImages } from "../tools/warm";
@@ -69,6 +70,7 @@ const { values: flags } = parseArgs({
         soak: { type: "string" },
         scenarios: { type: "string" },
         "pull-order": { type: "string", default: "talos" },
+        "upstream-auth": { type: "string", default: "token" },
         out: { type: "string" },
     },
 });
@@ -82,6 +84,14 @@ const pullOrders: readonly PullOrder[] = ["talos", "serial"];
 const pullOrder = flags["pull-order"] as PullOrder;
 if (!pullOrders.includes(pullOrder))
     throw new Error(`--pull-order: ${pullOrder} is not one of ${pullOrders.join(", ")}`);
+/**
+ * `token`: each fixture upstream behind a token auth, as the real upstreams answer
+ * (harness/token-auth.ts); `none`: the fixture registries as they are, taking every request and
+ * sending no auth challenge (this bench before 2026-12-07).
+ */
+const upstreamAuth = flags["upstream-auth"]!;
+if (!["none", "token"].includes(upstreamAuth))
+    throw new Error(`--upstream-auth: ${upstreamAuth} is not one of none, token`);
 /** The caches' registry: distribution 3.0.0 (registry:3) or Debian's 2.8 (registry:2). */
 const cacheImages: Record<string, string> = {
     "3": fixtureRegistryImage,
@@ -112,6 +122,8 @@ interface Sample {
     upstreamRequests: number;
     /** Of those, the pings (`GET /v2/`): a registry proxy sends one per request to an upstream that sends no auth challenge. */
     upstreamPings?: number;
+    /** Tokens the upstreams' auth handed out (`--upstream-auth token`). */
+    upstreamTokens?: number;
     /** Everything that crossed the WAN toward this side: blobs, manifests, pings. */
     wanBytes: number;
     /** Blob bytes the caches (or, direct, the upstreams) served to the nodes. */
@@ -126,6 +138,8 @@ interface Bench {
     refs: string[];
     /** What a node pulls, step by step (`--pull-order`). */
     steps: string[][];
+    /** The upstreams' token auth, with `--upstream-auth token`. */
+    auths: TokenAuth[];
     upstreams: FixtureUpstreams;
     wan: SimulatedWan;
     workDir: string;
@@ -278,8 +292,9 @@ async function main() {
     const upstreams = await FixtureUpstreams.start(benchId, registries);
     const wan = new SimulatedWan({ bitsPerSecond: mbit * 1e6, roundTripMs: rttMs });
     const workDir = await mkdtemp(path.join(tmpdir(), "pt-bench-"));
+    const auths: TokenAuth[] = [];
     try {
-        const bench = await setUp(images, upstreams, wan, workDir);
+        const bench = await setUp(images, upstreams, wan, workDir, auths);
         const samples: Record<string, Sample[]> = Object.fromEntries(
             chosen.map((scenario) => [scenario.name, []]),
         );
@@ -303,6 +318,7 @@ async function main() {
         writeResults(samples, setBytes, bench.refs);
     } finally {
         await wan.close();
+        await Promise.all(auths.map((auth) => auth.close()));
         cleanUp();
         await upstreams.remove();
         await rm(workDir, { recursive: true, force: true });
@@ -315,12 +331,18 @@ async function setUp(
     upstreams: FixtureUpstreams,
     wan: SimulatedWan,
     workDir: string,
+    auths: TokenAuth[],
 ): Promise<Bench> {
     await upstreams.seed(images);
     const gateway = upstreams.gateway();
     const remotes: Record<string, string> = {};
     for (const registry of registries) {
-        const upstream = new URL(upstreams.get(registry).hostUrl);
+        let upstream = new URL(upstreams.get(registry).hostUrl);
+        if (upstreamAuth === "token") {
+            const auth = await TokenAuth.start(upstream.href);
+            auths.push(auth);
+            upstream = new URL(`http://127.0.0.1:${auth.port}`);
+        }
         remotes[registry] =
             `http://${gateway}:${await wan.route(gateway, upstream.hostname, Number(upstream.port))}`;
     }
@@ -332,6 +354,7 @@ async function setUp(
         images,
         refs: images.map(byTag),
         steps: pullSteps(images, pullOrder),
+        auths,
         upstreams,
         wan,
         workDir,
@@ -367,6 +390,9 @@ const boot = (
 async function measure(bench: Bench, work: () => Promise<number>, server: Server): Promise<Sample> {
     const since = new Date();
     const wanBefore = bench.wan.bytesDown;
+    const authCount = (field: "tokensIssued" | "pings") =>
+        bench.auths.reduce((sum, auth) => sum + auth[field], 0);
+    const [tokensBefore, authPingsBefore] = [authCount("tokensIssued"), authCount("pings")];
     const seconds = await work();
     const upstreamBytes = registries.reduce(
         (sum, registry) => sum + logBytes(bench.upstreams.get(registry).container, since),
@@ -387,7 +413,9 @@ async function measure(bench: Bench, work: () => Promise<number>, server: Server
         seconds,
         upstreamBytes,
         upstreamRequests: upstreamLines(/"(GET|HEAD) \/v2\//),
-        upstreamPings: upstreamLines(/"GET \/v2\/ HTTP/),
+        // With token auth, the stand-in answers a ping without a token itself.
+        upstreamPings: upstreamLines(/"GET \/v2\/ HTTP/) + authCount("pings") - authPingsBefore,
+        upstreamTokens: authCount("tokensIssued") - tokensBefore,
         wanBytes: bench.wan.bytesDown - wanBefore,
         servedBytes,
     };
@@ -448,7 +476,7 @@ function distinctBytes(images: readonly FixtureImage[]): number {
 function writeResults(samples: Record<string, Sample[]>, setBytes: number, refs: string[]) {
     const report = summarise(samples, setBytes);
     const machine = `${machineDescription()}, caches ${cacheImage}, front ${fixtureFrontImage}`;
-    const command = `npm run bench -- --registry-version ${registryVersion} --scale ${scale} --mbit ${mbit} --rtt ${rttMs} --nodes ${nodes} --pull-order ${pullOrder} --repeat ${repeat}${flags.scenarios ? ` --scenarios ${flags.scenarios}` : ""}`;
+    const command = `npm run bench -- --registry-version ${registryVersion} --scale ${scale} --mbit ${mbit} --rtt ${rttMs} --nodes ${nodes} --pull-order ${pullOrder} --upstream-auth ${upstreamAuth} --repeat ${repeat}${flags.scenarios ? ` --scenarios ${flags.scenarios}` : ""}`;
     const results = { date: new Date().toISOString(), machine, command, setBytes, images: refs };
     writeFileSync(out, JSON.stringify({ ...results, samples, ...report }, null, 2) + "\n");
     console.log(`\n${report.markdown}\n\nMachine: ${machine}\nCommand: ${command}\nJSON: ${out}`);
@@ -491,7 +519,7 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         seconds(scenario).toFixed(2),
         spread(scenario),
         mb(median(stat(scenario, "upstreamBytes"))),
-        `${median(stat(scenario, "upstreamRequests"))} (${median(stat(scenario, "upstreamPings"))})`,
+        `${median(stat(scenario, "upstreamRequests"))} (${median(stat(scenario, "upstreamPings"))}${upstreamAuth === "token" ? `; ${median(stat(scenario, "upstreamTokens"))} tokens` : ""})`,
         mb(median(stat(scenario, "wanBytes"))),
         mb(median(stat(scenario, "servedBytes"))),
         scenario === "prewarmed"
@@ -520,7 +548,7 @@ function summarise(samples: Record<string, Sample[]>, setBytes: number) {
         });
     const ratios = Object.fromEntries(measured.map(({ key, value }) => [key, value]));
     const markdown = [
-        "| scenario | what | wall s (median) | spread s | upstream blob MB | upstream requests (pings) | WAN MB | served to nodes MB | note |",
+        `| scenario | what | wall s (median) | spread s | upstream blob MB | upstream requests (pings${upstreamAuth === "token" ? "; tokens" : ""}) | WAN MB | served to nodes MB | note |`,
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
         ...rows.map((row) => `| ${row.join(" | ")} |`),
         "",

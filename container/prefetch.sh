@@ -2,17 +2,18 @@
 # is on. nginx writes a line into PULLTHROUGH_PREFETCH_PIPE for every platform manifest a client
 # pulled (`<cache port> <manifest uri> <manifest digest>`; core/front.ts says which: never an
 # index, never a tool's view or the prefetcher's own request). The first time a manifest digest
-# comes by, its config and layers are asked of the front, PULLTHROUGH_PREFETCH_CONCURRENCY at a
+# comes by, its layers and config are asked of the front, PULLTHROUGH_PREFETCH_CONCURRENCY at a
 # time, on the cache's own port: through the front's cache lock, so each blob is fetched
 # upstream once, by whichever asks first, the prefetcher or a node.
 #
 # The reading loop never waits for a fetch (a full pipe would stall nginx's workers): each
-# image's prefetch runs in the background. A fetch that gets no byte for
-# PULLTHROUGH_PREFETCH_STALL_SECONDS gives up, so a stalled upstream holds a node waiting on the
-# same blob no longer than that; the registry's partial upload is the cache supervisor's to
-# remove, as any cut fetch's. Requests go to 127.0.0.1 inside the container, over TLS without
-# checking the name when the front serves HTTPS (the certificate need not name 127.0.0.1), with
-# the tools' token past the pull credentials.
+# image's prefetch runs in the background. A request that gets no byte for
+# PULLTHROUGH_PREFETCH_STALL_SECONDS gives up its slot; nginx keeps the fetch behind it going
+# (a cacheable response outlives its client), so a node waiting on that blob gets it when the
+# link moves again. A fetch the upstream breaks off leaves a partial upload that the cache's
+# supervisor removes, as any cut fetch's. Requests go to 127.0.0.1 inside the container, over
+# TLS without checking the name when the front serves HTTPS (the certificate need not name
+# 127.0.0.1), with the tools' token past the pull credentials.
 #
 # curl (the Debian image) or busybox wget (the Alpine one), xargs, awk, cat, mkdir and rm.
 set -u

@@ -169,7 +169,10 @@ const prefetchFiles = {
  */
 const prefetchConcurrency = 4;
 
-/** A prefetch that gets no byte for this long gives up, releasing a node that waits on it. */
+/**
+ * A prefetch request that gets no byte for this long gives up its slot; nginx keeps the fetch
+ * behind it going, as it does any cacheable response whose client left.
+ */
 const prefetchStallSeconds = 20;
 
 export function planFront(settings: Settings, identity: StackIdentity): Front {
