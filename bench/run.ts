@@ -9,9 +9,8 @@
  * (bench/image-set.ts), a user-space WAN link in front of them (harness/wan.ts), caches run from
  * the program's own container definition, and N private containerd daemons ("nodes") that pull
  * the set through `hosts.toml` in the order a Talos node boots (bench/image-set.ts `BootStep`;
- * `--pull-order serial`: one image after another). Each scenario below is
- * data: what it measures, and how; one loop runs them all (or those `--scenarios` names), `--repeat`
- * times.
+ * `--pull-order serial`: one image after another). Each scenario below is data: what it measures,
+ * and how; one loop runs them all (or those `--scenarios` names), `--repeat` times.
  */
 import { readFrontAccess } from "../tools/front";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
@@ -120,7 +119,10 @@ interface Sample {
     upstreamBytes: number;
     /** Requests the upstreams answered: manifests, blobs and `GET /v2/` pings. */
     upstreamRequests: number;
-    /** Of those, the pings (`GET /v2/`): a registry proxy sends one per request to an upstream that sends no auth challenge. */
+    /**
+     * The pings (`GET /v2/`), with token auth those its stand-in answered too: a registry proxy
+     * sends one per request to an upstream that sends no auth challenge.
+     */
     upstreamPings?: number;
     /** Tokens the upstreams' auth handed out (`--upstream-auth token`). */
     upstreamTokens?: number;

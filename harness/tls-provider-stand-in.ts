@@ -112,7 +112,7 @@ export class TlsProviderStandIn implements ProviderStandIn {
             extensions = (request.getAttribute({ name: "extensionRequest" }) as any)?.extensions;
         }
         cert.setSubject(subjectAttributes);
-        cert.serialNumber = `00${randomBytes(16).toString("hex")}`;
+        cert.serialNumber = serialNumber();
         const start = this.now();
         const end = new Date(start.getTime() + inputs.validityPeriodHours * 3600_000);
         cert.validity.notBefore = start;
@@ -210,4 +210,17 @@ export async function stackCertificates(
         validityPeriodHours: hours,
     });
     return { ca, key, certificate: certificate.certPem };
+}
+
+/**
+ * A random positive 128-bit serial in hex, encoded as DER wants an INTEGER: a leading zero octet
+ * only before one whose high bit is set. OpenSSL refuses `00 00 7f…` ("illegal padding"), which a
+ * fixed `00` prefix gave about once in 512 certificates.
+ */
+function serialNumber(): string {
+    const hex =
+        randomBytes(16)
+            .toString("hex")
+            .replace(/^(00)+/, "") || "01";
+    return Number.parseInt(hex.slice(0, 2), 16) >= 0x80 ? `00${hex}` : hex;
 }
