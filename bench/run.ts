@@ -123,9 +123,9 @@ interface Sample {
      * The pings (`GET /v2/`), with token auth those its stand-in answered too: a registry proxy
      * sends one per request to an upstream that sends no auth challenge.
      */
-    upstreamPings?: number;
+    upstreamPings: number;
     /** Tokens the upstreams' auth handed out (`--upstream-auth token`). */
-    upstreamTokens?: number;
+    upstreamTokens: number;
     /** Everything that crossed the WAN toward this side: blobs, manifests, pings. */
     wanBytes: number;
     /** Blob bytes the caches (or, direct, the upstreams) served to the nodes. */
@@ -265,6 +265,7 @@ const scenarios: Scenario[] = [
             upstreamBytes: 0,
             upstreamRequests: 0,
             upstreamPings: 0,
+            upstreamTokens: 0,
             wanBytes: 0,
             servedBytes: 0,
         }),

@@ -15,7 +15,7 @@
 # TLS without checking the name when the front serves HTTPS (the certificate need not name
 # 127.0.0.1), with the tools' token past the pull credentials.
 #
-# curl (the Debian image) or busybox wget (the Alpine one), xargs, awk, cat, mkdir and rm.
+# curl (the Debian image) or busybox wget (the Alpine one), xargs, awk, cat, find, rm and mkdir.
 set -u
 
 token=$(cat "$PULLTHROUGH_TOOL_TOKEN")
@@ -72,6 +72,8 @@ while read -r port uri digest; do
     case "$digest" in sha256:*) ;; *) continue ;; esac
     mark="$PULLTHROUGH_PREFETCH_SEEN/${digest#sha256:}"
     [ -e "$mark" ] && continue
+    # A mark a day old goes: a front that runs all season keeps a day's marks, not a season's.
+    find "$PULLTHROUGH_PREFETCH_SEEN" -type f -mmin +1440 -exec rm -f {} + 2>/dev/null
     : >"$mark"
     repository=${uri#/v2/}
     repository=${repository%/manifests/*}

@@ -133,9 +133,12 @@ test("an upstream that breaks a prefetch off: no partial upload stays, and the c
     );
     wan.cut();
     const { staleUploadSeconds, sweepSeconds } = supervisorBounds;
+    // The registry keeps a failed fetch's upload open until Go collects its writer, and Go forces
+    // a collection every 2 minutes (runtime forcegcperiod); only then is the upload stale.
+    const goForcedCollectionSeconds = 120;
     await waitFor(
         "the broken-off upload to go",
-        (staleUploadSeconds + sweepSeconds + 20) * 1000,
+        (goForcedCollectionSeconds + staleUploadSeconds + sweepSeconds + 20) * 1000,
         async () => ((await uploads()).length === 0 ? true : undefined),
     );
     const [digest] = await stack.pullOnNewNode([byTag(brokenOff)]);
